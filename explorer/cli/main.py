@@ -1,0 +1,101 @@
+"""Parsing argv, dispatching verbs, and turning every failure into one line.
+
+Only this module reads the environment (``STRATA_ROOT``, ``STRATA_DEBUG``). Verbs live
+in modules by subject (``image_cmds``, ``container_cmds`` …), each with a
+``register(subparsers)`` that adds its parsers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+from ..api import Strata
+from ..errors import StrataError
+from . import image_cmds
+
+# Verbs whose errors use docker run's convention (125); other verbs exit 1 like the docker CLI.
+RUN_VERBS = {"run", "create", "start", "exec"}
+
+Registrar = Callable[[argparse._SubParsersAction], None]  # type: ignore[type-arg]
+
+
+def _registrars() -> list[Registrar]:
+    found: list[Registrar] = [image_cmds.register]
+    for name in ("container_cmds", "build_cmds", "volume_cmds", "system_cmds", "registry_cmds"):
+        try:
+            module = __import__(f"explorer.cli.{name}", fromlist=["register"])
+        except ModuleNotFoundError as e:
+            if e.name != f"explorer.cli.{name}":
+                raise
+            continue
+        found.append(module.register)
+    return found
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one docker-like line and exit 125/1."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        verb = self.prog.split()[-1] if " " in self.prog else ""
+        print(f"{self.prog}: {message}\nSee '{self.prog} --help'.", file=sys.stderr)
+        sys.exit(125 if verb in RUN_VERBS else 1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="strata",
+        description="See and work with container image storage, without a daemon and without root. "
+        "With no arguments, opens the window.",
+    )
+    parser.add_argument("--root", help="store directory (default: $STRATA_ROOT or $XDG_DATA_HOME/strata)")
+    parser.add_argument("-D", "--debug", action="store_true", help="show internal details of failures")
+    parser.add_argument("--version", action="version", version=f"strata {__import__('explorer').__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
+    sub.add_parser("gui", help="open the window")
+    for register in _registrars():
+        register(sub)
+    return parser
+
+
+def run(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return 0
+    if args.verb == "gui":
+        from .launch import launch_gui
+
+        return launch_gui(["--root", args.root] if args.root else [])
+    debug = args.debug or os.environ.get("STRATA_DEBUG") == "1"
+    app = Strata(args.root or os.environ.get("STRATA_ROOT") or None)
+    try:
+        code: int = args.func(app, args)
+        return code
+    except StrataError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        if e.exit_code in (126, 127):
+            return e.exit_code
+        return e.exit_code if args.verb in RUN_VERBS else 1
+    except KeyboardInterrupt:
+        print("Error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except Exception as e:
+        if debug:
+            raise
+        print(f"Error: internal error ({type(e).__name__}: {e}); this is a bug in strata — "
+              "rerun with STRATA_DEBUG=1 and report it", file=sys.stderr)
+        return 125
+    finally:
+        app.close()

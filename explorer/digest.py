@@ -1,0 +1,67 @@
+"""Content identities: OCI digests (sha256) and the fast xxh3-128 file hash.
+
+sha256 names what leaves the store (diff ids, chain ids, image ids, blobs);
+xxh3-128 fingerprints file content inside it, where speed matters and nobody
+outside needs to verify it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from typing import BinaryIO
+
+import xxhash
+
+from .errors import InvalidArgument
+
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+CHUNK = 1 << 20
+
+
+def sha256_bytes(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def sha256_stream(stream: BinaryIO) -> tuple[str, int]:
+    h = hashlib.sha256()
+    n = 0
+    while chunk := stream.read(CHUNK):
+        h.update(chunk)
+        n += len(chunk)
+    return "sha256:" + h.hexdigest(), n
+
+
+def check_digest(value: str) -> str:
+    if not DIGEST_RE.match(value):
+        raise InvalidArgument(f"not a sha256 digest: {value!r}")
+    return value
+
+
+def chain_ids(diff_ids: Iterable[str]) -> list[str]:
+    """OCI image spec: ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
+    out: list[str] = []
+    for diff_id in diff_ids:
+        if not out:
+            out.append(diff_id)
+        else:
+            out.append(sha256_bytes(f"{out[-1]} {diff_id}".encode()))
+    return out
+
+
+def xxh3_file(path: str) -> str:
+    h = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def new_xxh3() -> xxhash.xxh3_128:
+    return xxhash.xxh3_128()
+
+
+def short(digest: str, n: int = 12) -> str:
+    """Docker's short form: the hex without the algorithm, first ``n`` characters."""
+    return digest.split(":", 1)[-1][:n]

@@ -1,0 +1,223 @@
+"""The one exception root and its families.
+
+Every failure a user can cause or meet is a ``StrataError``: the CLI prints ``str(err)``
+as one line and exits with ``err.exit_code``; the GUI shows the same text in a dialog.
+Anything else escaping is a bug. Subclasses carry the data a message needs so callers
+can react without parsing text.
+"""
+
+from __future__ import annotations
+
+
+class StrataError(Exception):
+    """Base of every error Strata reports to a user."""
+
+    exit_code = 125
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- lookups -------------------------------------------------------------------------
+
+
+class NotFound(StrataError):
+    """A named object does not exist in the store."""
+
+    kind = "object"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No such {self.kind}: {name}")
+        self.name = name
+
+
+class ImageNotFound(NotFound):
+    kind = "image"
+
+
+class LayerNotFound(NotFound):
+    kind = "layer"
+
+
+class ContainerNotFound(NotFound):
+    kind = "container"
+
+
+class VolumeNotFound(NotFound):
+    kind = "volume"
+
+
+class PathNotFound(StrataError):
+    """A path does not exist inside an image, container or volume."""
+
+    def __init__(self, where: str, path: str) -> None:
+        super().__init__(f"{where}: no such file or directory: {path}")
+        self.where = where
+        self.path = path
+
+
+class AmbiguousName(StrataError):
+    def __init__(self, prefix: str, matches: list[str]) -> None:
+        super().__init__(f"{prefix!r} is ambiguous: it matches {len(matches)} objects; give more characters")
+        self.prefix = prefix
+        self.matches = matches
+
+
+# --- references still held -----------------------------------------------------------
+
+
+class InUse(StrataError):
+    """Deleting something another object still references."""
+
+    def __init__(self, what: str, users: list[str], hint: str = "") -> None:
+        shown = ", ".join(users[:5]) + (" …" if len(users) > 5 else "")
+        message = f"{what} is in use by {shown}"
+        if hint:
+            message += f"; {hint}"
+        super().__init__(message)
+        self.what = what
+        self.users = users
+
+
+class ImageInUse(InUse):
+    pass
+
+
+class LayerInUse(InUse):
+    pass
+
+
+class ContainerRunning(InUse):
+    pass
+
+
+class VolumeInUse(InUse):
+    pass
+
+
+class AlreadyExists(StrataError):
+    pass
+
+
+# --- input ---------------------------------------------------------------------------
+
+
+class InvalidReference(StrataError):
+    """An image name, tag or digest that does not follow docker's grammar."""
+
+    def __init__(self, reference: str, why: str) -> None:
+        super().__init__(f"invalid reference format {reference!r}: {why}")
+        self.reference = reference
+
+
+class InvalidArgument(StrataError):
+    pass
+
+
+class InvalidName(InvalidArgument):
+    pass
+
+
+# --- archives and content ------------------------------------------------------------
+
+
+class ArchiveError(StrataError):
+    """An archive (docker-archive, OCI layout, layer tar) cannot be read."""
+
+
+class UnsafeArchive(ArchiveError):
+    """An archive tried to write outside its tree or to exhaust resources."""
+
+    def __init__(self, member: str, why: str) -> None:
+        super().__init__(f"refusing archive entry {member!r}: {why}")
+        self.member = member
+        self.why = why
+
+
+class DigestMismatch(ArchiveError):
+    def __init__(self, what: str, expected: str, got: str) -> None:
+        super().__init__(f"{what}: digest mismatch: expected {expected}, got {got}")
+        self.what = what
+        self.expected = expected
+        self.got = got
+
+
+class SizeMismatch(ArchiveError):
+    def __init__(self, what: str, expected: int, got: int) -> None:
+        super().__init__(f"{what}: size mismatch: expected {expected} bytes, got {got}")
+        self.what = what
+        self.expected = expected
+        self.got = got
+
+
+# --- store ---------------------------------------------------------------------------
+
+
+class StoreError(StrataError):
+    """The store cannot be opened or is damaged."""
+
+
+class StoreBusy(StoreError):
+    pass
+
+
+class StoreFull(StoreError):
+    """The disk under the store is full (ENOSPC) or read-only (EROFS)."""
+
+
+# --- build ---------------------------------------------------------------------------
+
+
+class DockerfileError(StrataError):
+    """A Dockerfile problem, always tied to a line."""
+
+    def __init__(self, message: str, line: int = 0, filename: str = "Dockerfile") -> None:
+        text = f"{filename}:{line}: {message}" if line else f"{filename}: {message}"
+        super().__init__(text)
+        self.line = line
+        self.filename = filename
+        self.detail = message
+
+
+class BuildError(StrataError):
+    """A build step failed after it started (a RUN exited non-zero)."""
+
+    def __init__(self, message: str, line: int = 0, exit_status: int = 1) -> None:
+        super().__init__(message)
+        self.line = line
+        self.exit_status = exit_status
+
+
+class Cancelled(StrataError):
+    def __init__(self, what: str = "operation") -> None:
+        super().__init__(f"{what} cancelled")
+
+
+# --- runtime -------------------------------------------------------------------------
+
+
+class RuntimeUnavailable(StrataError):
+    """The kernel or system settings do not allow rootless containers."""
+
+
+class ContainerStateError(StrataError):
+    pass
+
+
+class CommandNotFound(StrataError):
+    exit_code = 127
+
+
+class CommandNotExecutable(StrataError):
+    exit_code = 126
+
+
+# --- registries ----------------------------------------------------------------------
+
+
+class RegistryError(StrataError):
+    pass

@@ -1,0 +1,108 @@
+"""Small filesystem helpers shared by every layer of the code: durable writes and
+errno classification. Anything path-safety related lives in ``store/safepath.py``."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import StoreFull
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
+    """Write a whole file so that readers see the old or the new content, never a mix."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with guard_enospc(str(path)):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def guard_enospc(where: str) -> Iterator[None]:
+    """Turn disk-full and read-only errors into one clear StoreFull."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise StoreFull(f"no space left on device while writing {where}; free space and retry") from e
+        if e.errno == errno.EDQUOT:
+            raise StoreFull(f"disk quota exceeded while writing {where}") from e
+        if e.errno == errno.EROFS:
+            raise StoreFull(f"read-only file system at {where}") from e
+        raise
+
+
+def rmtree(path: str | os.PathLike[str]) -> None:
+    """Remove a tree even where directories lack write or search permission
+    (layers can hold 0555 dirs) without ever following a symlink."""
+    p = os.fspath(path)
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(p)
+        return
+
+    def onerror(func, failed, exc_info):  # type: ignore[no-untyped-def]
+        parent = os.path.dirname(failed)
+        with contextlib.suppress(OSError):
+            os.chmod(parent, 0o700)
+        with contextlib.suppress(OSError):
+            if os.path.isdir(failed) and not os.path.islink(failed):
+                os.chmod(failed, 0o700)
+        try:
+            func(failed)
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError:
+            shutil.rmtree(failed, onerror=onerror)
+
+    for root, dirs, _files in os.walk(p):
+        for d in dirs:
+            full = os.path.join(root, d)
+            with contextlib.suppress(OSError):
+                if not os.path.islink(full):
+                    os.chmod(full, 0o700)
+    with contextlib.suppress(OSError):
+        os.chmod(p, 0o700)
+    shutil.rmtree(p, onerror=onerror)
+
+
+def dir_size(path: str | os.PathLike[str]) -> int:
+    """Bytes used by regular files under ``path``, each inode counted once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for name in files + dirs:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    continue
+                seen.add(key)
+                total += st.st_size
+    return total

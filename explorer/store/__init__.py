@@ -1,0 +1,1 @@
+"""The on-disk store: metadata, layers and their file index, images, containers, volumes."""

@@ -1,0 +1,323 @@
+"""Layers: content-addressed identity, random directory ids, and their file index.
+
+A layer's identity is its chain id (content plus everything below it); where it lives
+is a random id under ``layers/``. Registering content whose chain id exists returns the
+existing layer, so shared build steps and shared base images are stored once.
+
+A new layer is written into ``tmp/<id>/`` (marked with the writer's pid so a crash can
+be told from work in progress), synced, renamed to ``layers/<id>/`` and only then
+recorded in one metadata transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from ..digest import chain_ids
+from ..errors import LayerInUse, LayerNotFound
+from ..fsutil import guard_enospc, rmtree
+from .index import DIR, WHITEOUT, FileEntry, parent_of
+
+if TYPE_CHECKING:
+    from .store import Store
+
+TARSPLIT = "tar-split.zst"
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    id: str
+    chain_id: str
+    diff_id: str
+    parent: str | None
+    size: int
+    content_size: int
+    entries: int
+    added: int
+    modified: int
+    deleted: int
+    created: float
+    created_by: str
+
+    @classmethod
+    def from_row(cls, row: tuple) -> Layer:  # type: ignore[type-arg]
+        return cls(*row)
+
+
+_LAYER_COLS = (
+    "id, chain_id, diff_id, parent, size, content_size, entries, added, modified, deleted, created, created_by"
+)
+_FILE_COLS = "path, type, mode, uid, gid, size, mtime, digest, link, opaque, devmajor, devminor"
+
+
+def entry_from_row(row: tuple) -> FileEntry:  # type: ignore[type-arg]
+    return FileEntry(
+        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], bool(row[9]), row[10], row[11]
+    )
+
+
+@dataclass
+class Staging:
+    """A layer being written: ``path/diff`` is where content goes."""
+
+    id: str
+    path: Path
+
+    @property
+    def diff(self) -> Path:
+        return self.path / "diff"
+
+    @property
+    def tarsplit(self) -> Path:
+        return self.path / TARSPLIT
+
+
+class LayerStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.meta = store.meta
+        self.dir = store.root / "layers"
+
+    # --- reading -------------------------------------------------------------------
+
+    def get(self, layer_id: str) -> Layer:
+        row = self.meta.one(f"SELECT {_LAYER_COLS} FROM layers WHERE id=?", (layer_id,))
+        if row is None:
+            raise LayerNotFound(layer_id)
+        return Layer.from_row(row)
+
+    def find(self, text: str) -> Layer:
+        """A layer by id, chain id or diff id, or a unique prefix of one of them."""
+        t = text.removeprefix("sha256:")
+        rows = self.meta.query(
+            f"SELECT {_LAYER_COLS} FROM layers WHERE id LIKE ? OR chain_id LIKE ? OR diff_id LIKE ?",
+            (t + "%", "sha256:" + t + "%", "sha256:" + t + "%"),
+        )
+        if len(rows) == 1:
+            return Layer.from_row(rows[0])
+        if not rows:
+            raise LayerNotFound(text)
+        exact = [r for r in rows if r[0] == t or r[1].endswith(t) or r[2].endswith(t)]
+        if len(exact) == 1:
+            return Layer.from_row(exact[0])
+        from ..errors import AmbiguousName
+
+        raise AmbiguousName(text, [r[0] for r in rows])
+
+    def by_chain(self, chain_id: str) -> Layer | None:
+        row = self.meta.one(f"SELECT {_LAYER_COLS} FROM layers WHERE chain_id=?", (chain_id,))
+        return Layer.from_row(row) if row else None
+
+    def all(self) -> list[Layer]:
+        return [Layer.from_row(r) for r in self.meta.query(f"SELECT {_LAYER_COLS} FROM layers ORDER BY created")]
+
+    def chain(self, top: str | None) -> list[Layer]:
+        """The layers from the bottom up to ``top`` inclusive."""
+        if top is None:
+            return []
+        rows = self.meta.query(
+            f"""WITH RECURSIVE up(lid, depth) AS (SELECT ?, 0 UNION ALL
+                  SELECT layers.parent, depth + 1 FROM layers JOIN up ON layers.id = up.lid
+                  WHERE layers.parent IS NOT NULL)
+                SELECT {", ".join("l." + c.strip() for c in _LAYER_COLS.split(","))}
+                FROM up JOIN layers l ON l.id = up.lid ORDER BY depth DESC""",
+            (top,),
+        )
+        if not rows:
+            raise LayerNotFound(top)
+        return [Layer.from_row(r) for r in rows]
+
+    def entries(self, layer_id: str) -> list[FileEntry]:
+        rows = self.meta.query(f"SELECT {_FILE_COLS} FROM files WHERE layer=? ORDER BY path", (layer_id,))
+        return [entry_from_row(r) for r in rows]
+
+    def diff_dir(self, layer_id: str) -> Path:
+        return self.dir / layer_id / "diff"
+
+    def tarsplit_path(self, layer_id: str) -> Path:
+        return self.dir / layer_id / TARSPLIT
+
+    def write_tar(self, layer_id: str, out: BinaryIO) -> int:
+        """The layer's tar, byte for byte the one its diff id was computed from."""
+        from .tarsplit import reassemble
+
+        return reassemble(str(self.tarsplit_path(layer_id)), str(self.diff_dir(layer_id)), out)
+
+    # --- writing -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Staging]:
+        """A fresh staging directory, removed unless ``commit`` moved it into place."""
+        layer_id = secrets.token_hex(16)
+        path = self.store.tmp / f"layer-{layer_id}"
+        with guard_enospc(str(path)):
+            path.mkdir(mode=0o700)
+            (path / "owner").write_text(f"{os.getpid()}\n")
+            (path / "diff").mkdir(mode=0o755)
+        try:
+            yield Staging(layer_id, path)
+        finally:
+            if path.exists():
+                rmtree(path)
+
+    def add_tar(
+        self,
+        stream: BinaryIO,
+        parent: str | None,
+        created_by: str = "",
+        *,
+        what: str = "layer",
+        expected_diff_id: str | None = None,
+        expected_digest: str | None = None,
+        expected_size: int | None = None,
+    ) -> tuple[Layer, str, int]:
+        """Extract a (possibly compressed) layer tar; returns the layer and the digest
+        and size of the bytes read, so callers can record the blob."""
+        from ..errors import DigestMismatch, SizeMismatch
+        from .extract import extract_layer
+
+        with self.staging() as st, guard_enospc(str(st.path)):
+            result = extract_layer(stream, str(st.diff), tarsplit_path=str(st.tarsplit), what=what)
+            if expected_digest is not None and result.compressed_digest != expected_digest:
+                raise DigestMismatch(what, expected_digest, result.compressed_digest)
+            if expected_size is not None and result.compressed_size != expected_size:
+                raise SizeMismatch(what, expected_size, result.compressed_size)
+            if expected_diff_id is not None and result.diff_id != expected_diff_id:
+                raise DigestMismatch(f"{what} (uncompressed)", expected_diff_id, result.diff_id)
+            layer = self.commit(st, result.entries, result.diff_id, result.size, parent, created_by)
+            return layer, result.compressed_digest, result.compressed_size
+
+    def add_dir(self, st: Staging, entries: list[FileEntry], parent: str | None, created_by: str) -> Layer:
+        """Register content already written into ``st.diff`` (a build step, a commit)."""
+        from .layertar import write_layer_tar
+
+        with open(os.devnull, "wb") as sink, guard_enospc(str(st.path)):
+            diff_id, size = write_layer_tar(str(st.diff), entries, sink, str(st.tarsplit))
+        return self.commit(st, entries, diff_id, size, parent, created_by)
+
+    def commit(
+        self,
+        st: Staging,
+        entries: list[FileEntry],
+        diff_id: str,
+        size: int,
+        parent: str | None,
+        created_by: str,
+    ) -> Layer:
+        parent_chain = self.get(parent).chain_id if parent else None
+        chain_id = chain_ids([parent_chain, diff_id])[-1] if parent_chain else diff_id
+        existing = self.by_chain(chain_id)
+        if existing is not None:
+            return existing
+        added, modified, deleted = self._change_counts(entries, parent)
+        content = sum(e.size for e in entries if e.type == "file")
+        final = self.dir / st.id
+        with guard_enospc(str(final)):
+            _syncfs(st.path)
+            (st.path / "owner").unlink()
+            os.rename(st.path, final)
+        now = time.time()
+        try:
+            with self.meta.transaction() as conn:
+                if conn.execute("SELECT 1 FROM layers WHERE chain_id=?", (chain_id,)).fetchone():
+                    raise _LostRace
+                conn.execute(
+                    f"INSERT INTO layers({_LAYER_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (st.id, chain_id, diff_id, parent, size, content, len(entries),
+                     added, modified, deleted, now, created_by),
+                )
+                conn.executemany(
+                    f"INSERT OR REPLACE INTO files(layer, parent, {_FILE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        (st.id, parent_of(e.path), e.path, e.type, e.mode, e.uid, e.gid, e.size, e.mtime,
+                         e.digest, e.link, int(e.opaque), e.devmajor, e.devminor)
+                        for e in entries
+                    ),
+                )
+        except _LostRace:
+            rmtree(final)
+            found = self.by_chain(chain_id)
+            assert found is not None
+            return found
+        except BaseException:
+            rmtree(final)
+            raise
+        return self.get(st.id)
+
+    def _change_counts(self, entries: list[FileEntry], parent: str | None) -> tuple[int, int, int]:
+        """How many paths this layer adds, modifies and deletes relative to its parent chain."""
+        if parent is None:
+            return sum(1 for e in entries if e.type != WHITEOUT), 0, 0
+        from .union import UnionView
+
+        below = UnionView.of_layers(self.store, self.chain(parent))
+        visible = below.lookup_many([e.path for e in entries])
+        added = modified = deleted = 0
+        for e in entries:
+            old = visible.get(e.path)
+            if e.type == WHITEOUT:
+                deleted += old is not None
+            elif old is None:
+                added += 1
+            elif e.type == DIR and old.entry.type == DIR and (e.mode, e.uid, e.gid) == (
+                old.entry.mode, old.entry.uid, old.entry.gid
+            ):
+                continue
+            else:
+                modified += 1
+        return added, modified, deleted
+
+    def users(self, layer_id: str) -> list[str]:
+        """Who keeps this layer alive: images whose chain contains it, child layers, cache entries."""
+        out = [f"layer {r[0][:12]}" for r in self.meta.query("SELECT id FROM layers WHERE parent=?", (layer_id,))]
+        out += [f"image {r[0][7:19]}" for r in self.meta.query("SELECT id FROM images WHERE top_layer=?", (layer_id,))]
+        out += [f"build cache {r[0][:12]}" for r in self.meta.query(
+            "SELECT key FROM build_cache WHERE layer=?", (layer_id,))]
+        return out
+
+    def delete(self, layer_id: str) -> None:
+        """Remove one unreferenced layer: the row first (so no reader finds a half-deleted
+        layer), then its directory."""
+        with self.meta.transaction() as conn:
+            users = self.users(layer_id)
+            if users:
+                raise LayerInUse(f"layer {layer_id[:12]}", users)
+            conn.execute("DELETE FROM files WHERE layer=?", (layer_id,))
+            conn.execute("DELETE FROM blobs WHERE layer=?", (layer_id,))
+            conn.execute("DELETE FROM layers WHERE id=?", (layer_id,))
+        path = self.dir / layer_id
+        trash = self.store.tmp / f"trash-{layer_id}"
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(path, trash)
+        rmtree(trash)
+
+    def record_blob(self, layer_id: str, digest: str, media_type: str, size: int, source: str = "") -> None:
+        with self.meta.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO blobs(layer, digest, media_type, size, source) VALUES (?,?,?,?,?)",
+                (layer_id, digest, media_type, size, source),
+            )
+
+
+class _LostRace(Exception):
+    """Another process registered the same chain id between our check and our insert."""
+
+
+def _syncfs(path: Path) -> None:
+    """Flush the filesystem holding ``path`` once, instead of fsyncing every file."""
+    import ctypes
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)

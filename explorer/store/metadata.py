@@ -1,0 +1,247 @@
+"""The store's SQLite metadata: schema, versioning and connections.
+
+One database (``metadata.db``, WAL) holds every relation of the store as plain ids:
+layer → parent layer, image → top layer, container → image, volume ↔ container, cache
+key → layer. Schema changes go through ``PRAGMA user_version`` migrations. Errors from
+the environment (disk full, locked, read-only) become ``StoreError`` subclasses; anything
+else is a bug and propagates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import StoreBusy, StoreError, StoreFull
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 60.0
+
+_SCHEMA_V1 = """
+CREATE TABLE layers(
+    id          TEXT PRIMARY KEY,              -- random directory id under layers/
+    chain_id    TEXT NOT NULL UNIQUE,          -- OCI chain id: identity of (parent chain, content)
+    diff_id     TEXT NOT NULL,                 -- sha256 of the uncompressed layer tar
+    parent      TEXT REFERENCES layers(id),
+    size        INTEGER NOT NULL,              -- uncompressed tar bytes
+    content_size INTEGER NOT NULL DEFAULT 0,   -- bytes of regular files in the index
+    entries     INTEGER NOT NULL DEFAULT 0,
+    added       INTEGER NOT NULL DEFAULT 0,
+    modified    INTEGER NOT NULL DEFAULT 0,
+    deleted     INTEGER NOT NULL DEFAULT 0,
+    created     REAL NOT NULL,
+    created_by  TEXT NOT NULL DEFAULT ''       -- the instruction that made it
+);
+CREATE INDEX layers_parent ON layers(parent);
+CREATE INDEX layers_diff ON layers(diff_id);
+
+CREATE TABLE files(
+    layer    TEXT NOT NULL,
+    path     TEXT NOT NULL,
+    parent   TEXT NOT NULL,
+    type     TEXT NOT NULL,
+    mode     INTEGER NOT NULL,
+    uid      INTEGER NOT NULL,
+    gid      INTEGER NOT NULL,
+    size     INTEGER NOT NULL,
+    mtime    REAL NOT NULL,
+    digest   TEXT,
+    link     TEXT,
+    opaque   INTEGER NOT NULL DEFAULT 0,
+    devmajor INTEGER NOT NULL DEFAULT 0,
+    devminor INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY(layer, path)
+) WITHOUT ROWID;
+CREATE INDEX files_parent ON files(layer, parent);
+
+CREATE TABLE images(
+    id         TEXT PRIMARY KEY,               -- sha256 of the config bytes
+    config     BLOB NOT NULL,                  -- the OCI image config, exact bytes
+    top_layer  TEXT REFERENCES layers(id),     -- NULL for an image without layers
+    parent     TEXT,                           -- the image this one was built/committed from
+    created    REAL NOT NULL
+);
+CREATE INDEX images_top ON images(top_layer);
+
+CREATE TABLE tags(
+    name   TEXT PRIMARY KEY,                   -- docker.io/library/busybox:latest
+    image  TEXT NOT NULL REFERENCES images(id)
+);
+CREATE INDEX tags_image ON tags(image);
+
+-- compressed blobs as they came from / went to a registry or archive, per layer
+CREATE TABLE blobs(
+    layer      TEXT NOT NULL REFERENCES layers(id),
+    digest     TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    source     TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY(layer, digest)
+);
+
+CREATE TABLE containers(
+    id        TEXT PRIMARY KEY,
+    name      TEXT NOT NULL UNIQUE,
+    image     TEXT NOT NULL REFERENCES images(id),
+    image_ref TEXT NOT NULL DEFAULT '',
+    config    TEXT NOT NULL,                   -- JSON: cmd, env, user, workdir, mounts, …
+    driver    TEXT NOT NULL,
+    created   REAL NOT NULL,
+    state     TEXT NOT NULL DEFAULT 'created', -- created|running|exited
+    started   REAL,
+    finished  REAL,
+    exit_code INTEGER,
+    pid       INTEGER
+);
+CREATE INDEX containers_image ON containers(image);
+
+CREATE TABLE volumes(
+    name      TEXT PRIMARY KEY,
+    created   REAL NOT NULL,
+    labels    TEXT NOT NULL DEFAULT '{}',
+    anonymous INTEGER NOT NULL DEFAULT 0,
+    options   TEXT NOT NULL DEFAULT '{}'
+);
+
+CREATE TABLE container_volumes(
+    container TEXT NOT NULL REFERENCES containers(id),
+    volume    TEXT NOT NULL REFERENCES volumes(name),
+    target    TEXT NOT NULL,
+    readonly  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY(container, target)
+);
+CREATE INDEX container_volumes_volume ON container_volumes(volume);
+
+CREATE TABLE build_cache(
+    key        TEXT PRIMARY KEY,               -- cache key of a build step
+    parent_key TEXT,
+    layer      TEXT REFERENCES layers(id),     -- NULL for config-only steps
+    config     BLOB NOT NULL,                  -- image config after the step
+    instruction TEXT NOT NULL,
+    detail     TEXT NOT NULL DEFAULT '{}',     -- JSON: what the key was made of (for miss reasons)
+    created    REAL NOT NULL,
+    last_used  REAL NOT NULL
+);
+CREATE INDEX build_cache_layer ON build_cache(layer);
+CREATE INDEX build_cache_parent ON build_cache(parent_key);
+"""
+
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+
+
+def classify(err: sqlite3.Error, where: str) -> StoreError:
+    """Map an environmental SQLite error to a store error a user can act on."""
+    text = str(err).lower()
+    if "locked" in text or "busy" in text:
+        return StoreBusy(f"the store at {where} is busy (another strata is writing); try again")
+    if "disk is full" in text or "database or disk is full" in text:
+        return StoreFull(f"no space left on device for the store at {where}")
+    if "readonly" in text or "read-only" in text:
+        return StoreFull(f"the store at {where} is read-only")
+    if "malformed" in text or "not a database" in text:
+        return StoreError(f"the store's database at {where} is damaged: {err}; run `strata system check --repair`")
+    return StoreError(f"store database error at {where}: {err}")
+
+
+class Metadata:
+    """Per-thread SQLite connections to one ``metadata.db``.
+
+    SQLite connections must not cross threads; the GUI's workers each get their own.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        with self._guard():
+            self._migrate(self.conn)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        except sqlite3.Error as e:
+            raise classify(e, str(self.path)) from e
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store at {self.path.parent} was written by a newer strata (schema {version}); upgrade strata"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as e:
+            raise classify(e, str(self.path)) from e
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: BEGIN IMMEDIATE takes the write lock up front, so two
+        writers queue on the busy timeout instead of failing half-way."""
+        conn = self.conn
+        if conn.in_transaction:
+            yield conn
+            return
+        with self._guard():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple[object, ...] | list[object] = ()) -> list[sqlite3.Row]:
+        with self._guard():
+            cur = self.conn.execute(sql, params)
+            return cur.fetchall()
+
+    def one(self, sql: str, params: tuple[object, ...] | list[object] = ()) -> tuple | None:  # type: ignore[type-arg]
+        with self._guard():
+            row: tuple | None = self.conn.execute(sql, params).fetchone()  # type: ignore[type-arg]
+            return row
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._all.clear()
+        self._local = threading.local()

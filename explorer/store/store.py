@@ -1,0 +1,68 @@
+"""Opening a store root: layout, permissions, and clearing what a crash left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from ..errors import StoreError
+from ..fsutil import rmtree
+from .images import ImageStore
+from .layers import LayerStore
+from .metadata import Metadata
+
+
+def default_root() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "strata"
+
+
+class Store:
+    """A store root laid out like ``/var/lib/docker``; see ARCHITECTURE.md."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).absolute()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(self.root, 0o700)
+            for sub in ("layers", "containers", "volumes", "tmp"):
+                (self.root / sub).mkdir(exist_ok=True, mode=0o700)
+        except PermissionError as e:
+            raise StoreError(f"cannot create the store at {self.root}: permission denied; choose --root") from e
+        except OSError as e:
+            raise StoreError(f"cannot create the store at {self.root}: {e.strerror}") from e
+        self.tmp = self.root / "tmp"
+        self.meta = Metadata(self.root / "metadata.db")
+        self.layers = LayerStore(self)
+        self.images = ImageStore(self)
+        self.clean_staging()
+
+    def clean_staging(self) -> list[str]:
+        """Remove staging left by processes that no longer run. Work of a live process
+        (another strata writing right now) is left alone."""
+        removed: list[str] = []
+        for entry in self.tmp.iterdir():
+            owner = entry / "owner"
+            pid = 0
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(owner.read_text().strip())
+            if pid and _alive(pid):
+                continue
+            if entry.name.startswith(("trash-", "layer-", "stage-", "save-", "load-")) or pid:
+                rmtree(entry)
+                removed.append(entry.name)
+        return removed
+
+    def close(self) -> None:
+        self.meta.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
