@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import StoreError
 from ..fsutil import rmtree
+from .containers import ContainerStore
 from .images import ImageStore
 from .layers import LayerStore
 from .metadata import Metadata
@@ -36,6 +37,7 @@ class Store:
         self.meta = Metadata(self.root / "metadata.db")
         self.layers = LayerStore(self)
         self.images = ImageStore(self)
+        self.containers = ContainerStore(self)
         self.clean_staging()
 
     def clean_staging(self) -> list[str]:

@@ -1,0 +1,170 @@
+"""Container records and their directories.
+
+A container is an image id, a run configuration and a directory of its own:
+``containers/<id>/diff`` (the writable layer: overlay's upperdir, or the vfs root's
+changes), ``work`` beside it, ``run/`` for the runtime's private files (pid, exit code,
+hosts) and the log. The directory lives until the container is removed; stopping
+keeps it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import AlreadyExists, AmbiguousName, ContainerNotFound, InvalidName
+from ..fsutil import guard_enospc, rmtree
+
+if TYPE_CHECKING:
+    from .store import Store
+
+import re
+
+NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+_LEFT = ("admiring", "bold", "brave", "busy", "calm", "clever", "eager", "elated", "fervent", "gallant",
+         "happy", "jolly", "keen", "lucid", "modest", "nifty", "quirky", "serene", "sharp", "tender",
+         "upbeat", "vibrant", "wizardly", "zealous")
+_RIGHT = ("babbage", "curie", "darwin", "einstein", "euler", "feynman", "galileo", "hopper", "kepler",
+          "lovelace", "newton", "noether", "pascal", "ritchie", "shannon", "thompson", "turing", "wozniak")
+
+_COLS = "id, name, image, image_ref, config, driver, created, state, started, finished, exit_code, pid"
+
+
+@dataclass
+class ContainerRecord:
+    id: str
+    name: str
+    image: str
+    image_ref: str
+    config: dict[str, Any]
+    driver: str
+    created: float
+    state: str
+    started: float | None
+    finished: float | None
+    exit_code: int | None
+    pid: int | None
+    volumes: list[tuple[str, str, bool]] = field(default_factory=list)  # (volume, target, readonly)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+class ContainerStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.meta = store.meta
+        self.dir = store.root / "containers"
+
+    def path(self, container_id: str) -> Path:
+        return self.dir / container_id
+
+    def diff_dir(self, container_id: str) -> Path:
+        return self.dir / container_id / "diff"
+
+    def work_dir(self, container_id: str) -> Path:
+        return self.dir / container_id / "work"
+
+    def run_dir(self, container_id: str) -> Path:
+        return self.dir / container_id / "run"
+
+    def rootfs_dir(self, container_id: str) -> Path:
+        """vfs only: the container's full private root."""
+        return self.dir / container_id / "rootfs"
+
+    def log_path(self, container_id: str) -> Path:
+        return self.dir / container_id / "container.log"
+
+    def _from_row(self, row: tuple) -> ContainerRecord:  # type: ignore[type-arg]
+        rec = ContainerRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7],
+                              row[8], row[9], row[10], row[11])
+        rec.volumes = [(r[0], r[1], bool(r[2])) for r in self.meta.query(
+            "SELECT volume, target, readonly FROM container_volumes WHERE container=?", (rec.id,))]
+        return rec
+
+    def list(self) -> list[ContainerRecord]:
+        rows = self.meta.query(f"SELECT {_COLS} FROM containers ORDER BY created DESC")
+        return [self._from_row(r) for r in rows]
+
+    def get(self, text: str) -> ContainerRecord:
+        """By name, full id or unique id prefix, as docker resolves them."""
+        name = text.lstrip("/")
+        row = self.meta.one(f"SELECT {_COLS} FROM containers WHERE id=? OR name=?", (name, name))
+        if row is not None:
+            return self._from_row(row)
+        if name and all(c in "0123456789abcdef" for c in name):
+            rows = self.meta.query(f"SELECT {_COLS} FROM containers WHERE id LIKE ?", (name + "%",))
+            if len(rows) == 1:
+                return self._from_row(rows[0])
+            if len(rows) > 1:
+                raise AmbiguousName(text, [r[0] for r in rows])
+        raise ContainerNotFound(text)
+
+    def _free_name(self) -> str:
+        rng = random.Random()
+        for _ in range(100):
+            name = f"{rng.choice(_LEFT)}_{rng.choice(_RIGHT)}"
+            if self.meta.one("SELECT 1 FROM containers WHERE name=?", (name,)) is None:
+                return name
+        return f"strata_{secrets.token_hex(4)}"
+
+    def create(self, image_id: str, image_ref: str, config: dict[str, Any], driver: str,
+               name: str | None = None, volumes: list[tuple[str, str, bool]] | None = None) -> ContainerRecord:
+        if name is not None:
+            if not NAME_RE.match(name):
+                raise InvalidName(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            name = name.lstrip("/")
+        container_id = secrets.token_hex(32)
+        path = self.path(container_id)
+        with guard_enospc(str(path)):
+            path.mkdir(mode=0o700)
+            for sub in ("diff", "work", "run"):
+                (path / sub).mkdir(mode=0o755 if sub == "diff" else 0o700)
+        try:
+            with self.meta.transaction() as conn:
+                chosen = name or self._free_name()
+                if conn.execute("SELECT 1 FROM containers WHERE name=?", (chosen,)).fetchone():
+                    raise AlreadyExists(
+                        f'the container name "/{chosen}" is already in use; remove that container or pick another name')
+                conn.execute(
+                    f"INSERT INTO containers({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (container_id, chosen, image_id, image_ref, json.dumps(config), driver, time.time(),
+                     "created", None, None, None, None),
+                )
+                for volume, target, readonly in volumes or []:
+                    conn.execute("INSERT INTO container_volumes(container, volume, target, readonly) VALUES (?,?,?,?)",
+                                 (container_id, volume, target, int(readonly)))
+        except BaseException:
+            rmtree(path)
+            raise
+        return self.get(container_id)
+
+    def set_state(self, container_id: str, **fields: Any) -> None:
+        allowed = {"state", "started", "finished", "exit_code", "pid", "config"}
+        assert set(fields) <= allowed
+        if "config" in fields:
+            fields["config"] = json.dumps(fields["config"])
+        sets = ", ".join(f"{k}=?" for k in fields)
+        with self.meta.transaction() as conn:
+            conn.execute(f"UPDATE containers SET {sets} WHERE id=?", (*fields.values(), container_id))
+
+    def remove(self, container_id: str) -> None:
+        """Forget the record first, then the directory (through a rename, so a crash
+        mid-delete leaves trash, not a half container)."""
+        with self.meta.transaction() as conn:
+            conn.execute("DELETE FROM container_volumes WHERE container=?", (container_id,))
+            conn.execute("DELETE FROM containers WHERE id=?", (container_id,))
+        path = self.path(container_id)
+        trash = self.store.tmp / f"trash-{container_id}"
+        try:
+            path.rename(trash)
+        except FileNotFoundError:
+            return
+        rmtree(trash)
