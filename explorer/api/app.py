@@ -15,6 +15,7 @@ from ..store.store import Store, default_root
 from ..store.union import UnionView
 from . import analysis
 from .analysis import Change, ImageAnalysis
+from .containers import ContainerOps
 from .model import HistoryRow, ImageSummary, LsEntry, TreeNode
 
 Progress = Callable[[str], None]
@@ -24,15 +25,16 @@ def _noop(_: str) -> None:
     pass
 
 
-class Strata:
+class Strata(ContainerOps):
     """Everything a user can do with one store. Cheap to create; opens the store lazily."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None = None, storage_driver: str | None = None) -> None:
         self.root = Path(root) if root else default_root()
+        self.storage_driver = storage_driver
         self._store: Store | None = None
 
     @property
-    def store(self) -> Store:
+    def store(self) -> Store:  # type: ignore[override]
         if self._store is None:
             self._store = Store(self.root)
         return self._store
@@ -49,7 +51,7 @@ class Strata:
 
     def images(self, all_images: bool = True) -> list[ImageSummary]:
         out: list[ImageSummary] = []
-        for image in self.store.images.list():
+        for image in self.store.images.all():
             layers = self.store.images.layers(image)
             size = sum(layer.content_size for layer in layers)
             names = image.tags or [""]
@@ -129,7 +131,7 @@ class Strata:
         for layer in self.store.layers.all():
             nodes[layer.id] = TreeNode(layer.id, layer.chain_id, layer.diff_id, layer.created_by,
                                        layer.content_size, layer.added, layer.modified, layer.deleted)
-        for image in self.store.images.list():
+        for image in self.store.images.all():
             if image.top_layer in nodes:
                 node = nodes[image.top_layer]
                 node.images.append(image.id)
@@ -146,7 +148,7 @@ class Strata:
 
     def _fill_created_by(self, nodes: dict[str, TreeNode]) -> None:
         """Layers loaded without history get their instruction from any image that has one."""
-        for image in self.store.images.list():
+        for image in self.store.images.all():
             history = [h for h in image.config.get("history") or [] if not h.get("empty_layer")]
             for layer, h in zip(self.store.images.layers(image), history, strict=False):
                 node = nodes.get(layer.id)
@@ -175,8 +177,27 @@ class Strata:
             layers = layers[: at_layer + 1]
         return UnionView.of_layers(self.store, layers)
 
+    def view_of(self, target: str) -> UnionView:
+        """A container's merged view when ``target`` names a container, else an image's."""
+        from ..errors import ContainerNotFound
+
+        try:
+            return self.container_view(target)
+        except ContainerNotFound:
+            return self.image_view(target)
+
     def ls(self, target: str, path: str = "/", recursive: bool = False) -> list[LsEntry]:
-        view = self.image_view(target)
+        view = self.view_of(target)
+        try:
+            return self._ls(view, path, recursive)
+        finally:
+            scratch = getattr(view, "scratch", None)
+            if scratch is not None:
+                from ..fsutil import rmtree
+
+                rmtree(scratch)
+
+    def _ls(self, view: UnionView, path: str, recursive: bool) -> list[LsEntry]:
         if recursive:
             start = view.resolve_path(path)
             if start == "/":
@@ -187,7 +208,8 @@ class Strata:
             hits = view.list_dir(path)
         return [
             LsEntry(h.entry.path, h.entry.type, h.entry.mode, h.entry.uid, h.entry.gid,
-                    h.entry.size if h.entry.type == "file" else 0, h.entry.link, h.layer, h.status,
+                    h.entry.size if h.entry.type == "file" else 0, h.entry.link,
+                    "container" if view.layers[h.layer].kind == "container" else h.layer, h.status,
                     h.entry.mtime, view.layers[h.layer].label)
             for h in hits
         ]

@@ -38,10 +38,7 @@ def parse_time(rfc3339: str) -> float | None:
 
 
 def human_ago(seconds_or_rfc: float | str | None) -> str:
-    if isinstance(seconds_or_rfc, str):
-        ts = parse_time(seconds_or_rfc)
-    else:
-        ts = seconds_or_rfc
+    ts = parse_time(seconds_or_rfc) if isinstance(seconds_or_rfc, str) else seconds_or_rfc
     if ts is None or ts <= 0:
         return "N/A"
     d = max(0.0, time.time() - ts)

@@ -14,7 +14,7 @@ from ..errors import InvalidArgument
 from .format import human_ago, human_size, mode_string, table, truncate
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("images", help="list images")
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true", help="only image ids")
@@ -239,7 +239,7 @@ def _parse_changes(changes: list[str]) -> dict[str, Any]:
         word = word.upper()
         rest = rest.strip()
 
-        def cmd_list(text: str) -> list[str]:
+        def cmd_list(text: str, change: str = change) -> list[str]:
             if text.startswith("["):
                 try:
                     value = json.loads(text)

@@ -17,9 +17,9 @@ from ..errors import StrataError
 from . import image_cmds
 
 # Verbs whose errors use docker run's convention (125); other verbs exit 1 like the docker CLI.
-RUN_VERBS = {"run", "create", "start", "exec"}
+RUN_VERBS = {"run", "create", "start", "exec", "cp"}
 
-Registrar = Callable[[argparse._SubParsersAction], None]  # type: ignore[type-arg]
+Registrar = Callable[[argparse._SubParsersAction], None]
 
 
 def _registrars() -> list[Registrar]:
@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         "With no arguments, opens the window.",
     )
     parser.add_argument("--root", help="store directory (default: $STRATA_ROOT or $XDG_DATA_HOME/strata)")
+    parser.add_argument("--storage-driver", choices=["overlay", "vfs"],
+                        help="driver for new containers (default: $STRATA_STORAGE_DRIVER or detected)")
     parser.add_argument("-D", "--debug", action="store_true", help="show internal details of failures")
     parser.add_argument("--version", action="version", version=f"strata {__import__('explorer').__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
@@ -71,7 +73,8 @@ def run(argv: list[str]) -> int:
 
         return launch_gui(["--root", args.root] if args.root else [])
     debug = args.debug or os.environ.get("STRATA_DEBUG") == "1"
-    app = Strata(args.root or os.environ.get("STRATA_ROOT") or None)
+    app = Strata(args.root or os.environ.get("STRATA_ROOT") or None,
+                 storage_driver=args.storage_driver or os.environ.get("STRATA_STORAGE_DRIVER") or None)
     try:
         code: int = args.func(app, args)
         return code

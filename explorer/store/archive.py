@@ -98,7 +98,7 @@ class _Source:
 class _TarSource(_Source):
     def __init__(self, path: Path) -> None:
         try:
-            self.tar = tarfile.open(path, "r:")
+            self.tar = tarfile.open(path, "r:")  # noqa: SIM115 - closed by close()
         except (tarfile.TarError, OSError) as e:
             raise ArchiveError(f"{path}: not a tar archive ({e})") from None
         self.members: dict[str, tarfile.TarInfo] = {}
@@ -261,7 +261,7 @@ def _plan_oci_layout(src: _Source, platform: str | None = None) -> list[_ImageTo
             return
         config_desc = parsed.get("config") or {}
         _, config_raw = read_blob(config_desc, f"config {config_desc.get('digest')}")
-        layers = []
+        layers: list[tuple[str, str | None, int | None]] = []
         for layer in parsed.get("layers") or []:
             digest = str(layer.get("digest", ""))
             blob = _blob_name(digest)
@@ -346,8 +346,8 @@ def _load_one(store: Store, src: _Source, item: _ImageToLoad, progress: Progress
         progress(f"{diff_id[7:19]}: loading layer {i + 1}/{len(diff_ids)}")
         with src.open(name) as stream:
             layer, got_digest, got_size = store.layers.add_tar(
-                stream, parent, created_by, what=f"layer {name}", expected_diff_id=diff_id,
-                expected_digest=digest, expected_size=size)
+                stream, parent, created_by, what=f"layer {name}",  # type: ignore[arg-type]
+                expected_diff_id=diff_id, expected_digest=digest, expected_size=size)
         if digest:
             store.layers.record_blob(layer.id, got_digest, MT_OCI_LAYER if got_digest == diff_id else "", got_size)
         parent = layer.id
@@ -532,7 +532,7 @@ def _write_layout(store: Store, w: _TarWriter | _DirWriter, images: list[tuple[I
                 desc = dict(base_desc)
                 desc["annotations"] = {
                     "io.containerd.image.name": tag,
-                    "org.opencontainers.image.ref.name": tag_part if fmt == "docker" else tag_part,
+                    "org.opencontainers.image.ref.name": tag_part,
                 }
                 index.append(desc)
                 repositories.setdefault(reference.familiar(repo), {})[tag_part] = image.id[7:]

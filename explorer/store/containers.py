@@ -82,14 +82,14 @@ class ContainerStore:
     def log_path(self, container_id: str) -> Path:
         return self.dir / container_id / "container.log"
 
-    def _from_row(self, row: tuple) -> ContainerRecord:  # type: ignore[type-arg]
+    def _from_row(self, row: tuple[Any, ...]) -> ContainerRecord:
         rec = ContainerRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7],
                               row[8], row[9], row[10], row[11])
         rec.volumes = [(r[0], r[1], bool(r[2])) for r in self.meta.query(
             "SELECT volume, target, readonly FROM container_volumes WHERE container=?", (rec.id,))]
         return rec
 
-    def list(self) -> list[ContainerRecord]:
+    def all(self) -> list[ContainerRecord]:
         rows = self.meta.query(f"SELECT {_COLS} FROM containers ORDER BY created DESC")
         return [self._from_row(r) for r in rows]
 

@@ -102,11 +102,11 @@ class ImageStore:
 
     # --- reading -------------------------------------------------------------------
 
-    def _from_row(self, row: tuple) -> Image:  # type: ignore[type-arg]
+    def _from_row(self, row: tuple[Any, ...]) -> Image:
         tags = [r[0] for r in self.meta.query("SELECT name FROM tags WHERE image=? ORDER BY name", (row[0],))]
         return Image(row[0], bytes(row[1]), row[2], row[3], row[4], tags)
 
-    def list(self) -> list[Image]:
+    def all(self) -> list[Image]:
         rows = self.meta.query("SELECT id, config, top_layer, parent, created FROM images ORDER BY created DESC")
         tags: dict[str, list[str]] = {}
         for name, image in self.meta.query("SELECT name, image FROM tags ORDER BY name"):

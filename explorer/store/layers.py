@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..digest import chain_ids
 from ..errors import LayerInUse, LayerNotFound
@@ -47,7 +47,7 @@ class Layer:
     created_by: str
 
     @classmethod
-    def from_row(cls, row: tuple) -> Layer:  # type: ignore[type-arg]
+    def from_row(cls, row: tuple[Any, ...]) -> Layer:
         return cls(*row)
 
 
@@ -57,7 +57,7 @@ _LAYER_COLS = (
 _FILE_COLS = "path, type, mode, uid, gid, size, mtime, digest, link, opaque, devmajor, devminor"
 
 
-def entry_from_row(row: tuple) -> FileEntry:  # type: ignore[type-arg]
+def entry_from_row(row: tuple[Any, ...]) -> FileEntry:
     return FileEntry(
         row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], bool(row[9]), row[10], row[11]
     )

@@ -14,6 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ..errors import StoreBusy, StoreError, StoreFull
 
@@ -228,14 +229,14 @@ class Metadata:
                 raise
             conn.execute("COMMIT")
 
-    def query(self, sql: str, params: tuple[object, ...] | list[object] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: tuple[object, ...] | list[object] = ()) -> list[tuple[Any, ...]]:
         with self._guard():
             cur = self.conn.execute(sql, params)
             return cur.fetchall()
 
-    def one(self, sql: str, params: tuple[object, ...] | list[object] = ()) -> tuple | None:  # type: ignore[type-arg]
+    def one(self, sql: str, params: tuple[object, ...] | list[object] = ()) -> tuple[Any, ...] | None:
         with self._guard():
-            row: tuple | None = self.conn.execute(sql, params).fetchone()  # type: ignore[type-arg]
+            row: tuple[Any, ...] | None = self.conn.execute(sql, params).fetchone()
             return row
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from ..errors import PathNotFound, StrataError
 from .index import DIR, SYMLINK, WHITEOUT, FileEntry, ancestors, normalize
@@ -28,7 +28,7 @@ MODIFIED = "modified"
 
 # Row layout shared with the files table: path, type, mode, uid, gid, size, mtime,
 # digest, link, opaque, devmajor, devminor.
-Row = tuple  # type: ignore[type-arg]
+Row = tuple[Any, ...]
 _PATH, _TYPE, _OPAQUE = 0, 1, 9
 
 
@@ -152,8 +152,8 @@ class UnionView:
         keys = sorted(merged, key=tree_order)
         return [UnionEntry(_row_entry(merged[k][0]), merged[k][1], merged[k][2]) for k in keys]
 
-    def _merge_all(self) -> dict[str, list]:  # type: ignore[type-arg]
-        result: dict[str, list] = {}  # type: ignore[type-arg]
+    def _merge_all(self) -> dict[str, list]:
+        result: dict[str, list] = {}
         hidden_self: set[str] = set()  # whiteouts: the path and everything below
         hidden_below: set[str] = set()  # whiteouts, opaque dirs, non-dirs: everything below
         for index in range(len(self.layers) - 1, -1, -1):
@@ -196,7 +196,7 @@ class UnionView:
                 raise PathNotFound("image", path)
             if found.entry.type != DIR:
                 return [found]
-        seen: dict[str, list] = {}  # type: ignore[type-arg]
+        seen: dict[str, list] = {}
         deleted: set[str] = set()
         chain = [path, *ancestors(path)] if path != "/" else ["/"]
         for index in range(len(self.layers) - 1, -1, -1):
@@ -237,7 +237,7 @@ class UnionView:
         if path == "/":
             return UnionEntry(FileEntry("/", DIR, 0o755), 0, ADDED)
         chain = [path, *ancestors(path)]
-        found: list | None = None  # type: ignore[type-arg]
+        found: list | None = None
         for index in range(len(self.layers) - 1, -1, -1):
             here = {r[_PATH]: r for r in self.layers[index].rows_for(chain)}
             row = here.get(path)

@@ -1,0 +1,618 @@
+"""Container operations: create, run, start, stop, kill, rm, ps, logs, exec, wait,
+diff, commit, and the merged view of a container's files.
+
+The store keeps records and directories; the runtime starts processes. This module
+joins them: it turns an image and docker-style options into a runtime configuration,
+keeps the record's state current (a container started by another process may have
+exited since), and reads the container layer for diff, ls and commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import runtime
+from ..errors import ContainerRunning, ContainerStateError, InvalidArgument, StrataError
+from ..fsutil import rmtree
+from ..store.containers import ContainerRecord
+from ..store.images import Image, now_rfc3339
+from ..store.index import WHITEOUT, FileEntry
+from ..store.scan import scan_dir
+from ..store.union import ListedLayer, UnionView
+from .analysis import Change
+
+if TYPE_CHECKING:
+    from ..store.store import Store
+
+DRIVER_FILE = "driver"
+STOP_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    image: str  # image id
+    image_ref: str  # what the user asked for
+    command: str
+    created: float
+    state: str  # created | running | exited
+    status: str  # docker's STATUS column
+    exit_code: int | None
+    driver: str
+
+
+@dataclass
+class RunOptions:
+    """What `docker create`/`run` take, as far as Strata supports it."""
+
+    cmd: list[str] | None = None
+    entrypoint: list[str] | None = None
+    env: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    tty: bool = False
+    stdin: bool = False
+    network: str = "host"
+    hostname: str | None = None
+    auto_remove: bool = False
+    volumes: list[str] = field(default_factory=list)  # -v specs
+    mounts: list[str] = field(default_factory=list)  # --mount specs
+
+
+def _status(rec: ContainerRecord) -> str:
+    from ..cli.format import human_ago  # plain text helper, no terminal I/O
+
+    now = time.time()
+    if rec.state == "running" and rec.started:
+        return "Up " + human_ago(rec.started).replace(" ago", "").replace("Less than a second", "Less than a second")
+    if rec.state == "exited":
+        return f"Exited ({rec.exit_code}) {human_ago(rec.finished or now)}"
+    return "Created"
+
+
+class ContainerOps:
+    """Mixed into ``Strata``: everything a user does with containers."""
+
+    store: Store
+    root: Path
+    storage_driver: str | None
+
+    # --- driver ----------------------------------------------------------------------
+
+    def driver(self) -> str:
+        """The storage driver for new containers: the user's choice, else what this
+        machine supports (probed once and remembered in the store)."""
+        chosen = getattr(self, "storage_driver", None)
+        if chosen:
+            if chosen not in ("overlay", "vfs"):
+                raise InvalidArgument(f"unknown storage driver {chosen!r}: use overlay or vfs")
+            return chosen
+        marker = self.store.root / DRIVER_FILE
+        with contextlib.suppress(OSError):
+            remembered = marker.read_text().strip()
+            if remembered in ("overlay", "vfs"):
+                return remembered
+        runtime.check_support()
+        found = runtime.detect_driver(str(self.store.tmp))
+        with contextlib.suppress(OSError):
+            marker.write_text(found + "\n")
+        return found
+
+    # --- records ---------------------------------------------------------------------
+
+    def _record(self, name: str) -> ContainerRecord:
+        return self._refresh(self.store.containers.get(name))
+
+    def _refresh(self, rec: ContainerRecord) -> ContainerRecord:
+        """Bring a 'running' record up to date if its process has gone."""
+        if rec.state != "running":
+            return rec
+        run_dir = str(self.store.containers.run_dir(rec.id))
+        if runtime.is_alive(run_dir):
+            return rec
+        code = runtime.read_exit_code(run_dir)
+        self.store.containers.set_state(rec.id, state="exited", exit_code=code if code is not None else 137,
+                                        finished=time.time(), pid=None)
+        rec = self.store.containers.get(rec.id)
+        if rec.config.get("AutoRemove"):
+            self._remove_record(rec)
+        return rec
+
+    def _info(self, rec: ContainerRecord) -> ContainerInfo:
+        command = " ".join(self._argv(rec, check=False))
+        return ContainerInfo(rec.id, rec.name, rec.image, rec.image_ref, command, rec.created, rec.state,
+                             _status(rec), rec.exit_code, rec.driver)
+
+    def containers(self, all: bool = True) -> list[ContainerInfo]:
+        out = []
+        for rec in self.store.containers.all():
+            with contextlib.suppress(StrataError):
+                rec = self._refresh(rec)
+            if rec.id and (all or rec.state == "running"):
+                with contextlib.suppress(StrataError):
+                    self.store.containers.get(rec.id)
+                    out.append(self._info(rec))
+        return out
+
+    def container(self, name: str) -> ContainerInfo:
+        return self._info(self._record(name))
+
+    def inspect_container(self, name: str) -> dict[str, Any]:
+        rec = self._record(name)
+        return {
+            "Id": rec.id,
+            "Name": "/" + rec.name,
+            "Created": now_rfc3339(rec.created),
+            "Path": (self._argv(rec, check=False) or [""])[0],
+            "Args": self._argv(rec, check=False)[1:],
+            "State": {
+                "Status": rec.state,
+                "Running": rec.state == "running",
+                "Pid": rec.pid or 0,
+                "ExitCode": rec.exit_code or 0,
+                "StartedAt": now_rfc3339(rec.started) if rec.started else "",
+                "FinishedAt": now_rfc3339(rec.finished) if rec.finished else "",
+            },
+            "Image": rec.image,
+            "Config": {**rec.config, "Image": rec.image_ref},
+            "Driver": rec.driver,
+            "GraphDriver": {"Name": rec.driver, "Data": {
+                "UpperDir": str(self.store.containers.diff_dir(rec.id)),
+                "WorkDir": str(self.store.containers.work_dir(rec.id)),
+            }},
+            "Mounts": [{"Type": "volume", "Name": v, "Destination": t, "RW": not ro} for v, t, ro in rec.volumes]
+            + [m for m in rec.config.get("Binds", [])],
+        }
+
+    # --- create / start ----------------------------------------------------------------
+
+    def create(self, image_name: str, options: RunOptions | None = None, name: str | None = None) -> ContainerInfo:
+        options = options or RunOptions()
+        image = self.store.images.resolve(image_name)
+        image_config = image.config.get("config") or {}
+        env = list(image_config.get("Env") or [])
+        for item in options.env:
+            key = item.partition("=")[0]
+            if "=" not in item:
+                value = os.environ.get(key)
+                if value is None:
+                    continue
+                item = f"{key}={value}"
+            env = [e for e in env if e.partition("=")[0] != key] + [item]
+        config: dict[str, Any] = {
+            "Cmd": options.cmd if options.cmd else image_config.get("Cmd"),
+            "Entrypoint": options.entrypoint if options.entrypoint is not None else image_config.get("Entrypoint"),
+            "EntrypointOverridden": options.entrypoint is not None,
+            "Env": env,
+            "WorkingDir": options.workdir if options.workdir is not None else image_config.get("WorkingDir") or "/",
+            "User": options.user if options.user is not None else image_config.get("User") or "",
+            "Tty": options.tty,
+            "OpenStdin": options.stdin,
+            "NetworkMode": options.network,
+            "AutoRemove": options.auto_remove,
+            "StopSignal": image_config.get("StopSignal") or "SIGTERM",
+        }
+        if options.network not in ("host", "none"):
+            raise InvalidArgument(f"network {options.network!r} is not supported: use host or none")
+        if options.entrypoint is not None and options.entrypoint == [""]:
+            config["Entrypoint"] = []
+        driver = self.driver()
+        mounts_plan = self._plan_mounts(image, options)
+        rec = self.store.containers.create(image.id, image_name, config, driver, name,
+                                           volumes=[(v, t, ro) for v, t, ro in mounts_plan.volumes])
+        try:
+            config["Hostname"] = options.hostname or rec.id[:12]
+            config["Binds"] = mounts_plan.binds
+            self.store.containers.set_state(rec.id, config=config)
+            self._after_create(rec.id, image, mounts_plan)
+            if driver == "vfs":
+                runtime.vfs_materialize(self._lowerdirs(image), str(self.store.containers.rootfs_dir(rec.id)))
+        except BaseException:
+            self._remove_record(self.store.containers.get(rec.id))
+            raise
+        return self._info(self.store.containers.get(rec.id))
+
+    def _plan_mounts(self, image: Image, options: RunOptions) -> Any:
+        """Volumes and binds (see api/volumes.py); none when volumes are not available."""
+        planner: Callable[..., Any] | None = getattr(self, "plan_mounts", None)
+        if planner is None:
+            if options.volumes or options.mounts:
+                raise InvalidArgument("volumes are not supported by this build of strata")
+            return _NoMounts()
+        return planner(image, options)
+
+    def _after_create(self, container_id: str, image: Image, plan: Any) -> None:
+        hook: Callable[..., Any] | None = getattr(self, "prepare_mounts", None)
+        if hook is not None:
+            hook(container_id, image, plan)
+
+    def _lowerdirs(self, image: Image) -> list[str]:
+        return [str(self.store.layers.diff_dir(layer.id)) for layer in reversed(self.store.images.layers(image))]
+
+    def _argv(self, rec: ContainerRecord, check: bool = True) -> list[str]:
+        c = rec.config
+        try:
+            if c.get("EntrypointOverridden"):
+                return runtime.combine_command(None, None, c.get("Entrypoint") or [], c.get("Cmd") or [])
+            return runtime.combine_command(c.get("Entrypoint"), c.get("Cmd"))
+        except StrataError:
+            if check:
+                raise
+            return []
+
+    def _runtime_config(self, rec: ContainerRecord) -> runtime.ContainerConfig:
+        image = self.store.images.get(rec.image)
+        c = rec.config
+        process = runtime.Process(args=self._argv(rec), env=list(c.get("Env") or []),
+                                  cwd=c.get("WorkingDir") or "/", user=c.get("User") or "",
+                                  tty=bool(c.get("Tty")), stdin=bool(c.get("OpenStdin")))
+        if rec.driver == "vfs":
+            rootfs = runtime.RootFS("vfs", rootdir=str(self.store.containers.rootfs_dir(rec.id)))
+        else:
+            rootfs = runtime.RootFS("overlay", lowerdirs=self._lowerdirs(image),
+                                    upperdir=str(self.store.containers.diff_dir(rec.id)),
+                                    workdir=str(self.store.containers.work_dir(rec.id)))
+        mounts_for: Callable[..., list[runtime.Mount]] | None = getattr(self, "runtime_mounts", None)
+        mounts = mounts_for(rec) if mounts_for is not None else []
+        return runtime.ContainerConfig(rootfs=rootfs, process=process,
+                                       runtime_dir=str(self.store.containers.run_dir(rec.id)),
+                                       hostname=c.get("Hostname") or rec.id[:12], mounts=mounts,
+                                       network=c.get("NetworkMode") or "host")
+
+    def _begin(self, rec: ContainerRecord) -> runtime.ContainerConfig:
+        if rec.state == "running":
+            raise ContainerStateError(f"container {rec.name} is already running")
+        return self._runtime_config(rec)
+
+    def _started(self, rec: ContainerRecord, running: runtime.RunningContainer) -> None:
+        self.store.containers.set_state(rec.id, state="running", started=time.time(), finished=None,
+                                        exit_code=None, pid=running.pid)
+
+    def _finished(self, rec: ContainerRecord, code: int) -> None:
+        self.store.containers.set_state(rec.id, state="exited", exit_code=code, finished=time.time(), pid=None)
+        if rec.config.get("AutoRemove"):
+            self._remove_record(self.store.containers.get(rec.id), volumes=True)
+
+    def _log_fds(self, rec: ContainerRecord) -> tuple[int, int]:
+        base = self.store.containers.path(rec.id)
+        out = os.open(base / "stdout.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        err = os.open(base / "stderr.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        return out, err
+
+    def start(self, name: str) -> ContainerInfo:
+        """Start in the background (`docker start` without -a); output goes to the log."""
+        rec = self._record(name)
+        config = self._begin(rec)
+        out, err = self._log_fds(rec)
+        try:
+            running = self._start_failed_cleanup(rec, lambda: runtime.start(config, None, out, err, detach=True))
+        finally:
+            os.close(out)
+            os.close(err)
+        self._started(rec, running)
+        return self._info(self.store.containers.get(rec.id))
+
+    def _start_failed_cleanup(self, rec: ContainerRecord,
+                              launch: Callable[[], runtime.RunningContainer]) -> runtime.RunningContainer:
+        try:
+            return launch()
+        except StrataError as e:
+            if e.exit_code in (126, 127):
+                self._finished(rec, e.exit_code)
+            raise
+
+    def start_attached(self, name: str, stdin: int | None, stdout: int, stderr: int) -> int:
+        """Start and stay attached: output streams to ``stdout``/``stderr`` and to the
+        log; returns the exit code (docker's conventions)."""
+        rec = self._record(name)
+        config = self._begin(rec)
+        if config.process.tty:
+            running = self._start_failed_cleanup(rec, lambda: runtime.start(config, stdin, stdout, stderr))
+            self._started(rec, running)
+            code = running.wait()
+            assert code is not None
+            self._finished(rec, code)
+            return code
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        log_out, log_err = self._log_fds(rec)
+        try:
+            child_stdin = stdin if rec.config.get("OpenStdin") else None
+            try:
+                running = self._start_failed_cleanup(
+                    rec, lambda: runtime.start(config, child_stdin if child_stdin is not None else _devnull(),
+                                               out_w, err_w))
+            finally:
+                os.close(out_w)
+                os.close(err_w)
+            self._started(rec, running)
+            _relay({out_r: (stdout, log_out), err_r: (stderr, log_err)})
+            code = running.wait()
+            assert code is not None
+        finally:
+            for fd in (out_r, err_r, log_out, log_err):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._finished(rec, code)
+        return code
+
+    def stop(self, name: str, timeout: float = STOP_TIMEOUT) -> str:
+        rec = self._record(name)
+        if rec.state != "running":
+            return rec.name
+        run_dir = str(self.store.containers.run_dir(rec.id))
+        sig = _signal_number(rec.config.get("StopSignal") or "SIGTERM")
+        runtime.kill(run_dir, sig)
+        code = runtime.wait_exit(run_dir, timeout)
+        if code is None:
+            runtime.kill(run_dir, signal.SIGKILL)
+            code = runtime.wait_exit(run_dir, 10)
+        self._refresh(self.store.containers.get(rec.id))
+        return rec.name
+
+    def kill(self, name: str, sig: str = "SIGKILL") -> str:
+        rec = self._record(name)
+        if rec.state != "running":
+            raise ContainerStateError(f"container {rec.name} is not running")
+        runtime.kill(str(self.store.containers.run_dir(rec.id)), _signal_number(sig))
+        runtime.wait_exit(str(self.store.containers.run_dir(rec.id)), 2)
+        self._refresh(self.store.containers.get(rec.id))
+        return rec.name
+
+    def wait(self, name: str) -> int:
+        rec = self._record(name)
+        if rec.state == "running":
+            code = runtime.wait_exit(str(self.store.containers.run_dir(rec.id)), None)
+            rec = self._refresh(self.store.containers.get(rec.id))
+            return code if code is not None else (rec.exit_code or 0)
+        return rec.exit_code or 0
+
+    def rm(self, name: str, force: bool = False, volumes: bool = False) -> str:
+        rec = self._record(name)
+        if rec.state == "running":
+            if not force:
+                raise ContainerRunning(
+                    f"container {rec.name}", ["its running process"],
+                    "stop the container before removing it, or use rm -f")
+            runtime.kill(str(self.store.containers.run_dir(rec.id)), signal.SIGKILL)
+            runtime.wait_exit(str(self.store.containers.run_dir(rec.id)), 10)
+        self._remove_record(rec, volumes=volumes)
+        return rec.name
+
+    def _remove_record(self, rec: ContainerRecord, volumes: bool = False) -> None:
+        anonymous: list[str] = []
+        if volumes:
+            anonymous = [v for v, _t, _ro in rec.volumes if self._volume_is_anonymous(v)]
+        self.store.containers.remove(rec.id)
+        remover: Callable[[str], None] | None = getattr(self, "_remove_volume_quietly", None)
+        if remover is not None:
+            for v in anonymous:
+                remover(v)
+
+    def _volume_is_anonymous(self, name: str) -> bool:
+        row = self.store.meta.one("SELECT anonymous FROM volumes WHERE name=?", (name,))
+        return bool(row and row[0])
+
+    def logs(self, name: str) -> tuple[bytes, bytes]:
+        rec = self._record(name)
+        base = self.store.containers.path(rec.id)
+        out = (base / "stdout.log").read_bytes() if (base / "stdout.log").exists() else b""
+        err = (base / "stderr.log").read_bytes() if (base / "stderr.log").exists() else b""
+        return out, err
+
+    def follow_logs(self, name: str, stdout: int, stderr: int, poll: float = 0.1) -> None:
+        rec = self._record(name)
+        base = self.store.containers.path(rec.id)
+        offsets = {"stdout.log": 0, "stderr.log": 0}
+        targets = {"stdout.log": stdout, "stderr.log": stderr}
+        while True:
+            for fname, fd in targets.items():
+                path = base / fname
+                if path.exists():
+                    with open(path, "rb") as f:
+                        f.seek(offsets[fname])
+                        data = f.read()
+                    if data:
+                        os.write(fd, data)
+                        offsets[fname] += len(data)
+            if self._record(rec.id).state != "running":
+                break
+            time.sleep(poll)
+
+    def exec(self, name: str, cmd: list[str], *, env: list[str] | None = None, user: str | None = None,
+             workdir: str | None = None, tty: bool = False, stdin: bool = False, stdio: tuple[
+                 int | None, int | None, int | None] = (None, None, None)) -> int:
+        rec = self._record(name)
+        if rec.state != "running":
+            raise ContainerStateError(f"container {rec.name} is not running")
+        if not cmd:
+            raise InvalidArgument("exec needs a command")
+        pid = runtime.container_pid(str(self.store.containers.run_dir(rec.id)))
+        if pid is None:
+            raise ContainerStateError(f"container {rec.name} is not running")
+        base_env = list(rec.config.get("Env") or [])
+        for item in env or []:
+            key = item.partition("=")[0]
+            base_env = [e for e in base_env if e.partition("=")[0] != key] + [item]
+        process = runtime.Process(args=cmd, env=base_env, cwd=workdir or rec.config.get("WorkingDir") or "/",
+                                  user=user if user is not None else rec.config.get("User") or "", tty=tty,
+                                  stdin=stdin)
+        return runtime.exec_in(pid, process, *stdio)
+
+    # --- the container layer -----------------------------------------------------------
+
+    def _container_entries(self, rec: ContainerRecord) -> tuple[list[FileEntry], Path, Any]:
+        """The container layer's index and the directory holding its content."""
+        if rec.driver == "vfs":
+            image = self.store.images.get(rec.image)
+            scratch = self.store.tmp / f"stage-diff-{rec.id[:12]}-{os.getpid()}"
+            rmtree(scratch)
+            (scratch).mkdir(mode=0o700)
+            (scratch / "owner").write_text(f"{os.getpid()}\n")
+            runtime.vfs_diff(self._lowerdirs(image), str(self.store.containers.rootfs_dir(rec.id)),
+                             str(scratch / "diff"), runtime_dir=str(self.store.containers.run_dir(rec.id)))
+            return _to_container_ids(scan_dir(str(scratch / "diff"))), scratch / "diff", scratch
+        diff = self.store.containers.diff_dir(rec.id)
+        return _to_container_ids(scan_dir(str(diff))), diff, None
+
+    def container_view(self, name: str) -> UnionView:
+        rec = self._record(name)
+        image = self.store.images.get(rec.image)
+        entries, content, scratch = self._container_entries(rec)
+        layers: list[Any] = list(UnionView.of_layers(self.store, self.store.images.layers(image)).layers)
+        view = UnionView([*layers, ListedLayer("container", entries, content, kind="container")])
+        view.scratch = scratch  # type: ignore[attr-defined]
+        return view
+
+    def container_diff_dir(self, name: str) -> Path:
+        rec = self._record(name)
+        if rec.driver == "vfs":
+            return self.store.containers.rootfs_dir(rec.id)
+        return self.store.containers.diff_dir(rec.id)
+
+    def diff(self, name: str) -> list[Change]:
+        rec = self._record(name)
+        image = self.store.images.get(rec.image)
+        entries, _content, scratch = self._container_entries(rec)
+        try:
+            below = UnionView.of_layers(self.store, self.store.images.layers(image))
+            visible = below.lookup_many([e.path for e in entries])
+            out = []
+            for e in entries:
+                old = visible.get(e.path)
+                if e.type == WHITEOUT:
+                    if old is not None:
+                        out.append(Change("D", e.path, old.entry))
+                elif old is None:
+                    out.append(Change("A", e.path, e))
+                else:
+                    out.append(Change("C", e.path, e))
+            return sorted(out, key=lambda c: c.path)
+        finally:
+            if scratch is not None:
+                rmtree(scratch)
+
+    def commit(self, name: str, reference_name: str | None = None, message: str = "",
+               author: str = "", changes: dict[str, Any] | None = None) -> Image:
+        """docker commit: the container layer becomes a new image layer on top of its image."""
+        from ..store.treecopy import copy_tree
+
+        rec = self._record(name)
+        image = self.store.images.get(rec.image)
+        entries, content, scratch = self._container_entries(rec)
+        try:
+            with self.store.layers.staging() as st:
+                copy_tree(str(content), str(st.diff))
+                argv = self._argv(rec, check=False)
+                created_by = " ".join(argv)
+                layer = self.store.layers.add_dir(st, entries, image.top_layer, created_by)
+        finally:
+            if scratch is not None:
+                rmtree(scratch)
+        config = image.config
+        container_config = dict(config.get("config") or {})
+        c = rec.config
+        container_config.update({
+            "Env": c.get("Env") or [], "WorkingDir": c.get("WorkingDir") or "",
+            "User": c.get("User") or "",
+        })
+        if c.get("Cmd") is not None:
+            container_config["Cmd"] = c.get("Cmd")
+        if c.get("EntrypointOverridden"):
+            container_config["Entrypoint"] = c.get("Entrypoint") or None
+        container_config.update(changes or {})
+        config["config"] = container_config
+        config["created"] = now_rfc3339()
+        config["rootfs"] = {"type": "layers", "diff_ids": [*image.diff_ids, layer.diff_id]}
+        entry: dict[str, Any] = {"created": config["created"], "created_by": created_by}
+        if message:
+            entry["comment"] = message
+        if author:
+            config["author"] = author
+            entry["author"] = author
+        config["history"] = [*(config.get("history") or []), entry]
+        config.pop("container", None)
+        tags = [reference_name] if reference_name else []
+        return self.store.images.create(config, layer.id, parent=image.id, tags=tags)
+
+
+class _NoMounts:
+    volumes: list[tuple[str, str, bool]] = []
+    binds: list[dict[str, Any]] = []
+
+
+def _devnull() -> int:
+    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _relay(routes: dict[int, tuple[int, int]]) -> None:
+    """Copy each pipe to its terminal fd and its log fd until every pipe closes."""
+    sel = selectors.DefaultSelector()
+    for fd in routes:
+        sel.register(fd, selectors.EVENT_READ)
+    open_fds = set(routes)
+    while open_fds:
+        for key, _ in sel.select():
+            fd = int(key.fd)
+            data = os.read(fd, 65536)
+            if not data:
+                sel.unregister(fd)
+                open_fds.discard(fd)
+                continue
+            term, log = routes[fd]
+            with contextlib.suppress(OSError):
+                _write_all(term, data)
+            _write_all(log, data)
+    sel.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _signal_number(name: str | int) -> int:
+    if isinstance(name, int) or str(name).isdigit():
+        return int(name)
+    text = str(name).upper()
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    try:
+        return int(signal.Signals[text])
+    except KeyError:
+        raise InvalidArgument(f"unknown signal {name!r}") from None
+
+
+def _to_container_ids(entries: list[FileEntry]) -> list[FileEntry]:
+    """Translate on-disk owners (host ids) to the ids the container saw."""
+    if os.geteuid() == 0:
+        return entries
+    from dataclasses import replace
+
+    from ..runtime import idmap
+
+    maps = idmap.plan()
+
+    def inside(ranges: tuple[tuple[int, int, int], ...], host: int) -> int:
+        for start, outside, count in ranges:
+            if outside <= host < outside + count:
+                return start + host - outside
+        return 65534
+
+    out = []
+    for e in entries:
+        uid = inside(maps.uid.ranges, e.uid)
+        gid = inside(maps.gid.ranges, e.gid)
+        out.append(e if (uid, gid) == (e.uid, e.gid) else replace(e, uid=uid, gid=gid))
+    return out
