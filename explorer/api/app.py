@@ -17,6 +17,7 @@ from . import analysis
 from .analysis import Change, ImageAnalysis
 from .containers import ContainerOps
 from .model import HistoryRow, ImageSummary, LsEntry, TreeNode
+from .volumes import VolumeOps
 
 Progress = Callable[[str], None]
 
@@ -25,7 +26,7 @@ def _noop(_: str) -> None:
     pass
 
 
-class Strata(ContainerOps):
+class Strata(ContainerOps, VolumeOps):
     """Everything a user can do with one store. Cheap to create; opens the store lazily."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None, storage_driver: str | None = None) -> None:

@@ -12,6 +12,7 @@ from .containers import ContainerStore
 from .images import ImageStore
 from .layers import LayerStore
 from .metadata import Metadata
+from .volumes import VolumeStore
 
 
 def default_root() -> Path:
@@ -38,6 +39,7 @@ class Store:
         self.layers = LayerStore(self)
         self.images = ImageStore(self)
         self.containers = ContainerStore(self)
+        self.volumes = VolumeStore(self)
         self.clean_staging()
 
     def clean_staging(self) -> list[str]:

@@ -1,0 +1,315 @@
+"""Volume operations and the mounts of a container: named and anonymous volumes,
+bind mounts and tmpfs, with docker's rules.
+
+- ``-v NAME:/path`` creates the named volume when missing; ``-v /path`` and every
+  ``VOLUME`` of the image get a fresh anonymous volume unless a mount covers them.
+- A new, empty volume mounted over a directory the image has is first filled with the
+  image's content there (``nocopy`` turns that off); a bind mount never is.
+- ``--rm`` and ``rm -v`` remove a container's anonymous volumes, never named ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import runtime
+from ..errors import InvalidArgument, StrataError, VolumeInUse
+from ..store.images import Image, now_rfc3339
+from ..store.index import normalize
+from ..store.union import ListedLayer, UnionView
+from ..store.volumes import Volume, check_name, tree_size, walk_entries
+
+if TYPE_CHECKING:
+    from ..store.containers import ContainerRecord
+    from ..store.store import Store
+    from .containers import RunOptions
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    name: str
+    created: float
+    labels: dict[str, str]
+    anonymous: bool
+    mountpoint: Path
+    users: list[str]
+
+
+@dataclass
+class MountPlan:
+    volumes: list[tuple[str, str, bool]] = field(default_factory=list)  # (volume, target, readonly)
+    binds: list[dict[str, Any]] = field(default_factory=list)  # bind and tmpfs mounts, docker-inspect shaped
+    fill: list[tuple[str, str]] = field(default_factory=list)  # (volume, target): copy image content if empty
+
+
+def _info(v: Volume) -> VolumeInfo:
+    return VolumeInfo(v.name, v.created, v.labels, v.anonymous, v.mountpoint, v.users)
+
+
+def _target(path: str, spec: str) -> str:
+    if not path.startswith("/"):
+        raise InvalidArgument(f"invalid mount {spec!r}: the container path must be absolute")
+    target = normalize(path)
+    if target == "/":
+        raise InvalidArgument(f"invalid mount {spec!r}: cannot mount over /")
+    return target
+
+
+def parse_volume_flag(spec: str) -> dict[str, Any]:
+    """``-v`` syntax: ``/path``, ``NAME:/path[:opts]``, ``/host:/path[:opts]``."""
+    parts = spec.split(":")
+    if len(parts) == 1:
+        return {"type": "volume", "source": None, "target": _target(parts[0], spec), "readonly": False,
+                "nocopy": False}
+    if len(parts) > 3:
+        raise InvalidArgument(f"invalid volume specification {spec!r}: use SOURCE:TARGET[:ro]")
+    source, target = parts[0], parts[1]
+    options = parts[2].split(",") if len(parts) == 3 else []
+    unknown = [o for o in options if o not in ("ro", "rw", "nocopy", "z", "Z", "")]
+    if unknown:
+        raise InvalidArgument(f"invalid volume specification {spec!r}: unknown option {unknown[0]!r}")
+    if not source:
+        raise InvalidArgument(f"invalid volume specification {spec!r}: empty source")
+    kind = "bind" if source.startswith(("/", ".")) else "volume"
+    return {"type": kind, "source": source, "target": _target(target, spec), "readonly": "ro" in options,
+            "nocopy": "nocopy" in options}
+
+
+def parse_mount_flag(spec: str) -> dict[str, Any]:
+    """``--mount type=…,source=…,target=…[,readonly][,volume-nocopy][,tmpfs-size=…]``."""
+    fields: dict[str, str] = {}
+    for item in spec.split(","):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        fields[key.strip().lower()] = value.strip() if sep else "true"
+    kind = fields.pop("type", "volume")
+    if kind not in ("volume", "bind", "tmpfs"):
+        raise InvalidArgument(f"invalid mount {spec!r}: type must be volume, bind or tmpfs")
+    source = fields.pop("source", None) or fields.pop("src", None)
+    target = fields.pop("target", None) or fields.pop("destination", None) or fields.pop("dst", None)
+    if not target:
+        raise InvalidArgument(f"invalid mount {spec!r}: target is required")
+    readonly = fields.pop("readonly", fields.pop("ro", "false")).lower() in ("true", "1", "")
+    nocopy = fields.pop("volume-nocopy", "false").lower() in ("true", "1", "")
+    size = fields.pop("tmpfs-size", "")
+    mode = fields.pop("tmpfs-mode", "")
+    for ignored in ("bind-propagation", "consistency", "volume-driver", "bind-recursive"):
+        fields.pop(ignored, None)
+    labels = {k[len("volume-label="):]: v for k, v in fields.items() if k.startswith("volume-label")}
+    leftovers = [k for k in fields if not k.startswith("volume-label")]
+    if leftovers:
+        raise InvalidArgument(f"invalid mount {spec!r}: unknown field {leftovers[0]!r}")
+    if kind == "bind" and not source:
+        raise InvalidArgument(f"invalid mount {spec!r}: a bind mount needs source=")
+    if kind == "tmpfs" and source:
+        raise InvalidArgument(f"invalid mount {spec!r}: tmpfs takes no source")
+    return {"type": kind, "source": source, "target": _target(target, spec), "readonly": readonly,
+            "nocopy": nocopy, "size": size, "mode": mode, "labels": labels}
+
+
+class VolumeOps:
+    """Mixed into ``Strata``."""
+
+    store: Store
+
+    # --- volumes -----------------------------------------------------------------------
+
+    def volumes(self, dangling: bool | None = None, labels: list[str] | None = None) -> list[VolumeInfo]:
+        out = []
+        for v in self.store.volumes.all():
+            if dangling is not None and (not v.users) != dangling:
+                continue
+            if labels and not all(_label_matches(v.labels, f) for f in labels):
+                continue
+            out.append(_info(v))
+        return out
+
+    def volume(self, name: str) -> VolumeInfo:
+        return _info(self.store.volumes.get(name))
+
+    def volume_create(self, name: str | None = None, labels: dict[str, str] | None = None) -> VolumeInfo:
+        return _info(self.store.volumes.create(name, labels))
+
+    def volume_rm(self, names: list[str], force: bool = False) -> list[str]:
+        removed = []
+        for name in names:
+            try:
+                self.store.volumes.remove(name)
+            except StrataError as e:
+                from ..errors import VolumeNotFound
+
+                if force and isinstance(e, VolumeNotFound):
+                    continue
+                raise
+            removed.append(name)
+        return removed
+
+    def volume_prune(self, all: bool = False) -> tuple[list[str], int]:
+        removed: list[str] = []
+        freed = 0
+        for v in self.store.volumes.all():
+            if v.users or (not v.anonymous and not all):
+                continue
+            size = tree_size(v.mountpoint)
+            try:
+                self.store.volumes.remove(v.name)
+            except VolumeInUse:
+                continue
+            removed.append(v.name)
+            freed += size
+        return removed, freed
+
+    def volume_size(self, name: str) -> int:
+        return tree_size(self.store.volumes.get(name).mountpoint)
+
+    def volume_view(self, name: str) -> UnionView:
+        v = self.store.volumes.get(name)
+        return UnionView([ListedLayer(f"volume {name}", walk_entries(v.mountpoint), v.mountpoint, kind="volume")])
+
+    def inspect_volume(self, name: str) -> dict[str, Any]:
+        v = self.store.volumes.get(name)
+        return {"CreatedAt": now_rfc3339(v.created), "Driver": "local", "Labels": v.labels,
+                "Mountpoint": str(v.mountpoint), "Name": v.name, "Options": v.options or None, "Scope": "local",
+                "UsedBy": v.users}
+
+    def _remove_volume_quietly(self, name: str) -> None:
+        with contextlib.suppress(StrataError):
+            self.store.volumes.remove(name)
+
+    # --- mounts of a container ------------------------------------------------------------
+
+    def plan_mounts(self, image: Image, options: RunOptions) -> MountPlan:
+        specs = [parse_volume_flag(s) for s in options.volumes] + [parse_mount_flag(s) for s in options.mounts]
+        seen: set[str] = set()
+        for spec in specs:
+            if spec["target"] in seen:
+                raise InvalidArgument(f"duplicate mount point: {spec['target']}")
+            seen.add(spec["target"])
+        image_volumes = (image.config.get("config") or {}).get("Volumes") or {}
+        for path in image_volumes:
+            target = normalize(path)
+            if target not in seen and target != "/":
+                specs.append({"type": "volume", "source": None, "target": target, "readonly": False,
+                              "nocopy": False})
+                seen.add(target)
+        plan = MountPlan()
+        for spec in specs:
+            if spec["type"] == "bind":
+                source = os.path.abspath(spec["source"])
+                if not os.path.exists(source):
+                    raise InvalidArgument(
+                        f"bind source path does not exist: {source}; create it first (strata never creates it)")
+                plan.binds.append({"Type": "bind", "Source": source, "Destination": spec["target"],
+                                   "RW": not spec["readonly"]})
+            elif spec["type"] == "tmpfs":
+                tmpfs_options = [o for o in (f"size={spec['size']}" if spec.get("size") else "",
+                                             f"mode={spec['mode']}" if spec.get("mode") else "") if o]
+                plan.binds.append({"Type": "tmpfs", "Source": "", "Destination": spec["target"],
+                                   "RW": not spec["readonly"], "Options": tmpfs_options})
+            else:
+                name = spec["source"]
+                if name is not None:
+                    check_name(name)
+                    volume = self.store.volumes.create(name, spec.get("labels") or None)
+                else:
+                    volume = self.store.volumes.create(None, anonymous=True)
+                plan.volumes.append((volume.name, spec["target"], spec["readonly"]))
+                if not spec["nocopy"]:
+                    plan.fill.append((volume.name, spec["target"]))
+        return plan
+
+    def prepare_mounts(self, container_id: str, image: Image, plan: MountPlan) -> None:
+        """Copy-on-first-mount: an empty volume over a non-empty image directory gets
+        that directory's content."""
+        if not plan.fill:
+            return
+        view = UnionView.of_layers(self.store, self.store.images.layers(image))
+        for name, target in plan.fill:
+            data = self.store.volumes.data_dir(name)
+            if any(data.iterdir()):
+                continue
+            found = view.lookup(view.resolve_path(target))
+            if found is None or found.entry.type != "dir":
+                continue
+            copy_from_view(view, found.path, data)
+
+    def runtime_mounts(self, rec: ContainerRecord) -> list[runtime.Mount]:
+        mounts = [runtime.Mount(str(self.store.volumes.data_dir(v)), target, "bind", readonly)
+                  for v, target, readonly in rec.volumes]
+        for b in rec.config.get("Binds") or []:
+            if b["Type"] == "tmpfs":
+                mounts.append(runtime.Mount("tmpfs", b["Destination"], "tmpfs", not b["RW"],
+                                            list(b.get("Options") or [])))
+            else:
+                if not os.path.exists(b["Source"]):
+                    raise InvalidArgument(f"bind source path does not exist: {b['Source']}")
+                mounts.append(runtime.Mount(b["Source"], b["Destination"], "bind", not b["RW"]))
+        return mounts
+
+
+def _label_matches(labels: dict[str, str], spec: str) -> bool:
+    key, sep, value = spec.partition("=")
+    if key not in labels:
+        return False
+    return not sep or labels[key] == value
+
+
+def copy_from_view(view: UnionView, source: str, dest: Path) -> None:
+    """Materialise the subtree ``source`` of a union view into ``dest`` (an existing dir)."""
+    prefix = source.rstrip("/") + "/"
+    top = view.lookup(source)
+    entries = [h for h in view.walk() if h.path.startswith(prefix)]
+    copied: dict[str, str] = {}
+    dirs: list[tuple[str, Any]] = []
+    is_root = os.geteuid() == 0
+    for hit in entries:
+        e = hit.entry
+        rel = e.path[len(prefix):]
+        out = os.path.join(dest, rel)
+        if e.type == "dir":
+            os.mkdir(out, 0o700)
+            dirs.append((out, e))
+            continue
+        if e.type == "symlink":
+            os.symlink(e.link or "", out)
+        elif e.type in ("file", "hardlink"):
+            if e.type == "hardlink" and e.link in copied:
+                os.link(copied[e.link], out)
+                continue
+            with view.open(e.path) if e.type == "file" else _open_layer_file(view, hit) as src, \
+                    open(out, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+            copied[e.path] = out
+        elif e.type == "fifo":
+            os.mkfifo(out)
+        else:
+            continue
+        _apply_meta(out, e, is_root)
+    for out, e in reversed(dirs):
+        _apply_meta(out, e, is_root)
+    if top is not None:
+        _apply_meta(str(dest), top.entry, is_root)
+
+
+def _open_layer_file(view: UnionView, hit: Any) -> Any:
+    fd = os.open(view.layers[hit.layer].content_path(hit.path), os.O_RDONLY | os.O_NOFOLLOW)
+    return os.fdopen(fd, "rb")
+
+
+def _apply_meta(path: str, e: Any, is_root: bool) -> None:
+    if is_root:
+        with contextlib.suppress(OSError):
+            os.lchown(path, e.uid, e.gid)
+    if e.type != "symlink":
+        os.chmod(path, stat.S_IMODE(e.mode))
+    with contextlib.suppress(OSError):
+        os.utime(path, (e.mtime, e.mtime), follow_symlinks=False)
+
+

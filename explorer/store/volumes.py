@@ -1,0 +1,203 @@
+"""Volumes: named directories under ``volumes/<name>/_data`` that outlive containers.
+
+The database keeps who uses which volume (``container_volumes``), so removing a volume
+a container still mounts is refused with the containers' names, whether they run or not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import AlreadyExists, InvalidName, VolumeInUse, VolumeNotFound
+from ..fsutil import guard_enospc, rmtree
+from .index import DIR, FILE, FileEntry, type_from_mode
+
+if TYPE_CHECKING:
+    from .store import Store
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+
+@dataclass
+class Volume:
+    name: str
+    created: float
+    labels: dict[str, str]
+    anonymous: bool
+    options: dict[str, str]
+    mountpoint: Path
+    users: list[str] = field(default_factory=list)  # container names
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name or ""):
+        raise InvalidName(
+            f"invalid volume name {name!r}: use 2 or more of [a-zA-Z0-9_.-], starting with a letter or digit"
+        )
+    return name
+
+
+class VolumeStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.meta = store.meta
+        self.dir = store.root / "volumes"
+
+    def data_dir(self, name: str) -> Path:
+        return self.dir / name / "_data"
+
+    def _users(self, name: str) -> list[str]:
+        rows = self.meta.query(
+            "SELECT c.name FROM container_volumes cv JOIN containers c ON c.id = cv.container "
+            "WHERE cv.volume=? ORDER BY c.name",
+            (name,),
+        )
+        return [r[0] for r in rows]
+
+    def _from_row(self, row: tuple[Any, ...]) -> Volume:
+        return Volume(
+            row[0],
+            row[1],
+            json.loads(row[2]),
+            bool(row[3]),
+            json.loads(row[4]),
+            self.data_dir(row[0]),
+            self._users(row[0]),
+        )
+
+    def all(self) -> list[Volume]:
+        rows = self.meta.query("SELECT name, created, labels, anonymous, options FROM volumes ORDER BY name")
+        return [self._from_row(r) for r in rows]
+
+    def get(self, name: str) -> Volume:
+        row = self.meta.one("SELECT name, created, labels, anonymous, options FROM volumes WHERE name=?", (name,))
+        if row is None:
+            raise VolumeNotFound(name)
+        return self._from_row(row)
+
+    def exists(self, name: str) -> bool:
+        return self.meta.one("SELECT 1 FROM volumes WHERE name=?", (name,)) is not None
+
+    def create(
+        self,
+        name: str | None = None,
+        labels: dict[str, str] | None = None,
+        anonymous: bool = False,
+        exist_ok: bool = True,
+    ) -> Volume:
+        if name is None:
+            name = secrets.token_hex(32)
+        check_name(name)
+        if self.exists(name):
+            if exist_ok:
+                return self.get(name)
+            raise AlreadyExists(f"volume {name} already exists")
+        path = self.dir / name
+        with guard_enospc(str(path)):
+            path.mkdir(mode=0o700, exist_ok=True)
+            (path / "_data").mkdir(mode=0o755, exist_ok=True)
+        try:
+            with self.meta.transaction() as conn:
+                conn.execute(
+                    "INSERT OR IGNORE INTO volumes(name, created, labels, anonymous, options) VALUES (?,?,?,?,?)",
+                    (name, time.time(), json.dumps(labels or {}), int(anonymous), "{}"),
+                )
+        except BaseException:
+            rmtree(path)
+            raise
+        return self.get(name)
+
+    def remove(self, name: str) -> None:
+        with self.meta.transaction() as conn:
+            if conn.execute("SELECT 1 FROM volumes WHERE name=?", (name,)).fetchone() is None:
+                raise VolumeNotFound(name)
+            users = self._users(name)
+            if users:
+                raise VolumeInUse(f"volume {name}", users, "remove those containers first")
+            conn.execute("DELETE FROM volumes WHERE name=?", (name,))
+        path = self.dir / name
+        trash = self.store.tmp / f"trash-volume-{secrets.token_hex(6)}"
+        try:
+            path.rename(trash)
+        except FileNotFoundError:
+            return
+        rmtree(trash)
+
+
+def walk_entries(root: Path) -> list[FileEntry]:
+    """A volume's files as index entries, from one lstat per entry (no content hashing:
+    volumes change under running containers and can be large)."""
+    out: list[FileEntry] = []
+    stack = [("", str(root))]
+    while stack:
+        rel_dir, real_dir = stack.pop()
+        try:
+            it = os.scandir(real_dir)
+        except OSError:
+            continue
+        with it:
+            for entry in it:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                path = f"{rel_dir}/{entry.name}"
+                kind = type_from_mode(st.st_mode)
+                link = None
+                if kind == "symlink":
+                    try:
+                        link = os.readlink(entry.path)
+                    except OSError:
+                        link = None
+                out.append(
+                    FileEntry(
+                        path,
+                        kind,
+                        stat.S_IMODE(st.st_mode),
+                        st.st_uid,
+                        st.st_gid,
+                        st.st_size if kind == FILE else 0,
+                        st.st_mtime,
+                        None,
+                        link,
+                    )
+                )
+                if kind == DIR:
+                    stack.append((path, entry.path))
+    return out
+
+
+def tree_size(root: Path) -> int:
+    """Bytes of regular files below ``root``, each inode once."""
+    total = 0
+    seen: set[int] = set()
+    stack = [str(root)]
+    while stack:
+        current = stack.pop()
+        try:
+            it = os.scandir(current)
+        except OSError:
+            continue
+        with it:
+            for entry in it:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(entry.path)
+                elif stat.S_ISREG(st.st_mode):
+                    if st.st_nlink > 1:
+                        if st.st_ino in seen:
+                            continue
+                        seen.add(st.st_ino)
+                    total += st.st_size
+    return total
