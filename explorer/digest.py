@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from typing import BinaryIO
-
-import xxhash
+from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import InvalidArgument
+
+if TYPE_CHECKING:
+    import xxhash
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 CHUNK = 1 << 20
@@ -51,6 +52,8 @@ def chain_ids(diff_ids: Iterable[str]) -> list[str]:
 
 
 def xxh3_file(path: str) -> str:
+    import xxhash
+
     h = xxhash.xxh3_128()
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
@@ -59,6 +62,8 @@ def xxh3_file(path: str) -> str:
 
 
 def new_xxh3() -> xxhash.xxh3_128:
+    import xxhash
+
     return xxhash.xxh3_128()
 
 

@@ -6,18 +6,19 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import InvalidArgument
-from ..store import archive, reference
+from ..store import reference
 from ..store.images import Image
 from ..store.store import Store, default_root
 from ..store.union import UnionView
-from . import analysis
-from .analysis import Change, ImageAnalysis
 from .containers import ContainerOps
 from .model import HistoryRow, ImageSummary, LsEntry, TreeNode
 from .volumes import VolumeOps
+
+if TYPE_CHECKING:
+    from .analysis import Change, ImageAnalysis
 
 Progress = Callable[[str], None]
 
@@ -157,6 +158,8 @@ class Strata(ContainerOps, VolumeOps):
                     node.created_by = str(h.get("created_by") or h.get("comment") or "")
 
     def layer_changes(self, layer_id: str) -> list[Change]:
+        from . import analysis
+
         return analysis.layer_changes(self.store, self.store.layers.find(layer_id))
 
     def layer_view(self, layer_id: str) -> UnionView:
@@ -164,6 +167,8 @@ class Strata(ContainerOps, VolumeOps):
         return UnionView.of_layers(self.store, self.store.layers.chain(self.store.layers.find(layer_id).id))
 
     def analyze(self, name: str) -> ImageAnalysis:
+        from . import analysis
+
         image = self.image(name)
         return analysis.analyze(self.store, self.store.images.layers(image))
 
@@ -219,6 +224,8 @@ class Strata(ContainerOps, VolumeOps):
 
     def import_rootfs(self, source: str, name: str | None, message: str = "",
                       changes: dict[str, Any] | None = None, stdin: BinaryIO | None = None) -> Image:
+        from ..store import archive
+
         if source == "-":
             if stdin is None:
                 raise InvalidArgument("import from - needs standard input")
@@ -230,9 +237,13 @@ class Strata(ContainerOps, VolumeOps):
             return archive.import_rootfs(self.store, f, name, source, changes, message)
 
     def load(self, path: str, progress: Progress = _noop) -> list[str]:
+        from ..store import archive
+
         return archive.load(self.store, path, progress)
 
     def save(self, names: list[str], output: str, fmt: str = "docker", progress: Progress = _noop) -> None:
+        from ..store import archive
+
         archive.save(self.store, names, output, fmt, progress)
 
 

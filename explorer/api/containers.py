@@ -25,12 +25,11 @@ from ..fsutil import rmtree
 from ..store.containers import ContainerRecord
 from ..store.images import Image, now_rfc3339
 from ..store.index import WHITEOUT, FileEntry
-from ..store.scan import scan_dir
-from ..store.union import ListedLayer, UnionView
-from .analysis import Change
 
 if TYPE_CHECKING:
     from ..store.store import Store
+    from ..store.union import UnionView
+    from .analysis import Change
 
 DRIVER_FILE = "driver"
 STOP_TIMEOUT = 10.0
@@ -452,6 +451,8 @@ class ContainerOps:
 
     def _container_entries(self, rec: ContainerRecord) -> tuple[list[FileEntry], Path, Any]:
         """The container layer's index and the directory holding its content."""
+        from ..store.scan import scan_dir
+
         if rec.driver == "vfs":
             image = self.store.images.get(rec.image)
             scratch = self.store.tmp / f"stage-diff-{rec.id[:12]}-{os.getpid()}"
@@ -465,6 +466,8 @@ class ContainerOps:
         return _to_container_ids(scan_dir(str(diff))), diff, None
 
     def container_view(self, name: str) -> UnionView:
+        from ..store.union import ListedLayer, UnionView
+
         rec = self._record(name)
         image = self.store.images.get(rec.image)
         entries, content, scratch = self._container_entries(rec)
@@ -480,6 +483,9 @@ class ContainerOps:
         return self.store.containers.diff_dir(rec.id)
 
     def diff(self, name: str) -> list[Change]:
+        from ..store.union import UnionView
+        from .analysis import Change
+
         rec = self._record(name)
         image = self.store.images.get(rec.image)
         entries, _content, scratch = self._container_entries(rec)

@@ -21,10 +21,10 @@ from .. import runtime
 from ..errors import InvalidArgument, StrataError, VolumeInUse
 from ..store.images import Image, now_rfc3339
 from ..store.index import normalize
-from ..store.union import ListedLayer, UnionView
 from ..store.volumes import Volume, check_name, tree_size, walk_entries
 
 if TYPE_CHECKING:
+    from ..store.union import UnionView
     from ..store.containers import ContainerRecord
     from ..store.store import Store
     from .containers import RunOptions
@@ -169,6 +169,8 @@ class VolumeOps:
         return tree_size(self.store.volumes.get(name).mountpoint)
 
     def volume_view(self, name: str) -> UnionView:
+        from ..store.union import ListedLayer, UnionView
+
         v = self.store.volumes.get(name)
         return UnionView([ListedLayer(f"volume {name}", walk_entries(v.mountpoint), v.mountpoint, kind="volume")])
 
@@ -229,6 +231,8 @@ class VolumeOps:
         that directory's content."""
         if not plan.fill:
             return
+        from ..store.union import UnionView
+
         view = UnionView.of_layers(self.store, self.store.images.layers(image))
         for name, target in plan.fill:
             data = self.store.volumes.data_dir(name)
