@@ -1,0 +1,555 @@
+"""Start a container, wait for it, exec into it.
+
+Process layout (no helper binaries, no second interpreter, so start costs two
+forks and a few hundred syscalls):
+
+    caller ── fork ──▶ monitor: unshare(user, pid); waits for the caller to write
+                       its uid/gid maps; forks init; records init's pid and, when
+                       init ends, its exit code; relays the pty for ``-t``
+                          └─ fork ─▶ init (pid 1 inside): unshare(mnt, uts, ipc
+                                      [, net]); mounts; pivot_root; USER; exec
+
+With ``detach`` an extra fork and ``setsid`` put the monitor out of the caller's
+session, so the container outlives the caller. Failures before exec travel to the
+caller on a close-on-exec pipe as one JSON object: the pipe closing empty means
+exec succeeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+from dataclasses import dataclass
+from typing import NoReturn
+
+from ..errors import (
+    CommandNotExecutable,
+    CommandNotFound,
+    ContainerStateError,
+    InvalidArgument,
+    RuntimeUnavailable,
+    StrataError,
+)
+from . import idmap, linux, pty, state
+from .command import ExecFailure, exec_program, final_env
+from .config import ContainerConfig, Process
+from .initlayer import (
+    BASE_TARGETS,
+    ROOTFS_DIR,
+    copy_missing_into,
+    host_hostname,
+    init_dir,
+    prepare_targets,
+    wanted_targets,
+    write_etc_files,
+)
+from .rootfs import RootPlan, loopback_up, setup_root
+from .support import userns_problem
+from .users import ExecUser, resolve_user
+
+FORWARDED_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+_RESET_SIGNALS = (
+    signal.SIGPIPE,
+    signal.SIGXFSZ,
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGCHLD,
+    signal.SIGTSTP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGWINCH,
+)
+
+
+def exit_code_of(status: int) -> int:
+    """Docker's convention: the process's own code, or 128+N when killed by signal N."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+# --- failures crossing the process boundary -----------------------------------------
+
+
+def _report(fd: int, code: int, kind: str, message: str) -> None:
+    with contextlib.suppress(OSError):
+        os.write(fd, json.dumps({"code": code, "kind": kind, "message": message}).encode())
+
+
+def _report_exception(fd: int, err: BaseException) -> int:
+    if isinstance(err, ExecFailure):
+        _report(fd, err.code, err.kind, err.message)
+        return err.code
+    if isinstance(err, InvalidArgument):
+        _report(fd, 125, "invalid", str(err))
+    elif isinstance(err, StrataError):
+        _report(fd, 125, "runtime", str(err))
+    elif isinstance(err, OSError):
+        _report(fd, 125, "runtime", f"{err.strerror or err}{f': {err.filename}' if err.filename else ''}")
+    else:
+        _report(fd, 125, "runtime", f"{type(err).__name__}: {err}")
+    return 125
+
+
+def _read_all(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except InterruptedError:
+            continue
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _raise_report(data: bytes) -> None:
+    if not data:
+        return
+    try:
+        report = json.loads(data)
+        kind, message = report["kind"], report["message"]
+    except (ValueError, KeyError, TypeError):
+        raise RuntimeUnavailable("the container failed to start") from None
+    if kind == "notfound":
+        raise CommandNotFound(message)
+    if kind == "notexec":
+        raise CommandNotExecutable(message)
+    if kind == "invalid":
+        raise InvalidArgument(message)
+    if kind == "userns":
+        raise RuntimeUnavailable(userns_problem() or message)
+    if kind == "runtime" and "Operation not permitted" in message:
+        problem = userns_problem()
+        if problem:
+            raise RuntimeUnavailable(problem)
+    raise RuntimeUnavailable(message)
+
+
+def _pipe() -> tuple[int, int]:
+    """A close-on-exec pipe whose ends are never 0-2, whatever the caller closed."""
+    r, w = os.pipe()
+    hr, hw = linux.dup_high(r, 3), linux.dup_high(w, 3)
+    os.close(r)
+    os.close(w)
+    return hr, hw
+
+
+# --- the process inside ---------------------------------------------------------------
+
+
+def _install_stdio(fds: tuple[int, int, int]) -> None:
+    high = [linux.dup_high(fd) for fd in fds]
+    for target, fd in enumerate(high):
+        os.dup2(fd, target)
+        os.close(fd)
+
+
+def _switch_user(user: ExecUser) -> None:
+    try:
+        os.setgroups(user.groups)
+    except PermissionError:
+        pass  # setgroups is denied in a namespace mapped without newgidmap
+    try:
+        os.setresgid(user.gid, user.gid, user.gid)
+    except OSError as e:
+        raise RuntimeUnavailable(
+            f"group {user.gid} is not mapped in the container: give your user a range in /etc/subgid "
+            "(and install newgidmap)"
+        ) from e
+    try:
+        os.setresuid(user.uid, user.uid, user.uid)
+    except OSError as e:
+        raise RuntimeUnavailable(
+            f"user {user.uid} is not mapped in the container: give your user a range in /etc/subuid "
+            "(and install newuidmap)"
+        ) from e
+
+
+def _reset_signals() -> None:
+    for sig in _RESET_SIGNALS:
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+@dataclass
+class _Launch:
+    """What the processes inside need, prepared by the caller before fork."""
+
+    process: Process
+    hostname: str
+    stdio: tuple[int, int, int]
+    winsize: bytes | None
+    report_w: int
+    tty_socks: tuple[socket.socket, socket.socket] | None  # (monitor's end, init's end)
+
+
+def _run_process(launch: _Launch) -> NoReturn:
+    """USER, WORKDIR, Env, stdio or pty, exec; after the root is in place."""
+    proc = launch.process
+    user = resolve_user(proc.user)
+    env = final_env(proc.env, hostname=launch.hostname, home=user.home, tty=proc.tty)
+    cwd = proc.cwd or "/"
+    if not cwd.startswith("/"):
+        raise InvalidArgument(f"the working directory must be an absolute path: {cwd}")
+    if not os.path.isdir(cwd):
+        try:
+            os.makedirs(cwd, 0o755, exist_ok=True)
+        except OSError as e:
+            raise InvalidArgument(f"cannot create the working directory {cwd}: {e.strerror}") from e
+    if proc.tty and launch.tty_socks is not None:
+        master, slave = os.openpty()
+        pty.set_winsize(slave, launch.winsize)
+        pty.send_fd(launch.tty_socks[1], master)
+        os.close(master)
+        launch.tty_socks[1].close()
+        with contextlib.suppress(OSError):
+            os.fchown(slave, user.uid, -1)
+        pty.make_controlling(slave)
+    else:
+        _install_stdio(launch.stdio)
+    _switch_user(user)
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise ExecFailure(126, "notexec", f"chdir to cwd ({cwd!r}) failed: {e.strerror}") from e
+    _reset_signals()
+    exec_program(proc.args, env)
+
+
+def _init_main(plan: RootPlan, launch: _Launch, network: str) -> NoReturn:
+    code = 125
+    try:
+        flags = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
+        if network == "none":
+            flags |= linux.CLONE_NEWNET
+        try:
+            linux.unshare(flags)
+        except OSError as e:
+            raise RuntimeUnavailable(f"cannot create namespaces: {e.strerror}") from e
+        if network == "none":
+            loopback_up()
+        if launch.hostname:
+            socket.sethostname(launch.hostname)
+        setup_root(plan)
+        _run_process(launch)
+    except BaseException as e:
+        code = _report_exception(launch.report_w, e)
+    finally:
+        os._exit(code)
+
+
+def _forward_to(pid: int) -> None:
+    def forward(sig: int, _frame: object) -> None:
+        with contextlib.suppress(OSError):
+            os.kill(pid, sig)
+
+    for sig in FORWARDED_SIGNALS:
+        signal.signal(sig, forward)
+
+
+def _wait_child(pid: int) -> int:
+    while True:
+        try:
+            _pid, status = os.waitpid(pid, 0)
+            return exit_code_of(status)
+        except InterruptedError:
+            continue
+
+
+def _relay_tty(launch: _Launch, pid: int) -> None:
+    if launch.tty_socks is None:
+        return
+    master = pty.recv_fd(launch.tty_socks[0])
+    launch.tty_socks[0].close()
+    if master is None:
+        return
+    pidfd = os.pidfd_open(pid)
+    in_fd = launch.stdio[0] if launch.process.stdin else None
+    try:
+        pty.relay(master, in_fd, launch.stdio[1], pidfd)
+    finally:
+        os.close(pidfd)
+        os.close(master)
+
+
+def _monitor_main(
+    config: ContainerConfig, plan: RootPlan, launch: _Launch, ready_w: int, go_r: int, detach: bool
+) -> NoReturn:
+    code = 125
+    try:
+        keep = {*launch.stdio, ready_w, go_r, launch.report_w}
+        if launch.tty_socks is not None:
+            keep.update(sock.fileno() for sock in launch.tty_socks)
+        linux.close_fds_except(keep)
+        if detach:
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            null = os.open(os.devnull, os.O_RDWR)
+            for target in (0, 1, 2):
+                if target not in launch.stdio:
+                    os.dup2(null, target)
+            os.close(null)
+        try:
+            linux.unshare(linux.CLONE_NEWUSER | linux.CLONE_NEWPID)
+        except OSError as e:
+            _report(launch.report_w, 125, "userns", f"cannot create a user namespace: {e.strerror}")
+            os._exit(125)
+        os.write(ready_w, f"U {os.getpid()}\n".encode())
+        if os.read(go_r, 1) != b"G":
+            os._exit(125)
+        os.close(go_r)
+        # Signals that arrive before the forwarders are installed wait instead of
+        # killing the monitor; init clears the mask before exec.
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+        pid = os.fork()
+        if pid == 0:
+            os.close(ready_w)
+            if launch.tty_socks is not None:
+                launch.tty_socks[0].close()
+            _init_main(plan, launch, config.network)
+        os.close(launch.report_w)
+        if launch.tty_socks is not None:
+            launch.tty_socks[1].close()
+        info = state.proc_start(pid)
+        me = state.proc_start(os.getpid())
+        state.write_state(config.runtime_dir, state.State(pid, info[0] if info else 0, os.getpid(), me[0] if me else 0))
+        os.write(ready_w, f"P {pid}\n".encode())
+        os.close(ready_w)
+        _forward_to(pid)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+        if launch.process.tty:
+            with contextlib.suppress(OSError):
+                _relay_tty(launch, pid)
+        else:
+            for fd in set(launch.stdio):
+                if fd > 2:
+                    os.close(fd)
+        code = _wait_child(pid)
+        state.write_exit_code(config.runtime_dir, code)
+    except BaseException:
+        code = 125
+    finally:
+        os._exit(code)
+
+
+# --- the caller's side ------------------------------------------------------------------
+
+
+def _stdio(
+    process: Process, stdin: int | None, stdout: int | None, stderr: int | None, detach: bool
+) -> tuple[tuple[int, int, int], list[int]]:
+    opened: list[int] = []
+
+    def null() -> int:
+        if not opened:
+            opened.append(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
+        return opened[0]
+
+    fallback_in, fallback_out, fallback_err = (None, None, None) if detach else (0, 1, 2)
+    in_fd = (stdin if stdin is not None else fallback_in) if process.stdin else None
+    out_fd = stdout if stdout is not None else fallback_out
+    err_fd = stderr if stderr is not None else fallback_err
+    return (
+        in_fd if in_fd is not None else null(),
+        out_fd if out_fd is not None else null(),
+        err_fd if err_fd is not None else null(),
+    ), opened
+
+
+def _plan(config: ContainerConfig, maps: idmap.IdMaps) -> RootPlan:
+    rootfs = config.rootfs
+    rd = config.runtime_dir
+    os.makedirs(rd, mode=0o700, exist_ok=True)
+    mountpoint = os.path.join(rd, ROOTFS_DIR)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(mountpoint, 0o755)
+    if rootfs.driver == "overlay":
+        for what, path in (("upperdir", rootfs.upperdir), ("workdir", rootfs.workdir)):
+            if not path or not os.path.isdir(path):
+                raise InvalidArgument(f"overlay {what} does not exist: {path!r}")
+        layers = list(rootfs.lowerdirs)
+        for layer in layers:
+            if not os.path.isdir(layer):
+                raise InvalidArgument(f"image layer directory does not exist: {layer}")
+        image = layers or [init_dir(rd)]
+    elif rootfs.driver == "vfs":
+        if not rootfs.rootdir or not os.path.isdir(rootfs.rootdir):
+            raise InvalidArgument(f"vfs root directory does not exist: {rootfs.rootdir!r}")
+        image = [rootfs.rootdir]
+    else:
+        raise InvalidArgument(f"unknown storage driver {rootfs.driver!r}: use overlay or vfs")
+    init = init_dir(rd)
+    os.makedirs(init, mode=0o755, exist_ok=True)
+    targets = prepare_targets(image, init, wanted_targets(config))
+    base = {t.path: t for t in targets[: len(BASE_TARGETS)]}
+    mounts = list(zip(config.mounts, targets[len(BASE_TARGETS) :], strict=True))
+    if rootfs.driver == "vfs":
+        copy_missing_into(init, rootfs.rootdir, targets)
+    hostname = config.hostname or host_hostname()
+    etc = write_etc_files(rd, hostname, config.network)
+    return RootPlan(
+        driver=rootfs.driver,
+        mountpoint=mountpoint,
+        lowerdirs=[init, *rootfs.lowerdirs] if rootfs.driver == "overlay" else [],
+        upperdir=rootfs.upperdir,
+        workdir=rootfs.workdir,
+        rootdir=rootfs.rootdir,
+        targets=base,
+        etc_sources=etc,
+        mounts=mounts,
+        network=config.network,
+        devpts_gid=maps.gid.contains(5),
+        scratch=rd,
+    )
+
+
+def _read_line(fd: int) -> str:
+    out = b""
+    while not out.endswith(b"\n"):
+        try:
+            chunk = os.read(fd, 1)
+        except InterruptedError:
+            continue
+        if not chunk:
+            break
+        out += chunk
+    return out.decode().strip()
+
+
+class RunningContainer:
+    """A started container. ``wait`` works from the starting process; any other
+    process uses the functions in ``state`` with the same runtime_dir."""
+
+    def __init__(self, runtime_dir: str, pid: int, monitor_pid: int, is_child: bool) -> None:
+        self.runtime_dir = runtime_dir
+        self.pid = pid
+        self.monitor_pid = monitor_pid
+        self._is_child = is_child
+        self._code: int | None = None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit code (docker conventions); None if still running after ``timeout``."""
+        if self._code is not None:
+            return self._code
+        if not self._is_child:
+            self._code = state.wait_exit(self.runtime_dir, timeout)
+            return self._code
+        if timeout is not None:
+            fd = os.pidfd_open(self.monitor_pid)
+            try:
+                ready, _w, _x = select.select([fd], [], [], timeout)
+            finally:
+                os.close(fd)
+            if not ready:
+                return None
+        status_code = _wait_child(self.monitor_pid)
+        recorded = state.read_exit_code(self.runtime_dir)
+        self._code = recorded if recorded is not None else status_code
+        return self._code
+
+    def poll(self) -> int | None:
+        return self.wait(timeout=0)
+
+    def kill(self, sig: int = signal.SIGKILL) -> bool:
+        return state.kill(self.runtime_dir, sig)
+
+    def exec(
+        self, process: Process, stdin: int | None = None, stdout: int | None = None, stderr: int | None = None
+    ) -> int:
+        """Run another process in this container (see ``nsenter.exec_in``)."""
+        from .nsenter import exec_in
+
+        return exec_in(self.pid, process, stdin, stdout, stderr)
+
+
+def start(
+    config: ContainerConfig,
+    stdin: int | None = None,
+    stdout: int | None = None,
+    stderr: int | None = None,
+    *,
+    detach: bool = False,
+) -> RunningContainer:
+    """Start the container and return once its process has been exec'd.
+
+    stdio are file descriptors, None to inherit the caller's (``detach``: /dev/null).
+    A command that is missing or cannot run raises CommandNotFound (127) or
+    CommandNotExecutable (126), after the exit code has been recorded.
+    """
+    if not config.process.args:
+        raise InvalidArgument("no command specified")
+    running_pid = state.container_pid(config.runtime_dir)
+    if running_pid is not None:
+        raise ContainerStateError(f"the container is already running (pid {running_pid})")
+    maps = idmap.plan()
+    plan = _plan(config, maps)
+    state.clear(config.runtime_dir)
+    stdio, opened = _stdio(config.process, stdin, stdout, stderr, detach)
+    ready_r, ready_w = _pipe()
+    go_r, go_w = _pipe()
+    report_r, report_w = _pipe()
+    socks = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if config.process.tty else None
+    winsize = pty.get_winsize(stdio[1]) if config.process.tty else None
+    launch = _Launch(config.process, config.hostname or host_hostname(), stdio, winsize, report_w, socks)
+    fork_pid = os.fork()
+    if fork_pid == 0:
+        _monitor_main(config, plan, launch, ready_w, go_r, detach)
+    if socks is not None:
+        for sock in socks:
+            sock.close()
+    for fd in (ready_w, go_r, report_w, *opened):
+        os.close(fd)
+    reaped = False
+    try:
+        if detach:
+            _wait_child(fork_pid)
+            reaped = True
+        line = _read_line(ready_r)
+        if not line.startswith("U "):
+            _raise_report(_read_all(report_r))
+            raise RuntimeUnavailable("the container's monitor process died while starting")
+        monitor_pid = int(line.split()[1])
+        idmap.write(monitor_pid, maps)
+        os.write(go_w, b"G")
+        os.close(go_w)
+        go_w = -1
+        line = _read_line(ready_r)
+        report = _read_all(report_r)
+        if not line.startswith("P "):
+            _raise_report(report)
+            raise RuntimeUnavailable("the container's monitor process died while starting")
+        running = RunningContainer(config.runtime_dir, int(line.split()[1]), monitor_pid, not detach)
+        if report:
+            if not detach:
+                running.wait()
+                reaped = True
+            _raise_report(report)
+        return running
+    except BaseException:
+        if not reaped:
+            with contextlib.suppress(OSError):
+                os.kill(fork_pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                _wait_child(fork_pid)
+        raise
+    finally:
+        for fd in (ready_r, report_r, go_w):
+            if fd >= 0:
+                os.close(fd)

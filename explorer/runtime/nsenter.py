@@ -1,0 +1,147 @@
+"""``exec``: run another process inside a running container.
+
+The new process joins the namespaces of the container's init (user first, since
+it owns the others), then forks once more so the child is inside the pid
+namespace too. USER, WORKDIR, Env and the pty work as for ``start``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+from typing import NoReturn
+
+from ..errors import ContainerStateError, InvalidArgument, StrataError
+from . import linux
+from .config import Process
+from .container import (
+    FORWARDED_SIGNALS,
+    _forward_to,
+    _Launch,
+    _pipe,
+    _raise_report,
+    _read_all,
+    _relay_tty,
+    _report_exception,
+    _run_process,
+    _stdio,
+    _wait_child,
+)
+from .pty import get_winsize
+
+# Join order: the user namespace owns the others, so it comes first.
+_NAMESPACES = (
+    ("user", linux.CLONE_NEWUSER),
+    ("mnt", linux.CLONE_NEWNS),
+    ("uts", linux.CLONE_NEWUTS),
+    ("ipc", linux.CLONE_NEWIPC),
+    ("net", linux.CLONE_NEWNET),
+    ("pid", linux.CLONE_NEWPID),
+)
+
+
+def _open_namespaces(pid: int) -> list[tuple[int, int]]:
+    opened: list[tuple[int, int]] = []
+    try:
+        for name, flag in _NAMESPACES:
+            theirs = os.stat(f"/proc/{pid}/ns/{name}")
+            ours = os.stat(f"/proc/self/ns/{name}")
+            if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+                continue  # shared with us (host network): joining it would need host privileges
+            opened.append((os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag))
+    except FileNotFoundError:
+        for fd, _flag in opened:
+            os.close(fd)
+        raise ContainerStateError(f"container process {pid} is not running") from None
+    except PermissionError:
+        for fd, _flag in opened:
+            os.close(fd)
+        raise ContainerStateError(f"container process {pid} belongs to another user") from None
+    return opened
+
+
+def _exec_child(namespaces: list[tuple[int, int]], launch: _Launch) -> NoReturn:
+    code = 125
+    try:
+        keep = {*launch.stdio, launch.report_w, *(fd for fd, _f in namespaces)}
+        if launch.tty_socks is not None:
+            keep.update(sock.fileno() for sock in launch.tty_socks)
+        linux.close_fds_except(keep)
+        try:
+            for fd, flag in namespaces:
+                linux.setns(fd, flag)
+                os.close(fd)
+        except OSError as e:
+            raise StrataError(f"cannot join the container's namespaces: {e.strerror}") from e
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+        pid = os.fork()
+        if pid == 0:
+            child_code = 125
+            try:
+                if launch.tty_socks is not None:
+                    launch.tty_socks[0].close()
+                launch.hostname = socket.gethostname()
+                _run_process(launch)
+            except BaseException as e:
+                child_code = _report_exception(launch.report_w, e)
+            finally:
+                os._exit(child_code)
+        os.close(launch.report_w)
+        if launch.tty_socks is not None:
+            launch.tty_socks[1].close()
+        _forward_to(pid)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+        if launch.process.tty:
+            with contextlib.suppress(OSError):
+                _relay_tty(launch, pid)
+        else:
+            for fd in set(launch.stdio):
+                if fd > 2:
+                    os.close(fd)
+        code = _wait_child(pid)
+    except BaseException as e:
+        code = _report_exception(launch.report_w, e)
+    finally:
+        os._exit(code)
+
+
+def exec_in(
+    pid: int,
+    process: Process,
+    stdin: int | None = None,
+    stdout: int | None = None,
+    stderr: int | None = None,
+) -> int:
+    """Run ``process`` in the container whose init has host pid ``pid``; its exit code.
+
+    A missing command raises CommandNotFound (127), one that cannot run
+    CommandNotExecutable (126), as ``docker exec`` reports them.
+    """
+    if not process.args:
+        raise InvalidArgument("no command specified")
+    namespaces = _open_namespaces(pid)
+    stdio, opened = _stdio(process, stdin, stdout, stderr, detach=False)
+    report_r, report_w = _pipe()
+    socks = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if process.tty else None
+    launch = _Launch(process, "", stdio, get_winsize(stdio[1]) if process.tty else None, report_w, socks)
+    try:
+        child = os.fork()
+        if child == 0:
+            _exec_child(namespaces, launch)
+    finally:
+        for fd, _flag in namespaces:
+            os.close(fd)
+        if socks is not None:
+            for sock in socks:
+                sock.close()
+        for fd in (report_w, *opened):
+            os.close(fd)
+    try:
+        report = _read_all(report_r)
+    finally:
+        os.close(report_r)
+    code = _wait_child(child)
+    _raise_report(report)
+    return code

@@ -1,0 +1,246 @@
+"""Build the container's file-system view; runs in the container's first process.
+
+Everything here happens inside the container's own mount namespace, so nothing
+needs undoing on the host: when the last process of the container exits, the
+kernel drops every mount made here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import socket
+import struct
+from dataclasses import dataclass, field
+
+from ..errors import RuntimeUnavailable
+from ..fsutil import rmtree
+from . import linux
+from .config import Mount
+from .initlayer import Target
+
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+PAGE_LIMIT = os.sysconf("SC_PAGE_SIZE") - 1
+
+_new_api_overlay: bool | None = None  # learnt on first use, per process
+
+
+@dataclass
+class RootPlan:
+    """What the container process mounts; computed on the host side before fork."""
+
+    driver: str
+    mountpoint: str
+    lowerdirs: list[str] = field(default_factory=list)  # top-most first, init layer included
+    upperdir: str = ""
+    workdir: str = ""
+    rootdir: str = ""
+    targets: dict[str, Target] = field(default_factory=dict)  # base targets by path
+    etc_sources: dict[str, str] = field(default_factory=dict)  # target path → host file
+    mounts: list[tuple[Mount, Target]] = field(default_factory=list)
+    network: str = "host"
+    devpts_gid: bool = False
+    scratch: str = ""
+
+
+def _escape(path: str) -> str:
+    return path.replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
+
+
+def _legacy_overlay(lowerdirs: list[str], upper: str, work: str, target: str, scratch: str) -> None:
+    """mount(2) with one option string: it must fit in a page, so past that the
+    layers are named by short symlinks and the mount is done from their directory."""
+    options = (
+        "lowerdir="
+        + ":".join(_escape(p) for p in lowerdirs)
+        + f",upperdir={_escape(upper)},workdir={_escape(work)},userxattr"
+    )
+    if len(options) <= PAGE_LIMIT:
+        linux.mount("overlay", target, "overlay", 0, options)
+        return
+    links = linux.make_temp_dir(scratch or os.path.dirname(upper), ".l-")
+    old_cwd = os.open(".", os.O_PATH | os.O_DIRECTORY)
+    try:
+        for i, lower in enumerate(lowerdirs):
+            os.symlink(lower, os.path.join(links, format(i, "x")))
+        os.symlink(upper, os.path.join(links, "u"))
+        os.symlink(work, os.path.join(links, "w"))
+        short = (
+            "lowerdir=" + ":".join(format(i, "x") for i in range(len(lowerdirs))) + ",upperdir=u,workdir=w,userxattr"
+        )
+        if len(short) > PAGE_LIMIT:
+            raise RuntimeUnavailable(f"too many image layers ({len(lowerdirs)}) for this kernel's overlayfs")
+        os.chdir(links)
+        linux.mount("overlay", os.path.abspath(target), "overlay", 0, short)
+    finally:
+        os.fchdir(old_cwd)
+        os.close(old_cwd)
+        rmtree(links)
+
+
+def mount_overlay(
+    lowerdirs: list[str], upper: str, work: str, target: str, *, legacy: bool | None = None, scratch: str = ""
+) -> None:
+    """Mount overlayfs with ``userxattr``; the new mount API (``lowerdir+``, Linux 6.8)
+    takes one layer per call, so any number of layers fits; older kernels fall back."""
+    global _new_api_overlay
+    target = os.path.abspath(target)
+    if legacy is None:
+        legacy = _new_api_overlay is False
+    if not legacy:
+        strings = [("lowerdir+", p) for p in lowerdirs] + [("upperdir", upper), ("workdir", work)]
+        try:
+            linux.mount_fs("overlay", target, strings, ["userxattr"])
+            _new_api_overlay = True
+            return
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.ENOSYS) or _new_api_overlay:
+                raise
+            _new_api_overlay = False
+    _legacy_overlay(lowerdirs, upper, work, target, scratch)
+
+
+def _touch(path: str, mode: int = 0o644) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode))
+
+
+def _setup_dev(dev: str, devpts_gid: bool) -> None:
+    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME, "mode=755,size=65536k")
+    for name in DEV_NODES:
+        node = os.path.join(dev, name)
+        _touch(node, 0o666)
+        linux.mount("/dev/" + name, node, None, linux.MS_BIND)
+    pts = os.path.join(dev, "pts")
+    os.mkdir(pts, 0o755)
+    opts = "newinstance,ptmxmode=0666,mode=0620" + (",gid=5" if devpts_gid else "")
+    linux.mount("devpts", pts, "devpts", linux.MS_NOSUID | linux.MS_NOEXEC, opts)
+    os.symlink("pts/ptmx", os.path.join(dev, "ptmx"))
+    shm = os.path.join(dev, "shm")
+    os.mkdir(shm, 0o1777)
+    flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+    linux.mount("shm", shm, "tmpfs", flags, "mode=1777,size=65536k")
+    mqueue = os.path.join(dev, "mqueue")
+    os.mkdir(mqueue, 0o755)
+    try:
+        linux.mount("mqueue", mqueue, "mqueue", flags)
+    except OSError:
+        os.rmdir(mqueue)
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("core", "/proc/kcore"),
+    ):
+        os.symlink(target, os.path.join(dev, name))
+
+
+def _setup_sys(sys_dir: str, network: str) -> None:
+    """Best effort: sysfs needs a network namespace of our own; otherwise a
+    read-only view of the host's. Containers rarely need it, so no failure."""
+    flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC | linux.MS_RDONLY
+    with contextlib.suppress(OSError):
+        if network == "none":
+            linux.mount("sysfs", sys_dir, "sysfs", flags)
+            return
+        linux.mount("/sys", sys_dir, None, linux.MS_BIND | linux.MS_REC)
+        with contextlib.suppress(OSError):
+            linux.mount_setattr(sys_dir, linux.MOUNT_ATTR_RDONLY)
+
+
+_FLAG_OPTIONS = {
+    "nosuid": (linux.MS_NOSUID, linux.MOUNT_ATTR_NOSUID),
+    "nodev": (linux.MS_NODEV, linux.MOUNT_ATTR_NODEV),
+    "noexec": (linux.MS_NOEXEC, linux.MOUNT_ATTR_NOEXEC),
+    "ro": (linux.MS_RDONLY, linux.MOUNT_ATTR_RDONLY),
+}
+
+
+def _user_mount(mount: Mount, dest: str) -> None:
+    flags = 0
+    attrs = 0
+    data: list[str] = []
+    for opt in mount.options:
+        if opt in _FLAG_OPTIONS:
+            flags |= _FLAG_OPTIONS[opt][0]
+            attrs |= _FLAG_OPTIONS[opt][1]
+        elif opt not in ("rw", "bind", "rbind"):
+            data.append(opt)
+    if mount.readonly:
+        flags |= linux.MS_RDONLY
+        attrs |= linux.MOUNT_ATTR_RDONLY
+    if mount.kind == "tmpfs":
+        linux.mount("tmpfs", dest, "tmpfs", flags | linux.MS_NOSUID | linux.MS_NODEV, ",".join(data) or None)
+        return
+    linux.mount(mount.source, dest, None, linux.MS_BIND | linux.MS_REC)
+    if attrs:
+        try:
+            linux.mount_setattr(dest, attrs)
+        except OSError as e:
+            if e.errno != errno.ENOSYS:
+                raise
+            keep = linux.statvfs_mount_flags(dest)
+            linux.mount(None, dest, None, linux.MS_BIND | linux.MS_REMOUNT | keep | flags)
+
+
+def _ensure_target(dest: str, is_dir: bool) -> None:
+    """A target under another user mount (a volume inside a volume) lives in that
+    mount, not in the image, so it is made there as Docker does."""
+    if os.path.lexists(dest):
+        return
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    if is_dir:
+        os.mkdir(dest, 0o755)
+    else:
+        _touch(dest)
+
+
+def setup_root(plan: RootPlan) -> None:
+    """Mount the root, the runtime's mounts and the user's mounts, then pivot into it."""
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    root = plan.mountpoint
+    try:
+        if plan.driver == "overlay":
+            mount_overlay(plan.lowerdirs, plan.upperdir, plan.workdir, root, scratch=plan.scratch)
+        else:
+            linux.mount(plan.rootdir, root, None, linux.MS_BIND | linux.MS_REC)
+    except OSError as e:
+        raise RuntimeUnavailable(f"cannot mount the container's root file system: {e.strerror or e}") from e
+
+    def at(path: str) -> str:
+        return os.path.join(root, plan.targets[path].rel)
+
+    try:
+        linux.mount("proc", at("/proc"), "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    except OSError as e:
+        raise RuntimeUnavailable(
+            f"cannot mount /proc in the container ({e.strerror}); the host's /proc may be partly hidden"
+        ) from e
+    _setup_dev(at("/dev"), plan.devpts_gid)
+    _setup_sys(at("/sys"), plan.network)
+    for path, source in plan.etc_sources.items():
+        linux.mount(source, at(path), None, linux.MS_BIND)
+    for mount, target in sorted(plan.mounts, key=lambda mt: mt[1].rel.count("/")):
+        dest = os.path.join(root, target.rel)
+        _ensure_target(dest, target.is_dir)
+        try:
+            _user_mount(mount, dest)
+        except OSError as e:
+            raise RuntimeUnavailable(
+                f"cannot mount {mount.source or mount.kind} on {mount.target}: {e.strerror}"
+            ) from e
+    os.chdir(root)
+    linux.pivot_root(".", ".")
+    linux.umount2(".", linux.MNT_DETACH)
+    os.chdir("/")
+
+
+def loopback_up() -> None:
+    """A new network namespace starts with ``lo`` down; Docker's ``none`` has it up."""
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock.fileno(), siocgifflags, req))[1]
+        fcntl.ioctl(sock.fileno(), siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))

@@ -1,0 +1,125 @@
+"""Can this machine run rootless containers, and with which storage driver?
+
+When the kernel or distribution switched user namespaces off, the user gets one
+line naming the setting and the command that allows it, instead of an errno from
+deep inside ``unshare``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from ..errors import RuntimeUnavailable
+from ..fsutil import rmtree
+from . import idmap, linux
+from .rootfs import mount_overlay
+from .userns import call_in_userns
+
+_XATTR_OPAQUE = "user.overlay.opaque"
+
+
+def _sysctl(name: str) -> str | None:
+    try:
+        with open("/proc/sys/" + name.replace(".", "/"), encoding="ascii") as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def userns_problem() -> str | None:
+    """The one-line reason user namespaces are unavailable, or None if no setting forbids them."""
+    if _sysctl("user.max_user_namespaces") == "0":
+        return (
+            "user namespaces are disabled (user.max_user_namespaces=0); "
+            "allow them with: sudo sysctl -w user.max_user_namespaces=28633"
+        )
+    if os.geteuid() == 0:
+        return None
+    if _sysctl("kernel.unprivileged_userns_clone") == "0":
+        return (
+            "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone=0); "
+            "allow them with: sudo sysctl -w kernel.unprivileged_userns_clone=1"
+        )
+    if _sysctl("kernel.apparmor_restrict_unprivileged_userns") == "1":
+        return (
+            "AppArmor restricts unprivileged user namespaces "
+            "(kernel.apparmor_restrict_unprivileged_userns=1); allow them with: "
+            "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 "
+            "(or an AppArmor profile that grants 'userns' to strata)"
+        )
+    return None
+
+
+def _single_maps() -> idmap.IdMaps:
+    """Maps any user may write without helpers: enough to probe the kernel."""
+    uid = idmap.IdMap(((0, os.geteuid(), 1),))
+    gid = idmap.IdMap(((0, os.getegid(), 1),))
+    return idmap.IdMaps(uid, gid, setgroups_denied=os.geteuid() != 0)
+
+
+def _probe_mount(where: str) -> None:
+    linux.mount("tmpfs", where, "tmpfs", 0, "size=64k")
+
+
+def check_support() -> None:
+    """Raise RuntimeUnavailable (one line: which setting, how to allow it) unless
+    this process can create a user namespace and mount inside it."""
+    problem = userns_problem()
+    if problem:
+        raise RuntimeUnavailable(problem)
+    where = linux.make_temp_dir(os.environ.get("TMPDIR", "/tmp"), "strata-probe-")
+    try:
+        call_in_userns(_probe_mount, where, maps=_single_maps())
+    except OSError as e:
+        raise RuntimeUnavailable(
+            f"cannot mount inside a user namespace ({e.strerror or e}); "
+            "a security policy (AppArmor, SELinux, seccomp) may forbid it"
+        ) from e
+    finally:
+        os.rmdir(where)
+
+
+def _probe_overlay(base: str) -> bool:
+    lower, upper, work, merged = (os.path.join(base, n) for n in ("lower", "upper", "work", "merged"))
+    mount_overlay([lower], upper, work, merged)
+    with open(os.path.join(merged, "new"), "w") as fh:
+        fh.write("x")
+    os.unlink(os.path.join(merged, "gone"))
+    os.rmdir(os.path.join(merged, "dir"))
+    os.mkdir(os.path.join(merged, "dir"))
+    st = os.lstat(os.path.join(upper, "gone"))
+    if not (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0):
+        return False
+    return os.getxattr(os.path.join(upper, "dir"), _XATTR_OPAQUE, follow_symlinks=False) == b"y"
+
+
+def detect_driver(probe_dir: str) -> str:
+    """``"overlay"`` when a rootless overlay mount (userxattr) works with its upper
+    and work dirs under ``probe_dir`` (the store's own file system), else ``"vfs"``."""
+    check_support()
+    base = linux.make_temp_dir(probe_dir, ".overlay-probe-")
+    try:
+        for name in ("lower", "upper", "work", "merged", "lower/dir"):
+            os.mkdir(os.path.join(base, name))
+        with open(os.path.join(base, "lower", "gone"), "w") as fh:
+            fh.write("x")
+        try:
+            ok = call_in_userns(_probe_overlay, base, maps=_single_maps())
+        except OSError as e:
+            if e.errno in (
+                errno.EPERM,
+                errno.EINVAL,
+                errno.ENODEV,
+                errno.EOPNOTSUPP,
+                errno.ENOTSUP,
+                errno.EACCES,
+                errno.ENOENT,
+                errno.EXDEV,
+            ):
+                return "vfs"
+            raise
+        return "overlay" if ok else "vfs"
+    finally:
+        rmtree(base)

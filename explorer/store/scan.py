@@ -1,0 +1,136 @@
+"""Index a directory in overlay form: a container's upperdir or what a build step left.
+
+The disk is read as overlayfs wrote it: a 0/0 character device is a whiteout, an
+``overlay.opaque`` xattr marks an opaque directory, inodes with several names are
+hard links. Rootless, every file on disk belongs to the current user and devices
+may be inert placeholders, so a ``base`` index (what the layers below said about
+the same paths) lets ownership and types the disk cannot hold survive a scan.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from ..digest import CHUNK, new_xxh3
+from .extract import EMPTY_DIGEST, disk_mode, seconds
+from .index import BLOCK, CHAR, DIR, FILE, HARDLINK, SYMLINK, WHITEOUT, FileEntry, type_from_mode
+from .tarsplit import open_in_tree
+
+OPAQUE_XATTRS = ("user.overlay.opaque", "trusted.overlay.opaque")
+
+
+def _is_opaque(path: str) -> bool:
+    for name in OPAQUE_XATTRS:
+        try:
+            if os.getxattr(path, name, follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _digest(root: str, rel: str, size: int) -> str:
+    if size == 0:
+        return EMPTY_DIGEST
+    fd = open_in_tree(root, rel)
+    try:
+        h = new_xxh3()
+        while chunk := os.read(fd, CHUNK):
+            h.update(chunk)
+        return h.hexdigest()
+    finally:
+        os.close(fd)
+
+
+def _keep_base(st: os.stat_result, kind: str, mode: int, base: FileEntry) -> tuple[str, int, int, int, int, int]:
+    """Type, mode, uid, gid, devmajor, devminor from ``base`` where the disk could not hold them."""
+    uid, gid = base.uid, base.gid
+    kept_kind, devmajor, devminor = kind, 0, 0
+    if base.type in (CHAR, BLOCK) and kind == FILE and st.st_size == 0:
+        kept_kind, devmajor, devminor = base.type, base.devmajor, base.devminor
+    elif base.type == HARDLINK and kind == FILE:
+        kept_kind = FILE
+    elif base.type != kind:
+        return kind, mode, st.st_uid, st.st_gid, 0, 0
+    expected = disk_mode(base.type if base.type != HARDLINK else FILE, base.mode, False)
+    if kept_kind != kind or (mode & ~0o2000) == (expected & ~0o2000):
+        mode = base.mode
+    return kept_kind, mode, uid, gid, devmajor, devminor
+
+
+def scan_dir(diff_dir: str, *, base: dict[str, FileEntry] | None = None) -> list[FileEntry]:
+    """Index every path under ``diff_dir`` (never ``/`` itself), sorted by path.
+
+    ``base`` maps paths to what the store knew before (for a container, the entries of
+    its image's layers). Where the disk shows a path owned by us, the store cannot have
+    written its real owner, so base's uid/gid (and a device type hidden behind a
+    placeholder) are kept. Overlay's redirect and metacopy xattrs are ignored.
+    """
+    root = os.path.abspath(diff_dir)
+    me = (os.geteuid(), os.getegid())
+    found: list[tuple[str, os.stat_result]] = []
+    stack = [("", root)]
+    while stack:
+        rel_dir, abs_dir = stack.pop()
+        with os.scandir(abs_dir) as it:
+            for dent in it:
+                rel = f"{rel_dir}/{dent.name}"
+                st = dent.stat(follow_symlinks=False)
+                found.append((rel, st))
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append((rel, dent.path))
+    found.sort(key=lambda item: item[0])
+
+    primaries: dict[tuple[int, int], str] = {}
+    out: list[FileEntry] = []
+    for path, st in found:
+        full = root + path
+        kind = type_from_mode(st.st_mode)
+        mode = stat.S_IMODE(st.st_mode)
+        uid, gid = st.st_uid, st.st_gid
+        devmajor = devminor = 0
+        if kind == CHAR and st.st_rdev == 0:
+            kind = WHITEOUT
+        elif kind in (CHAR, BLOCK):
+            devmajor, devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        link: str | None = None
+        if kind not in (DIR, WHITEOUT) and st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            first = primaries.setdefault(key, path)
+            if first != path:
+                link = first
+        old = base.get(path) if base else None
+        if old is not None and (uid, gid) == me:
+            kind, mode, uid, gid, keep_major, keep_minor = _keep_base(st, kind, mode, old)
+            if kind in (CHAR, BLOCK) and not stat.S_ISCHR(st.st_mode) and not stat.S_ISBLK(st.st_mode):
+                devmajor, devminor = keep_major, keep_minor
+        size = 0
+        digest: str | None = None
+        opaque = False
+        if link is not None:
+            kind = HARDLINK
+        elif kind == FILE:
+            size = st.st_size
+            digest = _digest(root, path[1:], size)
+        elif kind == SYMLINK:
+            link = os.readlink(full)
+        elif kind == DIR:
+            opaque = _is_opaque(full)
+        out.append(
+            FileEntry(
+                path=path,
+                type=kind,
+                mode=mode,
+                uid=uid,
+                gid=gid,
+                size=size,
+                mtime=seconds(st.st_mtime_ns),
+                digest=digest,
+                link=link,
+                opaque=opaque,
+                devmajor=devmajor,
+                devminor=devminor,
+            )
+        )
+    return out
