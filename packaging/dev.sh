@@ -117,7 +117,9 @@ ensure_venv() {
     want=$({ sha256sum <"$REPO/pyproject.toml"; printf '%s\n' "$REPO"; "$VENV/bin/python" -VV; } | sha256sum)
     if [ "$(cat -- "$stamp" 2>/dev/null || true)" != "$want" ]; then
         say "installing strata and its test tools into $VENV (the first time takes a minute or two)"
-        "$VENV/bin/python" -m pip install -q -e "${REPO}[test]"
+        # compat mode: a plain path entry instead of an import hook, which every `strata`
+        # start would otherwise pay for.
+        "$VENV/bin/python" -m pip install -q -e "${REPO}[test]" --config-settings editable_mode=compat
         chmod -R a+rX "$VENV"
         printf '%s\n' "$want" >"$stamp"
     fi

@@ -12,9 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from ..api import Strata
 from ..errors import StrataError
-from . import image_cmds
 
 # Verbs whose errors use docker run's convention (125); other verbs exit 1 like the docker CLI.
 RUN_VERBS = {"run", "create", "start", "exec", "cp"}
@@ -22,9 +20,41 @@ RUN_VERBS = {"run", "create", "start", "exec", "cp"}
 Registrar = Callable[[argparse._SubParsersAction], None]
 
 
-def _registrars() -> list[Registrar]:
-    found: list[Registrar] = [image_cmds.register]
-    for name in ("container_cmds", "build_cmds", "volume_cmds", "system_cmds", "registry_cmds"):
+# Which module registers which verbs: a command builds only its own verb's parser, so
+# `strata run` does not pay for importing and describing forty other verbs.
+VERB_MODULES: dict[str, str] = {
+    **dict.fromkeys(("images", "history", "inspect", "tag", "rmi", "tree", "ls", "import", "load", "save"),
+                    "image_cmds"),
+    **dict.fromkeys(("create", "run", "start", "stop", "kill", "rm", "ps", "logs", "exec", "wait", "diff",
+                     "commit", "cp"), "container_cmds"),
+    **dict.fromkeys(("build", "builder"), "build_cmds"),
+    "volume": "volume_cmds",
+    **dict.fromkeys(("pull", "push", "login", "logout"), "registry_cmds"),
+    **dict.fromkeys(("system", "image", "container", "df"), "system_cmds"),
+}
+_GLOBAL_WITH_VALUE = {"--root", "--storage-driver"}
+
+
+def _verb_of(argv: list[str]) -> str | None:
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _GLOBAL_WITH_VALUE:
+            i += 2
+            continue
+        if arg.startswith("-"):
+            i += 1
+            continue
+        return arg
+    return None
+
+
+def _registrars(verb: str | None = None) -> list[Registrar]:
+    names = list(dict.fromkeys(VERB_MODULES.values()))
+    if verb is not None and verb in VERB_MODULES:
+        names = [VERB_MODULES[verb]]
+    found: list[Registrar] = []
+    for name in names:
         try:
             module = __import__(f"explorer.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as e:
@@ -44,7 +74,7 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(125 if verb in RUN_VERBS else 1)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="strata",
         description="See and work with container image storage, without a daemon and without root. "
@@ -57,13 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"strata {__import__('explorer').__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
     sub.add_parser("gui", help="open the window")
-    for register in _registrars():
+    for register in _registrars(verb):
         register(sub)
     return parser
 
 
 def run(argv: list[str]) -> int:
-    parser = build_parser()
+    parser = build_parser(_verb_of(argv))
     args = parser.parse_args(argv)
     if args.verb is None:
         parser.print_help()
@@ -73,6 +103,8 @@ def run(argv: list[str]) -> int:
 
         return launch_gui(["--root", args.root] if args.root else [])
     debug = args.debug or os.environ.get("STRATA_DEBUG") == "1"
+    from ..api import Strata
+
     app = Strata(args.root or os.environ.get("STRATA_ROOT") or None,
                  storage_driver=args.storage_driver or os.environ.get("STRATA_STORAGE_DRIVER") or None)
     try:
