@@ -14,6 +14,7 @@ from ..store.images import Image
 from ..store.store import Store, default_root
 from ..store.union import UnionView
 from .containers import ContainerOps
+from .system import SystemOps
 from .model import HistoryRow, ImageSummary, LsEntry, TreeNode
 from .volumes import VolumeOps
 
@@ -27,7 +28,7 @@ def _noop(_: str) -> None:
     pass
 
 
-class Strata(ContainerOps, VolumeOps):
+class Strata(ContainerOps, VolumeOps, SystemOps):
     """Everything a user can do with one store. Cheap to create; opens the store lazily."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None, storage_driver: str | None = None) -> None:

@@ -221,7 +221,8 @@ class LayerStore:
         final = self.dir / st.id
         with guard_enospc(str(final)):
             _syncfs(st.path)
-            (st.path / "owner").unlink()
+            # The owner mark travels with the directory and goes only once the record is
+            # committed: until then a checker sees work in progress, not an orphan.
             os.rename(st.path, final)
         now = time.time()
         try:
@@ -249,6 +250,7 @@ class LayerStore:
         except BaseException:
             rmtree(final)
             raise
+        (final / "owner").unlink(missing_ok=True)
         return self.get(st.id)
 
     def _change_counts(self, entries: list[FileEntry], parent: str | None) -> tuple[int, int, int]:

@@ -1,0 +1,166 @@
+"""`strata system df|prune|check`, `strata image prune`, `strata container prune`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..api import Strata
+from ..digest import short
+from ..errors import InvalidArgument
+from .format import human_ago, human_size, table, truncate
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    system = sub.add_parser("system", help="disk usage, clean-up and store checks")
+    ssub = system.add_subparsers(dest="system_verb", metavar="COMMAND", parser_class=type(system))
+    system.set_defaults(func=lambda app, args: (system.print_help(), 0)[1])
+
+    p = ssub.add_parser("df", help="where the space goes")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_df)
+
+    p = ssub.add_parser("prune", help="remove stopped containers, dangling images and build cache")
+    p.add_argument("-a", "--all", action="store_true", help="all unused images, not only dangling ones")
+    p.add_argument("--volumes", action="store_true", help="prune anonymous volumes too")
+    p.add_argument("-f", "--force", action="store_true")
+    p.set_defaults(func=cmd_system_prune)
+
+    p = ssub.add_parser("check", help="verify layers, indexes and references against the disk")
+    p.add_argument("--repair", action="store_true", help="fix what can be fixed without losing referenced data")
+    p.add_argument("--quick", action="store_true", help="skip re-hashing layer content")
+    p.set_defaults(func=cmd_check)
+
+    image = sub.add_parser("image", help="manage images")
+    isub = image.add_subparsers(dest="image_verb", metavar="COMMAND", parser_class=type(image))
+    image.set_defaults(func=lambda app, args: (image.print_help(), 0)[1])
+    p = isub.add_parser("prune", help="remove dangling images (-a: every image no container uses)")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-f", "--force", action="store_true")
+    p.set_defaults(func=cmd_image_prune)
+
+    container = sub.add_parser("container", help="manage containers")
+    csub = container.add_subparsers(dest="container_verb", metavar="COMMAND", parser_class=type(container))
+    container.set_defaults(func=lambda app, args: (container.print_help(), 0)[1])
+    p = csub.add_parser("prune", help="remove all stopped containers")
+    p.add_argument("-f", "--force", action="store_true")
+    p.set_defaults(func=cmd_container_prune)
+
+
+def _confirm(args: argparse.Namespace, what: str) -> bool:
+    if args.force or not sys.stdin.isatty():
+        return True
+    answer = input(f"WARNING! This will remove:\n{what}\nAre you sure you want to continue? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{human_size(part)} ({round(100 * part / whole) if whole else 0}%)"
+
+
+def cmd_df(app: Strata, args: argparse.Namespace) -> int:
+    u = app.df()
+    active_images = sum(1 for i in u.images if i.containers)
+    containers_size = sum(c.size for c in u.containers)
+    stopped_size = sum(c.size for c in u.containers if not c.status.startswith("Up"))
+    volumes_size = sum(v.size for v in u.volumes)
+    unused_volumes = sum(v.size for v in u.volumes if v.links == 0)
+    if not args.verbose:
+        print(table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], [
+            ["Images", str(len(u.images)), str(active_images), human_size(u.layers_size),
+             _pct(u.images_reclaimable, u.layers_size)],
+            ["Containers", str(len(u.containers)), str(sum(1 for c in u.containers if c.status.startswith("Up"))),
+             human_size(containers_size), _pct(stopped_size, containers_size)],
+            ["Local Volumes", str(len(u.volumes)), str(sum(1 for v in u.volumes if v.links)),
+             human_size(volumes_size), _pct(unused_volumes, volumes_size)],
+            ["Build Cache", str(len(u.build_cache)), "0", human_size(u.cache_size), human_size(u.cache_reclaimable)],
+        ]))
+        return 0
+    print("Images space usage:\n")
+    rows = []
+    for i in u.images:
+        for tag in i.tags or ["<none>:<none>"]:
+            repo, _, t = tag.rpartition(":")
+            rows.append([repo, t, short(i.id), human_ago(i.created), human_size(i.size), human_size(i.shared_size),
+                         human_size(i.unique_size), str(i.containers)])
+    print(table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"],
+                rows))
+    print("\nContainers space usage:\n")
+    print(table(["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS", "NAMES"],
+                [[c.id[:12], c.image, f'"{truncate(c.command, 20)}"', str(c.volumes), human_size(c.size),
+                  human_ago(c.created), c.status, c.name] for c in u.containers]))
+    print("\nLocal Volumes space usage:\n")
+    print(table(["VOLUME NAME", "LINKS", "SIZE"], [[v.name, str(v.links), human_size(v.size)] for v in u.volumes]))
+    print("\nBuild cache usage: " + human_size(u.cache_size) + "\n")
+    print(table(["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "SHARED"],
+                [[c.key[:12], "regular", human_size(c.size), human_ago(c.created), human_ago(c.last_used),
+                  "true" if c.shared else "false"] for c in u.build_cache]))
+    return 0
+
+
+def cmd_system_prune(app: Strata, args: argparse.Namespace) -> int:
+    what = ["  - all stopped containers",
+            "  - all images without at least one container associated to them" if args.all
+            else "  - all dangling images",
+            "  - all build cache"]
+    if args.volumes:
+        what.insert(1, "  - all anonymous volumes not used by at least one container")
+    if not _confirm(args, "\n".join(what)):
+        return 0
+    total = 0
+    removed, freed = app.container_prune()
+    total += freed
+    if removed:
+        print("Deleted Containers:\n" + "\n".join(removed) + "\n")
+    if args.volumes:
+        vols, freed = app.volume_prune()
+        total += freed
+        if vols:
+            print("Deleted Volumes:\n" + "\n".join(vols) + "\n")
+    lines, freed = app.image_prune(all=args.all)
+    total += freed
+    if lines:
+        print("Deleted Images:\n" + "\n".join(lines) + "\n")
+    entries, freed = app.cache_prune()
+    total += freed
+    if entries:
+        print(f"Deleted build cache objects: {entries}\n")
+    print(f"Total reclaimed space: {human_size(total)}")
+    return 0
+
+
+def cmd_image_prune(app: Strata, args: argparse.Namespace) -> int:
+    what = "  - all images without at least one container associated to them" if args.all else \
+        "  - all dangling images"
+    if not _confirm(args, what):
+        return 0
+    lines, freed = app.image_prune(all=args.all)
+    if lines:
+        print("Deleted Images:\n" + "\n".join(lines) + "\n")
+    print(f"Total reclaimed space: {human_size(freed)}")
+    return 0
+
+
+def cmd_container_prune(app: Strata, args: argparse.Namespace) -> int:
+    if not _confirm(args, "  - all stopped containers"):
+        return 0
+    removed, freed = app.container_prune()
+    if removed:
+        print("Deleted Containers:\n" + "\n".join(removed) + "\n")
+    print(f"Total reclaimed space: {human_size(freed)}")
+    return 0
+
+
+def cmd_check(app: Strata, args: argparse.Namespace) -> int:
+    if args.quick and args.repair:
+        raise InvalidArgument("--repair needs the full check; drop --quick")
+    problems = app.check(repair=args.repair, verify_content=not args.quick)
+    if not problems:
+        print("The store is consistent: no problems found.")
+        return 0
+    for p in problems:
+        state = "repaired" if p.repaired else ("repairable with --repair" if p.repairable else "needs attention")
+        print(f"{p.kind:<15} {p.what}: {p.detail} [{state}]")
+    unresolved = [p for p in problems if not p.repaired]
+    print(f"{len(problems)} problem(s), {len(problems) - len(unresolved)} repaired.")
+    return 1 if unresolved else 0
