@@ -14,8 +14,8 @@ from ..store.images import Image
 from ..store.store import Store, default_root
 from ..store.union import UnionView
 from .containers import ContainerOps
-from .system import SystemOps
 from .model import HistoryRow, ImageSummary, LsEntry, TreeNode
+from .system import SystemOps
 from .volumes import VolumeOps
 
 if TYPE_CHECKING:

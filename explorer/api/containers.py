@@ -119,6 +119,11 @@ class ContainerOps:
         if runtime.is_alive(run_dir):
             return rec
         code = runtime.read_exit_code(run_dir)
+        if code is None:  # its monitor records the code a moment after the process ends
+            try:
+                code = runtime.wait_exit(run_dir, 2.0)
+            except StrataError:
+                code = None
         self.store.containers.set_state(rec.id, state="exited", exit_code=code if code is not None else 137,
                                         finished=time.time(), pid=None)
         rec = self.store.containers.get(rec.id)

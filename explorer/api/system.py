@@ -285,7 +285,7 @@ class SystemOps:
 
 def _in_progress(path: os.PathLike[str]) -> bool:
     """A directory another live process is still committing (it carries its owner pid)."""
-    from ..store.store import _alive
+    from ..store.marks import _alive
 
     try:
         with open(os.path.join(path, "owner")) as f:
@@ -307,7 +307,7 @@ def _forget_container(store: Store, cid: str) -> None:
 
 
 def _dead_staging(store: Store) -> list[str]:
-    from ..store.store import _alive
+    from ..store.marks import _alive
 
     out = []
     for entry in store.tmp.iterdir():

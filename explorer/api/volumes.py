@@ -24,9 +24,9 @@ from ..store.index import normalize
 from ..store.volumes import Volume, check_name, tree_size, walk_entries
 
 if TYPE_CHECKING:
-    from ..store.union import UnionView
     from ..store.containers import ContainerRecord
     from ..store.store import Store
+    from ..store.union import UnionView
     from .containers import RunOptions
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AlreadyExists, AmbiguousName, ContainerNotFound, InvalidName
 from ..fsutil import guard_enospc, rmtree
+from .marks import mark_owner
 
 if TYPE_CHECKING:
     from .store import Store
@@ -125,6 +126,7 @@ class ContainerStore:
         path = self.path(container_id)
         with guard_enospc(str(path)):
             path.mkdir(mode=0o700)
+            mark_owner(path)
             for sub in ("diff", "work", "run"):
                 (path / sub).mkdir(mode=0o755 if sub == "diff" else 0o700)
         try:
@@ -144,6 +146,7 @@ class ContainerStore:
         except BaseException:
             rmtree(path)
             raise
+        (path / "owner").unlink(missing_ok=True)
         return self.get(container_id)
 
     def set_state(self, container_id: str, **fields: Any) -> None:

@@ -56,10 +56,14 @@ class Limits:
     ratio_after: int = 256 * MiB
     max_entries: int = 10_000_000
     max_path: int = 4096
+    max_depth: int = 500  # deeper trees break recursive walkers (rmtree, os.walk) before they help anyone
 
 
 @dataclass
 class ExtractResult:
+    """What the store records for a new layer: its index and both identities of its bytes
+    (the diff_id of the tar, the digest of the blob as it arrived)."""
+
     entries: list[FileEntry]
     diff_id: str
     size: int
@@ -381,6 +385,8 @@ class _Extractor:
         path = "/" + "/".join(parts)
         if len(path.encode("utf-8", "surrogateescape")) > self.limits.max_path:
             raise UnsafeArchive(member[:200], f"path longer than {self.limits.max_path} bytes")
+        if len(parts) > self.limits.max_depth:
+            raise UnsafeArchive(member[:200], f"path nested deeper than {self.limits.max_depth} directories")
         return path
 
     def disk(self, path: str) -> str:
@@ -447,12 +453,13 @@ class _Extractor:
         parent.children.discard(path)
 
     def _forget(self, path: str) -> None:
-        node = self.nodes.pop(path)
-        if node.type == DIR:
-            for child in sorted(node.children or ()):
-                self._forget(child)
-        else:
-            self._release(node)
+        stack = [path]
+        while stack:
+            node = self.nodes.pop(stack.pop())
+            if node.type == DIR:
+                stack.extend(sorted(node.children or (), reverse=True))
+            else:
+                self._release(node)
 
     def _release(self, node: _Node) -> None:
         if node.payload >= 0 and self.split is not None:
@@ -607,6 +614,7 @@ class _Extractor:
             raise UnsafeArchive(m.name, "link target contains a NUL byte")
         os.symlink(m.linkname, self.disk(path))
         node = self._node(path, SYMLINK, m)
+        node.mode = 0o777  # Linux keeps no other mode on a symlink
         node.link = m.linkname
         self.add_node(node)
         self.set_meta(path, node, chmod=False)
@@ -628,8 +636,9 @@ class _Extractor:
             if primary not in self.nodes:  # the link replaced its own target's only name
                 raise UnsafeArchive(m.name, f"hard link target {m.linkname!r} was replaced by the link")
         os.link(self.disk(primary), self.disk(path), follow_symlinks=False)
-        node = self._node(path, HARDLINK, m)
-        node.link = primary
+        # One inode: the link shows its target's metadata, whatever its own header says.
+        first = self.nodes[primary]
+        node = _Node(path, HARDLINK, first.mode, first.uid, first.gid, first.mtime_ns, link=primary)
         self.add_node(node)
         self.links.setdefault(primary, []).append(path)
 
@@ -762,9 +771,12 @@ def extract_layer(
                 pass
         if split is not None:
             split.close()
-    except BaseException:
+    except BaseException as e:
         if split is not None:
             split.abort()
+        if isinstance(e, ArchiveError) and not e.message.startswith(f"{what}:"):
+            e.message = f"{what}: {e.message}"  # say which layer; the tar reader cannot know
+            e.args = (e.message,)
         raise
     diff_id = "sha256:" + meter.sha.hexdigest()
     return ExtractResult(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from ..fsutil import rmtree
 from .containers import ContainerStore
 from .images import ImageStore
 from .layers import LayerStore
+from .marks import _alive, _owner
 from .metadata import Metadata
 from .volumes import VolumeStore
 
@@ -43,30 +43,30 @@ class Store:
         self.clean_staging()
 
     def clean_staging(self) -> list[str]:
-        """Remove staging left by processes that no longer run. Work of a live process
-        (another strata writing right now) is left alone."""
+        """Remove what processes that no longer run left half-done: staging under tmp/,
+        and layer, container or volume directories still carrying the ``owner`` mark a
+        writer removes only after its metadata transaction committed. Work of a live
+        process (another strata writing right now) is left alone."""
         removed: list[str] = []
         for entry in self.tmp.iterdir():
-            owner = entry / "owner"
-            pid = 0
-            with contextlib.suppress(OSError, ValueError):
-                pid = int(owner.read_text().strip())
+            pid = _owner(entry)
             if pid and _alive(pid):
                 continue
             if entry.name.startswith(("trash-", "layer-", "stage-", "save-", "load-")) or pid:
                 rmtree(entry)
-                removed.append(entry.name)
+                removed.append(f"tmp/{entry.name}")
+        for area in ("layers", "containers", "volumes"):
+            for entry in (self.root / area).iterdir():
+                pid = _owner(entry)
+                if pid and not _alive(pid) and not self._recorded(area, entry.name):
+                    rmtree(entry)
+                    removed.append(f"{area}/{entry.name}")
         return removed
+
+    def _recorded(self, area: str, name: str) -> bool:
+        table, column = {"layers": ("layers", "id"), "containers": ("containers", "id"),
+                         "volumes": ("volumes", "name")}[area]
+        return self.meta.one(f"SELECT 1 FROM {table} WHERE {column}=?", (name,)) is not None
 
     def close(self) -> None:
         self.meta.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AlreadyExists, InvalidName, VolumeInUse, VolumeNotFound
 from ..fsutil import guard_enospc, rmtree
 from .index import DIR, FILE, FileEntry, type_from_mode
+from .marks import mark_owner
 
 if TYPE_CHECKING:
     from .store import Store
@@ -103,6 +104,7 @@ class VolumeStore:
         path = self.dir / name
         with guard_enospc(str(path)):
             path.mkdir(mode=0o700, exist_ok=True)
+            mark_owner(path)
             (path / "_data").mkdir(mode=0o755, exist_ok=True)
         try:
             with self.meta.transaction() as conn:
@@ -113,6 +115,7 @@ class VolumeStore:
         except BaseException:
             rmtree(path)
             raise
+        (path / "owner").unlink(missing_ok=True)
         return self.get(name)
 
     def remove(self, name: str) -> None:
