@@ -10,6 +10,7 @@ else is a bug and propagates.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -172,6 +173,15 @@ class Metadata:
         return conn
 
     def _connect(self) -> sqlite3.Connection:
+        if self.path.exists() and not os.access(self.path.parent, os.W_OK):
+            # A read-only store (media, a remounted filesystem): read what is there.
+            try:
+                conn = sqlite3.connect(f"file:{self.path}?immutable=1", uri=True, timeout=BUSY_TIMEOUT_S,
+                                       isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA query_only=ON")
+            except sqlite3.Error as e:
+                raise classify(e, str(self.path)) from e
+            return conn
         try:
             conn = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False

@@ -26,10 +26,13 @@ class Store:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).absolute()
         try:
-            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.chmod(self.root, 0o700)
+            if not self.root.is_dir():
+                self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if self.root.stat().st_mode & 0o077:
+                os.chmod(self.root, 0o700)
             for sub in ("layers", "containers", "volumes", "tmp"):
-                (self.root / sub).mkdir(exist_ok=True, mode=0o700)
+                if not (self.root / sub).is_dir():
+                    (self.root / sub).mkdir(exist_ok=True, mode=0o700)
         except PermissionError as e:
             raise StoreError(f"cannot create the store at {self.root}: permission denied; choose --root") from e
         except OSError as e:
@@ -40,7 +43,9 @@ class Store:
         self.images = ImageStore(self)
         self.containers = ContainerStore(self)
         self.volumes = VolumeStore(self)
-        self.clean_staging()
+        self.read_only = not os.access(self.root, os.W_OK)
+        if not self.read_only:
+            self.clean_staging()
 
     def clean_staging(self) -> list[str]:
         """Remove what processes that no longer run left half-done: staging under tmp/,
