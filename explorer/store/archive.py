@@ -298,6 +298,15 @@ def select_platform(manifests: list[dict[str, Any]], platform: str | None) -> li
     raise ArchiveError(f"no image for platform {want_os}/{want_arch}; available: {available}")
 
 
+def _guarded(plan: Callable[[], list[_ImageToLoad]], what: str) -> list[_ImageToLoad]:
+    """Manifests are untrusted JSON: a value of the wrong shape anywhere in them is a
+    malformed archive, reported as such, not a crash."""
+    try:
+        return plan()
+    except (AttributeError, TypeError, KeyError, ValueError) as e:
+        raise ArchiveError(f"{what} is malformed ({type(e).__name__}: {e})") from None
+
+
 def load(store: Store, path: str | os.PathLike[str], progress: Progress = _noop,
          platform: str | None = None) -> list[str]:
     """`docker load`: returns docker's ``Loaded image: …`` lines."""
@@ -306,9 +315,9 @@ def load(store: Store, path: str | os.PathLike[str], progress: Progress = _noop,
     with _open_archive(store, p) as src:
         names = src.names()
         if "manifest.json" in names:
-            plan = _plan_docker_archive(src)
+            plan = _guarded(lambda: _plan_docker_archive(src), "docker-archive manifest.json")
         elif "index.json" in names and "oci-layout" in names:
-            plan = _plan_oci_layout(src, platform)
+            plan = _guarded(lambda: _plan_oci_layout(src, platform), "OCI layout index.json")
         else:
             raise ArchiveError(
                 f"{p}: neither a docker-archive (manifest.json) nor an OCI layout (oci-layout, index.json)")
@@ -326,14 +335,14 @@ def _load_one(store: Store, src: _Source, item: _ImageToLoad, progress: Progress
     try:
         config = json.loads(item.config_raw)
         diff_ids = [str(d) for d in config["rootfs"]["diff_ids"]]
-    except (ValueError, KeyError, TypeError):
-        raise ArchiveError("image config lacks rootfs.diff_ids") from None
+        history = [h for h in config.get("history") or [] if not h.get("empty_layer")]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ArchiveError("image config lacks rootfs.diff_ids or has a malformed history") from None
     for d in diff_ids:
         check_digest(d)
     if len(diff_ids) != len(item.layers):
         raise ArchiveError(
             f"image config names {len(diff_ids)} layers but the manifest lists {len(item.layers)}")
-    history = [h for h in config.get("history") or [] if not h.get("empty_layer")]
     chains = chain_ids(diff_ids)
     parent: str | None = None
     for i, ((name, digest, size), diff_id, chain) in enumerate(zip(item.layers, diff_ids, chains, strict=True)):
