@@ -221,3 +221,52 @@ class CommandNotExecutable(StrataError):
 
 class RegistryError(StrataError):
     pass
+
+
+class RegistryUnreachable(RegistryError):
+    """The registry could not be reached or the connection broke (DNS, refused, TLS, timeout).
+
+    Nothing it sent was wrong, so whatever a pull already finished is kept for the next try."""
+
+    def __init__(self, host: str, why: str) -> None:
+        super().__init__(f"cannot talk to registry {host}: {why}")
+        self.host = host
+        self.why = why
+
+
+class TransferInterrupted(RegistryUnreachable):
+    """A blob stopped arriving before its descriptor's size: a cut connection or a truncated blob."""
+
+    def __init__(self, host: str, what: str, got: int, expected: int) -> None:
+        RegistryError.__init__(
+            self, f"{what} from {host} was cut short after {got} of {expected} bytes; pull again to finish")
+        self.host = host
+        self.why = "truncated"
+        self.got = got
+        self.expected = expected
+
+
+class RegistryAuthError(RegistryError):
+    """The registry refused our credentials, or wants some and we have none."""
+
+    def __init__(self, host: str, why: str) -> None:
+        super().__init__(why)
+        self.host = host
+
+
+class ManifestUnknown(RegistryError):
+    """The registry has no such repository, tag or digest."""
+
+    def __init__(self, reference: str, why: str = "manifest unknown") -> None:
+        super().__init__(f"manifest for {reference} not found: {why}")
+        self.reference = reference
+
+
+class RegistryProtocolError(RegistryError):
+    """The server answered, but not as an OCI distribution registry would (HTML, bad JSON,
+    redirect loops, unsupported manifests)."""
+
+
+class FileOperationFailed(StrataError):
+    """Copying into, out of or editing a container's or volume's files failed
+    (the message names the side: ``container NAME``, ``volume NAME`` or ``host``)."""

@@ -14,7 +14,9 @@ from ..store.images import Image
 from ..store.store import Store, default_root
 from ..store.union import UnionView
 from .containers import ContainerOps
+from .copy import CopyOps
 from .model import HistoryRow, ImageSummary, LsEntry, TreeNode
+from .registry import RegistryOps
 from .system import SystemOps
 from .volumes import VolumeOps
 
@@ -28,7 +30,7 @@ def _noop(_: str) -> None:
     pass
 
 
-class Strata(ContainerOps, VolumeOps, SystemOps):
+class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps):
     """Everything a user can do with one store. Cheap to create; opens the store lazily."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None, storage_driver: str | None = None) -> None:
@@ -227,6 +229,11 @@ class Strata(ContainerOps, VolumeOps, SystemOps):
                       changes: dict[str, Any] | None = None, stdin: BinaryIO | None = None) -> Image:
         from ..store import archive
 
+        with self.store.gc_lock():
+            return self._import_rootfs(archive, source, name, message, changes, stdin)
+
+    def _import_rootfs(self, archive: Any, source: str, name: str | None, message: str,
+                       changes: dict[str, Any] | None, stdin: BinaryIO | None) -> Image:
         if source == "-":
             if stdin is None:
                 raise InvalidArgument("import from - needs standard input")
@@ -240,12 +247,14 @@ class Strata(ContainerOps, VolumeOps, SystemOps):
     def load(self, path: str, progress: Progress = _noop) -> list[str]:
         from ..store import archive
 
-        return archive.load(self.store, path, progress)
+        with self.store.gc_lock():
+            return archive.load(self.store, path, progress)
 
     def save(self, names: list[str], output: str, fmt: str = "docker", progress: Progress = _noop) -> None:
         from ..store import archive
 
-        archive.save(self.store, names, output, fmt, progress)
+        with self.store.gc_lock():
+            archive.save(self.store, names, output, fmt, progress)
 
 
 def dumps(value: Any) -> str:

@@ -180,7 +180,10 @@ class ContainerOps:
     # --- create / start ----------------------------------------------------------------
 
     def create(self, image_name: str, options: RunOptions | None = None, name: str | None = None) -> ContainerInfo:
-        options = options or RunOptions()
+        with self.store.gc_lock():
+            return self._create(image_name, options or RunOptions(), name)
+
+    def _create(self, image_name: str, options: RunOptions, name: str | None) -> ContainerInfo:
         image = self.store.images.resolve(image_name)
         image_config = image.config.get("config") or {}
         env = list(image_config.get("Env") or [])
@@ -455,20 +458,38 @@ class ContainerOps:
     # --- the container layer -----------------------------------------------------------
 
     def _container_entries(self, rec: ContainerRecord) -> tuple[list[FileEntry], Path, Any]:
-        """The container layer's index and the directory holding its content."""
+        """The container layer's index and the directory holding its content.
+
+        Rootless with a subuid range, the container's files may belong to ids the
+        host side cannot read; then the scan runs again in the user namespace, where
+        it sees the container's own ids (see ``runtime.subids``)."""
         from ..store.scan import scan_dir
 
         if rec.driver == "vfs":
             image = self.store.images.get(rec.image)
             scratch = self.store.tmp / f"stage-diff-{rec.id[:12]}-{os.getpid()}"
-            rmtree(scratch)
+            runtime.remove_tree(str(scratch))
             (scratch).mkdir(mode=0o700)
             (scratch / "owner").write_text(f"{os.getpid()}\n")
-            runtime.vfs_diff(self._lowerdirs(image), str(self.store.containers.rootfs_dir(rec.id)),
-                             str(scratch / "diff"), runtime_dir=str(self.store.containers.run_dir(rec.id)))
-            return _to_container_ids(scan_dir(str(scratch / "diff"))), scratch / "diff", scratch
+            args = (self._lowerdirs(image), str(self.store.containers.rootfs_dir(rec.id)), str(scratch / "diff"),
+                    str(self.store.containers.run_dir(rec.id)))
+            needed = runtime.userns_needed()
+            try:
+                runtime.vfs_diff(*args[:3], runtime_dir=args[3], strict_owners=needed)
+                entries = _to_container_ids(scan_dir(str(scratch / "diff")))
+            except PermissionError:
+                if not needed:
+                    raise
+                rmtree(scratch / "diff")
+                entries = runtime.call_in_userns(_vfs_diff_in_userns, *args)
+            return entries, scratch / "diff", scratch
         diff = self.store.containers.diff_dir(rec.id)
-        return _to_container_ids(scan_dir(str(diff))), diff, None
+        try:
+            return _to_container_ids(scan_dir(str(diff))), diff, None
+        except PermissionError:
+            if not runtime.userns_needed():
+                raise
+            return runtime.call_in_userns(scan_dir, str(diff)), diff, None
 
     def container_view(self, name: str) -> UnionView:
         from ..store.union import ListedLayer, UnionView
@@ -515,14 +536,17 @@ class ContainerOps:
     def commit(self, name: str, reference_name: str | None = None, message: str = "",
                author: str = "", changes: dict[str, Any] | None = None) -> Image:
         """docker commit: the container layer becomes a new image layer on top of its image."""
-        from ..store.treecopy import copy_tree
+        with self.store.gc_lock():
+            return self._commit(name, reference_name, message, author, changes)
 
+    def _commit(self, name: str, reference_name: str | None, message: str, author: str,
+                changes: dict[str, Any] | None) -> Image:
         rec = self._record(name)
         image = self.store.images.get(rec.image)
         entries, content, scratch = self._container_entries(rec)
         try:
             with self.store.layers.staging() as st:
-                copy_tree(str(content), str(st.diff))
+                _copy_layer(str(content), str(st.diff), entries)
                 argv = self._argv(rec, check=False)
                 created_by = " ".join(argv)
                 layer = self.store.layers.add_dir(st, entries, image.top_layer, created_by)
@@ -603,6 +627,49 @@ def _signal_number(name: str | int) -> int:
         return int(signal.Signals[text])
     except KeyError:
         raise InvalidArgument(f"unknown signal {name!r}") from None
+
+
+def _vfs_diff_in_userns(lowerdirs: list[str], rootdir: str, dest: str, runtime_dir: str) -> list[FileEntry]:
+    """In the user namespace: diff, index with the container's ids, then give the
+    copy to the caller so the host side can read and delete it."""
+    from ..runtime.subids import hand_over
+    from ..store.scan import scan_dir
+
+    try:
+        runtime.vfs_diff(lowerdirs, rootdir, dest, runtime_dir=runtime_dir)
+        return scan_dir(dest)
+    finally:
+        if os.path.isdir(dest):
+            hand_over(dest)
+
+
+def _copy_layer(src: str, dest: str, entries: list[FileEntry]) -> None:
+    """A container's diff into a staging layer; through the user namespace when
+    the container gave files to ids the host side cannot read (a walk skips a
+    directory it cannot list, so the copy is checked against the index)."""
+    from ..store.treecopy import copy_tree
+
+    try:
+        copy_tree(src, dest)
+        if all(os.path.lexists(dest + e.path) for e in entries):
+            return
+    except PermissionError:
+        pass
+    if not runtime.userns_needed():
+        raise InvalidArgument(f"cannot read all of {src}: some files are not readable by you")
+    rmtree(dest)
+    os.mkdir(dest, 0o755)
+    runtime.call_in_userns(_copy_in_userns, src, dest)
+
+
+def _copy_in_userns(src: str, dest: str) -> None:
+    from ..runtime.subids import hand_over
+    from ..store.treecopy import copy_tree
+
+    try:
+        copy_tree(src, dest)
+    finally:
+        hand_over(dest)
 
 
 def _to_container_ids(entries: list[FileEntry]) -> list[FileEntry]:

@@ -163,6 +163,10 @@ class SystemOps:
 
     def image_prune(self, all: bool = False) -> tuple[list[str], int]:
         """Dangling images (untagged, unused), or with ``all`` every image no container uses."""
+        with self.store.gc_lock(exclusive=True):
+            return self._image_prune(all)
+
+    def _image_prune(self, all: bool) -> tuple[list[str], int]:
         lines: list[str] = []
         before = self._layer_bytes()
         used = {row[0] for row in self.store.meta.query("SELECT DISTINCT image FROM containers")}
@@ -192,6 +196,10 @@ class SystemOps:
     def cache_prune(self, keep_storage: int = 0, all: bool = True) -> tuple[int, int]:
         """Forget build cache entries (oldest first) until at most ``keep_storage`` bytes
         of cache-only layers remain; returns (entries removed, bytes freed)."""
+        with self.store.gc_lock(exclusive=True):
+            return self._cache_prune(keep_storage)
+
+    def _cache_prune(self, keep_storage: int) -> tuple[int, int]:
         before = self._layer_bytes()
         rows = self.store.meta.query("SELECT key, layer FROM build_cache ORDER BY last_used")
         usage = self.df()
@@ -215,6 +223,10 @@ class SystemOps:
     # --- check and repair ----------------------------------------------------------------
 
     def check(self, repair: bool = False, verify_content: bool = True) -> list[Problem]:
+        with self.store.gc_lock(exclusive=repair):
+            return self._check(repair, verify_content)
+
+    def _check(self, repair: bool, verify_content: bool) -> list[Problem]:
         store = self.store
         problems: list[Problem] = []
         meta = store.meta

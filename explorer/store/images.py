@@ -218,6 +218,10 @@ class ImageStore:
     def remove(self, text: str, force: bool = False) -> list[str]:
         """docker rmi: untag when more tags remain, else delete the image and every layer
         nothing else uses. Returns docker's ``Untagged:``/``Deleted:`` lines."""
+        with self.store.gc_lock(exclusive=True):
+            return self._remove(text, force)
+
+    def _remove(self, text: str, force: bool) -> list[str]:
         image = self.resolve(text)
         out: list[str] = []
         by_name = not reference.looks_like_id(text) or self._tag_exists(text)
@@ -238,11 +242,15 @@ class ImageStore:
                 out.append(f"Untagged: {reference.familiar(tag)}")
             conn.execute("DELETE FROM images WHERE id=?", (image.id,))
             out.append(f"Deleted: {image.id}")
-        out += self.collect_layers(image.top_layer)
+        out += self._collect_layers(image.top_layer)
         return out
 
     def collect_layers(self, top: str | None) -> list[str]:
         """Delete the layers from ``top`` down while nothing else references them."""
+        with self.store.gc_lock(exclusive=True):
+            return self._collect_layers(top)
+
+    def _collect_layers(self, top: str | None) -> list[str]:
         out: list[str] = []
         layer_id = top
         while layer_id is not None:

@@ -183,7 +183,7 @@ class LayerStore:
         from ..errors import DigestMismatch, SizeMismatch
         from .extract import extract_layer
 
-        with self.staging() as st, guard_enospc(str(st.path)):
+        with self.store.gc_lock(), self.staging() as st, guard_enospc(str(st.path)):
             result = extract_layer(stream, str(st.diff), tarsplit_path=str(st.tarsplit), what=what)
             if expected_digest is not None and result.compressed_digest != expected_digest:
                 raise DigestMismatch(what, expected_digest, result.compressed_digest)
@@ -198,9 +198,9 @@ class LayerStore:
         """Register content already written into ``st.diff`` (a build step, a commit)."""
         from .layertar import write_layer_tar
 
-        with open(os.devnull, "wb") as sink, guard_enospc(str(st.path)):
+        with self.store.gc_lock(), open(os.devnull, "wb") as sink, guard_enospc(str(st.path)):
             diff_id, size = write_layer_tar(str(st.diff), entries, sink, str(st.tarsplit))
-        return self.commit(st, entries, diff_id, size, parent, created_by)
+            return self.commit(st, entries, diff_id, size, parent, created_by)
 
     def commit(
         self,

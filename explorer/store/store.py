@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from ..fsutil import rmtree
 from .containers import ContainerStore
 from .images import ImageStore
 from .layers import LayerStore
+from .locks import gc_lock
 from .marks import _alive, _owner
 from .metadata import Metadata
 from .volumes import VolumeStore
@@ -72,6 +74,10 @@ class Store:
         table, column = {"layers": ("layers", "id"), "containers": ("containers", "id"),
                          "volumes": ("volumes", "name")}[area]
         return self.meta.one(f"SELECT 1 FROM {table} WHERE {column}=?", (name,)) is not None
+
+    def gc_lock(self, exclusive: bool = False) -> contextlib.AbstractContextManager[None]:
+        """See ``locks.py``: shared while layers are made or used, exclusive to delete them."""
+        return gc_lock(self.root, exclusive)
 
     def close(self) -> None:
         self.meta.close()
