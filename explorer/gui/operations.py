@@ -1,0 +1,314 @@
+"""The operations a user starts from menus, toolbars and views.
+
+Views say what the user wants (signals with a name); this object asks what it must
+(confirmations, names, files), runs the API call in a worker, reports the outcome in the
+events panel, and shows a failure in a dialog over the window. A success touches the store,
+so lists refresh even when the watcher is off.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
+
+from .context import AppContext
+from .dialogs import RunDialog, TextDialog, error_box
+from .workers import Control, Task, TaskFailure
+
+# What "Prune" can remove → the API method that does it.
+PRUNES = {
+    "stopped containers": "container_prune",
+    "dangling images": "image_prune",
+    "unused anonymous volumes": "volume_prune",
+    "build cache": "builder_prune",
+}
+
+
+def transfer_line(event: Any) -> str:
+    """A pull/push progress event as one line: docker's own words when the event has them."""
+    text = str(getattr(event, "message", "") or "")
+    if not text:
+        layer, status = getattr(event, "layer", ""), getattr(event, "status", "")
+        fraction = getattr(event, "fraction", None)
+        text = f"{layer} {status}" + (f" {fraction * 100:.0f}%" if fraction is not None else "")
+    return text.strip()
+
+
+def _describe_prune(result: Any) -> str:
+    if isinstance(result, tuple) and len(result) == 2:
+        items, freed = result
+        count = len(items) if isinstance(items, list) else int(items)
+        return f"{count} removed, {freed} bytes freed"
+    entries = getattr(result, "entries", None)
+    if entries is not None:
+        return f"{entries} entries removed, {getattr(result, 'reclaimed', 0)} bytes freed"
+    return str(result)
+
+
+class Operations(QObject):
+    containerCreated = Signal(str)
+    imagesLoaded = Signal(list)
+
+    def __init__(self, ctx: AppContext, window: QWidget) -> None:
+        super().__init__(window)
+        self.ctx = ctx
+        self.window = window
+
+    def _do(self, title: str, fn: Callable[[Control], Any], done: Callable[[Any], None] | None = None,
+            touch: bool = True) -> Task:
+        def ok(result: Any) -> None:
+            if touch:
+                self.ctx.store_touched.emit()
+            if done is not None:
+                done(result)
+
+        def failed(failure: TaskFailure) -> None:
+            if failure.cancelled:
+                self.ctx.info(f"{title}: cancelled")
+            else:
+                self.ctx.message.emit("error", f"{title}: {failure.message}")
+                error_box(self.window, title[:1].upper() + title[1:], failure)
+            if touch:
+                self.ctx.store_touched.emit()
+
+        return self.ctx.submit(title, fn, on_result=ok, on_error=failed, owner=self)
+
+    def _confirm(self, title: str, text: str) -> bool:
+        answer = QMessageBox.question(self.window, title, text)
+        return answer == QMessageBox.StandardButton.Yes
+
+    # --- images ------------------------------------------------------------------------------
+
+    def load_archive(self, path: str | None = None) -> Task | None:
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self.window, "Load image archive", str(Path.home()),
+                                                  "Image archives (*.tar *.tar.gz *.tgz);;All files (*)")
+            if not path:
+                return None
+
+        def work(control: Control) -> list[str]:
+            return self.ctx.api().load(path, progress=control.progress)
+
+        def done(names: list[str]) -> None:
+            self.ctx.info(f"loaded {Path(path).name}: {', '.join(names) or 'no images'}")
+            self.imagesLoaded.emit(list(names))
+
+        return self._do(f"load {Path(path).name}", work, done)
+
+    def save_images(self, refs: list[str]) -> Task | None:
+        if not refs:
+            return None
+        suggested = refs[0].replace("/", "_").replace(":", "_") + ".tar"
+        path, chosen = QFileDialog.getSaveFileName(
+            self.window, "Save image", str(Path.home() / suggested),
+            "docker-archive (*.tar);;OCI layout archive (*.tar)")
+        if not path:
+            return None
+        fmt = "oci" if chosen.startswith("OCI") else "docker"
+
+        def work(control: Control) -> None:
+            self.ctx.api().save(refs, path, fmt=fmt, progress=control.progress)
+
+        return self._do(f"save {', '.join(refs)}", work,
+                        lambda _: self.ctx.info(f"saved {', '.join(refs)} to {path}"), touch=False)
+
+    def pull(self) -> Task | None:
+        if not self.ctx.has("pull"):
+            error_box(self.window, "Pull", self.ctx.why_not("pull"))
+            return None
+        ref, ok = QInputDialog.getText(self.window, "Pull image", "Image to pull (e.g. busybox:latest):")
+        ref = ref.strip()
+        if not ok or not ref:
+            return None
+
+        def work(control: Control) -> Any:
+            def progress(event: Any) -> None:
+                control.progress(transfer_line(event))
+
+            return self.ctx.api().pull(ref, progress=progress, cancel=control.cancel_event)
+
+        def done(result: Any) -> None:
+            name = getattr(result, "name", ref)
+            fresh = "up to date" if getattr(result, "up_to_date", False) else "pulled"
+            self.ctx.info(f"{name}: {fresh}")
+            self.imagesLoaded.emit([f"Loaded image: {name}"])
+
+        return self._do(f"pull {ref}", work, done)
+
+    def remove_images(self, refs: list[str]) -> Task | None:
+        if not refs or not self._confirm("Remove images", "Remove " + ", ".join(refs) + "?"):
+            return None
+
+        def work(_: Control) -> list[str]:
+            return self.ctx.api().rmi(refs)
+
+        def done(lines: list[str]) -> None:
+            for line in lines:
+                self.ctx.info(line)
+
+        return self._do(f"remove {', '.join(refs)}", work, done)
+
+    def tag_image(self, ref: str) -> Task | None:
+        target, ok = QInputDialog.getText(self.window, "Tag image", f"New name for {ref}:")
+        target = target.strip()
+        if not ok or not target:
+            return None
+        return self._do(f"tag {ref} as {target}", lambda _: self.ctx.api().tag(ref, target),
+                        lambda _: self.ctx.info(f"tagged {ref} as {target}"))
+
+    def run_image(self, ref: str) -> Task | None:
+        if not self.ctx.has("create"):
+            error_box(self.window, "Run", self.ctx.why_not("running containers"))
+            return None
+        dialog = RunDialog(ref, self.window)
+        if dialog.exec() != RunDialog.DialogCode.Accepted:
+            return None
+        image = dialog.image.text().strip()
+        name = dialog.name.text().strip() or None
+        try:
+            cmd = shlex.split(dialog.command.text()) or None
+        except ValueError as e:
+            error_box(self.window, "Run", f"command: {e}")
+            return None
+        env = [line.strip() for line in dialog.env.toPlainText().splitlines() if line.strip()]
+        volumes = dialog.volumes.text().split()
+        start = dialog.start.isChecked()
+
+        def work(control: Control) -> Any:
+            from ..api.containers import RunOptions
+
+            api = self.ctx.api()
+            info = api.create(image, RunOptions(cmd=cmd, env=env, volumes=volumes), name=name)
+            if start:
+                control.progress(f"starting {info.name}")
+                api.start(info.name)
+            return info
+
+        def done(info: Any) -> None:
+            self.ctx.info(f"{'started' if start else 'created'} container {info.name} from {image}")
+            self.containerCreated.emit(info.name)
+
+        return self._do(f"run {image}", work, done)
+
+    # --- containers --------------------------------------------------------------------------
+
+    def container_action(self, verb: str, names: list[str]) -> Task | None:
+        if not names:
+            return None
+        question = "Remove " + ", ".join(names) + " and their changes?"
+        if verb == "rm" and not self._confirm("Remove containers", question):
+            return None
+
+        def work(control: Control) -> list[str]:
+            api: Any = self.ctx.api()
+            out = []
+            for n in names:
+                control.progress(f"{verb} {n}")
+                if verb == "rm":
+                    info = api.container(n)
+                    out.append(str(api.rm(n, force=info.state == "running") or n))
+                else:
+                    result = getattr(api, verb)(n)
+                    out.append(str(getattr(result, "name", result) or n))
+            return out
+
+        return self._do(f"{verb} {', '.join(names)}", work,
+                        lambda done: self.ctx.info(f"{verb}: {', '.join(done)}"))
+
+    def show_logs(self, name: str) -> Task:
+        def work(_: Control) -> str:
+            logs = self.ctx.api().logs(name)
+            if isinstance(logs, tuple):
+                return "".join(part.decode("utf-8", "replace") if isinstance(part, bytes) else str(part)
+                               for part in logs)
+            return logs.decode("utf-8", "replace") if isinstance(logs, bytes) else str(logs)
+
+        return self._do(f"logs of {name}", work,
+                        lambda text: TextDialog(f"Logs — {name}", text or "(no output yet)", self.window).show(),
+                        touch=False)
+
+    def show_diff(self, name: str) -> Task:
+        def work(_: Control) -> str:
+            changes = self.ctx.api().diff(name)
+            return "\n".join(f"{c.kind} {c.path}" for c in changes)
+
+        return self._do(f"diff of {name}", work,
+                        lambda text: TextDialog(f"Changes — {name}", text or "(no changes)", self.window).show(),
+                        touch=False)
+
+    def commit(self, name: str) -> Task | None:
+        ref, ok = QInputDialog.getText(self.window, "Commit container",
+                                       f"Image name for {name}'s filesystem (empty: untagged):")
+        if not ok:
+            return None
+        target = ref.strip() or None
+
+        def work(_: Control) -> Any:
+            return self.ctx.api().commit(name, target)
+
+        return self._do(f"commit {name}", work,
+                        lambda image: self.ctx.info(f"committed {name} as {target or getattr(image, 'id', image)}"))
+
+    # --- the whole store ---------------------------------------------------------------------
+
+    def prune(self) -> Task | None:
+        """docker system prune, with a choice of what goes."""
+        from .dialogs import PruneDialog
+
+        api = self.ctx.strata
+        offered = {key: callable(getattr(api, method, None)) for key, method in PRUNES.items()}
+        dialog = PruneDialog(offered, self.window)
+        if dialog.exec() != PruneDialog.DialogCode.Accepted:
+            return None
+        chosen = [key for key in dialog.chosen() if offered.get(key)]
+        if not chosen:
+            return None
+
+        def work(control: Control) -> list[str]:
+            api = self.ctx.api()
+            lines = []
+            for key in chosen:
+                control.progress(f"pruning {key}")
+                result = getattr(api, PRUNES[key])()
+                lines.append(f"{key}: {_describe_prune(result)}")
+            return lines
+
+        def done(lines: list[str]) -> None:
+            for line in lines:
+                self.ctx.info(f"pruned {line}")
+
+        return self._do("prune", work, done)
+
+    # --- volumes -----------------------------------------------------------------------------
+
+    def volume_create(self) -> Task | None:
+        name, ok = QInputDialog.getText(self.window, "Create volume", "Volume name (empty: generated):")
+        if not ok:
+            return None
+        wanted = name.strip() or None
+
+        def work(_: Control) -> Any:
+            return self.ctx.api().volume_create(wanted)
+
+        return self._do("create volume", work, lambda v: self.ctx.info(f"created volume {v.name}"))
+
+    def volume_rm(self, names: list[str]) -> Task | None:
+        if not names or not self._confirm("Remove volumes", "Remove " + ", ".join(names) + " and their data?"):
+            return None
+        return self._do(f"remove volume {', '.join(names)}",
+                        lambda _: self.ctx.api().volume_rm(names),
+                        lambda _: self.ctx.info(f"removed volumes {', '.join(names)}"))
+
+    def volume_prune(self) -> Task | None:
+        if not self._confirm("Prune volumes", "Remove every volume no container uses?"):
+            return None
+        def done(result: Any) -> None:
+            names, freed = result if isinstance(result, tuple) else (result, 0)
+            self.ctx.info(f"pruned {len(names)} volume(s)" + (f", {freed} bytes freed" if freed else ""))
+
+        return self._do("prune volumes", lambda _: self.ctx.api().volume_prune(), done)
