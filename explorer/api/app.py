@@ -13,6 +13,7 @@ from ..store import reference
 from ..store.images import Image
 from ..store.store import Store, default_root
 from ..store.union import UnionView
+from .build import BuildOps
 from .containers import ContainerOps
 from .copy import CopyOps
 from .model import HistoryRow, ImageSummary, LsEntry, TreeNode
@@ -30,7 +31,7 @@ def _noop(_: str) -> None:
     pass
 
 
-class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps):
+class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps, BuildOps):
     """Everything a user can do with one store. Cheap to create; opens the store lazily."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None, storage_driver: str | None = None) -> None:

@@ -38,6 +38,7 @@ class BuildOps:
         *,
         dockerfile_text: str | None = None,
         network: str = "host",
+        pull: bool = False,
     ) -> BuildResult:
         """Build the Dockerfile (default ``<context_dir>/Dockerfile``) and tag the result.
 
@@ -56,15 +57,18 @@ class BuildOps:
             build_args=dict(build_args or {}),
             target=target or None,
             no_cache=no_cache,
+            pull=pull,
             network=network,
         )
         driver: Callable[[], str] | None = getattr(self, "driver", None)
-        return build(self.store, options, on_event, cancel, driver)
+        with self.store.gc_lock():  # collectors wait: the layers this build stands on stay
+            return build(self.store, options, on_event, cancel, driver)
 
     def builder_prune(self, all: bool = False) -> PruneReport:
         """Remove build cache: by default the entries whose layers no image uses; with
         ``all`` every entry, the context stat cache and RUN cache mounts too."""
-        return BuildCache(self.store).prune(everything=all)
+        with self.store.gc_lock(exclusive=True):
+            return BuildCache(self.store).prune(everything=all)
 
     def build_cache(self) -> list[CacheEntry]:
         """Every cache entry, oldest first (for ``df`` and the GUI)."""

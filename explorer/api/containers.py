@@ -478,7 +478,7 @@ class ContainerOps:
                 runtime.vfs_diff(*args[:3], runtime_dir=args[3], strict_owners=needed)
                 entries = _to_container_ids(scan_dir(str(scratch / "diff")))
             except PermissionError:
-                if not needed:
+                if not runtime.userns_helps():
                     raise
                 rmtree(scratch / "diff")
                 entries = runtime.call_in_userns(_vfs_diff_in_userns, *args)
@@ -487,7 +487,7 @@ class ContainerOps:
         try:
             return _to_container_ids(scan_dir(str(diff))), diff, None
         except PermissionError:
-            if not runtime.userns_needed():
+            if not runtime.userns_helps():
                 raise
             return runtime.call_in_userns(scan_dir, str(diff)), diff, None
 
@@ -655,8 +655,8 @@ def _copy_layer(src: str, dest: str, entries: list[FileEntry]) -> None:
             return
     except PermissionError:
         pass
-    if not runtime.userns_needed():
-        raise InvalidArgument(f"cannot read all of {src}: some files are not readable by you")
+    if not runtime.userns_helps():
+        raise InvalidArgument(f"cannot read all of {src}: some of its files are not readable")
     rmtree(dest)
     os.mkdir(dest, 0o755)
     runtime.call_in_userns(_copy_in_userns, src, dest)

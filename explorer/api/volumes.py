@@ -21,7 +21,7 @@ from .. import runtime
 from ..errors import InvalidArgument, StrataError, VolumeInUse
 from ..store.images import Image, now_rfc3339
 from ..store.index import normalize
-from ..store.volumes import Volume, check_name, tree_size, walk_entries
+from ..store.volumes import Volume, check_name, tree_size, walk_rows
 
 if TYPE_CHECKING:
     from ..store.containers import ContainerRecord
@@ -172,7 +172,16 @@ class VolumeOps:
         from ..store.union import ListedLayer, UnionView
 
         v = self.store.volumes.get(name)
-        return UnionView([ListedLayer(f"volume {name}", walk_entries(v.mountpoint), v.mountpoint, kind="volume")])
+        rows, _size = walk_rows(v.mountpoint)
+        return UnionView([ListedLayer(f"volume {name}", (), v.mountpoint, kind="volume", rows=rows)])
+
+    def volume_listing(self, name: str) -> tuple[UnionView, int]:
+        """The volume's files and its size from one walk (the GUI shows both)."""
+        from ..store.union import ListedLayer, UnionView
+
+        v = self.store.volumes.get(name)
+        rows, size = walk_rows(v.mountpoint)
+        return UnionView([ListedLayer(f"volume {name}", (), v.mountpoint, kind="volume", rows=rows)]), size
 
     def inspect_volume(self, name: str) -> dict[str, Any]:
         v = self.store.volumes.get(name)

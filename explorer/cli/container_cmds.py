@@ -252,10 +252,10 @@ def cmd_cp(app: Strata, args: argparse.Namespace) -> int:
     if cp_in is None or cp_out is None:
         raise InvalidArgument("cp is not available in this build of strata")
     if dst_c is not None:
-        cp_in(dst_c, src_path, dst_path)
+        cp_in(dst_c, src_path, dst_path, archive=args.archive, follow_link=args.follow_link)
     else:
         assert src_c is not None
-        cp_out(src_c, src_path, dst_path)
+        cp_out(src_c, src_path, dst_path, archive=args.archive, follow_link=args.follow_link)
     return 0
 
 

@@ -4,33 +4,79 @@ The runtime knows paths, not images: the store hands it layer directories
 (top-most first), a container layer and a per-container ``runtime_dir``; the
 runtime mounts, starts, waits, signals and execs. Nothing here needs a daemon,
 root or a setuid helper (newuidmap/newgidmap are used when configured).
+
+Names are imported on first use (PEP 562): ``strata run --rm IMAGE true`` needs
+the start path only, not exec, vfs, the support probes or the copy machinery.
 """
 
 from __future__ import annotations
 
-from .command import DEFAULT_PATH, combine_command
-from .config import ContainerConfig, Mount, Process, RootFS
-from .container import RunningContainer, exit_code_of, start
-from .nsenter import exec_in
-from .rootfs import mount_overlay
-from .state import (
-    container_pid,
-    is_alive,
-    kill,
-    read_exit_code,
-    read_state,
-    wait_exit,
-)
-from .support import check_support, detect_driver, userns_problem
-from .userns import call_in_userns
-from .users import ExecUser, resolve_user
-from .vfs import diff as vfs_diff
-from .vfs import materialize as vfs_materialize
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .command import DEFAULT_PATH, combine_command
+    from .config import ContainerConfig, Mount, Process, RootFS
+    from .container import RunningContainer, exit_code_of, start
+    from .inroot import InRoot, in_container, in_directory, in_rootfs, pseudo_mounts
+    from .nsenter import exec_in
+    from .rootfs import mount_overlay
+    from .state import (
+        container_pid,
+        is_alive,
+        kill,
+        read_exit_code,
+        read_state,
+        wait_exit,
+    )
+    from .subids import remove_tree, userns_helps, userns_needed
+    from .support import check_support, detect_driver, userns_problem
+    from .userns import call_in_userns
+    from .users import ExecUser, resolve_user
+    from .vfs import diff as vfs_diff
+    from .vfs import materialize as vfs_materialize
+
+# public name -> (module, attribute)
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "DEFAULT_PATH": ("command", "DEFAULT_PATH"),
+    "combine_command": ("command", "combine_command"),
+    "ContainerConfig": ("config", "ContainerConfig"),
+    "Mount": ("config", "Mount"),
+    "Process": ("config", "Process"),
+    "RootFS": ("config", "RootFS"),
+    "RunningContainer": ("container", "RunningContainer"),
+    "exit_code_of": ("container", "exit_code_of"),
+    "start": ("container", "start"),
+    "InRoot": ("inroot", "InRoot"),
+    "in_container": ("inroot", "in_container"),
+    "in_directory": ("inroot", "in_directory"),
+    "in_rootfs": ("inroot", "in_rootfs"),
+    "pseudo_mounts": ("inroot", "pseudo_mounts"),
+    "exec_in": ("nsenter", "exec_in"),
+    "mount_overlay": ("rootfs", "mount_overlay"),
+    "container_pid": ("state", "container_pid"),
+    "is_alive": ("state", "is_alive"),
+    "kill": ("state", "kill"),
+    "read_exit_code": ("state", "read_exit_code"),
+    "read_state": ("state", "read_state"),
+    "wait_exit": ("state", "wait_exit"),
+    "remove_tree": ("subids", "remove_tree"),
+    "userns_helps": ("subids", "userns_helps"),
+    "userns_needed": ("subids", "userns_needed"),
+    "check_support": ("support", "check_support"),
+    "detect_driver": ("support", "detect_driver"),
+    "userns_problem": ("support", "userns_problem"),
+    "call_in_userns": ("userns", "call_in_userns"),
+    "ExecUser": ("users", "ExecUser"),
+    "resolve_user": ("users", "resolve_user"),
+    "vfs_diff": ("vfs", "diff"),
+    "vfs_materialize": ("vfs", "materialize"),
+}
 
 __all__ = [
     "DEFAULT_PATH",
     "ContainerConfig",
     "ExecUser",
+    "InRoot",
     "Mount",
     "Process",
     "RootFS",
@@ -42,15 +88,37 @@ __all__ = [
     "detect_driver",
     "exec_in",
     "exit_code_of",
+    "in_container",
+    "in_directory",
+    "in_rootfs",
     "is_alive",
     "kill",
     "mount_overlay",
+    "pseudo_mounts",
     "read_exit_code",
     "read_state",
+    "remove_tree",
     "resolve_user",
     "start",
+    "userns_helps",
+    "userns_needed",
     "userns_problem",
     "vfs_diff",
     "vfs_materialize",
     "wait_exit",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    # __import__, not importlib.import_module: the same work, and -X importtime sees it
+    value = getattr(__import__(f"{__name__}.{module}", fromlist=[attr]), attr)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

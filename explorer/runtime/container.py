@@ -22,9 +22,8 @@ import json
 import os
 import select
 import signal
-import socket
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ..errors import (
     CommandNotExecutable,
@@ -48,8 +47,10 @@ from .initlayer import (
     write_etc_files,
 )
 from .rootfs import RootPlan, loopback_up, setup_root
-from .support import userns_problem
 from .users import ExecUser, resolve_user
+
+if TYPE_CHECKING:
+    import socket
 
 FORWARDED_SIGNALS = (
     signal.SIGINT,
@@ -131,6 +132,8 @@ def _raise_report(data: bytes) -> None:
         raise CommandNotExecutable(message)
     if kind == "invalid":
         raise InvalidArgument(message)
+    from .support import userns_problem  # only on failure: start does not pay for it
+
     if kind == "userns":
         raise RuntimeUnavailable(userns_problem() or message)
     if kind == "runtime" and "Operation not permitted" in message:
@@ -138,6 +141,14 @@ def _raise_report(data: bytes) -> None:
         if problem:
             raise RuntimeUnavailable(problem)
     raise RuntimeUnavailable(message)
+
+
+def _socket_pair() -> tuple[socket.socket, socket.socket]:
+    """For ``-t`` only: hands the pty master out of the container (socket is not
+    imported otherwise; ``run`` without a terminal does not pay for it)."""
+    import socket
+
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
 
 
 def _pipe() -> tuple[int, int]:
@@ -245,7 +256,7 @@ def _init_main(plan: RootPlan, launch: _Launch, network: str) -> NoReturn:
         if network == "none":
             loopback_up()
         if launch.hostname:
-            socket.sethostname(launch.hostname)
+            linux.sethostname(launch.hostname)
         setup_root(plan)
         _run_process(launch)
     except BaseException as e:
@@ -505,7 +516,7 @@ def start(
     ready_r, ready_w = _pipe()
     go_r, go_w = _pipe()
     report_r, report_w = _pipe()
-    socks = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if config.process.tty else None
+    socks = _socket_pair() if config.process.tty else None
     winsize = pty.get_winsize(stdio[1]) if config.process.tty else None
     launch = _Launch(config.process, config.hostname or host_hostname(), stdio, winsize, report_w, socks)
     fork_pid = os.fork()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import stat
 from dataclasses import dataclass
 
@@ -123,7 +122,7 @@ def wanted_targets(config: ContainerConfig) -> list[tuple[str, bool]]:
 
 
 def host_hostname() -> str:
-    return socket.gethostname()
+    return os.uname().nodename
 
 
 def _read(path: str) -> str:

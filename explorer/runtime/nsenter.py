@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 from typing import NoReturn
 
 from ..errors import ContainerStateError, InvalidArgument, StrataError
@@ -26,6 +25,7 @@ from .container import (
     _relay_tty,
     _report_exception,
     _run_process,
+    _socket_pair,
     _stdio,
     _wait_child,
 )
@@ -82,7 +82,7 @@ def _exec_child(namespaces: list[tuple[int, int]], launch: _Launch) -> NoReturn:
             try:
                 if launch.tty_socks is not None:
                     launch.tty_socks[0].close()
-                launch.hostname = socket.gethostname()
+                launch.hostname = os.uname().nodename  # the container's: its uts namespace is joined
                 _run_process(launch)
             except BaseException as e:
                 child_code = _report_exception(launch.report_w, e)
@@ -124,7 +124,7 @@ def exec_in(
     namespaces = _open_namespaces(pid)
     stdio, opened = _stdio(process, stdin, stdout, stderr, detach=False)
     report_r, report_w = _pipe()
-    socks = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if process.tty else None
+    socks = _socket_pair() if process.tty else None
     launch = _Launch(process, "", stdio, get_winsize(stdio[1]) if process.tty else None, report_w, socks)
     try:
         child = os.fork()

@@ -11,11 +11,15 @@ import fcntl
 import os
 import select
 import signal
-import socket
 import struct
+import sys
 import termios
 import tty as _tty
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import socket
 
 
 def get_winsize(fd: int | None) -> bytes | None:
@@ -33,13 +37,20 @@ def set_winsize(fd: int, size: bytes | None) -> None:
             fcntl.ioctl(fd, termios.TIOCSWINSZ, size)
 
 
+def _socket_module() -> Any:
+    """``socket``, loaded by whoever made the socket pair (before fork, for ``-t``
+    only). send_fd runs after pivot_root, where an import would read the
+    container's files, so it takes the module from sys.modules."""
+    return sys.modules["socket"]
+
+
 def send_fd(sock: socket.socket, fd: int) -> None:
-    socket.send_fds(sock, [b"m"], [fd])
+    _socket_module().send_fds(sock, [b"m"], [fd])
 
 
 def recv_fd(sock: socket.socket) -> int | None:
     try:
-        _msg, fds, _flags, _addr = socket.recv_fds(sock, 1, 1)
+        _msg, fds, _flags, _addr = _socket_module().recv_fds(sock, 1, 1)
     except OSError:
         return None
     return fds[0] if fds else None

@@ -11,7 +11,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import socket
 import struct
 from dataclasses import dataclass, field
 
@@ -197,8 +196,12 @@ def _ensure_target(dest: str, is_dir: bool) -> None:
         _touch(dest)
 
 
-def setup_root(plan: RootPlan) -> None:
-    """Mount the root, the runtime's mounts and the user's mounts, then pivot into it."""
+def setup_root(plan: RootPlan, *, kernel_fs: bool = True) -> None:
+    """Mount the root, the runtime's mounts and the user's mounts, then pivot into it.
+
+    ``kernel_fs=False`` leaves out /proc, /dev and /sys: a helper that only works on
+    a stopped container's files (``inroot``) has no pid namespace to mount /proc for
+    and wants the container's files, not the kernel's."""
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     root = plan.mountpoint
     try:
@@ -212,14 +215,15 @@ def setup_root(plan: RootPlan) -> None:
     def at(path: str) -> str:
         return os.path.join(root, plan.targets[path].rel)
 
-    try:
-        linux.mount("proc", at("/proc"), "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
-    except OSError as e:
-        raise RuntimeUnavailable(
-            f"cannot mount /proc in the container ({e.strerror}); the host's /proc may be partly hidden"
-        ) from e
-    _setup_dev(at("/dev"), plan.devpts_gid)
-    _setup_sys(at("/sys"), plan.network)
+    if kernel_fs:
+        try:
+            linux.mount("proc", at("/proc"), "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+        except OSError as e:
+            raise RuntimeUnavailable(
+                f"cannot mount /proc in the container ({e.strerror}); the host's /proc may be partly hidden"
+            ) from e
+        _setup_dev(at("/dev"), plan.devpts_gid)
+        _setup_sys(at("/sys"), plan.network)
     for path, source in plan.etc_sources.items():
         linux.mount(source, at(path), None, linux.MS_BIND)
     for mount, target in sorted(plan.mounts, key=lambda mt: mt[1].rel.count("/")):
@@ -239,6 +243,8 @@ def setup_root(plan: RootPlan) -> None:
 
 def loopback_up() -> None:
     """A new network namespace starts with ``lo`` down; Docker's ``none`` has it up."""
+    import socket  # network "none" only; still the host's files here (before pivot_root)
+
     siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         req = struct.pack("16sH14x", b"lo", 0)

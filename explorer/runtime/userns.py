@@ -1,61 +1,189 @@
-"""Run a Python callable inside a fresh user (and mount) namespace.
+"""Helper processes that work inside a user namespace.
 
 Files a rootless container writes belong to subordinate ids the caller cannot
 read or delete from the host; the store needs the container's view of ownership
 to commit, copy or remove them. ``call_in_userns`` forks, enters a namespace with
 the same maps a container gets, runs the callable there as root and hands back
 its result (or its exception), so callers write plain Python.
+
+``fork_helper`` is the mechanism underneath, shared with ``inroot``: the helper
+either creates a namespace (``Unshare``, the caller then writes its id maps) or
+joins a running container's (``Join``). The helper keeps no descriptor of the
+caller's but the ones it is given: a helper that works inside a container's root
+must not hold a way back to the host.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import RuntimeUnavailable, StrataError
+from ..errors import RuntimeUnavailable
 from . import idmap, linux
 
 T = TypeVar("T")
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+
+
+@dataclass(frozen=True)
+class Unshare:
+    """Create a user namespace (and a private mount namespace) with these maps."""
+
+    maps: idmap.IdMaps
+    mount_ns: bool = True
+
+
+@dataclass(frozen=True)
+class Join:
+    """Join existing namespaces: (open fd of /proc/PID/ns/X, CLONE_NEW*), user first."""
+
+    namespaces: tuple[tuple[int, int], ...]
 
 
 def _read_all(fd: int) -> bytes:
     chunks: list[bytes] = []
     while True:
-        chunk = os.read(fd, 65536)
+        try:
+            chunk = os.read(fd, 65536)
+        except InterruptedError:
+            continue
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
 
 
-def _child(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], flags: int, out: int, go: int
-) -> None:
-    import pickle
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
-    try:
-        linux.unshare(linux.CLONE_NEWUSER | flags)
-    except OSError as e:
-        os.write(out, b"E" + pickle.dumps(e))
-        return
+
+def _enter(how: Unshare | Join, out: int, go: int) -> bool:
+    """In the helper: get into the namespaces; False when the caller gave up."""
+    if isinstance(how, Join):
+        for fd, flag in how.namespaces:
+            linux.setns(fd, flag)
+            os.close(fd)
+        return True
+    linux.unshare(linux.CLONE_NEWUSER | (linux.CLONE_NEWNS if how.mount_ns else 0))
     os.write(out, b"R")
     if os.read(go, 1) != b"G":
-        return
-    os.close(go)
-    if flags & linux.CLONE_NEWNS:
+        return False
+    if how.mount_ns:
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    return True
+
+
+def _helper_main(body: Callable[[int], None], how: Unshare | Join, out: int, go: int, keep: Iterable[int]) -> int:
+    ns_fds = [fd for fd, _flag in how.namespaces] if isinstance(how, Join) else []
+    kept = {out, go, *keep, *ns_fds}
+    linux.close_fds_except(kept)
+    null = os.open(os.devnull, os.O_RDWR)
+    for target in (0, 1):
+        if target not in kept and target != null:
+            os.dup2(null, target)
+    if null not in (0, 1):
+        os.close(null)
     try:
-        payload = pickle.dumps((True, fn(*args, **kwargs)))
-    except BaseException as e:  # the parent re-raises it
+        if not _enter(how, out, go):
+            return 1
+    except OSError as e:
+        os.write(out, b"E" + f"{e.strerror or e}".encode())
+        return 1
+    if isinstance(how, Join):
+        os.write(out, b"R")
+    os.close(go)
+    # Die with the caller, and keep other processes in the namespace (a container's)
+    # from reading or tracing this one.
+    linux.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    linux.prctl(_PR_SET_DUMPABLE, 0)
+    body(out)
+    return 0
+
+
+class Helper:
+    """A forked helper process. Its body writes one reply on a pipe; ``reply``
+    returns those bytes once the helper has exited."""
+
+    def __init__(self, pid: int, out_r: int) -> None:
+        self.pid = pid
+        self._out_r = out_r
+        self._done = False
+
+    def reply(self) -> bytes:
+        if self._done:
+            raise RuntimeUnavailable("the helper process was already waited for")
         try:
-            payload = pickle.dumps((False, e))
-        except Exception:
-            payload = pickle.dumps((False, RuntimeUnavailable(f"{type(e).__name__}: {e}")))
-    os.write(out, b"O")
-    view = memoryview(payload)
-    while view:
-        view = view[os.write(out, view) :]
+            data = _read_all(self._out_r)
+        finally:
+            self._finish()
+        return data
+
+    def abort(self) -> None:
+        """Kill the helper (the caller failed and will not read its reply)."""
+        if not self._done:
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGKILL)
+            self._finish()
+
+    def _finish(self) -> None:
+        self._done = True
+        os.close(self._out_r)
+        while True:
+            try:
+                os.waitpid(self.pid, 0)
+                return
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                return
+
+
+def fork_helper(body: Callable[[int], None], how: Unshare | Join, keep_fds: Iterable[int] = ()) -> Helper:
+    """Fork a helper that enters ``how`` and then calls ``body(reply_fd)``.
+
+    Returns once the helper is inside its namespaces. The helper keeps only
+    ``keep_fds`` (and the namespace fds of ``Join``) open.
+    """
+    keep = list(keep_fds)
+    out_r, out_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = _helper_main(body, how, out_w, go_r, keep)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(out_w)
+    os.close(go_r)
+    helper = Helper(pid, out_r)
+    try:
+        first = os.read(out_r, 1)
+        if first == b"E":
+            message = helper.reply().decode(errors="replace")
+            if isinstance(how, Join):
+                raise RuntimeUnavailable(f"cannot join the container's namespaces: {message}")
+            raise RuntimeUnavailable(_unshare_message(message))
+        if first != b"R":
+            raise RuntimeUnavailable("could not start a user namespace helper process")
+        if isinstance(how, Unshare):
+            idmap.write(pid, how.maps)
+            os.write(go_w, b"G")
+    except BaseException:
+        helper.abort()
+        raise
+    finally:
+        os.close(go_w)
+    return helper
 
 
 def call_in_userns(
@@ -67,60 +195,34 @@ def call_in_userns(
 ) -> T:
     """``fn(*args, **kwargs)`` as root of a new user namespace; returns its result.
 
-    The callable and its result must pickle. Exceptions it raises are raised here.
+    The result must pickle. Exceptions it raises are raised here. Only our own
+    code runs in that namespace, so its reply may be unpickled.
     """
     import pickle  # here: the container start path should not pay for it
 
-    maps = maps or idmap.plan()
-    flags = linux.CLONE_NEWNS if mount_ns else 0
-    out_r, out_w = os.pipe()
-    go_r, go_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
+    def body(out: int) -> None:
         try:
-            os.close(out_r)
-            os.close(go_w)
-            _child(fn, args, kwargs, flags, out_w, go_r)
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(out_w)
-    os.close(go_r)
-    try:
-        first = os.read(out_r, 1)
-        if first == b"E":
-            err = pickle.loads(_read_all(out_r))
-            raise RuntimeUnavailable(_unshare_message(err)) from err
-        if first != b"R":
-            raise RuntimeUnavailable("could not start a user namespace helper process")
-        try:
-            idmap.write(pid, maps)
-        except StrataError:
-            os.close(go_w)
-            go_w = -1
-            raise
-        os.write(go_w, b"G")
-        os.close(go_w)
-        go_w = -1
-        data = _read_all(out_r)
-        if not data.startswith(b"O"):
-            raise RuntimeUnavailable("the user namespace helper process died")
-        ok, value = pickle.loads(data[1:])
-        if not ok:
-            raise value
-        result: T = value
-        return result
-    finally:
-        if go_w >= 0:
-            os.close(go_w)
-        os.close(out_r)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+            payload = pickle.dumps((True, fn(*args, **kwargs)))
+        except BaseException as e:  # the caller re-raises it
+            try:
+                payload = pickle.dumps((False, e))
+                pickle.loads(payload)
+            except Exception:
+                payload = pickle.dumps((False, RuntimeUnavailable(f"{type(e).__name__}: {e}")))
+        write_all(out, b"O" + payload)
+
+    data = fork_helper(body, Unshare(maps or idmap.plan(), mount_ns)).reply()
+    if not data.startswith(b"O"):
+        raise RuntimeUnavailable("the user namespace helper process died")
+    ok, value = pickle.loads(data[1:])
+    if not ok:
+        raise value
+    result: T = value
+    return result
 
 
-def _unshare_message(err: BaseException) -> str:
+def _unshare_message(err: str) -> str:
     from .support import userns_problem
 
     return userns_problem() or f"cannot create a user namespace: {err}"
+

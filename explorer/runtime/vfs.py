@@ -8,7 +8,8 @@ care which driver ran the container. Changes are detected as Docker's naive
 differ does: type, mode, owner, size, mtime and link target.
 
 Rootless: a container's files may belong to subordinate ids the caller cannot
-read; run these through ``userns.call_in_userns`` in that case.
+read or give to a copy; ``diff`` then raises PermissionError rather than record
+the wrong owner, and the caller runs it through ``userns.call_in_userns``.
 """
 
 from __future__ import annotations
@@ -49,18 +50,26 @@ def _copy_xattrs(src: str, dest: str) -> None:
             os.setxattr(dest, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
 
 
-def _copy_meta(st: os.stat_result, src: str, dest: str) -> None:
-    """Owner (where this process may set it), mode, xattrs and times of ``src``."""
+def _copy_meta(st: os.stat_result, src: str, dest: str, strict: bool = False) -> None:
+    """Owner (where this process may set it), mode, xattrs and times of ``src``.
+
+    ``strict``: an owner that cannot be kept is an error (PermissionError), not a
+    silent change; a diff must run in the user namespace then (see ``subids``)."""
     if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
-        with contextlib.suppress(PermissionError, OSError):
+        try:
             os.lchown(dest, st.st_uid, st.st_gid)
+        except OSError as e:
+            if strict:
+                raise PermissionError(e.errno, f"cannot keep the owner {st.st_uid}:{st.st_gid}", src) from e
     if not stat.S_ISLNK(st.st_mode):
         os.chmod(dest, stat.S_IMODE(st.st_mode))
     _copy_xattrs(src, dest)
     os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
-def _copy_node(src: str, dest: str, st: os.stat_result, links: dict[tuple[int, int], str]) -> None:
+def _copy_node(
+    src: str, dest: str, st: os.stat_result, links: dict[tuple[int, int], str], strict: bool = False
+) -> None:
     """Copy one non-directory, keeping hard links that share an inode in ``src``."""
     key = (st.st_dev, st.st_ino)
     if stat.S_ISREG(st.st_mode):
@@ -81,20 +90,20 @@ def _copy_node(src: str, dest: str, st: os.stat_result, links: dict[tuple[int, i
             return  # device nodes need privilege; a container gets /dev from the runtime anyway
     else:
         return  # sockets are not content
-    _copy_meta(st, src, dest)
+    _copy_meta(st, src, dest, strict)
 
 
-def _copy_tree(src: str, dest: str, links: dict[tuple[int, int], str]) -> None:
+def _copy_tree(src: str, dest: str, links: dict[tuple[int, int], str], strict: bool = False) -> None:
     st = os.lstat(src)
     if not stat.S_ISDIR(st.st_mode):
-        _copy_node(src, dest, st, links)
+        _copy_node(src, dest, st, links, strict)
         return
     os.mkdir(dest, 0o700)
     with os.scandir(src) as it:
         names = sorted(entry.name for entry in it)
     for name in names:
-        _copy_tree(os.path.join(src, name), os.path.join(dest, name), links)
-    _copy_meta(st, src, dest)
+        _copy_tree(os.path.join(src, name), os.path.join(dest, name), links, strict)
+    _copy_meta(st, src, dest, strict)
 
 
 # --- materialize ---------------------------------------------------------------------
@@ -158,7 +167,8 @@ def _changed(new: os.stat_result, old: os.stat_result, new_path: str, old_path: 
 
 
 class _Differ:
-    def __init__(self, stack: LayerStack | None, rootdir: str, dest: str) -> None:
+    def __init__(self, stack: LayerStack | None, rootdir: str, dest: str, strict: bool) -> None:
+        self.strict = strict
         self.stack = stack
         self.rootdir = rootdir
         self.dest = dest
@@ -185,7 +195,7 @@ class _Differ:
 
     def _add(self, rel: str) -> None:
         self._parent_ready(rel)
-        _copy_tree(os.path.join(self.rootdir, rel), os.path.join(self.dest, rel), self.links)
+        _copy_tree(os.path.join(self.rootdir, rel), os.path.join(self.dest, rel), self.links, self.strict)
 
     def walk(self, rel: str, lower: Found | None) -> None:
         assert self.stack is not None
@@ -222,20 +232,24 @@ class _Differ:
         self._parent_ready(os.path.join(rel, "x"))
         dest = os.path.join(self.dest, rel)
         for name in names:
-            _copy_tree(os.path.join(self.rootdir, rel, name), os.path.join(dest, name), self.links)
+            _copy_tree(os.path.join(self.rootdir, rel, name), os.path.join(dest, name), self.links, self.strict)
         os.setxattr(dest, OPAQUE_XATTRS[0], b"y", follow_symlinks=False)
 
     def finish(self) -> None:
         for st, src, dest in reversed(self.fixups):
-            _copy_meta(st, src, dest)
+            _copy_meta(st, src, dest, self.strict)
 
 
-def diff(lowerdirs: list[str], rootdir: str, dest: str, *, runtime_dir: str | None = None) -> None:
+def diff(
+    lowerdirs: list[str], rootdir: str, dest: str, *, runtime_dir: str | None = None, strict_owners: bool = False
+) -> None:
     """Write into ``dest`` (new or empty) what ``rootdir`` changed relative to the
     image ``lowerdirs`` (top-most first).
 
     Give the container's ``runtime_dir`` so mount targets the runtime created
-    (its init layer: /proc, /etc/hosts …) do not count as changes.
+    (its init layer: /proc, /etc/hosts …) do not count as changes. With
+    ``strict_owners`` a file whose owner the copy cannot keep raises
+    PermissionError (run the diff in the user namespace then).
     """
     layers = list(lowerdirs)
     if runtime_dir is not None and os.path.isdir(init_dir(runtime_dir)):
@@ -245,9 +259,9 @@ def diff(lowerdirs: list[str], rootdir: str, dest: str, *, runtime_dir: str | No
         raise OSError(errno.ENOTEMPTY, "diff destination is not empty", dest)
     if not layers:
         for name in sorted(os.listdir(rootdir)):
-            _copy_tree(os.path.join(rootdir, name), os.path.join(dest, name), {})
+            _copy_tree(os.path.join(rootdir, name), os.path.join(dest, name), {}, strict_owners)
         return
     stack = LayerStack(layers)
-    differ = _Differ(stack, rootdir, dest)
+    differ = _Differ(stack, rootdir, dest, strict_owners)
     differ.walk("", stack.root())
     differ.finish()

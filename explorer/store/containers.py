@@ -160,7 +160,10 @@ class ContainerStore:
 
     def remove(self, container_id: str) -> None:
         """Forget the record first, then the directory (through a rename, so a crash
-        mid-delete leaves trash, not a half container)."""
+        mid-delete leaves trash, not a half container). Files the container gave to
+        subordinate ids go through the user namespace (``runtime.subids``)."""
+        from ..runtime.subids import remove_tree
+
         with self.meta.transaction() as conn:
             conn.execute("DELETE FROM container_volumes WHERE container=?", (container_id,))
             conn.execute("DELETE FROM containers WHERE id=?", (container_id,))
@@ -170,4 +173,4 @@ class ContainerStore:
             path.rename(trash)
         except FileNotFoundError:
             return
-        rmtree(trash)
+        remove_tree(str(trash))

@@ -98,11 +98,15 @@ class IndexedLayer:
 class ListedLayer:
     """A layer whose index is held in memory (a container's live diff, a volume)."""
 
-    def __init__(self, label: str, entries: Iterable[FileEntry], content_root: Path, kind: str = "container"):
+    def __init__(self, label: str, entries: Iterable[FileEntry], content_root: Path, kind: str = "container",
+                 rows: Iterable[Row] | None = None):
         self.label = label
         self.kind = kind
         self.root = content_root
-        self._rows = {e.path: _entry_row(e) for e in entries}
+        if rows is not None:
+            self._rows = {r[0]: r for r in rows}
+        else:
+            self._rows = {e.path: _entry_row(e) for e in entries}
         self._children: dict[str, list[Row]] | None = None
 
     def all_rows(self) -> list[Row]:
@@ -123,7 +127,7 @@ class ListedLayer:
         return self.root / path.lstrip("/")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UnionEntry:
     entry: FileEntry
     layer: int  # index into the view's layers, 0 = bottom
@@ -148,6 +152,10 @@ class UnionView:
 
     def walk(self) -> list[UnionEntry]:
         """Every visible path below ``/``, in tree order."""
+        if len(self.layers) == 1:
+            rows = [r for r in self.layers[0].all_rows() if r[_TYPE] != WHITEOUT and r[_PATH] != "/"]
+            rows.sort(key=lambda r: tree_order(r[_PATH]))
+            return [UnionEntry(FileEntry(*r), 0, ADDED) for r in rows]
         merged = self._merge_all()
         keys = sorted(merged, key=tree_order)
         return [UnionEntry(_row_entry(merged[k][0]), merged[k][1], merged[k][2]) for k in keys]

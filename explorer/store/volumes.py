@@ -135,11 +135,15 @@ class VolumeStore:
         rmtree(trash)
 
 
-def walk_entries(root: Path) -> list[FileEntry]:
-    """A volume's files as index entries, from one lstat per entry (no content hashing:
-    volumes change under running containers and can be large)."""
-    out: list[FileEntry] = []
+def walk_rows(root: Path) -> tuple[list[tuple[Any, ...]], int]:
+    """A volume's files as index rows (the ``files`` table's column order) and the bytes
+    of its regular files (each inode once), from one lstat per entry: no content
+    hashing, since volumes change under running containers and can be large."""
+    rows: list[tuple[Any, ...]] = []
+    total = 0
+    seen: set[int] = set()
     stack = [("", str(root))]
+    is_dir, is_reg, is_lnk, imode = stat.S_ISDIR, stat.S_ISREG, stat.S_ISLNK, stat.S_IMODE
     while stack:
         rel_dir, real_dir = stack.pop()
         try:
@@ -152,30 +156,31 @@ def walk_entries(root: Path) -> list[FileEntry]:
                     st = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
+                mode = st.st_mode
                 path = f"{rel_dir}/{entry.name}"
-                kind = type_from_mode(st.st_mode)
-                link = None
-                if kind == "symlink":
-                    try:
-                        link = os.readlink(entry.path)
-                    except OSError:
-                        link = None
-                out.append(
-                    FileEntry(
-                        path,
-                        kind,
-                        stat.S_IMODE(st.st_mode),
-                        st.st_uid,
-                        st.st_gid,
-                        st.st_size if kind == FILE else 0,
-                        st.st_mtime,
-                        None,
-                        link,
-                    )
-                )
-                if kind == DIR:
+                if is_reg(mode):
+                    kind, size, link = FILE, st.st_size, None
+                    if st.st_nlink == 1 or st.st_ino not in seen:
+                        total += size
+                        if st.st_nlink > 1:
+                            seen.add(st.st_ino)
+                elif is_dir(mode):
+                    kind, size, link = DIR, 0, None
                     stack.append((path, entry.path))
-    return out
+                else:
+                    kind, size = type_from_mode(mode), 0
+                    link = None
+                    if is_lnk(mode):
+                        try:
+                            link = os.readlink(entry.path)
+                        except OSError:
+                            link = None
+                rows.append((path, kind, imode(mode), st.st_uid, st.st_gid, size, st.st_mtime, None, link, 0, 0, 0))
+    return rows, total
+
+
+def walk_entries(root: Path) -> list[FileEntry]:
+    return [FileEntry(*row) for row in walk_rows(root)[0]]
 
 
 def tree_size(root: Path) -> int:
@@ -183,6 +188,7 @@ def tree_size(root: Path) -> int:
     total = 0
     seen: set[int] = set()
     stack = [str(root)]
+    is_dir, is_reg = stat.S_ISDIR, stat.S_ISREG
     while stack:
         current = stack.pop()
         try:
@@ -195,9 +201,9 @@ def tree_size(root: Path) -> int:
                     st = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                if stat.S_ISDIR(st.st_mode):
+                if is_dir(st.st_mode):
                     stack.append(entry.path)
-                elif stat.S_ISREG(st.st_mode):
+                elif is_reg(st.st_mode):
                     if st.st_nlink > 1:
                         if st.st_ino in seen:
                             continue

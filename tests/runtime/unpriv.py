@@ -54,9 +54,8 @@ def _readable_tree() -> tuple[Path, str | None]:
     return tree, holder
 
 
-def main(argv: list[str]) -> int:
-    if os.geteuid() != 0:
-        sys.exit("unpriv.py: run as root (it switches to the user strata-test)")
+def run_pytest_as_test_user(args: list[str], capture: bool = False) -> subprocess.CompletedProcess[str]:
+    """``pytest ARGS`` as strata-test, in a tree that user can read (run this as root)."""
     _ensure_user()
     python = _python()
     tree, holder = _readable_tree()
@@ -67,15 +66,21 @@ def main(argv: list[str]) -> int:
         f"CI={os.environ.get('CI', '')}", "STRATA_TEST_UNPRIV=1",
         f"PYTHONPATH={tree}", "PYTHONDONTWRITEBYTECODE=1",
     ]  # fmt: skip
-    paths = [a for a in argv if not a.startswith("-")] or ["tests/runtime"]
-    options = [a for a in argv if a.startswith("-")]
     command = ["runuser", "-u", USER, "--", "env", "-i", "-C", str(tree), *env,
-               python, "-m", "pytest", *paths, "-m", "not docker", "-p", "no:cacheprovider", *options]  # fmt: skip
+               python, "-m", "pytest", *args, "-p", "no:cacheprovider"]  # fmt: skip
     try:
-        return subprocess.run(command).returncode
+        return subprocess.run(command, capture_output=capture, text=True)
     finally:
         if holder:
             subprocess.run(["rm", "-rf", holder])
+
+
+def main(argv: list[str]) -> int:
+    if os.geteuid() != 0:
+        sys.exit("unpriv.py: run as root (it switches to the user strata-test)")
+    paths = [a for a in argv if not a.startswith("-")] or ["tests/runtime"]
+    options = [a for a in argv if a.startswith("-")]
+    return run_pytest_as_test_user([*paths, "-m", "not docker", *options]).returncode
 
 
 if __name__ == "__main__":

@@ -1,0 +1,36 @@
+"""Volume benchmark (issue: volumes): a volume of 100,000 files lists and measures in
+under a second. Run with `--bench` (STRATA_BENCH_SMALL=1 for a smoke run)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from explorer.api import Strata
+
+pytestmark = pytest.mark.bench
+SMALL = os.environ.get("STRATA_BENCH_SMALL") == "1"
+
+
+def test_volume_of_100k_files_lists_and_measures_fast(tmp_path: Path) -> None:
+    app = Strata(tmp_path / "store")
+    info = app.volume_create("big")
+    count = 10_000 if SMALL else 100_000
+    for d in range(count // 1000):
+        sub = info.mountpoint / f"d{d:03d}"
+        sub.mkdir()
+        for i in range(1000):
+            (sub / f"f{i:04d}").write_bytes(b"x" * (i % 7))
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        view, size = app.volume_listing("big")
+        entries = view.walk()
+        best = min(best, time.perf_counter() - t0)
+    assert len([e for e in entries if e.entry.type == "file"]) == count
+    assert size == sum(i % 7 for i in range(1000)) * (count // 1000)
+    print(f"\nvolume with {count} files: listing + size in {best:.3f}s")
+    assert best < 1.0

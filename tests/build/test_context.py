@@ -1,0 +1,156 @@
+"""The build context: what a build may read, and checksums that ignore what Docker ignores."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from explorer.build import checksum as checksum_module
+from explorer.build.cache import ensure_schema
+from explorer.build.checksum import StatCache, checksum, context_records, fingerprints, stat_snapshot
+from explorer.build.context import BuildContext, match_regex
+from explorer.build.dockerignore import IgnoreMatcher, load_dockerignore
+from explorer.errors import DockerfileError
+from explorer.store.store import Store
+
+
+def make_tree(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def old(path: Path) -> None:
+    """Give a file an old mtime (its ctime still becomes "now": see ``calm``)."""
+    stamp = time.time() - 60
+    os.utime(path, (stamp, stamp))
+
+
+@pytest.fixture(autouse=True)
+def calm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trust files changed right before a checksum starts; the real window is 0.2 s."""
+    monkeypatch.setattr(checksum_module, "RACY_NS", 0)
+
+
+@pytest.fixture
+def ctx_dir(tmp_path: Path) -> Path:
+    return make_tree(tmp_path / "ctx", {
+        "a.txt": "a", "b.txt": "b", "sub/c.txt": "c", "sub/deep/d.txt": "d", "skip/x.log": "x",
+        "skip/keep.txt": "k", "Dockerfile": "FROM scratch\n",
+    })
+
+
+def test_walk_lists_everything_in_path_order(ctx_dir: Path) -> None:
+    ctx = BuildContext(ctx_dir)
+    rels = list(ctx.entries())
+    assert rels == sorted(rels)
+    assert {"a.txt", "sub", "sub/deep", "sub/deep/d.txt", "Dockerfile"} <= set(rels)
+    assert [e.rel for e in ctx.under("sub")] == ["sub/c.txt", "sub/deep", "sub/deep/d.txt"]
+
+
+def test_dockerignore_hides_files_and_exceptions_bring_them_back(ctx_dir: Path) -> None:
+    (ctx_dir / ".dockerignore").write_text("skip\n!skip/keep.txt\n*.txt\n!a.txt\n")
+    ctx = BuildContext(ctx_dir, load_dockerignore(ctx_dir))
+    rels = set(ctx.entries())
+    assert "skip/x.log" not in rels and "b.txt" not in rels
+    assert "sub/c.txt" in rels  # "*" never crosses "/": *.txt is top-level only
+    assert "skip/keep.txt" in rels and "a.txt" in rels
+    with pytest.raises(DockerfileError, match=r"excluded by \.dockerignore: b\.txt"):
+        ctx.sources("b.txt", 3)
+
+
+def test_ignored_file_beside_custom_dockerfile_wins(ctx_dir: Path) -> None:
+    (ctx_dir / ".dockerignore").write_text("a.txt\n")
+    (ctx_dir / "app.Dockerfile").write_text("FROM scratch\n")
+    (ctx_dir / "app.Dockerfile.dockerignore").write_text("b.txt\n")
+    ctx = BuildContext(ctx_dir, load_dockerignore(ctx_dir, ctx_dir / "app.Dockerfile"))
+    assert "a.txt" in ctx.entries() and "b.txt" not in ctx.entries()
+
+
+def test_wildcards_follow_go_filepath_match(ctx_dir: Path) -> None:
+    ctx = BuildContext(ctx_dir)
+    assert [m.written for m in ctx.sources("*.txt", 1)] == ["a.txt", "b.txt"]
+    assert [m.written for m in ctx.sources("sub/*/d.txt", 1)] == ["sub/deep/d.txt"]
+    assert [m.written for m in ctx.sources("[ab].txt", 1)] == ["a.txt", "b.txt"]
+    assert match_regex("*").fullmatch("a/b") is None
+    with pytest.raises(DockerfileError, match="no source files were specified"):
+        ctx.sources("*.none", 4)
+
+
+def test_sources_cannot_leave_the_context(tmp_path: Path, ctx_dir: Path) -> None:
+    (tmp_path / "outside.txt").write_text("secret")
+    os.symlink("../outside.txt", ctx_dir / "up")
+    os.symlink(str(tmp_path / "outside.txt"), ctx_dir / "abs")
+    os.symlink("..", ctx_dir / "parent")
+    os.symlink("sub/c.txt", ctx_dir / "inside")
+    ctx = BuildContext(ctx_dir)
+    for src in ("../outside.txt", "up", "abs", "parent/outside.txt"):
+        with pytest.raises(DockerfileError) as err:
+            ctx.sources(src, 7)
+        assert str(err.value).startswith("Dockerfile:7: ")
+        assert "outside the build context" in str(err.value)
+    [match] = ctx.sources("inside", 2)
+    assert match.name == "inside" and match.real == "sub/c.txt" and not match.is_dir
+    [root] = ctx.sources(".", 2)
+    assert root.is_dir and root.real == ""
+
+
+def test_checksum_ignores_mtime_but_not_content_or_mode(tmp_path: Path, ctx_dir: Path) -> None:
+    store = Store(tmp_path / "store")
+    ensure_schema(store.meta)
+    for path in ctx_dir.rglob("*"):
+        old(path)
+
+    def sum_now() -> tuple[str, StatCache]:
+        ctx = BuildContext(ctx_dir)
+        cache = StatCache(store.meta, ctx.root)
+        lines = sorted(context_records(ctx, cache, ctx.under(""), {}))
+        cache.save(ctx.entries().keys())
+        return checksum(lines), cache
+
+    first, cache = sum_now()
+    assert cache.hashed == 7  # every file, once
+    again, cache = sum_now()
+    assert again == first and cache.hashed == 0  # the stat cache vouched for everything
+    stamp = time.time() - 30
+    os.utime(ctx_dir / "a.txt", (stamp, stamp))
+    touched, cache = sum_now()
+    assert touched == first and cache.hashed == 1
+    (ctx_dir / "b.txt").write_text("B")
+    old(ctx_dir / "b.txt")
+    edited, _ = sum_now()
+    assert edited != first
+    os.chmod(ctx_dir / "a.txt", 0o600)
+    assert sum_now()[0] != edited
+    store.close()
+
+
+def test_stat_snapshot_detects_any_stat_change(ctx_dir: Path) -> None:
+    ctx = BuildContext(ctx_dir)
+    entries = ctx.under("")
+    first, racy = stat_snapshot(ctx.root, entries, time.time_ns() - 10**9)
+    assert racy  # changed after the (pretended) start
+    for path in ctx_dir.rglob("*"):
+        old(path)
+    ctx = BuildContext(ctx_dir)
+    calm, racy = stat_snapshot(ctx.root, ctx.under(""), time.time_ns())
+    assert not racy and calm != first
+    os.utime(ctx_dir / "a.txt", (1, 1))
+    ctx = BuildContext(ctx_dir)
+    assert stat_snapshot(ctx.root, ctx.under(""), time.time_ns())[0] != calm
+
+
+def test_fingerprints_name_changed_paths() -> None:
+    before = fingerprints(["a\0file\0644\0000\0001\0\0x", "b\0file\0644\0000\0001\0\0y"])
+    after = fingerprints(["a\0file\0644\0000\0001\0\0x", "b\0file\0644\0000\0001\0\0z"])
+    assert before["a"] == after["a"] and before["b"] != after["b"]
+
+
+def test_empty_matcher_ignores_nothing(ctx_dir: Path) -> None:
+    ctx = BuildContext(ctx_dir, IgnoreMatcher())
+    assert "skip/x.log" in ctx.entries()
