@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or (len(args) == 2 and args[0] == "--root") or args[:1] == ["gui"]:
+    if not args or (len(args) == 2 and args[0] == "--root") or args[:1] == ["gui"] or _only_files(args):
         from .cli.launch import launch_gui
 
         return launch_gui(args)
@@ -16,5 +17,29 @@ def main(argv: list[str] | None = None) -> int:
     return run(args)
 
 
+_OPENABLE = ("Dockerfile", ".dockerfile", ".tar", ".tar.gz", ".tgz", ".tar.zst")
+
+
+def _only_files(args: list[str]) -> bool:
+    """`strata Dockerfile`, `strata app/` or `strata image.tar` (as the desktop entry calls
+    it) opens the window with those files; anything else is a CLI verb."""
+    return bool(args) and all(
+        os.path.isdir(a) or (os.path.isfile(a) and a.endswith(_OPENABLE)) for a in args)
+
+
+def entry() -> None:
+    """The console script. A CLI verb ends with ``os._exit`` once its output is flushed:
+    tearing down a hundred imported modules would cost more than many commands take."""
+    code = main()
+    if sys.argv[1:2] and sys.argv[1] != "gui":
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BrokenPipeError:
+            code = code or 141
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

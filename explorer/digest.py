@@ -7,7 +7,6 @@ outside needs to verify it.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, BinaryIO
@@ -22,10 +21,14 @@ CHUNK = 1 << 20
 
 
 def sha256_bytes(data: bytes) -> str:
+    import hashlib
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def sha256_stream(stream: BinaryIO) -> tuple[str, int]:
+    import hashlib
+
     h = hashlib.sha256()
     n = 0
     while chunk := stream.read(CHUNK):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +62,8 @@ def rmtree(path: str | os.PathLike[str]) -> None:
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(p)
         return
+
+    import shutil
 
     def onerror(func, failed, exc_info):  # type: ignore[no-untyped-def]
         parent = os.path.dirname(failed)

@@ -12,17 +12,17 @@ from ..errors import InvalidArgument
 from ..store import reference
 from ..store.images import Image
 from ..store.store import Store, default_root
-from ..store.union import UnionView
 from .build import BuildOps
 from .containers import ContainerOps
 from .copy import CopyOps
-from .model import HistoryRow, ImageSummary, LsEntry, TreeNode
 from .registry import RegistryOps
 from .system import SystemOps
 from .volumes import VolumeOps
 
 if TYPE_CHECKING:
+    from ..store.union import UnionView
     from .analysis import Change, ImageAnalysis
+    from .model import HistoryRow, ImageSummary, LsEntry, TreeNode
 
 Progress = Callable[[str], None]
 
@@ -56,6 +56,8 @@ class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps, BuildOps)
         return self.store.images.resolve(name)
 
     def images(self, all_images: bool = True) -> list[ImageSummary]:
+        from .model import ImageSummary
+
         out: list[ImageSummary] = []
         for image in self.store.images.all():
             layers = self.store.images.layers(image)
@@ -72,6 +74,8 @@ class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps, BuildOps)
 
     def history(self, name: str) -> list[HistoryRow]:
         """docker history, newest first: each config history entry with its layer."""
+        from .model import HistoryRow
+
         image = self.image(name)
         layers = self.store.images.layers(image)
         rows: list[HistoryRow] = []
@@ -133,6 +137,8 @@ class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps, BuildOps)
 
     def layer_tree(self) -> list[TreeNode]:
         """All layers as a forest: images sharing steps share a trunk."""
+        from .model import TreeNode
+
         nodes: dict[str, TreeNode] = {}
         for layer in self.store.layers.all():
             nodes[layer.id] = TreeNode(layer.id, layer.chain_id, layer.diff_id, layer.created_by,
@@ -168,6 +174,8 @@ class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps, BuildOps)
 
     def layer_view(self, layer_id: str) -> UnionView:
         """The filesystem as of one layer: it and everything below it."""
+        from ..store.union import UnionView
+
         return UnionView.of_layers(self.store, self.store.layers.chain(self.store.layers.find(layer_id).id))
 
     def analyze(self, name: str) -> ImageAnalysis:
@@ -179,6 +187,8 @@ class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps, BuildOps)
     # --- files ---------------------------------------------------------------------
 
     def image_view(self, name: str, at_layer: int | None = None) -> UnionView:
+        from ..store.union import UnionView
+
         image = self.image(name)
         layers = self.store.images.layers(image)
         if at_layer is not None:
@@ -208,6 +218,8 @@ class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps, BuildOps)
                 rmtree(scratch)
 
     def _ls(self, view: UnionView, path: str, recursive: bool) -> list[LsEntry]:
+        from .model import LsEntry
+
         if recursive:
             start = view.resolve_path(path)
             if start == "/":

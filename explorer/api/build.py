@@ -11,13 +11,12 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from ..build.cache import BuildCache, CacheEntry, PruneReport
-from ..build.events import BuildEvent, BuildResult
-
 if TYPE_CHECKING:
+    from ..build.cache import CacheEntry, PruneReport
+    from ..build.events import BuildEvent, BuildResult
     from ..store.store import Store
 
-__all__ = ["BuildEvent", "BuildOps", "BuildResult", "CacheEntry", "PruneReport"]
+__all__ = ["BuildOps"]
 
 
 class BuildOps:
@@ -67,9 +66,13 @@ class BuildOps:
     def builder_prune(self, all: bool = False) -> PruneReport:
         """Remove build cache: by default the entries whose layers no image uses; with
         ``all`` every entry, the context stat cache and RUN cache mounts too."""
+        from ..build.cache import BuildCache
+
         with self.store.gc_lock(exclusive=True):
             return BuildCache(self.store).prune(everything=all)
 
     def build_cache(self) -> list[CacheEntry]:
         """Every cache entry, oldest first (for ``df`` and the GUI)."""
+        from ..build.cache import BuildCache
+
         return BuildCache(self.store).entries()

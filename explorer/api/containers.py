@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import selectors
 import signal
 import time
 from collections.abc import Callable
@@ -591,6 +590,8 @@ def _devnull() -> int:
 
 def _relay(routes: dict[int, tuple[int, int]]) -> None:
     """Copy each pipe to its terminal fd and its log fd until every pipe closes."""
+    import selectors
+
     sel = selectors.DefaultSelector()
     for fd in routes:
         sel.register(fd, selectors.EVENT_READ)

@@ -7,9 +7,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from ..registry.events import Progress, TransferEvent
-
 if TYPE_CHECKING:
+    from ..registry.events import Progress, TransferEvent
     from ..registry.pull import PullResult
     from ..registry.push import PushResult
     from ..store.images import Image

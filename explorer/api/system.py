@@ -8,10 +8,8 @@ other images also use, its *unique* size what removing it alone would free.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import StrataError
@@ -20,67 +18,7 @@ from ..fsutil import rmtree
 if TYPE_CHECKING:
     from ..store.store import Store
     from .containers import ContainerInfo
-
-
-@dataclass(frozen=True)
-class ImageUsage:
-    id: str
-    tags: list[str]
-    created: str
-    size: int
-    shared_size: int
-    unique_size: int
-    containers: int
-
-
-@dataclass(frozen=True)
-class ContainerUsage:
-    id: str
-    name: str
-    image: str
-    command: str
-    size: int
-    status: str
-    created: float
-    volumes: int
-
-
-@dataclass(frozen=True)
-class VolumeUsage:
-    name: str
-    links: int
-    size: int
-
-
-@dataclass(frozen=True)
-class CacheUsage:
-    key: str
-    instruction: str
-    size: int  # bytes of its layer; 0 for config-only steps
-    shared: bool  # its layer also belongs to an image
-    created: float
-    last_used: float
-
-
-@dataclass
-class DiskUsage:
-    images: list[ImageUsage] = field(default_factory=list)
-    containers: list[ContainerUsage] = field(default_factory=list)
-    volumes: list[VolumeUsage] = field(default_factory=list)
-    build_cache: list[CacheUsage] = field(default_factory=list)
-    layers_size: int = 0  # every image layer once
-    images_reclaimable: int = 0
-    cache_size: int = 0
-    cache_reclaimable: int = 0
-
-
-@dataclass
-class Problem:
-    kind: str  # orphan-dir, leftover, dangling-tag, missing-layer, corrupt-layer, …
-    what: str
-    detail: str
-    repairable: bool
-    repaired: bool = False
+    from .usage import DiskUsage, Problem
 
 
 class SystemOps:
@@ -94,6 +32,7 @@ class SystemOps:
 
     def df(self) -> DiskUsage:
         from ..store.volumes import tree_size
+        from .usage import CacheUsage, ContainerUsage, DiskUsage, ImageUsage, VolumeUsage
 
         store = self.store
         layers = {layer.id: layer for layer in store.layers.all()}
@@ -227,6 +166,8 @@ class SystemOps:
             return self._check(repair, verify_content)
 
     def _check(self, repair: bool, verify_content: bool) -> list[Problem]:
+        from .usage import Problem
+
         store = self.store
         problems: list[Problem] = []
         meta = store.meta
@@ -333,6 +274,8 @@ def _dead_staging(store: Store) -> list[str]:
 
 class _Hasher:
     def __init__(self) -> None:
+        import hashlib
+
         self.h = hashlib.sha256()
 
     def write(self, data: bytes) -> int:
@@ -347,3 +290,15 @@ def _layer_digest(store: Store, layer_id: str) -> str | None:
     except (OSError, StrataError):
         return None
     return "sha256:" + sink.h.hexdigest()
+
+
+def __getattr__(name: str) -> object:
+    """The usage records live in ``usage.py`` (loaded only when asked for)."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    from . import usage
+
+    try:
+        return getattr(usage, name)
+    except AttributeError:
+        raise AttributeError(name) from None

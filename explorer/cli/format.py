@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import datetime
 
 
 def human_size(n: float) -> str:
@@ -32,6 +31,8 @@ def parse_time(rfc3339: str) -> float | None:
         text = text[: 10 + text[10:].index("+")]
     try:
         fmt = "%Y-%m-%dT%H:%M:%S.%f" if "." in text else "%Y-%m-%dT%H:%M:%S"
+        from datetime import datetime
+
         return datetime.strptime(text, fmt).timestamp() - time.timezone
     except ValueError:
         return None

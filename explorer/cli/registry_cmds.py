@@ -12,9 +12,9 @@ import sys
 from typing import TextIO
 
 from ..api import Strata
-from ..api.registry import TransferEvent
 from ..errors import InvalidArgument
 from ..registry import events
+from ..registry.events import TransferEvent
 from ..store import reference
 from .format import human_size
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
-import resource
 from collections.abc import Iterable
 
 CLONE_NEWNS = 0x00020000
@@ -215,6 +214,8 @@ def close_fds_except(keep: Iterable[int]) -> None:
     Another thread of the caller may fork at the same moment; its pipes must not
     stay open in this child (a pipe's reader would then never see EOF)."""
     kept = sorted({fd for fd in keep if fd >= 0} | {0, 1, 2})
+    import resource
+
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     limit = max(soft if 0 < soft <= 1 << 20 else 1 << 20, kept[-1] + 1)
     low = 0

@@ -10,8 +10,7 @@ keeps it.
 from __future__ import annotations
 
 import json
-import random
-import secrets
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,12 +108,12 @@ class ContainerStore:
         raise ContainerNotFound(text)
 
     def _free_name(self) -> str:
-        rng = random.Random()
         for _ in range(100):
-            name = f"{rng.choice(_LEFT)}_{rng.choice(_RIGHT)}"
+            pick = os.urandom(2)
+            name = f"{_LEFT[pick[0] % len(_LEFT)]}_{_RIGHT[pick[1] % len(_RIGHT)]}"
             if self.meta.one("SELECT 1 FROM containers WHERE name=?", (name,)) is None:
                 return name
-        return f"strata_{secrets.token_hex(4)}"
+        return f"strata_{os.urandom(4).hex()}"
 
     def create(self, image_id: str, image_ref: str, config: dict[str, Any], driver: str,
                name: str | None = None, volumes: list[tuple[str, str, bool]] | None = None) -> ContainerRecord:
@@ -122,7 +121,7 @@ class ContainerStore:
             if not NAME_RE.match(name):
                 raise InvalidName(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
             name = name.lstrip("/")
-        container_id = secrets.token_hex(32)
+        container_id = os.urandom(32).hex()
         path = self.path(container_id)
         with guard_enospc(str(path)):
             path.mkdir(mode=0o700)

@@ -11,7 +11,6 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..digest import chain_ids, sha256_bytes
@@ -55,6 +54,8 @@ class Image:
 
 
 def now_rfc3339(ts: float | None = None) -> str:
+    from datetime import UTC, datetime
+
     moment = datetime.fromtimestamp(time.time() if ts is None else ts, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

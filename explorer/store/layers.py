@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -155,7 +154,7 @@ class LayerStore:
     @contextlib.contextmanager
     def staging(self) -> Iterator[Staging]:
         """A fresh staging directory, removed unless ``commit`` moved it into place."""
-        layer_id = secrets.token_hex(16)
+        layer_id = os.urandom(16).hex()
         path = self.store.tmp / f"layer-{layer_id}"
         with guard_enospc(str(path)):
             path.mkdir(mode=0o700)

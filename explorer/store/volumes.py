@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import stat
 import time
 from dataclasses import dataclass, field
@@ -95,7 +94,7 @@ class VolumeStore:
         exist_ok: bool = True,
     ) -> Volume:
         if name is None:
-            name = secrets.token_hex(32)
+            name = os.urandom(32).hex()
         check_name(name)
         if self.exists(name):
             if exist_ok:
@@ -127,7 +126,7 @@ class VolumeStore:
                 raise VolumeInUse(f"volume {name}", users, "remove those containers first")
             conn.execute("DELETE FROM volumes WHERE name=?", (name,))
         path = self.dir / name
-        trash = self.store.tmp / f"trash-volume-{secrets.token_hex(6)}"
+        trash = self.store.tmp / f"trash-volume-{os.urandom(6).hex()}"
         try:
             path.rename(trash)
         except FileNotFoundError:

@@ -1,0 +1,66 @@
+"""Records of disk usage and of store problems (``strata system df`` and ``check``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ImageUsage:
+    id: str
+    tags: list[str]
+    created: str
+    size: int
+    shared_size: int
+    unique_size: int
+    containers: int
+
+
+@dataclass(frozen=True)
+class ContainerUsage:
+    id: str
+    name: str
+    image: str
+    command: str
+    size: int
+    status: str
+    created: float
+    volumes: int
+
+
+@dataclass(frozen=True)
+class VolumeUsage:
+    name: str
+    links: int
+    size: int
+
+
+@dataclass(frozen=True)
+class CacheUsage:
+    key: str
+    instruction: str
+    size: int  # bytes of its layer; 0 for config-only steps
+    shared: bool  # its layer also belongs to an image
+    created: float
+    last_used: float
+
+
+@dataclass
+class DiskUsage:
+    images: list[ImageUsage] = field(default_factory=list)
+    containers: list[ContainerUsage] = field(default_factory=list)
+    volumes: list[VolumeUsage] = field(default_factory=list)
+    build_cache: list[CacheUsage] = field(default_factory=list)
+    layers_size: int = 0  # every image layer once
+    images_reclaimable: int = 0
+    cache_size: int = 0
+    cache_reclaimable: int = 0
+
+
+@dataclass
+class Problem:
+    kind: str  # orphan-dir, leftover, dangling-tag, missing-layer, corrupt-layer, …
+    what: str
+    detail: str
+    repairable: bool
+    repaired: bool = False
