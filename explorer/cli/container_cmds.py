@@ -11,6 +11,7 @@ import sys
 from ..api import Strata
 from ..api.containers import RunOptions
 from ..errors import InvalidArgument
+from .each import each
 from .format import human_ago, table, truncate
 
 
@@ -153,32 +154,19 @@ def cmd_start(app: Strata, args: argparse.Namespace) -> int:
             raise InvalidArgument("you cannot attach to more than one container")
         stdin = sys.stdin.fileno() if args.interactive else None
         return app.start_attached(args.containers[0], stdin, sys.stdout.fileno(), sys.stderr.fileno())
-    return _each(args.containers, lambda c: print(c) if app.start(c) else None)
-
-
-def _each(names: list[str], action) -> int:  # type: ignore[no-untyped-def]
-    from ..errors import StrataError
-
-    status = 0
-    for name in names:
-        try:
-            action(name)
-        except StrataError as e:
-            print(f"Error: {e}", file=sys.stderr)
-            status = 1
-    return status
+    return each(args.containers, lambda c: print(c) if app.start(c) else None)
 
 
 def cmd_stop(app: Strata, args: argparse.Namespace) -> int:
-    return _each(args.containers, lambda c: (app.stop(c, args.time), print(c)))
+    return each(args.containers, lambda c: (app.stop(c, args.time), print(c)))
 
 
 def cmd_kill(app: Strata, args: argparse.Namespace) -> int:
-    return _each(args.containers, lambda c: (app.kill(c, args.signal), print(c)))
+    return each(args.containers, lambda c: (app.kill(c, args.signal), print(c)))
 
 
 def cmd_rm(app: Strata, args: argparse.Namespace) -> int:
-    return _each(args.containers, lambda c: (app.rm(c, force=args.force, volumes=args.volumes), print(c)))
+    return each(args.containers, lambda c: (app.rm(c, force=args.force, volumes=args.volumes), print(c)))
 
 
 def cmd_ps(app: Strata, args: argparse.Namespace) -> int:
@@ -224,7 +212,7 @@ def cmd_exec(app: Strata, args: argparse.Namespace) -> int:
 
 
 def cmd_wait(app: Strata, args: argparse.Namespace) -> int:
-    return _each(args.containers, lambda c: print(app.wait(c)))
+    return each(args.containers, lambda c: print(app.wait(c)))
 
 
 def cmd_diff(app: Strata, args: argparse.Namespace) -> int:

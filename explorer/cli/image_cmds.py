@@ -11,6 +11,7 @@ from typing import Any
 from ..api import Strata, TreeNode
 from ..digest import short
 from ..errors import InvalidArgument
+from .each import each, print_lines
 from .format import human_ago, human_size, mode_string, table, truncate
 
 
@@ -162,17 +163,7 @@ def cmd_tag(app: Strata, args: argparse.Namespace) -> int:
 
 
 def cmd_rmi(app: Strata, args: argparse.Namespace) -> int:
-    from ..errors import StrataError
-
-    status = 0
-    for name in args.images:
-        try:
-            for line in app.rmi([name], force=args.force):
-                print(line)
-        except StrataError as e:
-            print(f"Error: {e}", file=sys.stderr)
-            status = 1
-    return status
+    return each(args.images, lambda name: print_lines(app.rmi([name], force=args.force)))
 
 
 def cmd_tree(app: Strata, args: argparse.Namespace) -> int:

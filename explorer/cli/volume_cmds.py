@@ -8,6 +8,7 @@ import sys
 
 from ..api import Strata
 from ..errors import InvalidArgument, StrataError
+from .each import each, print_lines
 from .format import human_size, table
 
 
@@ -102,15 +103,7 @@ def cmd_inspect(app: Strata, args: argparse.Namespace) -> int:
 
 
 def cmd_rm(app: Strata, args: argparse.Namespace) -> int:
-    status = 0
-    for name in args.names:
-        try:
-            for removed in app.volume_rm([name], force=args.force):
-                print(removed)
-        except StrataError as e:
-            print(f"Error: {e}", file=sys.stderr)
-            status = 1
-    return status
+    return each(args.names, lambda name: print_lines(app.volume_rm([name], force=args.force)))
 
 
 def cmd_prune(app: Strata, args: argparse.Namespace) -> int:
