@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .. import runtime
-from ..errors import ContainerStateError, FileOperationFailed, PathNotFound, StrataError
+from ..errors import ContainerStateError, FileOperationFailed, InvalidArgument, PathNotFound, StrataError
+from ..store.index import normalize
 
 if TYPE_CHECKING:
     from ..store.containers import ContainerRecord
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
 
 LOCK_FILE = "files.lock"
 _CHUNK = 1 << 20
+
+# Files the runtime bind-mounts over the container at every start: an edit of the
+# stopped container would land under the mount and never be seen.
+RUNTIME_FILES = frozenset({"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"})
 
 
 def _broken_pipe(err: BaseException) -> bool:
@@ -163,6 +168,11 @@ class CopyOps:
     def _edit(self, name: str, fn: Callable[..., None], *args: Any) -> None:
         rec = self._record(name)
         where = f"container {rec.name}"
+        path = str(args[0]) if args else ""
+        if normalize(path) in RUNTIME_FILES:
+            raise InvalidArgument(
+                f"{where}: {normalize(path)} is provided by strata at every start (as docker does); "
+                "set it with --hostname or edit the image instead")
         with _reported(where), self._inside(rec, functools.partial(fn, *args, where)) as helper:
             helper.wait()
 

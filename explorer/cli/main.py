@@ -86,7 +86,8 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-D", "--debug", action="store_true", help="show internal details of failures")
     parser.add_argument("--version", action="version", version=f"strata {__import__('explorer').__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
-    sub.add_parser("gui", help="open the window")
+    gui = sub.add_parser("gui", help="open the window (with Dockerfiles, folders or image tars to open)")
+    gui.add_argument("files", nargs="*")
     for register in _registrars(verb):
         register(sub)
     return parser
@@ -101,7 +102,7 @@ def run(argv: list[str]) -> int:
     if args.verb == "gui":
         from .launch import launch_gui
 
-        return launch_gui(["--root", args.root] if args.root else [])
+        return launch_gui((["--root", args.root] if args.root else []) + ["gui", *args.files])
     debug = args.debug or os.environ.get("STRATA_DEBUG") == "1"
     from ..api import Strata
 

@@ -9,8 +9,11 @@ than printed to the console.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import traceback
+from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 
 from PySide6.QtCore import QSettings, Qt, QTimer
@@ -129,7 +132,9 @@ def create_window(root: str | None = None, settings: QSettings | None = None,
     return window
 
 
-def run_app(root: str | None = None) -> int:
+def run_app(root: str | None = None, files: Sequence[str | os.PathLike[str]] = ()) -> int:
+    """The window over ``root``; ``files`` (from the command line or the desktop entry)
+    open once it is up: Dockerfiles and folders in the editor, archives are loaded."""
     app = application()
     sys.excepthook = _excepthook
     window = create_window(root)
@@ -138,6 +143,8 @@ def run_app(root: str | None = None) -> int:
     def after_show() -> None:
         settle_gc()
         window.refresh()
+        if files:
+            window.open_paths([Path(f) for f in files])
         if window.watcher is not None:
             try:
                 window.watcher.start()

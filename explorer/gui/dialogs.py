@@ -81,30 +81,3 @@ class RunDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(buttons)
-
-
-class PruneDialog(QDialog):
-    """What a store-wide prune removes; what this Strata cannot prune is shown disabled."""
-
-    def __init__(self, offered: dict[str, bool], parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Prune")
-        layout = QVBoxLayout(self)
-        self.boxes: dict[str, QCheckBox] = {}
-        for key, available in offered.items():
-            box = QCheckBox(f"Remove {key}", self)
-            box.setChecked(available and key != "build cache")
-            box.setEnabled(available)
-            if not available:
-                box.setToolTip("not available yet in this Strata")
-            self.boxes[key] = box
-            layout.addWidget(box)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel,
-                                   self)
-        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Prune")
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout.addWidget(buttons)
-
-    def chosen(self) -> list[str]:
-        return [key for key, box in self.boxes.items() if box.isChecked()]

@@ -36,6 +36,7 @@ _ICONS: dict[str, tuple[tuple[str, ...], QStyle.StandardPixmap]] = {
     "container": (("utilities-terminal",), SP.SP_ComputerIcon),
     "volume": (("drive-harddisk",), SP.SP_DriveHDIcon),
     "cache": (("folder-templates",), SP.SP_DirClosedIcon),
+    "disk": (("disk-quota", "drive-harddisk"), SP.SP_DriveHDIcon),
     "layers": (("view-list-tree",), SP.SP_FileDialogDetailedView),
     "analyze": (("office-chart-bar", "utilities-system-monitor"), SP.SP_FileDialogInfoView),
     "info": (("dialog-information",), SP.SP_MessageBoxInformation),

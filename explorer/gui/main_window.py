@@ -42,6 +42,7 @@ from .sidebar import CACHE, CONTAINERS, IMAGES, LAYERS, VOLUMES, Sidebar
 from .state import StoreState, gather
 from .views.analysis_view import AnalysisView
 from .views.containers_view import ContainersView
+from .views.disk_view import DiskUsageView
 from .views.file_browser import FileBrowser
 from .views.images_view import ImagesView, image_ref
 from .views.layer_tree_view import LayerTreeView
@@ -50,6 +51,7 @@ from .watch import StoreWatcher
 from .workers import Control, TaskFailure
 
 MAX_RECENT = 10
+DISK = "disk"  # the Disk usage tab, as a section name
 REFRESH_DELAY_MS = 60
 
 
@@ -152,13 +154,15 @@ class MainWindow(QMainWindow):
         self.layer_view = LayerTreeView(self.ctx, self)
         self.containers_view = ContainersView(self.ctx, self.ops, self)
         self.volumes_view = VolumesView(self.ctx, self.ops, self)
+        self.disk_view = DiskUsageView(self.ctx, self)
         for widget, title, ic in ((self.images_view, "Images", "image"), (self.layer_view, "Layer tree", "layers"),
                                   (self.containers_view, "Containers", "container"),
-                                  (self.volumes_view, "Volumes", "volume")):
+                                  (self.volumes_view, "Volumes", "volume"), (self.disk_view, "Disk usage", "disk")):
             index = self.tabs.addTab(widget, icon(ic), title)
             self.tabs.tabBar().setTabButton(index, self.tabs.tabBar().ButtonPosition.RightSide, None)
             self.tabs.tabBar().setTabButton(index, self.tabs.tabBar().ButtonPosition.LeftSide, None)
-        self.fixed_tabs = {self.images_view, self.layer_view, self.containers_view, self.volumes_view}
+        self.fixed_tabs = {self.images_view, self.layer_view, self.containers_view, self.volumes_view,
+                           self.disk_view}
         self.setCentralWidget(self.tabs)
 
         self.images_view.browseImage.connect(lambda ref: self.open_browser(FileSource(IMAGE, ref)))
@@ -175,6 +179,8 @@ class MainWindow(QMainWindow):
             lambda name: self.open_browser(FileSource(VOLUME, name, ident=name)))
         self.volumes_view.volumeSelected.connect(
             lambda rec: self.inspector.show_volume(rec) if rec is not None else None)
+        self.disk_view.openRecord.connect(self._disk_record_opened)
+        self.ops.cleanupRequested.connect(self.cleanup)
 
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -261,6 +267,10 @@ class MainWindow(QMainWindow):
                                     "Analyze the selected image's layers")
         a["prune"] = self._action("&Prune…", self.ops.prune, None, "prune",
                                   "Remove stopped containers, dangling images, unused volumes, build cache")
+        a["disk"] = self._action("&Disk Usage", lambda: self.show_section(DISK), "Ctrl+5", "disk",
+                                 "Where the space goes, and the clean-ups")
+        a["check"] = self._action("&Check Store…", lambda: self.cleanup("check"), None, "info",
+                                  "Verify layers, indexes and references; repair what is safe to repair")
         a["about"] = self._action("&About Strata", self.about)
         if not self.ctx.has("pull"):
             a["pull"].setEnabled(False)
@@ -293,6 +303,7 @@ class MainWindow(QMainWindow):
         for i, (section, label) in enumerate(((IMAGES, "Images"), (LAYERS, "Layer Tree"),
                                               (CONTAINERS, "Containers"), (VOLUMES, "Volumes"))):
             menu.addAction(self._action(label, lambda s=section: self.show_section(s), f"Ctrl+{i + 1}"))
+        menu.addAction(a["disk"])
         menu.addSeparator()
         for dock in (self.sidebar_dock, self.inspector_dock, self.bottom_dock):
             menu.addAction(dock.toggleViewAction())
@@ -300,7 +311,10 @@ class MainWindow(QMainWindow):
         for key in ("build", "cancel_build", "run", "analyze"):
             menu.addAction(a[key])
         menu = self.menuBar().addMenu("&Store")
+        menu.addAction(a["disk"])
+        menu.addSeparator()
         menu.addAction(a["prune"])
+        menu.addAction(a["check"])
         menu = self.menuBar().addMenu("&Help")
         menu.addAction(a["about"])
 
@@ -409,6 +423,7 @@ class MainWindow(QMainWindow):
         self.layer_view.set_forest(state.forest)
         self.containers_view.set_containers(state.containers)
         self.volumes_view.set_volumes(state.volumes, state.volume_sizes)
+        self.disk_view.set_usage(state.disk_usage, state.disk_free, state.disk_total)
         for problem in state.problems:
             self._message("error", problem)
         iu = state.images_usage
@@ -491,9 +506,27 @@ class MainWindow(QMainWindow):
 
     def show_section(self, kind: str) -> None:
         target = {IMAGES: self.images_view, LAYERS: self.layer_view, CONTAINERS: self.containers_view,
-                  VOLUMES: self.volumes_view, CACHE: self.layer_view}.get(kind)
+                  VOLUMES: self.volumes_view, CACHE: self.disk_view, DISK: self.disk_view}.get(kind)
         if target is not None:
             self.tabs.setCurrentWidget(target)
+        if kind == CACHE:
+            self.disk_view.select_kind("cache")
+
+    def cleanup(self, kind: str) -> None:
+        """A clean-up from a menu or a view runs in the Disk usage tab, where its figures are."""
+        self.tabs.setCurrentWidget(self.disk_view)
+        if kind == "check":
+            self.disk_view.check_store()
+        else:
+            self.disk_view.cleanup(kind)
+
+    def _disk_record_opened(self, kind: str, record: Any) -> None:
+        if kind == "images":
+            self.open_browser(FileSource(IMAGE, record.id))
+        elif kind == "containers" and self.ctx.has("container_files"):
+            self.open_browser(FileSource(CONTAINER, record.name, ident=record.id))
+        elif kind == "volumes" and self.ctx.has("volume_files"):
+            self.open_browser(FileSource(VOLUME, record.name, ident=record.name))
 
     def open_browser(self, source: FileSource) -> FileBrowser:
         for browser in self.browsers():
@@ -761,6 +794,18 @@ class MainWindow(QMainWindow):
             return
         event.acceptProposedAction()
         self.handle_drop(paths)
+
+    def open_paths(self, paths: list[Path]) -> None:
+        """Files named on the command line: like a drop, except that a Dockerfile only opens
+        (with its folder as the context); nothing builds until the user asks."""
+        for action in dnd.classify_all(paths):
+            if action.kind == dnd.BUILD:
+                assert action.context is not None
+                self.open_editor(action.path, action.context)
+            elif action.kind == dnd.LOAD:
+                self.ops.load_archive(str(action.path))
+            else:
+                self._message("error", action.reason)
 
     def handle_drop(self, paths: list[Path]) -> None:
         for action in dnd.classify_all(paths):

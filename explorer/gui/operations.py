@@ -13,51 +13,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
 
 from .context import AppContext
 from .dialogs import RunDialog, TextDialog, error_box
+from .pull_dialog import PullDialog
 from .workers import Control, Task, TaskFailure
-
-# What "Prune" can remove → the API method that does it.
-PRUNES = {
-    "stopped containers": "container_prune",
-    "dangling images": "image_prune",
-    "unused anonymous volumes": "volume_prune",
-    "build cache": "builder_prune",
-}
-
-
-def transfer_line(event: Any) -> str:
-    """A pull/push progress event as one line: docker's own words when the event has them."""
-    text = str(getattr(event, "message", "") or "")
-    if not text:
-        layer, status = getattr(event, "layer", ""), getattr(event, "status", "")
-        fraction = getattr(event, "fraction", None)
-        text = f"{layer} {status}" + (f" {fraction * 100:.0f}%" if fraction is not None else "")
-    return text.strip()
-
-
-def _describe_prune(result: Any) -> str:
-    if isinstance(result, tuple) and len(result) == 2:
-        items, freed = result
-        count = len(items) if isinstance(items, list) else int(items)
-        return f"{count} removed, {freed} bytes freed"
-    entries = getattr(result, "entries", None)
-    if entries is not None:
-        return f"{entries} entries removed, {getattr(result, 'reclaimed', 0)} bytes freed"
-    return str(result)
 
 
 class Operations(QObject):
     containerCreated = Signal(str)
     imagesLoaded = Signal(list)
+    # A clean-up asked for from a menu or a view: "system", "containers", "images", "volumes",
+    # "cache". The Disk usage tab runs it: it measures, asks with the figures, and removes.
+    cleanupRequested = Signal(str)
 
     def __init__(self, ctx: AppContext, window: QWidget) -> None:
         super().__init__(window)
         self.ctx = ctx
         self.window = window
+        self.pull_dialog: PullDialog | None = None
 
     def _do(self, title: str, fn: Callable[[Control], Any], done: Callable[[Any], None] | None = None,
             touch: bool = True) -> Task:
@@ -117,28 +93,17 @@ class Operations(QObject):
         return self._do(f"save {', '.join(refs)}", work,
                         lambda _: self.ctx.info(f"saved {', '.join(refs)} to {path}"), touch=False)
 
-    def pull(self) -> Task | None:
+    def pull(self, reference: str = "") -> PullDialog | None:
+        """The Pull dialog (not modal: the window stays usable while layers arrive)."""
         if not self.ctx.has("pull"):
             error_box(self.window, "Pull", self.ctx.why_not("pull"))
             return None
-        ref, ok = QInputDialog.getText(self.window, "Pull image", "Image to pull (e.g. busybox:latest):")
-        ref = ref.strip()
-        if not ok or not ref:
-            return None
-
-        def work(control: Control) -> Any:
-            def progress(event: Any) -> None:
-                control.progress(transfer_line(event))
-
-            return self.ctx.api().pull(ref, progress=progress, cancel=control.cancel_event)
-
-        def done(result: Any) -> None:
-            name = getattr(result, "name", ref)
-            fresh = "up to date" if getattr(result, "up_to_date", False) else "pulled"
-            self.ctx.info(f"{name}: {fresh}")
-            self.imagesLoaded.emit([f"Loaded image: {name}"])
-
-        return self._do(f"pull {ref}", work, done)
+        dialog = PullDialog(self.ctx, reference, self.window)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.pulled.connect(lambda name: self.imagesLoaded.emit([f"Loaded image: {name}"]))
+        dialog.show()
+        self.pull_dialog = dialog
+        return dialog
 
     def remove_images(self, refs: list[str]) -> Task | None:
         if not refs or not self._confirm("Remove images", "Remove " + ", ".join(refs) + "?"):
@@ -256,33 +221,9 @@ class Operations(QObject):
 
     # --- the whole store ---------------------------------------------------------------------
 
-    def prune(self) -> Task | None:
-        """docker system prune, with a choice of what goes."""
-        from .dialogs import PruneDialog
-
-        api = self.ctx.strata
-        offered = {key: callable(getattr(api, method, None)) for key, method in PRUNES.items()}
-        dialog = PruneDialog(offered, self.window)
-        if dialog.exec() != PruneDialog.DialogCode.Accepted:
-            return None
-        chosen = [key for key in dialog.chosen() if offered.get(key)]
-        if not chosen:
-            return None
-
-        def work(control: Control) -> list[str]:
-            api = self.ctx.api()
-            lines = []
-            for key in chosen:
-                control.progress(f"pruning {key}")
-                result = getattr(api, PRUNES[key])()
-                lines.append(f"{key}: {_describe_prune(result)}")
-            return lines
-
-        def done(lines: list[str]) -> None:
-            for line in lines:
-                self.ctx.info(f"pruned {line}")
-
-        return self._do("prune", work, done)
+    def prune(self) -> None:
+        """docker system prune, with a choice of what goes and what each frees."""
+        self.cleanupRequested.emit("system")
 
     # --- volumes -----------------------------------------------------------------------------
 
@@ -304,11 +245,5 @@ class Operations(QObject):
                         lambda _: self.ctx.api().volume_rm(names),
                         lambda _: self.ctx.info(f"removed volumes {', '.join(names)}"))
 
-    def volume_prune(self) -> Task | None:
-        if not self._confirm("Prune volumes", "Remove every volume no container uses?"):
-            return None
-        def done(result: Any) -> None:
-            names, freed = result if isinstance(result, tuple) else (result, 0)
-            self.ctx.info(f"pruned {len(names)} volume(s)" + (f", {freed} bytes freed" if freed else ""))
-
-        return self._do("prune volumes", lambda _: self.ctx.api().volume_prune(), done)
+    def volume_prune(self) -> None:
+        self.cleanupRequested.emit("volumes")

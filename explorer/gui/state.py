@@ -36,6 +36,7 @@ class StoreState:
     containers_usage: Usage = field(default_factory=Usage)
     volumes_usage: Usage = field(default_factory=Usage)
     cache_usage: Usage = field(default_factory=Usage)
+    disk_usage: Any = None  # the ``DiskUsage`` itself, for the Disk usage tab
     disk_free: int = 0
     disk_total: int = 0
     problems: list[str] = field(default_factory=list)
@@ -87,6 +88,7 @@ def gather(api: Any, check: Callable[[], None] | None = None) -> StoreState:
                     state.volume_sizes[name] = int(size)
     df = part("disk use", api.df) if callable(getattr(api, "df", None)) else None
     if df is not None:
+        state.disk_usage = df
         state.images_usage = _usage(getattr(df, "images", None), getattr(df, "layers_size", None),
                                     getattr(df, "images_reclaimable", None))
         state.containers_usage = _usage(getattr(df, "containers", None))

@@ -315,3 +315,14 @@ def test_cp_out_racing_a_symlink_swap(app: Strata, tmp_path: Path, canary: Path)
     assert sorted(os.listdir(tmp_path)) == ["big", "canary", "dest", "store"]
     for copy in dest.iterdir():
         assert not copy.is_symlink() or os.readlink(copy) == str(canary)
+
+
+def test_runtime_provided_files_are_refused_with_a_reason(app: Strata) -> None:
+    from explorer.api.containers import RunOptions
+    from explorer.errors import InvalidArgument
+
+    info = app.create("test/busybox:1", RunOptions(cmd=["true"]))
+    for path in ("/etc/hostname", "/etc/hosts", "/etc//resolv.conf"):
+        with pytest.raises(InvalidArgument, match="provided by strata"):
+            app.container_write(info.id, path, b"x")
+    assert app.diff(info.id) == []

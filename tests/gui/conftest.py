@@ -19,7 +19,6 @@ import pytest
 
 from explorer.api import Strata
 from explorer.gui.compat import guard_singletons
-from tests.gui.shims import ShimStrata
 
 # As the app does at start-up: a binding that leaks references must not abort the run
 # (test_qt_binding.py still reports such a binding).
@@ -35,7 +34,7 @@ def store_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def strata(store_root: Path) -> Iterator[Strata]:
-    s = ShimStrata(store_root)
+    s = Strata(store_root)
     yield s
     s.close()
 

@@ -14,6 +14,7 @@ from explorer.gui.main_window import MainWindow
 from explorer.gui.models.file_source import CONTAINER, IMAGE, VOLUME, FileSource
 from explorer.gui.models.file_tree_model import Role
 from explorer.gui.views.file_browser import FileBrowser
+from tests.capabilities import require_userns
 from tests.gui.conftest import wait_tasks
 from tests.gui.storekit import two_images_sharing_steps
 
@@ -85,24 +86,32 @@ def test_drag_out_exports_the_file(qtbot: Any, window: MainWindow, images: Any) 
 
 def test_edit_delete_mkdir_and_drop_in_a_container(qtbot: Any, window: MainWindow, strata: Strata, images: Any,
                                                    tmp_path: Path, monkeypatch: Any) -> None:
+    """Through the real CopyOps: each edit enters the stopped container's root in a helper."""
+    require_userns()
     info = strata.create("app:1", name="c1")
     diff = strata.container_diff_dir("c1")
     browser = _open(qtbot, window, FileSource(CONTAINER, "c1", ident=info.id))
     assert "container" in browser.banner.text() and browser.mkdir_action.isVisible()
 
-    # edit and save: the file is copied up into the container layer and shows as modified
+    # the runtime rewrites /etc/hostname at every start: not offered for editing
     _select(qtbot, browser, "/etc/hostname")
     viewer = browser.viewer
     qtbot.waitUntil(lambda: viewer.stack.currentWidget() is viewer.text, timeout=5000)
+    assert viewer.edit_button.isHidden() and "runtime" in viewer.text.toolTip()
+
+    # edit and save: the file is copied up into the container layer and shows as modified
+    _select(qtbot, browser, "/etc/passwd")
+    qtbot.waitUntil(lambda: viewer.stack.currentWidget() is viewer.text and viewer.row is not None
+                    and viewer.row.path == "/etc/passwd", timeout=5000)
     assert not viewer.edit_button.isHidden()
     viewer.edit_button.setChecked(True)
     viewer.text.selectAll()
     viewer.text.insertPlainText("edited\n")
     with qtbot.waitSignal(viewer.saved, timeout=5000):
         viewer.save()
-    qtbot.waitUntil(lambda: _row(browser, "/etc/hostname").status == "modified", timeout=5000)
-    assert (diff / "etc" / "hostname").read_text() == "edited\n"
-    assert browser.model.data(browser.model.index(browser.model.index_for_path("/etc/hostname").row(), 5,
+    qtbot.waitUntil(lambda: _row(browser, "/etc/passwd").status == "modified", timeout=5000)
+    assert (diff / "etc" / "passwd").read_text() == "edited\n"
+    assert browser.model.data(browser.model.index(browser.model.index_for_path("/etc/passwd").row(), 5,
                                                   browser.model.index_for_path("/etc")))  == "container"
 
     # delete: a whiteout in the container layer
@@ -148,6 +157,7 @@ def test_image_browser_refuses_drops(qtbot: Any, window: MainWindow, images: Any
 
 
 def test_volume_browse_and_drop(qtbot: Any, window: MainWindow, strata: Strata, tmp_path: Path) -> None:
+    require_userns()  # cp_in_volume unpacks in a helper rooted in the volume
     volume = strata.volume_create("data")
     (volume.mountpoint / "seed.txt").write_text("seed\n")
     browser = _open(qtbot, window, FileSource(VOLUME, "data", ident="data"))

@@ -100,6 +100,9 @@ class DockerfileEditor(QWidget):
         self.context_dir: Path | None = None
         self.run: BuildRun | None = None
         self._diag_generation = 0
+        # The status line shows a build's outcome until the text changes: a diagnostics
+        # pass that finds nothing must not wipe "built …" (it may finish after the build).
+        self._outcome_shown = False
         self._context_changes: set[str] = set()
 
         self.editor = CodeEditor(self)
@@ -334,6 +337,7 @@ class DockerfileEditor(QWidget):
     # --- diagnostics -------------------------------------------------------------------------
 
     def _text_changed(self) -> None:
+        self._outcome_shown = False
         self._diag_timer.start()
 
     def run_diagnostics(self) -> None:
@@ -356,7 +360,7 @@ class DockerfileEditor(QWidget):
                     self._say(f"line {first.line}: {first.message}"
                               + (f" (and {len(marks) - 1} more)" if len(marks) > 1 else ""),
                               error=errors > 0)
-                else:
+                elif not self._outcome_shown:
                     self._say("")
             self.diagnosticsReady.emit(marks)
 
@@ -480,6 +484,7 @@ class DockerfileEditor(QWidget):
         image = str(getattr(result, "image_id", "") or "")
         tags = list(getattr(result, "tags", ()) or ())
         self._say(f"built {image.removeprefix('sha256:')[:12]}" + (f", tagged {', '.join(tags)}" if tags else ""))
+        self._outcome_shown = True
         if run is not None:
             run.result = result
         self.ctx.store_touched.emit()
@@ -490,12 +495,14 @@ class DockerfileEditor(QWidget):
         self._end_build()
         if failure.cancelled:
             self._say("build cancelled", error=True)
+            self._outcome_shown = True
             self.output.emit("━━ build cancelled")
             self.buildFinished.emit(failure)
             return
         err = failure.error
         line = int(getattr(err, "line", 0) or 0) or (run.failed_line if run else 0)
         self._say(f"build failed: {failure.message}", error=True)
+        self._outcome_shown = True
         self.output.emit(f"━━ build failed: {failure.message}")
         if failure.details:
             self.output.emit(failure.details)

@@ -63,6 +63,16 @@ class Role(IntEnum):
     JUST_CHANGED = Qt.ItemDataRole.UserRole + 4
 
 
+_DISPLAY = int(Qt.ItemDataRole.DisplayRole)
+_DECORATION = int(Qt.ItemDataRole.DecorationRole)
+_ALIGNMENT = int(Qt.ItemDataRole.TextAlignmentRole)
+_FOREGROUND = int(Qt.ItemDataRole.ForegroundRole)
+_FONT = int(Qt.ItemDataRole.FontRole)
+_BACKGROUND = int(Qt.ItemDataRole.BackgroundRole)
+_TOOLTIP = int(Qt.ItemDataRole.ToolTipRole)
+_ANSWERED = frozenset({_DECORATION, _ALIGNMENT, _FOREGROUND, _FONT, _BACKGROUND, _TOOLTIP, *(int(r) for r in Role)})
+_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
 _SELECTABLE = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
 _LEAF = _SELECTABLE | Qt.ItemFlag.ItemNeverHasChildren
 _FILE = _LEAF | Qt.ItemFlag.ItemIsDragEnabled
@@ -508,22 +518,26 @@ class FileTreeModel(QAbstractItemModel):
         return self.row_data(row, index.column(), role)
 
     def row_data(self, row: FileRow, col: int, role: int) -> Any:
-        """``data`` for a row without an index (the flat view asks for visible rows only)."""
-        if role == Qt.ItemDataRole.DisplayRole:
+        """``data`` for a row without an index (the flat view asks for visible rows only).
+
+        Called for every role of every cell painted, so roles are plain ints compared in
+        order of frequency, and a role no column answers returns at once."""
+        if role == _DISPLAY:
             return self._display(row, col)
-        if role == Qt.ItemDataRole.DecorationRole and col == Col.NAME:
-            return self.icons.get(row.type if row.status != DELETED else "whiteout") or self.icons.get("file")
-        if role == Qt.ItemDataRole.TextAlignmentRole and col == Col.SIZE:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.ForegroundRole:
-            return _status_brush(row.status)
-        if role == Qt.ItemDataRole.FontRole and row.status == DELETED:
-            font = QFont()
-            font.setStrikeOut(True)
-            return font
-        if role == Qt.ItemDataRole.BackgroundRole and row.path in self._marks:
-            return _mark_brush()
-        if role == Qt.ItemDataRole.ToolTipRole:
+        if role not in _ANSWERED:
+            return None
+        if role == _FOREGROUND:
+            return _status_brush(row.status) if row.status else None
+        if role == _DECORATION:
+            return (self.icons.get(row.type if row.status != DELETED else "whiteout") or self.icons.get("file")
+                    if col == Col.NAME else None)
+        if role == _ALIGNMENT:
+            return _RIGHT if col == Col.SIZE else None
+        if role == _FONT:
+            return _strike_font() if row.status == DELETED else None
+        if role == _BACKGROUND:
+            return _mark_brush() if self._marks and row.path in self._marks else None
+        if role == _TOOLTIP:
             return self._tooltip(row)
         if role == Role.ROW:
             return row
@@ -625,23 +639,43 @@ def _runs(rows: list[int]) -> list[tuple[int, int]]:
     return out
 
 
+_dark_now: list[bool] = []  # the answer while the palette stays; emptied when it changes
+
+
 def _dark() -> bool:
+    """Asked for every coloured cell painted, so the palette is read once per change."""
+    if _dark_now:
+        return _dark_now[0]
     app = QGuiApplication.instance()
     if app is None:
         return False
+    if not app.property("strataDarkWatch"):
+        app.paletteChanged.connect(lambda *_: _dark_now.clear())  # type: ignore[attr-defined]
+        app.setProperty("strataDarkWatch", True)
     base = QGuiApplication.palette().color(QPalette.ColorRole.Base)
-    return base.lightness() < 128
+    _dark_now.append(base.lightness() < 128)
+    return _dark_now[0]
+
+
+_BRUSH_COLORS = {ADDED: ("#1a7f37", "#6fcf73"), MODIFIED: ("#9a6700", "#e3b341"), DELETED: ("#cf222e", "#f47067")}
+_brushes: dict[tuple[str, bool], QBrush] = {}
 
 
 def _status_brush(status: str) -> QBrush | None:
+    pair = _BRUSH_COLORS.get(status)
+    if pair is None:
+        return None
     dark = _dark()
-    if status == ADDED:
-        return QBrush(QColor("#6fcf73" if dark else "#1a7f37"))
-    if status == MODIFIED:
-        return QBrush(QColor("#e3b341" if dark else "#9a6700"))
-    if status == DELETED:
-        return QBrush(QColor("#f47067" if dark else "#cf222e"))
-    return None
+    brush = _brushes.get((status, dark))
+    if brush is None:
+        brush = _brushes[(status, dark)] = QBrush(QColor(pair[1] if dark else pair[0]))
+    return brush
+
+
+def _strike_font() -> QFont:
+    font = QFont()
+    font.setStrikeOut(True)
+    return font
 
 
 def _mark_brush() -> QBrush:

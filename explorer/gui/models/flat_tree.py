@@ -42,6 +42,10 @@ class Role(IntEnum):
     EXPANDABLE = Qt.ItemDataRole.UserRole + 22
 
 
+_DEPTH, _EXPANDED, _EXPANDABLE = int(Role.DEPTH), int(Role.EXPANDED), int(Role.EXPANDABLE)
+_flat_flags: dict[Qt.ItemFlag, Qt.ItemFlag] = {}
+
+
 class FlatTreeModel(QAbstractTableModel):
     expandedChanged = Signal(object, bool)
 
@@ -256,15 +260,17 @@ class FlatTreeModel(QAbstractTableModel):
         return self.source.headerData(section, orientation, role)
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or index.row() >= len(self.rows):
+        row = index.row()
+        if row < 0 or row >= len(self.rows):
             return None
-        node = self.rows[index.row()]
-        if role == Role.DEPTH:
-            return node.depth
-        if role == Role.EXPANDED:
-            return node.expanded
-        if role == Role.EXPANDABLE:
-            return self.expandable(node)
+        node = self.rows[row]
+        if role >= _DEPTH:
+            if role == _DEPTH:
+                return node.depth
+            if role == _EXPANDED:
+                return node.expanded
+            if role == _EXPANDABLE:
+                return self.expandable(node)
         if node.data is None:
             return None
         return self.source.row_data(node.data, index.column(), role)
@@ -274,7 +280,10 @@ class FlatTreeModel(QAbstractTableModel):
             return self.source.flags(QModelIndex())
         if index.row() >= len(self.rows):
             return Qt.ItemFlag.NoItemFlags
-        flags: Qt.ItemFlag = self.rows[index.row()].flags & ~_NO_CHILDREN_FLAG
+        own = self.rows[index.row()].flags
+        flags = _flat_flags.get(own)
+        if flags is None:  # a handful of distinct values: computed once each
+            flags = _flat_flags[own] = own & ~_NO_CHILDREN_FLAG
         return flags
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:

@@ -53,6 +53,14 @@ from .file_viewer import FileViewer
 from .tree_table import TreeTable
 
 FIND_LIMIT = 2000
+# Files the runtime writes into a container on every start (Docker bind-mounts the same
+# three): an edit would land in that generated copy and be gone by the next start.
+_GENERATED = "{} is written by the runtime each time the container starts, so an edit here would not last{}"
+RUNTIME_FILES = {
+    "/etc/hostname": _GENERATED.format("/etc/hostname", "; set it with run --hostname"),
+    "/etc/hosts": _GENERATED.format("/etc/hosts", ""),
+    "/etc/resolv.conf": _GENERATED.format("/etc/resolv.conf", " (it follows the host's)"),
+}
 
 
 class FileTree(TreeTable):
@@ -354,8 +362,9 @@ class FileBrowser(QWidget):
         row = self.row_at(current)
         if row is None or self.snapshot is None:
             return
-        writer = self._writer() if self.source.kind == CONTAINER and row.status != DELETED else None
-        self.viewer.show_row(self.snapshot, row, writer)
+        why = RUNTIME_FILES.get(row.path, "") if self.source.kind == CONTAINER else ""
+        writer = self._writer() if self.source.kind == CONTAINER and row.status != DELETED and not why else None
+        self.viewer.show_row(self.snapshot, row, writer, why)
 
     def _writer(self) -> Callable[[str, bytes], None] | None:
         if not self.ctx.has("container_edit"):

@@ -66,6 +66,7 @@ class FileViewer(QWidget):
         self.row: FileRow | None = None
         self.snapshot: Snapshot | None = None
         self.writer: Callable[[str, bytes], None] | None = None
+        self.read_only_why = ""
         self._generation = 0
         self._truncated = False
 
@@ -127,12 +128,14 @@ class FileViewer(QWidget):
         self._buttons(False)
 
     def show_row(self, snapshot: Snapshot, row: FileRow,
-                 writer: Callable[[str, bytes], None] | None = None) -> None:
+                 writer: Callable[[str, bytes], None] | None = None, read_only_why: str = "") -> None:
+        """``writer`` makes the file editable; without one, ``read_only_why`` says why not."""
         if self.is_dirty() and self.row is not None and row.path != self.row.path:
             self.save()  # never lose an edit by clicking elsewhere; the save reports its own errors
         self.snapshot = snapshot
         self.row = row
         self.writer = writer
+        self.read_only_why = read_only_why
         self.edit_button.setChecked(False)
         self.title.setText(f"<b>{row.path}</b>")
         owner = snapshot.owner(row.uid, row.gid)
@@ -241,6 +244,8 @@ class FileViewer(QWidget):
         self.revert_button.setEnabled(False)
         if not editable and self.snapshot is not None and not self.snapshot.source.writable and self.row:
             self.text.setToolTip("Files in image layers are read-only")
+        elif not editable and self.row is not None and self.read_only_why:
+            self.text.setToolTip(self.read_only_why)
         else:
             self.text.setToolTip("")
 
