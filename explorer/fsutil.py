@@ -53,7 +53,11 @@ def guard_enospc(where: str) -> Iterator[None]:
 
 def rmtree(path: str | os.PathLike[str]) -> None:
     """Remove a tree even where directories lack write or search permission
-    (layers can hold 0555 dirs) without ever following a symlink."""
+    (layers can hold 0555 dirs) without ever following a symlink.
+
+    What still cannot be removed after making the directories around it ours raises
+    the ``OSError`` (``PermissionError`` for files of ids we cannot touch), so callers
+    such as ``runtime.subids.remove_tree`` can retry where they are allowed to."""
     p = os.fspath(path)
     try:
         st = os.lstat(p)
@@ -65,19 +69,34 @@ def rmtree(path: str | os.PathLike[str]) -> None:
 
     import shutil
 
+    entered: set[str] = set()
+
     def onerror(func, failed, exc_info):  # type: ignore[no-untyped-def]
-        parent = os.path.dirname(failed)
+        error = exc_info[1]
+        if isinstance(error, FileNotFoundError):
+            return
         with contextlib.suppress(OSError):
-            os.chmod(parent, 0o700)
+            os.chmod(os.path.dirname(failed), 0o700)
         with contextlib.suppress(OSError):
             if os.path.isdir(failed) and not os.path.islink(failed):
                 os.chmod(failed, 0o700)
-        try:
-            func(failed)
-        except FileNotFoundError:
-            pass
-        except IsADirectoryError:
-            shutil.rmtree(failed, onerror=onerror)
+        if func in (os.unlink, os.rmdir, os.remove):
+            try:
+                func(failed)
+            except FileNotFoundError:
+                pass
+            except IsADirectoryError:
+                _retry_tree(failed, error)
+            return
+        # A directory we could not open, list or stat (os.open, os.scandir, os.lstat):
+        # once its modes are ours, remove it as a tree of its own, but only once.
+        _retry_tree(failed, error)
+
+    def _retry_tree(failed: str, error: BaseException) -> None:
+        if failed in entered:
+            raise error
+        entered.add(failed)
+        shutil.rmtree(failed, onerror=onerror)
 
     for root, dirs, _files in os.walk(p):
         for d in dirs:

@@ -24,6 +24,7 @@ from ..fsutil import rmtree
 from ..store.containers import ContainerRecord
 from ..store.images import Image, now_rfc3339
 from ..store.index import WHITEOUT, FileEntry
+from ..store.marks import mark_owner
 
 if TYPE_CHECKING:
     from ..store.store import Store
@@ -469,7 +470,7 @@ class ContainerOps:
             scratch = self.store.tmp / f"stage-diff-{rec.id[:12]}-{os.getpid()}"
             runtime.remove_tree(str(scratch))
             (scratch).mkdir(mode=0o700)
-            (scratch / "owner").write_text(f"{os.getpid()}\n")
+            mark_owner(scratch)
             args = (self._lowerdirs(image), str(self.store.containers.rootfs_dir(rec.id)), str(scratch / "diff"),
                     str(self.store.containers.run_dir(rec.id)))
             needed = runtime.userns_needed()

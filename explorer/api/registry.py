@@ -28,11 +28,12 @@ class RegistryOps:
         or ``podman:NAME``."""
         from ..registry.daemon import daemon_source, import_from_daemon
 
-        if daemon_source(name) is not None:
-            return import_from_daemon(self.store, name, progress=progress, cancel=cancel)
-        from ..registry.pull import pull
+        with self.store.gc_lock():  # a prune must not take the layers this pull builds on
+            if daemon_source(name) is not None:
+                return import_from_daemon(self.store, name, progress=progress, cancel=cancel)
+            from ..registry.pull import pull
 
-        return pull(self.store, name, platform=platform, progress=progress, cancel=cancel)
+            return pull(self.store, name, platform=platform, progress=progress, cancel=cancel)
 
     def push(self, name: str, *, compression: str = "gzip", fmt: str | None = None,
              progress: Progress | None = None, cancel: threading.Event | None = None) -> PushResult:

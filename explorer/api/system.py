@@ -237,15 +237,12 @@ class SystemOps:
 
 
 def _in_progress(path: os.PathLike[str]) -> bool:
-    """A directory another live process is still committing (it carries its owner pid)."""
-    from ..store.marks import _alive
+    """A directory another live process is still committing (it carries its owner mark)."""
+    from pathlib import Path
 
-    try:
-        with open(os.path.join(path, "owner")) as f:
-            pid = int(f.read().strip())
-    except (OSError, ValueError):
-        return False
-    return _alive(pid)
+    from ..store.marks import owner_live
+
+    return owner_live(Path(path))
 
 
 def _exec(store: Store, sql: str, params: tuple[object, ...]) -> None:
@@ -259,16 +256,27 @@ def _forget_container(store: Store, cid: str) -> None:
         conn.execute("DELETE FROM containers WHERE id=?", (cid,))
 
 
+UNMARKED_GRACE_S = 60.0
+
+
 def _dead_staging(store: Store) -> list[str]:
-    from ..store.marks import _alive
+    """Entries of tmp/ no live process owns. Unmarked ones (trash an ``rm`` is deleting
+    right now) count only once they are older than a minute."""
+    import time
+
+    from ..store.marks import _owner, owner_live
 
     out = []
     for entry in store.tmp.iterdir():
-        pid = 0
-        with contextlib.suppress(OSError, ValueError):
-            pid = int((entry / "owner").read_text().strip())
-        if not (pid and _alive(pid)):
-            out.append(entry.name)
+        if owner_live(entry):
+            continue
+        if not _owner(entry):
+            try:
+                if time.time() - entry.lstat().st_mtime < UNMARKED_GRACE_S:
+                    continue
+            except OSError:
+                continue
+        out.append(entry.name)
     return out
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from ..errors import ImageNotFound, InvalidArgument, RegistryError
 from ..fsutil import guard_enospc, rmtree
 from ..store import archive, reference
+from ..store.marks import mark_owner
 from . import events
 from .events import Progress, Reporter
 from .pull import PullResult
@@ -60,7 +61,7 @@ def import_from_daemon(store: Store, text: str, *, progress: Progress | None = N
     reporter.info(f"Copying {name} from {tool}")
     scratch = store.tmp / f"load-{secrets.token_hex(8)}"
     scratch.mkdir(mode=0o700)
-    (scratch / "owner").write_text(f"{os.getpid()}\n")
+    mark_owner(scratch)
     try:
         path = scratch / "image.tar"
         _copy_out(tool, _save_command(tool, program, name), path, reporter)

@@ -33,6 +33,7 @@ from ..errors import ArchiveError, DigestMismatch, InvalidArgument, SizeMismatch
 from ..fsutil import guard_enospc, rmtree
 from . import reference
 from .images import Image, canonical_json, host_architecture, new_config, now_rfc3339
+from .marks import mark_owner
 
 if TYPE_CHECKING:
     from .store import Store
@@ -174,7 +175,7 @@ def _open_archive(store: Store, path: Path) -> Iterator[_Source]:
         if magic[:2] == b"\x1f\x8b" or magic[:4] == b"\x28\xb5\x2f\xfd":
             scratch = store.tmp / f"load-{secrets.token_hex(8)}"
             scratch.mkdir(mode=0o700)
-            (scratch / "owner").write_text(f"{os.getpid()}\n")
+            mark_owner(scratch)
             plain = scratch / "archive.tar"
             with open(path, "rb") as src, open(plain, "wb") as dst, guard_enospc(str(plain)):
                 if magic[:2] == b"\x1f\x8b":

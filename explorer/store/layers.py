@@ -23,6 +23,7 @@ from ..digest import chain_ids
 from ..errors import LayerInUse, LayerNotFound
 from ..fsutil import guard_enospc, rmtree
 from .index import DIR, WHITEOUT, FileEntry, parent_of
+from .marks import mark_owner
 
 if TYPE_CHECKING:
     from .store import Store
@@ -158,7 +159,7 @@ class LayerStore:
         path = self.store.tmp / f"layer-{layer_id}"
         with guard_enospc(str(path)):
             path.mkdir(mode=0o700)
-            (path / "owner").write_text(f"{os.getpid()}\n")
+            mark_owner(path)
             (path / "diff").mkdir(mode=0o755)
         try:
             yield Staging(layer_id, path)

@@ -1,5 +1,7 @@
 """Ownership marks on directories being written, so a crash can be told from work in
-progress: a writer puts its pid in ``owner`` and removes it after its metadata commit."""
+progress: a writer puts ``<pid> <start time>`` in ``owner`` and removes it after its
+metadata commit. The start time (clock ticks since boot, from /proc) guards against a
+crashed writer's pid being reused by an unrelated process later."""
 
 from __future__ import annotations
 
@@ -7,16 +9,46 @@ import os
 from pathlib import Path
 
 
-def _owner(path: Path) -> int:
+def _start_time(pid: int) -> int | None:
     try:
-        return int((path / "owner").read_text().strip())
-    except (OSError, ValueError):
-        return 0
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return int(data[data.rindex(b")") + 2 :].split()[19])
+
+
+def _read(path: Path) -> tuple[int, int | None]:
+    try:
+        fields = (path / "owner").read_text().split()
+        return int(fields[0]), (int(fields[1]) if len(fields) > 1 else None)
+    except (OSError, ValueError, IndexError):
+        return 0, None
+
+
+def _owner(path: Path) -> int:
+    """The pid recorded in ``path``'s mark, 0 when it has none."""
+    return _read(path)[0]
+
+
+def owner_text() -> str:
+    pid = os.getpid()
+    start = _start_time(pid)
+    return f"{pid} {start}\n" if start is not None else f"{pid}\n"
 
 
 def mark_owner(path: Path) -> None:
     """Mark ``path`` as being written by this process (see ``Store.clean_staging``)."""
-    (path / "owner").write_text(f"{os.getpid()}\n")
+    (path / "owner").write_text(owner_text())
+
+
+def owner_live(path: Path) -> bool:
+    """True while the process that marked ``path`` still runs (the same process, not
+    a later one that got its pid)."""
+    pid, start = _read(path)
+    if not pid or not _alive(pid):
+        return False
+    return start is None or _start_time(pid) == start
 
 
 def _alive(pid: int) -> bool:

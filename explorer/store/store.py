@@ -7,14 +7,16 @@ import os
 from pathlib import Path
 
 from ..errors import StoreError
-from ..fsutil import rmtree
 from .containers import ContainerStore
 from .images import ImageStore
 from .layers import LayerStore
-from .locks import gc_lock
-from .marks import _alive, _owner
+from .locks import gc_lock, gc_lock_if_idle
+from .marks import _owner, owner_live
 from .metadata import Metadata
 from .volumes import VolumeStore
+
+# What the store writes into tmp/: staging, scratch, archives and the driver probe.
+_STAGING = ("trash-", "layer-", "stage-", "save-", "load-", ".overlay-probe-")
 
 
 def default_root() -> Path:
@@ -53,22 +55,43 @@ class Store:
         """Remove what processes that no longer run left half-done: staging under tmp/,
         and layer, container or volume directories still carrying the ``owner`` mark a
         writer removes only after its metadata transaction committed. Work of a live
-        process (another strata writing right now) is left alone."""
+        process (another strata writing right now) is left alone; a recorded directory
+        keeps its content and loses only the stale mark (the crash came after the commit).
+
+        Leftovers can hold files a rootless container gave to subordinate ids, which only
+        the user namespace may delete (``runtime.subids``). What cannot be removed at all
+        stays for ``system check`` to report: opening the store must not fail over it."""
         removed: list[str] = []
-        for entry in self.tmp.iterdir():
-            pid = _owner(entry)
-            if pid and _alive(pid):
-                continue
-            if entry.name.startswith(("trash-", "layer-", "stage-", "save-", "load-")) or pid:
-                rmtree(entry)
-                removed.append(f"tmp/{entry.name}")
+        with gc_lock_if_idle(self.root) as idle:
+            for entry in self.tmp.iterdir():
+                pid = _owner(entry)
+                if owner_live(entry):
+                    continue
+                # Unmarked: a crash's only while no writer could be between making it and
+                # marking it (see ``gc_lock_if_idle``).
+                if (pid or (idle and entry.name.startswith(_STAGING))) and self._remove_leftover(entry):
+                    removed.append(f"tmp/{entry.name}")
         for area in ("layers", "containers", "volumes"):
             for entry in (self.root / area).iterdir():
-                pid = _owner(entry)
-                if pid and not _alive(pid) and not self._recorded(area, entry.name):
-                    rmtree(entry)
+                if not _owner(entry) or owner_live(entry):
+                    continue
+                if self._recorded(area, entry.name):
+                    with contextlib.suppress(OSError):
+                        (entry / "owner").unlink()
+                elif self._remove_leftover(entry):
                     removed.append(f"{area}/{entry.name}")
         return removed
+
+    @staticmethod
+    def _remove_leftover(path: Path) -> bool:
+        from ..errors import StrataError
+        from ..runtime.subids import remove_tree
+
+        try:
+            remove_tree(str(path))
+        except (OSError, StrataError):
+            return False
+        return True
 
     def _recorded(self, area: str, name: str) -> bool:
         table, column = {"layers": ("layers", "id"), "containers": ("containers", "id"),

