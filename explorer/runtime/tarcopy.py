@@ -297,6 +297,7 @@ class _Unpacker:
         self.files: set[str] = set()
         self.dirs: list[tuple[str, tarfile.TarInfo]] = []
         self.counter = 0
+        self.created: list[str] = []  # entries this copy made (not replaced): undone on failure
 
     def close(self) -> None:
         for fd in self.cache.values():
@@ -343,6 +344,7 @@ class _Unpacker:
             except FileNotFoundError:
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(name, 0o755, dir_fd=pfd)
+                    self.created.append(rel)
             except OSError as e:
                 if not _is_loop(e):
                     raise
@@ -393,6 +395,7 @@ class _Unpacker:
                 st = None
             if st is None:
                 os.mkdir(leaf, 0o700, dir_fd=pfd)
+                self.created.append(rel)
             self.dirs.append((rel, m))
         elif m.isreg():
             self._regular(self.dir_fd(parent), leaf, rel, m, tar.extractfile(m))
@@ -439,6 +442,12 @@ class _Unpacker:
 
     def _place(self, pfd: int, tmp: str, leaf: str, rel: str) -> None:
         """Rename into place: a rename replaces a link itself, never what it points to."""
+        try:
+            os.stat(leaf, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            self.created.append(rel)
+        except OSError:
+            pass
         try:
             try:
                 os.rename(tmp, leaf, src_dir_fd=pfd, dst_dir_fd=pfd)
@@ -489,6 +498,26 @@ class _Unpacker:
                 os.chown(tmp, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
         os.chmod(tmp, self._mode(m), dir_fd=pfd)
         self._place(pfd, tmp, leaf, rel)
+
+    def rollback(self) -> None:
+        """Remove what this copy created, newest first, so a failed copy (a full disk, a
+        broken stream) leaves the destination as it found it, but for files it replaced."""
+        self.close()
+        for rel in reversed(self.created):
+            parent, _, leaf = rel.rpartition("/")
+            pfd = self.lookup_dir(parent)
+            if pfd is None:
+                continue
+            try:
+                st = os.stat(leaf, dir_fd=pfd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    shutil.rmtree(leaf, dir_fd=pfd)
+                else:
+                    os.unlink(leaf, dir_fd=pfd)
+            except OSError:
+                pass
+            finally:
+                os.close(pfd)
 
     def finish(self) -> None:
         """Directory metadata last, deepest first: a read-only directory is made
@@ -567,6 +596,9 @@ def _unpack(tar: tarfile.TarFile, dest: str, *, contents: bool, where: str, rule
             _forget_members(tar)
             member = tar.next()
         unpacker.finish()
+    except BaseException:
+        unpacker.rollback()
+        raise
     finally:
         unpacker.close()
         os.close(base_fd)
