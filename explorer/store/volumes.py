@@ -158,14 +158,17 @@ def walk_rows(root: Path) -> tuple[list[tuple[Any, ...]], int]:
     of its regular files (each inode once), from one lstat per entry: no content
     hashing, since volumes change under running containers and can be large."""
     rows: list[tuple[Any, ...]] = []
+    append = rows.append
     total = 0
     seen: set[int] = set()
     stack = [("", str(root))]
     is_dir, is_reg, is_lnk, imode = stat.S_ISDIR, stat.S_ISREG, stat.S_ISLNK, stat.S_IMODE
+    scandir, readlink = os.scandir, os.readlink
     while stack:
         rel_dir, real_dir = stack.pop()
+        prefix = rel_dir + "/"
         try:
-            it = os.scandir(real_dir)
+            it = scandir(real_dir)
         except OSError:
             continue
         with it:
@@ -175,25 +178,27 @@ def walk_rows(root: Path) -> tuple[list[tuple[Any, ...]], int]:
                 except OSError:
                     continue
                 mode = st.st_mode
-                path = f"{rel_dir}/{entry.name}"
+                path = prefix + entry.name
                 if is_reg(mode):
-                    kind, size, link = FILE, st.st_size, None
-                    if st.st_nlink == 1 or st.st_ino not in seen:
+                    size = st.st_size
+                    if st.st_nlink == 1:
                         total += size
-                        if st.st_nlink > 1:
-                            seen.add(st.st_ino)
+                    elif st.st_ino not in seen:
+                        seen.add(st.st_ino)
+                        total += size
+                    append((path, FILE, mode & 0o7777, st.st_uid, st.st_gid, size, st.st_mtime, None, None, 0, 0, 0))
                 elif is_dir(mode):
-                    kind, size, link = DIR, 0, None
                     stack.append((path, entry.path))
+                    append((path, DIR, mode & 0o7777, st.st_uid, st.st_gid, 0, st.st_mtime, None, None, 0, 0, 0))
                 else:
-                    kind, size = type_from_mode(mode), 0
                     link = None
                     if is_lnk(mode):
                         try:
-                            link = os.readlink(entry.path)
+                            link = readlink(entry.path)
                         except OSError:
                             link = None
-                rows.append((path, kind, imode(mode), st.st_uid, st.st_gid, size, st.st_mtime, None, link, 0, 0, 0))
+                    append((path, type_from_mode(mode), imode(mode), st.st_uid, st.st_gid, 0, st.st_mtime, None,
+                            link, 0, 0, 0))
     return rows, total
 
 
