@@ -63,11 +63,11 @@ def write_exit_code(runtime_dir: str, code: int) -> None:
 
 
 def clear(runtime_dir: str) -> None:
-    """Forget the previous run (blank records, so the files are reused in place)."""
+    """Forget the previous run: blank records, written now at their full size so that
+    recording the exit code later rewrites blocks the file already has and still
+    succeeds when the container has filled the disk meanwhile."""
     for name, size in ((STATE_FILE, 256), (EXIT_FILE, 16)):
-        path = os.path.join(runtime_dir, name)
-        if os.path.exists(path):
-            _write(path, "", size)
+        _write(os.path.join(runtime_dir, name), "", size)
 
 
 def read_state(runtime_dir: str) -> State | None:
