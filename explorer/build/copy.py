@@ -41,7 +41,7 @@ from ..errors import DockerfileError
 from ..store.extract import EMPTY_DIGEST, disk_mode
 from ..store.index import DIR, FIFO, FILE, HARDLINK, SYMLINK, FileEntry, ancestors, normalize
 from ..store.union import UnionEntry, UnionView
-from .context import BuildContext, SourceMatch
+from .context import BuildContext, ContextEntry, SourceMatch
 
 OPAQUE_XATTR = "user.overlay.opaque"
 _AS_ROOT = os.geteuid() == 0
@@ -71,7 +71,7 @@ class Owner:
 ROOT = Owner()
 
 
-@dataclass
+@dataclass(slots=True)
 class CopyItem:
     """One path to place in the new layer.
 
@@ -182,6 +182,10 @@ class LayerWriter:
         self._made: dict[str, int] = {}  # mode each directory was created with
         self.linked = 0
         self.copied_bytes = 0
+        # Files that are the reused layer's file at the same path (hard links of it): the
+        # new layer's tar shares their bytes with that layer's (see store.layertar).
+        self.same: set[str] = set()
+        self._dir_fds: dict[int, tuple[str, int]] = {}  # slot -> (directory, O_PATH fd)
 
     def _disk(self, path: str) -> str:
         return self.diff + path
@@ -244,6 +248,7 @@ class LayerWriter:
             self._made[path] = mode & ~_UMASK
         except FileExistsError:
             if not stat.S_ISDIR(os.lstat(disk).st_mode):
+                self.close()
                 os.unlink(disk)
                 os.mkdir(disk, mode)
                 self._made[path] = mode & ~_UMASK
@@ -265,13 +270,16 @@ class LayerWriter:
         if old.type == DIR:
             from ..fsutil import rmtree
 
+            self.close()  # a held fd may be of a directory about to go
             rmtree(disk)
             prefix = path + "/"
             for key in [k for k in self.entries if k.startswith(prefix)]:
                 del self.entries[key]
                 self._dir_modes.pop(key, None)
+                self.same.discard(key)
             self._dir_modes.pop(path, None)
         else:
+            self.same.discard(path)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(disk)
 
@@ -329,16 +337,15 @@ class LayerWriter:
 
     def _write_file(self, item: CopyItem, disk: str) -> None:
         want_mode = disk_mode(FILE, item.mode, _AS_ROOT)
-        candidates: list[str] = []
-        if item.immutable and item.source is not None:
-            candidates.append(item.source)
+        if item.immutable and item.source is not None and self._try_link(item.source, disk, item, want_mode):
+            self.linked += 1
+            return
         earlier = self.reuse.get(item.dest)
-        if earlier is not None and item.digest is not None and earlier[1] == item.digest:
-            candidates.append(earlier[0])
-        for candidate in candidates:
-            if self._try_link(candidate, disk, item, want_mode):
-                self.linked += 1
-                return
+        if (earlier is not None and item.digest is not None and earlier[1] == item.digest
+                and self._try_link(earlier[0], disk, item, want_mode)):
+            self.linked += 1
+            self.same.add(item.dest)
+            return
         fd = os.open(disk, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
             if item.data is not None:
@@ -362,11 +369,32 @@ class LayerWriter:
         finally:
             os.close(fd)
 
-    @staticmethod
-    def _try_link(candidate: str, disk: str, item: CopyItem, want_mode: int) -> bool:
+    def _dir_fd(self, slot: int, directory: str) -> int:
+        """An O_PATH fd of ``directory``, kept while the next paths are in it too: linking
+        by name relative to it spares the kernel two long path walks per file."""
+        held = self._dir_fds.get(slot)
+        if held is not None:
+            if held[0] == directory:
+                return held[1]
+            os.close(held[1])
+            del self._dir_fds[slot]
+        fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._dir_fds[slot] = (directory, fd)
+        return fd
+
+    def close(self) -> None:
+        """Release the directory fds (``finish`` does; call it when giving up instead)."""
+        for _directory, fd in self._dir_fds.values():
+            os.close(fd)
+        self._dir_fds.clear()
+
+    def _try_link(self, candidate: str, disk: str, item: CopyItem, want_mode: int) -> bool:
         """Hard-link an identical, identically owned earlier inode instead of copying."""
+        src_dir, _, src_name = candidate.rpartition("/")
+        dst_dir, _, dst_name = disk.rpartition("/")
         try:
-            st = os.lstat(candidate)
+            src_fd = self._dir_fd(0, src_dir)
+            st = os.stat(src_name, dir_fd=src_fd, follow_symlinks=False)
         except OSError:
             return False
         if not stat.S_ISREG(st.st_mode) or st.st_size != item.size or stat.S_IMODE(st.st_mode) != want_mode:
@@ -376,13 +404,15 @@ class LayerWriter:
         if _AS_ROOT and (st.st_uid, st.st_gid) != (item.owner.uid, item.owner.gid):
             return False
         try:
-            os.link(candidate, disk)
+            os.link(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=self._dir_fd(1, dst_dir),
+                    follow_symlinks=False)
         except OSError:
             return False
         return True
 
     def finish(self) -> list[FileEntry]:
         """Give directories their final modes (deepest first) and return the index."""
+        self.close()
         for path in sorted(self._dir_modes, key=lambda p: p.count("/"), reverse=True):
             entry = self.entries[path]
             disk = self._disk(path)
@@ -423,24 +453,29 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _copy_content(source: str, fd: int, size: int) -> int:
-    """Copy in the kernel where it can (copy_file_range), else through a buffer."""
+    """Copy in the kernel where it can (copy_file_range), else through a buffer; returns
+    how many bytes the source had, which is more than ``size`` if it grew meanwhile.
+
+    One byte more than expected is asked for, so a short count says "end of file" without
+    another read in the common case.
+    """
     src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         done = 0
         try:
-            while done < size:
-                n = os.copy_file_range(src, fd, size - done)
-                if n == 0:
-                    break
+            while True:
+                want = size + 1 - done
+                n = os.copy_file_range(src, fd, want)
                 done += n
+                if n == 0 or done > size or (n < want and done == size):
+                    break
         except OSError as e:
             if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
                 raise
             while chunk := os.read(src, 1 << 20):
                 _write_all(fd, chunk)
                 done += len(chunk)
-        extra = os.read(src, 1)
-        return done + len(extra)
+        return done
     finally:
         os.close(src)
 
@@ -507,23 +542,18 @@ def plan_context_copy(ctx: BuildContext, matches: list[SourceMatch], digests: Ma
     return CopyPlan(items, dir_targets, parents)
 
 
-def _context_item(ctx: BuildContext, entry: object, path: str, digests: Mapping[str, str], owner: Owner,
+def _context_item(ctx: BuildContext, entry: ContextEntry, path: str, digests: Mapping[str, str], owner: Owner,
                   chmod: int | None) -> CopyItem:
-    from .context import ContextEntry
-
-    assert isinstance(entry, ContextEntry)
+    if stat.S_ISREG(entry.mode):
+        mode = chmod if chmod is not None else entry.mode & 0o7777
+        # The link field holds a placeholder until hard links are grouped.
+        link = f"\0{entry.dev}:{entry.ino}" if entry.nlink > 1 else None
+        return CopyItem(path, FILE, mode, owner, entry.mtime_ns, entry.size, digests.get(entry.rel), link,
+                        ctx.abspath(entry.rel))
     kind = entry.kind
-    mode = chmod if chmod is not None and kind != SYMLINK else entry.perm
-    item = CopyItem(path, kind, mode, owner, entry.mtime_ns)
-    if kind == FILE:
-        item.size = entry.size
-        item.digest = digests.get(entry.rel)
-        item.source = ctx.abspath(entry.rel)
-        if entry.nlink > 1:
-            item.link = f"\0{entry.dev}:{entry.ino}"  # placeholder until hard links are grouped
-    elif kind == SYMLINK:
-        item.link = entry.link
-    return item
+    if kind == SYMLINK:
+        return CopyItem(path, kind, entry.mode & 0o7777, owner, entry.mtime_ns, link=entry.link)
+    return CopyItem(path, kind, chmod if chmod is not None else entry.mode & 0o7777, owner, entry.mtime_ns)
 
 
 def _link_hardlinks(items: list[CopyItem]) -> None:

@@ -26,7 +26,7 @@ import secrets
 import select
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +70,7 @@ from .instructions import (
 from .parser import parse
 
 if TYPE_CHECKING:
+    from ..store.layers import Staging
     from ..store.store import Store
     from .copy import CopyPlan, LayerWriter, Owner
 
@@ -77,6 +78,8 @@ EventSink = Callable[[BuildEvent], None]
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 HEREDOC_SCRIPT = "/.strata-heredoc"
 _URL_PREFIXES = ("http://", "https://")
+# References ensure_image fetches from a local daemon (registry.daemon.TRANSPORTS).
+DAEMON_PREFIXES = ("docker-daemon:", "podman:")
 
 
 # --- the one place a base image is found ---------------------------------------------------
@@ -86,6 +89,12 @@ def find_base_image(store: Store, reference: str, line: int = 0, filename: str =
                     pull: bool = False) -> Image:
     """The image ``FROM reference`` builds on: from the store, pulled from its registry
     when missing (or always with ``--pull``)."""
+    if not pull and not reference.startswith(DAEMON_PREFIXES):
+        # The common case needs no registry code (its imports cost a tenth of a second).
+        try:
+            return store.images.resolve(reference)
+        except StrataError:
+            pass
     from ..registry.ensure import ensure_image
 
     try:
@@ -654,8 +663,7 @@ class Builder:
         with self.store.layers.staging() as st:
             writer = LayerWriter(str(st.diff), view, self.filename, step.line, "WORKDIR")
             writer.ensure_dir(real, ROOT, time.time())
-            layer = self.store.layers.add_dir(st, writer.finish(), snap.top_layer, self._created_by(step))
-        return layer.id, False
+            return self._add_layer(st, writer.finish(), snap.top_layer, self._created_by(step)), False
 
     # --- COPY / ADD ---
 
@@ -691,7 +699,12 @@ class Builder:
             if entries:
                 summary, context_lines = self._context_checksum(entries)
                 records.append(f"\0context\0{summary}")
-            prepared["digests"] = lambda: self._digests
+
+            def digests() -> dict[str, str]:
+                context_lines()  # fills self._digests (a remembered tree sum may have skipped it)
+                return self._digests
+
+            prepared["digests"] = digests
             urls = [s for s in ins.sources if s.startswith(_URL_PREFIXES)]
             for url in urls:
                 path = self._download(url, step)
@@ -794,16 +807,39 @@ class Builder:
         self._scratch.append(path)
         return path
 
-    def _reuse_map(self, step: Step, snap: Snapshot) -> dict[str, tuple[str, str | None]]:
-        """Files of the layer this step made the last time on this parent: unchanged ones are
-        hard-linked instead of copied."""
+    def _reuse_map(self, step: Step, snap: Snapshot) -> tuple[str | None, dict[str, tuple[str, str | None]]]:
+        """The layer this step made the last time on this parent, and its files: unchanged
+        ones are hard-linked instead of copied, and the tar they share is not hashed again."""
         for sibling in self.cache.siblings(snap.key, limit=10):
             if sibling.layer and sibling.detail.get("instruction") == step.instruction.source:
                 diff = str(self.store.layers.diff_dir(sibling.layer))
                 rows = self.store.meta.query("SELECT path, digest FROM files WHERE layer=? AND type=?",
                                              (sibling.layer, FILE))
-                return {path: (diff + path, digest) for path, digest in rows}
-        return {}
+                return sibling.layer, {path: (diff + path, digest) for path, digest in rows}
+        return None, {}
+
+    def _add_layer(self, st: Staging, entries: list[FileEntry], parent: str | None, created_by: str,
+                   earlier: str | None = None, same: Set[str] = frozenset()) -> str:
+        """Register what a step wrote into ``st``; ``earlier`` is a layer the new one likely
+        shares most of its tar with, ``same`` the files (relative paths) that are hard links
+        of that layer's files at the same paths (see ``store.layertar``). Like
+        ``LayerStore.add_dir``, without writing the tar anywhere: only its digest and
+        tar-split are wanted."""
+        from ..errors import LayerNotFound
+        from ..fsutil import guard_enospc
+        from ..store.layertar import EarlierLayer, write_layer_tar
+
+        layers = self.store.layers
+        before = None
+        if earlier is not None:
+            try:
+                layers.get(earlier)
+                before = EarlierLayer(str(layers.tarsplit_path(earlier)), frozenset(same))
+            except LayerNotFound:
+                before = None
+        with self.store.gc_lock(), guard_enospc(str(st.path)):
+            diff_id, size = write_layer_tar(str(st.diff), entries, None, str(st.tarsplit), earlier=before)
+            return layers.commit(st, entries, diff_id, size, parent, created_by).id
 
     def _destination(self, step: Step, snap: Snapshot) -> dict[str, Any]:
         """Where a COPY/ADD writes and as whom: only needed when the step runs."""
@@ -830,9 +866,9 @@ class Builder:
         owner: Owner = prepared["owner"]
         chmod: int | None = prepared["chmod"]
         keyword = ins.keyword
+        earlier, reuse = self._reuse_map(step, snap)
         with self.store.layers.staging() as st:
-            writer = LayerWriter(str(st.diff), view, self.filename, step.line, keyword,
-                                 reuse=self._reuse_map(step, snap))
+            writer = LayerWriter(str(st.diff), view, self.filename, step.line, keyword, reuse=reuse)
             try:
                 if "plan" in prepared:
                     place_all(writer, prepared["plan"])
@@ -843,9 +879,12 @@ class Builder:
             except OSError as e:
                 raise DockerfileError(f"{keyword} failed: {e.strerror or e}: {e.filename or ''}".rstrip(": "),
                                       step.line, self.filename) from None
+            finally:
+                writer.close()
             entries = writer.finish()
-            layer = self.store.layers.add_dir(st, entries, snap.top_layer, self._created_by(step))
-        return layer.id
+            same = {path[1:] for path in writer.same if path in writer.entries}
+            return self._add_layer(st, entries, snap.top_layer, self._created_by(step),
+                                   earlier if same else None, same)
 
     def _place_context(self, writer: LayerWriter, step: Step, prepared: dict[str, Any], dest: str,
                        dest_as_dir: bool, owner: Owner, chmod: int | None) -> None:
@@ -948,8 +987,7 @@ class Builder:
                                  runtime_dir=str(scratch / "run"))
             rmtree(scratch / "work")
             entries = self._scan(str(st.diff), chain)
-            layer = self.store.layers.add_dir(st, entries, snap.top_layer, self._created_by(step))
-        return layer.id
+            return self._add_layer(st, entries, snap.top_layer, self._created_by(step))
 
     def _predefined(self, step: Step) -> dict[str, str]:
         return {k: v for k, v in self.options.build_args.items() if k in PREDEFINED_ARGS}

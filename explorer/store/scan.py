@@ -15,7 +15,7 @@ import stat
 from ..digest import CHUNK, new_xxh3
 from .extract import EMPTY_DIGEST, disk_mode, seconds
 from .index import BLOCK, CHAR, DIR, FILE, HARDLINK, SYMLINK, WHITEOUT, FileEntry, type_from_mode
-from .tarsplit import open_in_tree
+from .tarsplit import TreeReader
 
 OPAQUE_XATTRS = ("user.overlay.opaque", "trusted.overlay.opaque")
 
@@ -30,10 +30,10 @@ def _is_opaque(path: str) -> bool:
     return False
 
 
-def _digest(root: str, rel: str, size: int) -> str:
+def _digest(tree: TreeReader, rel: str, size: int) -> str:
     if size == 0:
         return EMPTY_DIGEST
-    fd = open_in_tree(root, rel)
+    fd, _st = tree.open(rel)
     try:
         h = new_xxh3()
         while chunk := os.read(fd, CHUNK):
@@ -82,6 +82,12 @@ def scan_dir(diff_dir: str, *, base: dict[str, FileEntry] | None = None) -> list
                     stack.append((rel, dent.path))
     found.sort(key=lambda item: item[0])
 
+    with TreeReader(root) as tree:
+        return _entries(root, found, tree, base, me)
+
+
+def _entries(root: str, found: list[tuple[str, os.stat_result]], tree: TreeReader,
+             base: dict[str, FileEntry] | None, me: tuple[int, int]) -> list[FileEntry]:
     primaries: dict[tuple[int, int], str] = {}
     out: list[FileEntry] = []
     for path, st in found:
@@ -112,7 +118,7 @@ def scan_dir(diff_dir: str, *, base: dict[str, FileEntry] | None = None) -> list
             kind = HARDLINK
         elif kind == FILE:
             size = st.st_size
-            digest = _digest(root, path[1:], size)
+            digest = _digest(tree, path[1:], size)
         elif kind == SYMLINK:
             link = os.readlink(full)
         elif kind == DIR:

@@ -72,7 +72,7 @@ def build(app: Strata, ctx: Path, text: str | None = None, name: str = "Dockerfi
         (ctx / name).write_text(text)
     events: list[BuildEvent] = []
     ops = app if isinstance(app, BuildOps) else None
-    call = ops.build if ops is not None else BuildOps.build.__get__(app)  # type: ignore[attr-defined]
+    call = ops.build if ops is not None else BuildOps.build.__get__(app)
     dockerfile = str(ctx / name) if name != "Dockerfile" else None
     result = call(str(ctx), dockerfile=dockerfile, on_event=events.append, **kw)
     return Run(events, result)
@@ -417,3 +417,109 @@ def test_onbuild_triggers_run_in_the_child(runs: Strata, ctx: Path) -> None:
     files = listing(runs, "child:1")
     assert "/from-trigger" in files and "/ran" in files
     assert not runs.image("child:1").config["config"].get("OnBuild")
+
+
+# --- a rebuild that shares most of its layer with the last one ----------------------------------
+
+
+def copy_layer(app: Strata, image: str) -> str:
+    """The id of the image's top COPY layer."""
+    return app.store.layers.chain(app.image(image).top_layer)[-1].id
+
+
+def test_no_cache_rebuild_indexes_real_digests(app: Strata, ctx: Path) -> None:
+    """--no-cache with a remembered tree sum used to skip the digests: the index said every
+    file was empty."""
+    import xxhash
+
+    (ctx / ".dockerignore").write_text("Dockerfile*\n")
+    build(app, ctx, FROM + "COPY . /ctx/\n")
+    # The same sources (a known tree sum) into a new layer:
+    again = build(app, ctx, FROM + "COPY . /elsewhere/\n", name="Dockerfile.other", no_cache=True)
+    entries = {e.path: e for e in app.store.layers.entries(copy_layer(app, again.result.image_id))}
+    assert entries["/elsewhere/a.txt"].digest == xxhash.xxh3_128_hexdigest(b"alpha\n")
+
+
+def test_one_changed_file_links_the_rest_and_hashes_only_the_tail(app: Strata, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from explorer.store import layertar
+
+    monkeypatch.setattr(layertar, "_MIN_SPACING", 4096)  # checkpoints in a small layer too
+    ctx = tmp_path / "many"
+    for i in range(60):
+        (ctx / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        (ctx / f"d{i % 3}" / f"f{i:02d}").write_bytes(os.urandom(3000 + i))
+    first = build(app, ctx, FROM + "COPY . /src\n")
+    before = copy_layer(app, first.result.image_id)
+    (ctx / "d2" / "f41").write_bytes(b"changed")
+    payloads: list[str] = []
+    real_payload = layertar._Stream.payload
+
+    def counting(self: Any, rel: str, size: int) -> None:
+        payloads.append(rel)
+        real_payload(self, rel, size)
+
+    monkeypatch.setattr(layertar._Stream, "payload", counting)
+    second = build(app, ctx)
+    after = copy_layer(app, second.result.image_id)
+    assert second.reason(2) == "file changed: d2/f41"
+    old_dir, new_dir = app.store.layers.diff_dir(before), app.store.layers.diff_dir(after)
+    assert (new_dir / "src/d0/f00").stat().st_ino == (old_dir / "src/d0/f00").stat().st_ino
+    assert (new_dir / "src/d2/f41").read_bytes() == b"changed"
+    assert payloads and "src/d0/f00" not in payloads and len(payloads) < 30  # only the tail was read
+    layer = app.store.layers.get(after)
+    monkeypatch.setattr(layertar._Stream, "payload", real_payload)
+    recomputed, size = layertar.write_layer_tar(str(new_dir), app.store.layers.entries(after), None)
+    assert (recomputed, size) == (layer.diff_id, layer.size)
+
+    class Sink:
+        def __init__(self) -> None:
+            self.h = hashlib.sha256()
+
+        def write(self, data: bytes) -> int:
+            self.h.update(data)
+            return len(data)
+
+    sink = Sink()
+    app.store.layers.write_tar(after, sink)  # type: ignore[arg-type]
+    assert "sha256:" + sink.h.hexdigest() == layer.diff_id
+
+
+def test_a_directory_replaced_mid_copy_does_not_swallow_links(app: Strata, tmp_path: Path) -> None:
+    """The writer links through cached directory fds; a directory removed and made again
+    in the same COPY still gets every file linked into it (not into the removed one)."""
+    ctx = tmp_path / "swap"
+    for part, rel in (("a", "x/f"), ("c", "x/g"), ("c", "other")):
+        path = ctx / part / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(rel)
+    (ctx / "b").mkdir()
+    build(app, ctx, FROM + "COPY a b c /dst/\n")
+    (ctx / "b" / "x").write_text("a file where a directory was")
+    (ctx / "c" / "other").write_text("changed, so the step runs again")
+    image = build(app, ctx).result.image_id
+    view = app.image_view(image)
+    hit = view.lookup("/dst/x/g")
+    assert hit is not None and hit.entry.type == "file"
+    layer = app.store.layers.diff_dir(copy_layer(app, image))
+    assert (layer / "dst/x/g").read_text() == "x/g"
+
+
+def test_a_stored_base_image_needs_no_registry_code(app: Strata, ctx: Path) -> None:
+    import subprocess
+    import sys
+
+    (ctx / "Dockerfile").write_text(FROM + "COPY a.txt /\n")
+    code = (
+        "import sys\n"
+        "from explorer.api import Strata\n"
+        f"Strata({str(app.root)!r}).build({str(ctx)!r})\n"
+        "print(sorted(m for m in sys.modules if m.startswith('explorer.registry')))\n"
+    )
+    app.close()
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]"
