@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BuildError, Cancelled, DockerfileError, ImageNotFound, InvalidArgument, StrataError
+from ..errors import BuildError, Cancelled, DockerfileError, ImageNotFound, InvalidArgument, StoreFull, StrataError
 from ..fsutil import rmtree
 from ..store.images import Image, canonical_json, host_architecture, new_config, now_rfc3339
 from ..store.index import DIR, FILE, FileEntry, normalize
@@ -104,6 +104,18 @@ def find_base_image(store: Store, reference: str, line: int = 0, filename: str =
                               line, filename) from None
     except StrataError as err:
         raise DockerfileError(f"FROM {reference}: {err}", line, filename) from None
+
+
+def _raise_if_store_full(root: os.PathLike[str] | str, what: str) -> None:
+    """A RUN that failed because the store's filesystem filled up is a full store, not a
+    failing command: say so, as every other write into the store does."""
+    try:
+        fs = os.statvfs(root)
+    except OSError:
+        return
+    if fs.f_bavail * fs.f_frsize < 64 * 1024:
+        raise StoreFull(f"no space left on device for the store at {root} while running {what}; "
+                        "free space and build again")
 
 
 # --- options and plans ---------------------------------------------------------------------------
@@ -978,6 +990,7 @@ class Builder:
                                              network=network)  # type: ignore[arg-type]
             code = self._run_container(config, step)
             if code != 0:
+                _raise_if_store_full(self.store.root, step.text)
                 shown = " ".join(argv)
                 raise BuildError(
                     f"{self.filename}:{step.line}: {step.text}: process \"{shown}\" did not complete "
