@@ -154,3 +154,35 @@ def test_fingerprints_name_changed_paths() -> None:
 def test_empty_matcher_ignores_nothing(ctx_dir: Path) -> None:
     ctx = BuildContext(ctx_dir, IgnoreMatcher())
     assert "skip/x.log" in ctx.entries()
+
+
+def test_many_files_are_hashed_in_order_with_reads_announced_ahead(tmp_path: Path) -> None:
+    import xxhash
+
+    files = {f"d{i % 4}/f{i:03d}": f"content {i}" * (i % 7) for i in range(120)}
+    root = make_tree(tmp_path / "many", files)
+    store = Store(tmp_path / "store")
+    ensure_schema(store.meta)
+    ctx = BuildContext(root)
+    digests: dict[str, str] = {}
+    fds_before = len(os.listdir("/proc/self/fd"))
+    context_records(ctx, StatCache(store.meta, ctx.root), ctx.under(""), digests)
+    assert digests == {rel: xxhash.xxh3_128_hexdigest(text.encode()) for rel, text in files.items()}
+    (root / "d1" / "f061").unlink()  # gone between the walk and the read: an error, and no fd left open
+    ctx = BuildContext(root)
+    entries = ctx.under("")
+    (root / "d2" / "f062").unlink()
+    with pytest.raises(FileNotFoundError):
+        context_records(ctx, StatCache(store.meta, ctx.root), entries, {})
+    assert len(os.listdir("/proc/self/fd")) == fds_before
+    store.close()
+
+
+def test_walking_without_ignore_rules_sees_what_lstat_sees(ctx_dir: Path) -> None:
+    os.symlink("a.txt", ctx_dir / "link")
+    ctx = BuildContext(ctx_dir)
+    for entry in ctx.under(""):
+        st = os.lstat(ctx_dir / entry.rel)
+        assert (entry.mode, entry.size, entry.mtime_ns, entry.ino, entry.nlink) == (
+            st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino, st.st_nlink)
+    assert ctx.lookup("link") is not None and ctx.lookup("link").link == "a.txt"  # type: ignore[union-attr]
