@@ -54,7 +54,12 @@ def layer_changes(store: Store, layer: Layer) -> list[Change]:
     entries = store.layers.entries(layer.id)
     if layer.parent is None:
         return [Change("A", e.path, e) for e in entries if e.type != WHITEOUT]
-    below = UnionView.of_layers(store, store.layers.chain(layer.parent))
+    return classify(entries, UnionView.of_layers(store, store.layers.chain(layer.parent)))
+
+
+def classify(entries: Sequence[FileEntry], below: UnionView) -> list[Change]:
+    """docker diff's A/C/D for a layer's entries over what lies below them: a whiteout
+    deletes only what was there, anything else adds or changes."""
     visible = below.lookup_many([e.path for e in entries])
     out: list[Change] = []
     for e in entries:

@@ -23,7 +23,7 @@ from ..errors import ContainerRunning, ContainerStateError, InvalidArgument, Str
 from ..fsutil import rmtree
 from ..store.containers import ContainerRecord
 from ..store.images import Image, now_rfc3339
-from ..store.index import WHITEOUT, FileEntry
+from ..store.index import FileEntry
 from ..store.marks import mark_owner
 
 if TYPE_CHECKING:
@@ -510,25 +510,14 @@ class ContainerOps:
 
     def diff(self, name: str) -> list[Change]:
         from ..store.union import UnionView
-        from .analysis import Change
+        from .analysis import classify
 
         rec = self._record(name)
         image = self.store.images.get(rec.image)
         entries, _content, scratch = self._container_entries(rec)
         try:
             below = UnionView.of_layers(self.store, self.store.images.layers(image))
-            visible = below.lookup_many([e.path for e in entries])
-            out = []
-            for e in entries:
-                old = visible.get(e.path)
-                if e.type == WHITEOUT:
-                    if old is not None:
-                        out.append(Change("D", e.path, old.entry))
-                elif old is None:
-                    out.append(Change("A", e.path, e))
-                else:
-                    out.append(Change("C", e.path, e))
-            return sorted(out, key=lambda c: c.path)
+            return sorted(classify(entries, below), key=lambda c: c.path)
         finally:
             if scratch is not None:
                 rmtree(scratch)
