@@ -140,7 +140,9 @@ def test_earlier_layers_without_checkpoints_or_libcrypto(tmp_path: Path, small_c
 def test_the_sha256_state_round_trips() -> None:
     lib = layertar._libcrypto()
     if lib is None:
-        pytest.skip("no libcrypto with SHA256_* here: layer writes fall back to hashlib")
+        from tests.capabilities import missing
+
+        missing("no libcrypto with SHA256_* here: layer writes fall back to hashlib")
     data = os.urandom(64 * 100 + 7)
     first = layertar._OpenSSLSha256(lib)
     first.update(memoryview(data[:6400]), 6400)
