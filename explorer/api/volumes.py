@@ -169,11 +169,7 @@ class VolumeOps:
         return tree_size(self.store.volumes.get(name).mountpoint)
 
     def volume_view(self, name: str) -> UnionView:
-        from ..store.union import ListedLayer, UnionView
-
-        v = self.store.volumes.get(name)
-        rows, _size = walk_rows(v.mountpoint)
-        return UnionView([ListedLayer(f"volume {name}", (), v.mountpoint, kind="volume", rows=rows)])
+        return self.volume_listing(name)[0]
 
     def volume_listing(self, name: str) -> tuple[UnionView, int]:
         """The volume's files and its size from one walk (the GUI shows both)."""
@@ -181,7 +177,8 @@ class VolumeOps:
 
         v = self.store.volumes.get(name)
         rows, size = walk_rows(v.mountpoint)
-        return UnionView([ListedLayer(f"volume {name}", (), v.mountpoint, kind="volume", rows=rows)]), size
+        return UnionView([ListedLayer(f"volume {name}", (), v.mountpoint, kind="volume", rows=rows,
+                                      ordered=True)]), size
 
     def inspect_volume(self, name: str) -> dict[str, Any]:
         v = self.store.volumes.get(name)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from ..bulk import collector_paused
 from ..errors import PathNotFound, StrataError
 from .index import DIR, SYMLINK, WHITEOUT, FileEntry, ancestors, normalize
 
@@ -74,7 +75,8 @@ class IndexedLayer:
         self.label = layer.id
 
     def all_rows(self) -> list[Row]:
-        return self.store.meta.query(f"SELECT {self._COLS} FROM files WHERE layer=?", (self.layer.id,))
+        with collector_paused():
+            return self.store.meta.query(f"SELECT {self._COLS} FROM files WHERE layer=?", (self.layer.id,))
 
     def child_rows(self, directory: str) -> list[Row]:
         return self.store.meta.query(
@@ -99,14 +101,18 @@ class ListedLayer:
     """A layer whose index is held in memory (a container's live diff, a volume)."""
 
     def __init__(self, label: str, entries: Iterable[FileEntry], content_root: Path, kind: str = "container",
-                 rows: Iterable[Row] | None = None):
+                 rows: Iterable[Row] | None = None, ordered: bool = False):
+        """``ordered`` promises that ``rows`` come in tree order (see ``tree_order``), so a
+        walk of this layer alone skips its sort."""
         self.label = label
+        self.ordered = ordered and rows is not None
         self.kind = kind
         self.root = content_root
-        if rows is not None:
-            self._rows = {r[0]: r for r in rows}
-        else:
-            self._rows = {e.path: _entry_row(e) for e in entries}
+        with collector_paused():
+            if rows is not None:
+                self._rows = {r[0]: r for r in rows}
+            else:
+                self._rows = {e.path: _entry_row(e) for e in entries}
         self._children: dict[str, list[Row]] | None = None
 
     def all_rows(self) -> list[Row]:
@@ -152,13 +158,16 @@ class UnionView:
 
     def walk(self) -> list[UnionEntry]:
         """Every visible path below ``/``, in tree order."""
-        if len(self.layers) == 1:
-            rows = [r for r in self.layers[0].all_rows() if r[_TYPE] != WHITEOUT and r[_PATH] != "/"]
-            rows.sort(key=lambda r: tree_order(r[_PATH]))
-            return [UnionEntry(FileEntry(*r), 0, ADDED) for r in rows]
-        merged = self._merge_all()
-        keys = sorted(merged, key=tree_order)
-        return [UnionEntry(_row_entry(merged[k][0]), merged[k][1], merged[k][2]) for k in keys]
+        with collector_paused():
+            if len(self.layers) == 1:
+                only = self.layers[0]
+                rows = [r for r in only.all_rows() if r[_TYPE] != WHITEOUT and r[_PATH] != "/"]
+                if not getattr(only, "ordered", False):
+                    rows.sort(key=lambda r: tree_order(r[_PATH]))
+                return [UnionEntry(FileEntry(*r), 0, ADDED) for r in rows]
+            merged = self._merge_all()
+            keys = sorted(merged, key=tree_order)
+            return [UnionEntry(_row_entry(merged[k][0]), merged[k][1], merged[k][2]) for k in keys]
 
     def _merge_all(self) -> dict[str, list]:
         result: dict[str, list] = {}

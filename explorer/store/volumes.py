@@ -11,10 +11,12 @@ import os
 import re
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..bulk import collector_paused
 from ..errors import AlreadyExists, InvalidName, VolumeInUse, VolumeNotFound
 from ..fsutil import guard_enospc, rmtree
 from .index import DIR, FILE, FileEntry, type_from_mode
@@ -154,31 +156,37 @@ class VolumeStore:
 
 
 def walk_rows(root: Path) -> tuple[list[tuple[Any, ...]], int]:
-    """A volume's files as index rows (the ``files`` table's column order) and the bytes
-    of its regular files (each inode once), from one lstat per entry: no content
-    hashing, since volumes change under running containers and can be large."""
+    """A volume's files as index rows (the ``files`` table's column order), already in
+    tree order, and the bytes of its regular files (each inode once).
+
+    One lstat per entry and no content hashing: volumes change under running containers
+    and can be large. Each directory's names are sorted and its subtree is emitted right
+    after its own row, which is the order ``UnionView.walk`` wants, so a listing of a
+    volume needs no sort of its own.
+    """
     rows: list[tuple[Any, ...]] = []
     append = rows.append
     total = 0
     seen: set[int] = set()
-    stack = [("", str(root))]
     is_dir, is_reg, is_lnk, imode = stat.S_ISDIR, stat.S_ISREG, stat.S_ISLNK, stat.S_IMODE
-    scandir, readlink = os.scandir, os.readlink
-    while stack:
-        rel_dir, real_dir = stack.pop()
-        prefix = rel_dir + "/"
-        try:
-            it = scandir(real_dir)
-        except OSError:
-            continue
-        with it:
-            for entry in it:
+    listdir, lstat, readlink = os.listdir, os.lstat, os.readlink
+    try:
+        top = sorted(listdir(root))
+    except OSError:
+        return rows, 0
+    # (path below the volume + "/", real path + "/", names still to visit)
+    stack: list[tuple[str, str, Iterator[str]]] = [("/", str(root) + "/", iter(top))]
+    with collector_paused():
+        while stack:
+            prefix, real_prefix, names = stack[-1]
+            for name in names:
+                real = real_prefix + name
                 try:
-                    st = entry.stat(follow_symlinks=False)
+                    st = lstat(real)
                 except OSError:
                     continue
                 mode = st.st_mode
-                path = prefix + entry.name
+                path = prefix + name
                 if is_reg(mode):
                     size = st.st_size
                     if st.st_nlink == 1:
@@ -188,17 +196,25 @@ def walk_rows(root: Path) -> tuple[list[tuple[Any, ...]], int]:
                         total += size
                     append((path, FILE, mode & 0o7777, st.st_uid, st.st_gid, size, st.st_mtime, None, None, 0, 0, 0))
                 elif is_dir(mode):
-                    stack.append((path, entry.path))
                     append((path, DIR, mode & 0o7777, st.st_uid, st.st_gid, 0, st.st_mtime, None, None, 0, 0, 0))
+                    try:
+                        below = sorted(listdir(real))
+                    except OSError:
+                        continue
+                    if below:
+                        stack.append((path + "/", real + "/", iter(below)))
+                        break  # the subtree first; this directory's iterator resumes after it
                 else:
                     link = None
                     if is_lnk(mode):
                         try:
-                            link = readlink(entry.path)
+                            link = readlink(real)
                         except OSError:
                             link = None
                     append((path, type_from_mode(mode), imode(mode), st.st_uid, st.st_gid, 0, st.st_mtime, None,
                             link, 0, 0, 0))
+            else:
+                stack.pop()
     return rows, total
 
 
