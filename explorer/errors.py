@@ -270,3 +270,8 @@ class RegistryProtocolError(RegistryError):
 class FileOperationFailed(StrataError):
     """Copying into, out of or editing a container's or volume's files failed
     (the message names the side: ``container NAME``, ``volume NAME`` or ``host``)."""
+
+
+class CloneFailed(StrataError):
+    """A background hard-link clone of a layer did not complete; the caller writes the
+    layer without it (never shown to a user unless that fails too)."""

@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import posixpath
 import stat
 import tarfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import IO, Any
 
@@ -169,7 +170,14 @@ class LayerWriter:
     """Places items into a staging ``diff`` directory over ``view`` and indexes them."""
 
     def __init__(self, diff_dir: str, view: UnionView, filename: str = "Dockerfile", line: int = 0,
-                 keyword: str = "COPY", reuse: Mapping[str, tuple[str, str | None]] | None = None) -> None:
+                 keyword: str = "COPY", reuse: Mapping[str, tuple[str, str | None]] | None = None,
+                 base: Mapping[str, FileEntry] | None = None, base_ready: Callable[[], None] | None = None) -> None:
+        """``reuse`` maps paths to an earlier layer's file there (its disk path and digest), to
+        hard-link instead of copy. ``base`` is instead the index of a tree that ``diff_dir``
+        holds already — a hard-link clone of an earlier result of the same step, possibly
+        still being made: ``base_ready`` blocks until it is complete and is called before
+        the first change on disk. Items equal to the base are then kept as they are, so a
+        layer that differs in one file costs one file's work on disk."""
         self.diff = diff_dir
         self.view = view
         self.filename = filename
@@ -186,6 +194,10 @@ class LayerWriter:
         # new layer's tar shares their bytes with that layer's (see store.layertar).
         self.same: set[str] = set()
         self._dir_fds: dict[int, tuple[str, int]] = {}  # slot -> (directory, O_PATH fd)
+        # The base's paths not yet kept or removed; what is left at the end goes.
+        self._left: dict[str, FileEntry] = {p: e for p, e in (base or {}).items() if p != "/"}
+        self._base_ready = base_ready
+        self._queued: list[Callable[[], object]] = []
 
     def _disk(self, path: str) -> str:
         return self.diff + path
@@ -236,11 +248,76 @@ class LayerWriter:
         self._mirror_or_make(path, owner, mtime)
         return not existed
 
+    def _on_disk(self, change: Callable[[], object]) -> None:
+        """Make a change on disk now or, while the base clone is still being made, queue it:
+        ``_ready`` makes the queued changes in order once the clone is complete. So the
+        whole plan is worked through alongside the clone, and only differences wait."""
+        if self._base_ready is not None:
+            self._queued.append(change)
+        else:
+            change()
+
+    def _ready(self) -> None:
+        """Wait for the base tree (if any) and make the changes queued meanwhile."""
+        if self._base_ready is not None:
+            wait, self._base_ready = self._base_ready, None
+            wait()
+            queued, self._queued = self._queued, []
+            for change in queued:
+                change()
+
+    def _keep_dir(self, path: str) -> bool:
+        """Keep the base's directory at ``path``, if it has one; else clear what it has there."""
+        old = self._left.pop(path, None)
+        if old is None:
+            return False
+        if old.type != DIR:
+            self._remove_base(path, old)
+            return False
+        made = disk_mode(DIR, old.mode, _AS_ROOT)
+        if not _AS_ROOT and made & 0o700 != 0o700:
+            made |= 0o700  # rootless: this writer must be able to write into it
+            self._on_disk(functools.partial(os.chmod, self._disk(path), made))
+        self._made[path] = made
+        return True
+
+    def _remove_base(self, path: str, old: FileEntry) -> None:
+        """Delete the base's ``old`` at ``path`` from disk (something else goes there)."""
+        if old.type == DIR:
+            self._forget_base_below(path)
+        self._on_disk(functools.partial(self._remove_disk, self._disk(path), old.type == DIR))
+
+    def _remove_disk(self, disk: str, is_dir: bool) -> None:
+        if is_dir:
+            from ..fsutil import rmtree
+
+            self.close()  # a held fd may be of a directory about to go
+            rmtree(disk)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(disk)
+
+    def _forget_base_below(self, path: str) -> None:
+        if self._left:
+            prefix = path + "/"
+            for key in [k for k in self._left if k.startswith(prefix)]:
+                del self._left[key]
+
     def _mkdir(self, path: str, entry: FileEntry) -> None:
         disk = self._disk(path)
+        if not (self._left and self._keep_dir(path)):
+            self._on_disk(functools.partial(self._make_dir, path, disk, entry.mode))
+        if entry.opaque:
+            self._on_disk(functools.partial(os.setxattr, disk, OPAQUE_XATTR, b"y", follow_symlinks=False))
+        if entry.path != path or entry.type != DIR or entry.size or entry.digest or entry.link:
+            entry = replace(entry, path=path, type=DIR, size=0, digest=None, link=None)
+        self.entries[path] = entry
+        self._dir_modes[path] = entry.mode
+
+    def _make_dir(self, path: str, disk: str, index_mode: int) -> None:
         # Made with its final mode where that lets us write into it (root may write
         # anywhere), so most directories need no chmod at the end.
-        mode = disk_mode(DIR, entry.mode, _AS_ROOT) & 0o777
+        mode = disk_mode(DIR, index_mode, _AS_ROOT) & 0o777
         if not _AS_ROOT:
             mode |= 0o700
         try:
@@ -252,12 +329,6 @@ class LayerWriter:
                 os.unlink(disk)
                 os.mkdir(disk, mode)
                 self._made[path] = mode & ~_UMASK
-        if entry.opaque:
-            os.setxattr(disk, OPAQUE_XATTR, b"y", follow_symlinks=False)
-        if entry.path != path or entry.type != DIR or entry.size or entry.digest or entry.link:
-            entry = replace(entry, path=path, type=DIR, size=0, digest=None, link=None)
-        self.entries[path] = entry
-        self._dir_modes[path] = entry.mode
 
     # --- placing items ---
 
@@ -266,12 +337,8 @@ class LayerWriter:
         old = self.entries.pop(path, None)
         if old is None:
             return
-        disk = self._disk(path)
         if old.type == DIR:
-            from ..fsutil import rmtree
-
-            self.close()  # a held fd may be of a directory about to go
-            rmtree(disk)
+            self._forget_base_below(path)
             prefix = path + "/"
             for key in [k for k in self.entries if k.startswith(prefix)]:
                 del self.entries[key]
@@ -280,8 +347,23 @@ class LayerWriter:
             self._dir_modes.pop(path, None)
         else:
             self.same.discard(path)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(disk)
+        self._on_disk(functools.partial(self._remove_disk, self._disk(path), old.type == DIR))
+
+    def _keep_file(self, item: CopyItem, mtime: float) -> bool:
+        """Whether the base has exactly this file at its path (then it stays as it is);
+        whatever else the base has there is removed."""
+        path = item.dest
+        old = self._left.pop(path, None)
+        if old is None:
+            return False
+        if item.kind == FILE and old == FileEntry(path, FILE, item.mode, item.owner.uid, item.owner.gid,
+                                                  item.size, mtime, item.digest or EMPTY_DIGEST):
+            self.entries[path] = old
+            self.same.add(path)
+            self.linked += 1
+            return True
+        self._remove_base(path, old)
+        return False
 
     def place(self, item: CopyItem, parents_owner: Owner | None = None) -> None:
         path = item.dest
@@ -301,33 +383,45 @@ class LayerWriter:
                 self._fresh.add(path)
             return
         self._clear(path)
+        if self._left and self._keep_file(item, mtime):
+            return
         disk = self._disk(path)
         if item.kind == FILE:
-            self._write_file(item, disk)
+            if item.reader is not None:
+                self._ready()  # a stream (an archive member) is read now or never
+                self._write_file(item, disk)
+            else:
+                self._on_disk(functools.partial(self._write_file, item, disk))
             entry = FileEntry(path, FILE, item.mode, item.owner.uid, item.owner.gid, item.size, mtime,
                               item.digest or EMPTY_DIGEST)
         elif item.kind == HARDLINK:
             target = self.entries.get(item.link or "")
             if target is None or target.type != FILE:
                 raise self._fail(f"{self.keyword} failed: hard link {path} to {item.link}, which is not copied")
-            os.link(self._disk(target.path), disk)
+            self._on_disk(functools.partial(os.link, self._disk(target.path), disk))
             entry = FileEntry(path, HARDLINK, target.mode, target.uid, target.gid, 0, target.mtime,
                               None, target.path)
         elif item.kind == SYMLINK:
-            os.symlink(item.link or "", disk)
-            self._own(disk, item.owner)
-            with contextlib.suppress(OSError):
-                os.utime(disk, ns=(item.mtime_ns, item.mtime_ns), follow_symlinks=False)
+            self._on_disk(functools.partial(self._make_symlink, item, disk))
             entry = FileEntry(path, SYMLINK, item.mode or 0o777, item.owner.uid, item.owner.gid, 0, mtime,
                               None, item.link)
         elif item.kind == FIFO:
-            os.mkfifo(disk, 0o600)
-            self._own(disk, item.owner)
-            os.chmod(disk, item.mode)
+            self._on_disk(functools.partial(self._make_fifo, item, disk))
             entry = FileEntry(path, FIFO, item.mode, item.owner.uid, item.owner.gid, 0, mtime)
         else:
             return  # sockets and devices are not copied
         self.entries[path] = entry
+
+    def _make_symlink(self, item: CopyItem, disk: str) -> None:
+        os.symlink(item.link or "", disk)
+        self._own(disk, item.owner)
+        with contextlib.suppress(OSError):
+            os.utime(disk, ns=(item.mtime_ns, item.mtime_ns), follow_symlinks=False)
+
+    def _make_fifo(self, item: CopyItem, disk: str) -> None:
+        os.mkfifo(disk, 0o600)
+        self._own(disk, item.owner)
+        os.chmod(disk, item.mode)
 
     @staticmethod
     def _own(disk: str, owner: Owner) -> None:
@@ -412,6 +506,13 @@ class LayerWriter:
 
     def finish(self) -> list[FileEntry]:
         """Give directories their final modes (deepest first) and return the index."""
+        if self._left:  # the base's paths this layer does not have
+            for path in sorted(self._left, key=lambda p: p.count("/"), reverse=True):
+                old = self._left.get(path)
+                if old is not None:
+                    self._remove_base(path, old)
+            self._left.clear()
+        self._ready()
         self.close()
         for path in sorted(self._dir_modes, key=lambda p: p.count("/"), reverse=True):
             entry = self.entries[path]

@@ -26,15 +26,26 @@ import secrets
 import select
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BuildError, Cancelled, DockerfileError, ImageNotFound, InvalidArgument, StoreFull, StrataError
+from ..bulk import collector_paused
+from ..errors import (
+    BuildError,
+    Cancelled,
+    CloneFailed,
+    DockerfileError,
+    ImageNotFound,
+    InvalidArgument,
+    StoreFull,
+    StrataError,
+)
 from ..fsutil import rmtree
 from ..store.images import Image, canonical_json, host_architecture, new_config, now_rfc3339
 from ..store.index import DIR, FILE, FileEntry, normalize
+from ..store.layers import Predecessor
 from ..store.union import UnionView
 from .cache import BuildCache, CacheEntry, base_key, mounts_dir, step_key
 from .checksum import StatCache, checksum, context_records, fingerprints, index_records, record, stat_snapshot
@@ -71,6 +82,7 @@ from .parser import parse
 
 if TYPE_CHECKING:
     from ..store.layers import Staging
+    from ..store.linkclone import LinkClone
     from ..store.store import Store
     from .copy import CopyPlan, LayerWriter, Owner
 
@@ -78,6 +90,9 @@ EventSink = Callable[[BuildEvent], None]
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 HEREDOC_SCRIPT = "/.strata-heredoc"
 _URL_PREFIXES = ("http://", "https://")
+# A COPY whose earlier result has at least this many paths starts from a hard-link clone
+# of it (store.linkclone); smaller ones are written directly, linking unchanged files.
+_CLONE_AT_LEAST = 256
 # References ensure_image fetches from a local daemon (registry.daemon.TRANSPORTS).
 DAEMON_PREFIXES = ("docker-daemon:", "podman:")
 
@@ -278,6 +293,19 @@ def _apply_config(c: dict[str, Any], ins: Instruction, state: _StageState) -> No
 
 
 @dataclass
+class _HeadStart:
+    """A COPY layer begun before its cache lookup (see ``Builder._begin_early``): a staging
+    directory becoming a clone of the step's earlier layer. ``exits`` removes both."""
+
+    step: Step
+    exits: contextlib.ExitStack
+    staging: Staging
+    clone: LinkClone
+    earlier: str
+    base: dict[str, FileEntry]
+
+
+@dataclass
 class _StageState:
     """ARGs and flags that evolve through a stage while it is planned."""
 
@@ -314,6 +342,7 @@ class Builder:
         self._failed_step = False  # an error event naming the step was already sent
         self._cache: BuildCache | None = None
         self._scratch: list[Path] = []
+        self._head_start: _HeadStart | None = None
 
     # --- entry point ---
 
@@ -328,6 +357,7 @@ class Builder:
                                      exit_code=err.exit_status if isinstance(err, BuildError) else None))
             raise
         finally:
+            self._drop_head_start()
             for path in self._scratch:
                 rmtree(path)
             if self._cache is not None:
@@ -585,8 +615,11 @@ class Builder:
         detail = {"instruction": step.instruction.source, "expanded": canonical, "args": step.used_args,
                   "env": step.env, "sources": sources_sum, "stage": step.stage_label, "line": step.line,
                   "keyword": ins.keyword}
+        if isinstance(prepared, dict) and "shape" in prepared:
+            detail["shape"] = prepared["shape"]
         hit = None if self.options.no_cache else self.cache.get(key)
         if hit is not None:
+            self._drop_head_start()
             self._touched.append(key)
             self.steps_cached += 1
             config = json.loads(hit.config)
@@ -675,7 +708,7 @@ class Builder:
         with self.store.layers.staging() as st:
             writer = LayerWriter(str(st.diff), view, self.filename, step.line, "WORKDIR")
             writer.ensure_dir(real, ROOT, time.time())
-            return self._add_layer(st, writer.finish(), snap.top_layer, self._created_by(step)), False
+            return self.store.layers.add_dir(st, writer.finish(), snap.top_layer, self._created_by(step)).id, False
 
     # --- COPY / ADD ---
 
@@ -709,6 +742,8 @@ class Builder:
                 entries += self.ctx.under(match.real) if match.is_dir else [match.entry]
             context_lines: Callable[[], list[str]] = list
             if entries:
+                prepared["shape"] = f"{len(entries)} {sum(e.size for e in entries)}"
+                self._begin_early(step, snap, prepared["shape"])
                 summary, context_lines = self._context_checksum(entries)
                 records.append(f"\0context\0{summary}")
 
@@ -819,39 +854,14 @@ class Builder:
         self._scratch.append(path)
         return path
 
-    def _reuse_map(self, step: Step, snap: Snapshot) -> tuple[str | None, dict[str, tuple[str, str | None]]]:
-        """The layer this step made the last time on this parent, and its files: unchanged
-        ones are hard-linked instead of copied, and the tar they share is not hashed again."""
+    def _earlier_result(self, step: Step, snap: Snapshot) -> tuple[str | None, dict[str, FileEntry]]:
+        """The layer this step made the last time on this parent, and its index: the new
+        layer is most likely that one with a few files changed."""
         for sibling in self.cache.siblings(snap.key, limit=10):
             if sibling.layer and sibling.detail.get("instruction") == step.instruction.source:
-                diff = str(self.store.layers.diff_dir(sibling.layer))
-                rows = self.store.meta.query("SELECT path, digest FROM files WHERE layer=? AND type=?",
-                                             (sibling.layer, FILE))
-                return sibling.layer, {path: (diff + path, digest) for path, digest in rows}
+                with collector_paused():
+                    return sibling.layer, {e.path: e for e in self.store.layers.entries(sibling.layer)}
         return None, {}
-
-    def _add_layer(self, st: Staging, entries: list[FileEntry], parent: str | None, created_by: str,
-                   earlier: str | None = None, same: Set[str] = frozenset()) -> str:
-        """Register what a step wrote into ``st``; ``earlier`` is a layer the new one likely
-        shares most of its tar with, ``same`` the files (relative paths) that are hard links
-        of that layer's files at the same paths (see ``store.layertar``). Like
-        ``LayerStore.add_dir``, without writing the tar anywhere: only its digest and
-        tar-split are wanted."""
-        from ..errors import LayerNotFound
-        from ..fsutil import guard_enospc
-        from ..store.layertar import EarlierLayer, write_layer_tar
-
-        layers = self.store.layers
-        before = None
-        if earlier is not None:
-            try:
-                layers.get(earlier)
-                before = EarlierLayer(str(layers.tarsplit_path(earlier)), frozenset(same))
-            except LayerNotFound:
-                before = None
-        with self.store.gc_lock(), guard_enospc(str(st.path)):
-            diff_id, size = write_layer_tar(str(st.diff), entries, None, str(st.tarsplit), earlier=before)
-            return layers.commit(st, entries, diff_id, size, parent, created_by).id
 
     def _destination(self, step: Step, snap: Snapshot) -> dict[str, Any]:
         """Where a COPY/ADD writes and as whom: only needed when the step runs."""
@@ -865,38 +875,107 @@ class Builder:
         chmod = parse_chmod(ins.chmod, step.line, self.filename, ins.keyword)
         return {"view": view, "dest": dest, "dest_as_dir": dest_as_dir, "owner": owner, "chmod": chmod}
 
+    def _begin_early(self, step: Step, snap: Snapshot, shape: str) -> None:
+        """Start cloning this step's earlier layer before the cache lookup when the step will
+        surely run: its sources' count or bytes differ from that run's (``shape``). The
+        clone (``store.linkclone``) then proceeds alongside checksumming and planning."""
+        if self.options.no_cache or not _CLONE_AT_LEAST:
+            return
+        self._drop_head_start()
+        for sibling in self.cache.siblings(snap.key, limit=10):
+            if sibling.layer and sibling.detail.get("instruction") == step.instruction.source:
+                if sibling.detail.get("shape") in (None, shape):
+                    return  # the same shape: maybe only touched, and then a cache hit
+                break
+        else:
+            return
+        earlier, base = self._earlier_result(step, snap)
+        if earlier is None or len(base) < _CLONE_AT_LEAST:
+            return
+        from ..store.linkclone import LinkClone
+
+        exits = contextlib.ExitStack()
+        try:
+            st = exits.enter_context(self.store.layers.staging())
+            clone = LinkClone(str(self.store.layers.diff_dir(earlier)), str(st.diff))
+            exits.callback(clone.cancel)  # runs before the staging directory goes
+        except BaseException:
+            exits.close()
+            raise
+        self._head_start = _HeadStart(step, exits, st, clone, earlier, base)
+
+    def _drop_head_start(self) -> None:
+        head, self._head_start = self._head_start, None
+        if head is not None:
+            head.exits.close()
+
     def _copy(self, step: Step, snap: Snapshot, prepared: dict[str, Any]) -> str:
+        if "view" not in prepared:
+            prepared.update(self._destination(step, snap))
+        head, self._head_start = self._head_start, None
+        if head is not None and head.step is not step:
+            head.exits.close()
+            head = None
+        earlier: str | None
+        if head is not None:
+            earlier, base = head.earlier, head.base
+            with head.exits:
+                try:
+                    return self._write_copy(step, snap, prepared, earlier, base, head.staging, head.clone)
+                except CloneFailed:
+                    pass  # written the ordinary way below, in a fresh staging directory
+        else:
+            # --no-cache trusts nothing earlier, not even its files: everything is written afresh.
+            earlier, base = self._earlier_result(step, snap) if not self.options.no_cache else (None, {})
+            if earlier is not None and len(base) >= _CLONE_AT_LEAST:
+                from ..store.linkclone import LinkClone
+
+                with self.store.layers.staging() as st:
+                    clone = LinkClone(str(self.store.layers.diff_dir(earlier)), str(st.diff))
+                    try:
+                        return self._write_copy(step, snap, prepared, earlier, base, st, clone)
+                    except CloneFailed:
+                        pass
+        with self.store.layers.staging() as st:
+            return self._write_copy(step, snap, prepared, earlier, base, st, None)
+
+    def _write_copy(self, step: Step, snap: Snapshot, prepared: dict[str, Any], earlier: str | None,
+                    base: dict[str, FileEntry], st: Staging, cloning: LinkClone | None) -> str:
+        """Write the COPY/ADD layer into ``st``. With ``cloning`` the staging directory is
+        becoming a hard-link clone of ``earlier`` (``cp -al``, while the items are worked
+        out) and only what differs is written; without, unchanged files are still
+        hard-linked from ``earlier``."""
         from .copy import CopyError, LayerWriter, place_all
 
         ins = step.expanded
         assert isinstance(ins, (Copy, Add)) and self.ctx is not None
-        if "view" not in prepared:
-            prepared.update(self._destination(step, snap))
         view: UnionView = prepared["view"]
-        dest: str = prepared["dest"]
-        dest_as_dir: bool = prepared["dest_as_dir"]
-        owner: Owner = prepared["owner"]
-        chmod: int | None = prepared["chmod"]
         keyword = ins.keyword
-        earlier, reuse = self._reuse_map(step, snap)
-        with self.store.layers.staging() as st:
-            writer = LayerWriter(str(st.diff), view, self.filename, step.line, keyword, reuse=reuse)
-            try:
-                if "plan" in prepared:
-                    place_all(writer, prepared["plan"])
-                else:
-                    self._place_context(writer, step, prepared, dest, dest_as_dir, owner, chmod)
-            except CopyError:
-                raise
-            except OSError as e:
-                raise DockerfileError(f"{keyword} failed: {e.strerror or e}: {e.filename or ''}".rstrip(": "),
-                                      step.line, self.filename) from None
-            finally:
-                writer.close()
+        layers = self.store.layers
+        earlier_dir = str(layers.diff_dir(earlier)) if earlier is not None else ""
+        reuse = {} if cloning else {
+            path: (earlier_dir + path, e.digest) for path, e in base.items() if e.type == FILE}
+        writer = LayerWriter(str(st.diff), view, self.filename, step.line, keyword, reuse=reuse,
+                             base=base if cloning else None, base_ready=cloning.wait if cloning else None)
+        try:
+            if "plan" in prepared:
+                place_all(writer, prepared["plan"])
+            else:
+                self._place_context(writer, step, prepared, prepared["dest"], prepared["dest_as_dir"],
+                                    prepared["owner"], prepared["chmod"])
             entries = writer.finish()
-            same = {path[1:] for path in writer.same if path in writer.entries}
-            return self._add_layer(st, entries, snap.top_layer, self._created_by(step),
-                                   earlier if same else None, same)
+        except (CopyError, CloneFailed):
+            raise
+        except OSError as e:
+            raise DockerfileError(f"{keyword} failed: {e.strerror or e}: {e.filename or ''}".rstrip(": "),
+                                  step.line, self.filename) from None
+        finally:
+            writer.close()
+            if cloning is not None:
+                cloning.cancel()
+        same = frozenset(path[1:] for path in writer.same if path in writer.entries)
+        predecessor = Predecessor(earlier, base, same) if earlier is not None else None
+        return layers.add_dir(st, entries, snap.top_layer, self._created_by(step), predecessor).id
 
     def _place_context(self, writer: LayerWriter, step: Step, prepared: dict[str, Any], dest: str,
                        dest_as_dir: bool, owner: Owner, chmod: int | None) -> None:
@@ -1000,7 +1079,7 @@ class Builder:
                                  runtime_dir=str(scratch / "run"))
             rmtree(scratch / "work")
             entries = self._scan(str(st.diff), chain)
-            return self._add_layer(st, entries, snap.top_layer, self._created_by(step))
+            return self.store.layers.add_dir(st, entries, snap.top_layer, self._created_by(step)).id
 
     def _predefined(self, step: Step) -> dict[str, str]:
         return {k: v for k, v in self.options.build_args.items() if k in PREDEFINED_ARGS}

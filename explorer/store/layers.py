@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -61,6 +61,21 @@ def entry_from_row(row: tuple[Any, ...]) -> FileEntry:
     return FileEntry(
         row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], bool(row[9]), row[10], row[11]
     )
+
+
+@dataclass(frozen=True)
+class Predecessor:
+    """An earlier result of the same build step, which a new layer probably resembles.
+
+    ``same`` names the new layer's files (relative paths) that are that layer's very
+    inodes at the same paths: the tar they share need not be hashed again (see
+    ``layertar``). ``entries`` is its index by path: when most rows are unchanged they are
+    copied inside SQLite instead of inserted one by one.
+    """
+
+    layer_id: str
+    entries: Mapping[str, FileEntry]
+    same: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -194,13 +209,24 @@ class LayerStore:
             layer = self.commit(st, result.entries, result.diff_id, result.size, parent, created_by)
             return layer, result.compressed_digest, result.compressed_size
 
-    def add_dir(self, st: Staging, entries: list[FileEntry], parent: str | None, created_by: str) -> Layer:
-        """Register content already written into ``st.diff`` (a build step, a commit)."""
-        from .layertar import write_layer_tar
+    def add_dir(self, st: Staging, entries: list[FileEntry], parent: str | None, created_by: str,
+                predecessor: Predecessor | None = None) -> Layer:
+        """Register content already written into ``st.diff`` (a build step, a commit). Only
+        the tar's digest and tar-split are made: the tar itself is written on export."""
+        from .layertar import EarlierLayer, write_layer_tar
 
-        with self.store.gc_lock(), open(os.devnull, "wb") as sink, guard_enospc(str(st.path)):
-            diff_id, size = write_layer_tar(str(st.diff), entries, sink, str(st.tarsplit))
-            return self.commit(st, entries, diff_id, size, parent, created_by)
+        earlier = None
+        if predecessor is not None:
+            try:
+                self.get(predecessor.layer_id)
+            except LayerNotFound:
+                predecessor = None
+            else:
+                if predecessor.same:
+                    earlier = EarlierLayer(str(self.tarsplit_path(predecessor.layer_id)), predecessor.same)
+        with self.store.gc_lock(), guard_enospc(str(st.path)):
+            diff_id, size = write_layer_tar(str(st.diff), entries, None, str(st.tarsplit), earlier=earlier)
+            return self.commit(st, entries, diff_id, size, parent, created_by, predecessor)
 
     def commit(
         self,
@@ -210,6 +236,7 @@ class LayerStore:
         size: int,
         parent: str | None,
         created_by: str,
+        predecessor: Predecessor | None = None,
     ) -> Layer:
         parent_chain = self.get(parent).chain_id if parent else None
         chain_id = chain_ids([parent_chain, diff_id])[-1] if parent_chain else diff_id
@@ -234,14 +261,10 @@ class LayerStore:
                     (st.id, chain_id, diff_id, parent, size, content, len(entries),
                      added, modified, deleted, now, created_by),
                 )
-                conn.executemany(
-                    f"INSERT OR REPLACE INTO files(layer, parent, {_FILE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        (st.id, parent_of(e.path), e.path, e.type, e.mode, e.uid, e.gid, e.size, e.mtime,
-                         e.digest, e.link, int(e.opaque), e.devmajor, e.devminor)
-                        for e in entries
-                    ),
-                )
+                rows = entries
+                if predecessor is not None:
+                    rows = _copy_rows(conn, st.id, entries, predecessor)
+                _insert_rows(conn, st.id, rows)
         except _LostRace:
             rmtree(final)
             found = self.by_chain(chain_id)
@@ -306,6 +329,35 @@ class LayerStore:
                 "INSERT OR IGNORE INTO blobs(layer, digest, media_type, size, source) VALUES (?,?,?,?,?)",
                 (layer_id, digest, media_type, size, source),
             )
+
+
+def _insert_rows(conn: Any, layer_id: str, entries: list[FileEntry]) -> None:
+    conn.executemany(
+        f"INSERT OR REPLACE INTO files(layer, parent, {_FILE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            (layer_id, parent_of(e.path), e.path, e.type, e.mode, e.uid, e.gid, e.size, e.mtime,
+             e.digest, e.link, int(e.opaque), e.devmajor, e.devminor)
+            for e in entries
+        ),
+    )
+
+
+def _copy_rows(conn: Any, layer_id: str, entries: list[FileEntry], predecessor: Predecessor) -> list[FileEntry]:
+    """Give ``layer_id`` the predecessor's index rows inside SQLite, minus the paths it does
+    not have; returns the entries still to insert (those that differ). When most differ,
+    nothing is copied and all are returned."""
+    base = predecessor.entries
+    changed = [e for e in entries if base.get(e.path) != e]
+    if len(changed) * 2 > len(entries):
+        return entries
+    present = {e.path for e in entries}
+    conn.execute(
+        f"INSERT INTO files(layer, parent, {_FILE_COLS}) SELECT ?, parent, {_FILE_COLS} FROM files WHERE layer=?",
+        (layer_id, predecessor.layer_id),
+    )
+    conn.executemany("DELETE FROM files WHERE layer=? AND path=?",
+                     ((layer_id, path) for path in base if path not in present))
+    return changed
 
 
 class _LostRace(Exception):
