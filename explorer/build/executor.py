@@ -854,14 +854,29 @@ class Builder:
         self._scratch.append(path)
         return path
 
-    def _earlier_result(self, step: Step, snap: Snapshot) -> tuple[str | None, dict[str, FileEntry]]:
-        """The layer this step made the last time on this parent, and its index: the new
-        layer is most likely that one with a few files changed."""
+    def _earlier_layer(self, step: Step, snap: Snapshot) -> str | None:
+        """The layer this step made the last time on this parent: the new layer is most
+        likely that one with a few files changed."""
         for sibling in self.cache.siblings(snap.key, limit=10):
             if sibling.layer and sibling.detail.get("instruction") == step.instruction.source:
-                with collector_paused():
-                    return sibling.layer, {e.path: e for e in self.store.layers.entries(sibling.layer)}
-        return None, {}
+                return sibling.layer
+        return None
+
+    def _index(self, layer_id: str | None) -> dict[str, FileEntry]:
+        if layer_id is None:
+            return {}
+        with collector_paused():
+            return {e.path: e for e in self.store.layers.entries(layer_id)}
+
+    def _worth_cloning(self, layer_id: str | None) -> bool:
+        from ..errors import LayerNotFound
+
+        if layer_id is None:
+            return False
+        try:
+            return self.store.layers.get(layer_id).entries >= _CLONE_AT_LEAST
+        except LayerNotFound:
+            return False
 
     def _destination(self, step: Step, snap: Snapshot) -> dict[str, Any]:
         """Where a COPY/ADD writes and as whom: only needed when the step runs."""
@@ -886,11 +901,11 @@ class Builder:
             if sibling.layer and sibling.detail.get("instruction") == step.instruction.source:
                 if sibling.detail.get("shape") in (None, shape):
                     return  # the same shape: maybe only touched, and then a cache hit
+                earlier = sibling.layer
                 break
         else:
             return
-        earlier, base = self._earlier_result(step, snap)
-        if earlier is None or len(base) < _CLONE_AT_LEAST:
+        if not self._worth_cloning(earlier):
             return
         from ..store.linkclone import LinkClone
 
@@ -899,6 +914,7 @@ class Builder:
             st = exits.enter_context(self.store.layers.staging())
             clone = LinkClone(str(self.store.layers.diff_dir(earlier)), str(st.diff))
             exits.callback(clone.cancel)  # runs before the staging directory goes
+            base = self._index(earlier)  # read while cp works
         except BaseException:
             exits.close()
             raise
@@ -926,16 +942,22 @@ class Builder:
                     pass  # written the ordinary way below, in a fresh staging directory
         else:
             # --no-cache trusts nothing earlier, not even its files: everything is written afresh.
-            earlier, base = self._earlier_result(step, snap) if not self.options.no_cache else (None, {})
-            if earlier is not None and len(base) >= _CLONE_AT_LEAST:
+            earlier = self._earlier_layer(step, snap) if not self.options.no_cache else None
+            base = {}
+            if earlier is not None and self._worth_cloning(earlier):
                 from ..store.linkclone import LinkClone
 
                 with self.store.layers.staging() as st:
                     clone = LinkClone(str(self.store.layers.diff_dir(earlier)), str(st.diff))
                     try:
+                        base = self._index(earlier)  # read while cp works
                         return self._write_copy(step, snap, prepared, earlier, base, st, clone)
                     except CloneFailed:
                         pass
+                    finally:
+                        clone.cancel()  # before the staging directory goes
+            else:
+                base = self._index(earlier)
         with self.store.layers.staging() as st:
             return self._write_copy(step, snap, prepared, earlier, base, st, None)
 

@@ -223,7 +223,8 @@ class LayerStore:
                 predecessor = None
             else:
                 if predecessor.same:
-                    earlier = EarlierLayer(str(self.tarsplit_path(predecessor.layer_id)), predecessor.same)
+                    earlier = EarlierLayer(str(self.tarsplit_path(predecessor.layer_id)), predecessor.same,
+                                           predecessor.entries)
         with self.store.gc_lock(), guard_enospc(str(st.path)):
             diff_id, size = write_layer_tar(str(st.diff), entries, None, str(st.tarsplit), earlier=earlier)
             return self.commit(st, entries, diff_id, size, parent, created_by, predecessor)

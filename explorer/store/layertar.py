@@ -11,13 +11,17 @@ when rootless); file payload is read from disk, never through a symlink.
 The diff id is the SHA-256 of the whole tar, so a layer that differs from an earlier
 one in a single file still has all of its tar hashed — but SHA-256 runs front to back,
 and its state after a prefix depends on that prefix alone. So the tar-split of every
-layer written here keeps the running state at entry boundaries about every MiB (at a
-64-byte boundary the state is eight words and a length). A build step that writes "the
-earlier layer with one file changed" names that earlier layer (``EarlierLayer``): the
-part of the new tar proven byte-identical to the earlier tar — the same header bytes,
-payloads that are the very same inodes, which layers never change in place — is not
-hashed again; hashing resumes at the last checkpoint inside it. The digest is still
-that of every byte of the new tar.
+layer written here keeps resume points at entry boundaries about every MiB: the running
+state (at a 64-byte boundary it is eight words and a length), how many sorted index
+entries lie before the point, and where the tar-split's records stand there (a record
+boundary). A build step that writes "the earlier layer with a few files changed" names
+that earlier layer (``EarlierLayer``, with its index). Members are made from index
+entries alone by this module (``TAR_WRITER`` names the rules), so where the two sorted
+indexes agree — and every file there is the earlier layer's very inode, which layers
+never change in place — the tars agree byte for byte. The new tar-split then begins
+with the earlier one's records up to the last resume point inside that part, hashing
+resumes from its state, and only the members after it are made and hashed. The digest
+is still that of every byte of the new tar.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ import hashlib
 import math
 import os
 import posixpath
+import queue
 import struct
+import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from ..errors import SizeMismatch
@@ -41,7 +47,11 @@ from .tarsplit import SplitWriter, TarSplitError, TreeReader, read_footer, read_
 WH_PREFIX = ".wh."
 WH_OPAQUE = ".wh..wh..opq"
 
-CHECKPOINTS_KEY = "sha256_checkpoints"
+CHECKPOINTS_KEY = "sha256_resume"
+# Which rules made the members: resume points are only used from a tar-split whose
+# members were made by the same rules (change it whenever ``_member``'s output changes).
+TAR_WRITER = "strata-layertar-1"
+WRITER_KEY = "tar_writer"
 _MIN_SPACING = 1 << 20  # tar bytes between checkpoints, at least
 _MAX_CHECKPOINTS = 512
 _BUFFER = 1 << 20
@@ -51,12 +61,14 @@ _AHEAD = 16  # payloads opened (and their reading started) ahead of the one bein
 @dataclass(frozen=True)
 class EarlierLayer:
     """A layer the new one probably shares most of its tar with (the same build step's
-    previous result): its tar-split, and which of the new layer's files are its files."""
+    previous result): its tar-split, its index, and which of the new layer's files are
+    its files."""
 
     tarsplit_path: str
-    # Files (paths relative to the layer) the writer of the new layer made as hard links of
-    # the earlier layer's files at the same paths: only their payloads can be shared.
+    # Files (paths relative to the layer) of the new layer that are the earlier layer's
+    # very inodes at the same paths: only their payloads can be shared.
     same: frozenset[str]
+    entries: Mapping[str, FileEntry] = field(default_factory=dict)  # its whole index, by path
 
 
 # --- SHA-256 with a state that can be kept -----------------------------------------------
@@ -93,19 +105,20 @@ class _OpenSSLSha256(_Sha256):
     resumable = True
     _CTX_SIZE = 128  # sizeof(SHA256_CTX) is 112; a little slack costs nothing
 
-    def __init__(self, lib: Any, buffer: bytearray | None = None) -> None:
+    def __init__(self, lib: Any, buffers: Sequence[bytearray] = ()) -> None:
         import ctypes
 
         self._lib = lib
         self._ctx = ctypes.create_string_buffer(self._CTX_SIZE)
         lib.SHA256_Init(self._ctx)
         self.length = 0
-        self._buffer = buffer
-        self._base = ctypes.addressof((ctypes.c_char * len(buffer)).from_buffer(buffer)) if buffer else 0
+        # The stream's own buffers are hashed in place, by address (no copy).
+        self._buffers = {id(b): (b, ctypes.addressof((ctypes.c_char * len(b)).from_buffer(b))) for b in buffers}
 
     def update(self, view: memoryview, n: int) -> None:
-        if self._buffer is not None and view.obj is self._buffer:
-            self._lib.SHA256_Update(self._ctx, self._base, n)
+        known = self._buffers.get(id(view.obj))
+        if known is not None and known[0] is view.obj and view.nbytes == len(known[0]):
+            self._lib.SHA256_Update(self._ctx, known[1], n)
         else:
             data = bytes(view[:n])
             self._lib.SHA256_Update(self._ctx, data, n)
@@ -186,9 +199,9 @@ def _self_test(lib: Any) -> bool:
         return False
 
 
-def _new_sha(buffer: bytearray) -> _Sha256:
+def _new_sha(buffers: Sequence[bytearray]) -> _Sha256:
     lib = _libcrypto()
-    return _OpenSSLSha256(lib, buffer) if lib is not None else _Sha256()
+    return _OpenSSLSha256(lib, buffers) if lib is not None else _Sha256()
 
 
 # --- headers ------------------------------------------------------------------------------------
@@ -229,13 +242,16 @@ def _sort_key(entry: FileEntry) -> list[str]:
 _Member = tuple[bytes, str | None, int]
 
 
-def _members(entries: list[FileEntry]) -> Iterator[_Member]:
-    for e in sorted(entries, key=_sort_key):
+def _members(ordered: Sequence[FileEntry], start: int = 0) -> Iterator[tuple[int, _Member]]:
+    """The members of ``ordered`` (entries in tar order) from entry ``start`` on, each with
+    its entry's index."""
+    for index in range(start, len(ordered)):
+        e = ordered[index]
         if e.path == "/":
             continue
         member = _member(e)
         if member is not None:
-            yield member
+            yield index, member
 
 
 def _member(e: FileEntry) -> _Member | None:
@@ -274,27 +290,72 @@ def _padding(size: int) -> bytes:
 
 
 class _Stream:
-    """Tar bytes on their way to the hash (and to ``out``), through one reused buffer:
-    payloads are read straight into it, so hashing takes few, large calls."""
+    """Tar bytes on their way to the hash (and to ``out``), through a few reused buffers:
+    payloads are read straight into them, and a full buffer is hashed on a second thread
+    (SHA-256 releases the GIL) while this one makes the next headers and reads the next
+    payloads. The hash's state at checkpoints is taken on that thread too, in order."""
+
+    _BUFFERS = 3
 
     def __init__(self, out: BinaryIO | None, tree: TreeReader) -> None:
         self.out = out
         self.tree = tree
-        self.buf = bytearray(_BUFFER)
-        self.view = memoryview(self.buf)
+        self._bufs = [bytearray(_BUFFER) for _ in range(self._BUFFERS)]
+        self._views = [memoryview(b) for b in self._bufs]
+        self._current = 0
+        self.buf = self._bufs[0]
+        self.view = self._views[0]
         self.fill = 0
-        self.sha = _new_sha(self.buf)
+        self.sha = _new_sha(self._bufs)
         self.offset = 0  # tar bytes produced, buffered ones included
         self._ahead: dict[str, tuple[int, os.stat_result]] = {}
+        self._free: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for index in range(1, self._BUFFERS):
+            self._free.put(index)
+        self._todo: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self.states: list[tuple[Any, str]] = []  # (what the checkpoint asked to keep, state)
+        self._error: BaseException | None = None
+        self._worker: threading.Thread | None = None
+
+    def _hash_on_worker(self) -> None:
+        failed = False
+        while True:
+            item = self._todo.get()
+            if item is None:
+                return
+            kind = item[0]
+            try:
+                if failed:
+                    pass
+                elif kind == "buffer":
+                    self.sha.update(self._views[item[1]], item[2])
+                elif kind == "bytes":
+                    self.sha.update(memoryview(item[1]), len(item[1]))
+                elif self.sha.length == item[2]:  # "state", asked for at this many bytes
+                    words = self.sha.state()
+                    if words is not None:
+                        self.states.append((item[1], words))
+            except BaseException as e:  # reported by finish(); the producer must not block
+                self._error = e
+                failed = True
+            finally:
+                if kind == "buffer":
+                    self._free.put(item[1])
+
+    def _send(self, item: tuple[Any, ...]) -> None:
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._hash_on_worker, name="strata-sha256", daemon=True)
+            self._worker.start()
+        self._todo.put(item)
 
     def raw(self, data: bytes) -> None:
         n = len(data)
         if self.fill + n > _BUFFER:
             self.flush()
             if n > _BUFFER:
-                self.sha.update(memoryview(data), n)
                 if self.out is not None:
                     self.out.write(data)
+                self._send(("bytes", bytes(data)))
                 self.offset += n
                 return
         self.buf[self.fill : self.fill + n] = data
@@ -335,83 +396,143 @@ class _Stream:
             os.close(fd)
 
     def flush(self) -> None:
+        """Hand the filled buffer to the hashing thread and go on in a free one."""
         if self.fill:
-            self.sha.update(self.view, self.fill)
             if self.out is not None:
                 self.out.write(self.view[: self.fill])
+            self._send(("buffer", self._current, self.fill))
+            self._current = self._free.get()
+            self.buf = self._bufs[self._current]
+            self.view = self._views[self._current]
             self.fill = 0
 
-    def checkpoint(self) -> list[Any] | None:
-        """``[tar offset, state]`` here (an entry boundary), if the hash can keep one."""
+    def checkpoint(self, keep: Any) -> bool:
+        """Ask for the hash's state here (an entry boundary); it lands in ``states`` with
+        ``keep`` once ``finish`` returns. False if this hash cannot keep states."""
         if not self.sha.resumable:
-            return None
+            return False
         self.flush()
-        words = self.sha.state()
-        return [self.offset, words] if words is not None else None
+        self._send(("state", keep, self.offset))
+        return True
+
+    def finish(self) -> str:
+        """Hash what is left; the digest (hex)."""
+        self.flush()
+        self.stop()
+        if self._error is not None:
+            raise self._error
+        return self.sha.hexdigest()
+
+    def stop(self) -> None:
+        """Let the hashing thread end (after what it was given); safe to call twice."""
+        if self._worker is not None:
+            self._todo.put(None)
+            self._worker.join()
+            self._worker = None
 
 
 # --- what the new tar shares with the earlier one ---------------------------------------------
 
 
-def _common_prefix(a: bytes | bytearray, b: bytes) -> int:
-    """Length of the longest common prefix, by halving with memcmp-speed comparisons."""
-    view = memoryview(b)
-    lo, hi = 0, min(len(a), len(b))
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a.startswith(view[lo:mid], lo):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+@dataclass(frozen=True)
+class _ResumePoint:
+    """A place in a layer's tar at an entry boundary: see the module docstring."""
+
+    offset: int  # tar bytes before it
+    words: str  # the SHA-256 state there
+    entry: int  # sorted index entries before it
+    records: int  # tar-split record bytes before it (a record boundary)
+    payloads: int  # payload records among them
+
+    def as_list(self) -> list[Any]:
+        return [self.offset, self.words, self.entry, self.records, self.payloads]
+
+    @classmethod
+    def from_list(cls, value: Any) -> _ResumePoint | None:
+        if (isinstance(value, list) and len(value) == 5 and isinstance(value[1], str)
+                and all(isinstance(v, int) and v >= 0 for v in (value[0], *value[2:]))):
+            return cls(*value)
+        return None
 
 
-def _shared_prefix(members: list[_Member], ends: list[int], plain: bytearray, earlier: EarlierLayer) -> int:
-    """How many leading bytes of the new tar are proven equal to the earlier layer's tar,
-    in whole members.
-
-    ``plain`` is the new tar-split's records as written and ``ends[i]`` where member ``i``
-    ends in them. Records are self-delimiting and cut by the same rules for the same
-    content, so where the two tar-splits' records agree, so do the tars — headers byte for
-    byte, payloads by path and size; a payload is shared only if the new layer's writer
-    hard-linked it from the earlier layer's file at the same path (layer files are never
-    modified). An older tar-split cut differently just shares less.
-    """
-    try:
-        if read_footer(earlier.tarsplit_path).get("spool"):
-            return 0  # some payloads live in the tar-split itself: not worth the special case
-        theirs = read_plain(earlier.tarsplit_path)
-    except (OSError, ValueError, TarSplitError):
-        return 0
-    equal = _common_prefix(plain, theirs)
-    offset = 0
-    for (head, rel, size), end in zip(members, ends, strict=True):
-        if end > equal or (rel is not None and size and rel not in earlier.same):
+def _agreeing(ordered: Sequence[FileEntry], earlier: EarlierLayer) -> int:
+    """How many leading sorted entries the new layer shares with the earlier one: equal
+    entries, every file among them the earlier layer's own inode, and no path of the
+    earlier layer that the new one lacks sorting among them."""
+    theirs = earlier.entries
+    gone = theirs.keys() - {e.path for e in ordered}
+    first_gone = min((p.split("/") for p in gone), default=None)
+    same = earlier.same
+    count = 0
+    for ours in ordered:
+        if theirs.get(ours.path) != ours or (ours.type == FILE and ours.size and ours.path[1:] not in same):
             break
-        offset += len(head) + size + len(_padding(size))
-    return offset
+        if first_gone is not None and ours.path.split("/") > first_gone:
+            break
+        count += 1
+    return count
 
 
-def _resume_point(earlier: EarlierLayer, shared: int) -> tuple[int, str, list[list[Any]]] | None:
-    """The last checkpoint of the earlier tar inside the shared prefix, and every
-    checkpoint up to it (they hold for the new tar too)."""
+def _resume_from(earlier: EarlierLayer, agreeing: int) -> tuple[_ResumePoint, list[_ResumePoint]] | None:
+    """The earlier tar-split's last resume point within the first ``agreeing`` entries, and
+    all its points up to it (they hold for the new tar too); None if there is none."""
     try:
-        points = read_footer(earlier.tarsplit_path).get(CHECKPOINTS_KEY)
+        footer = read_footer(earlier.tarsplit_path)
     except (OSError, ValueError, TarSplitError):
         return None
-    if not isinstance(points, list):
+    raw = footer.get(CHECKPOINTS_KEY)
+    if footer.get(WRITER_KEY) != TAR_WRITER or footer.get("spool") or not isinstance(raw, list):
         return None
-    kept: list[list[Any]] = []
-    for point in points:
-        if (not isinstance(point, list) or len(point) != 2 or not isinstance(point[0], int)
-                or not isinstance(point[1], str)):
+    kept: list[_ResumePoint] = []
+    for value in raw:
+        point = _ResumePoint.from_list(value)
+        if point is None:
             return None
-        if point[0] > shared:
+        if point.entry > agreeing:
             break
         kept.append(point)
-    if not kept or kept[-1][0] == 0:
+    if not kept or kept[-1].offset == 0:
         return None
-    return kept[-1][0], kept[-1][1], kept
+    return kept[-1], kept
+
+
+def _splice(stream: _Stream, split: SplitWriter, earlier: EarlierLayer, point: _ResumePoint) -> bool:
+    """Start the new tar at ``point`` of the earlier one: its records and hash state."""
+    try:
+        records = read_plain(earlier.tarsplit_path, point.records)
+    except (OSError, ValueError, TarSplitError):
+        return False
+    if len(records) != point.records or _record_totals(records) != (point.offset, point.payloads):
+        return False
+    try:
+        stream.sha.restore(point.offset, point.words)
+    except ValueError:
+        return False
+    split.splice(records, point.offset, point.payloads)
+    stream.offset = point.offset
+    return True
+
+
+def _record_totals(records: bytes) -> tuple[int, int] | None:
+    """The tar bytes and payload records that whole tar-split records stand for (None if
+    ``records`` does not end at a record boundary): a damaged resume point is caught
+    here instead of being spliced."""
+    at = size = payloads = 0
+    end = len(records)
+    while at < end:
+        kind = records[at]
+        if kind == 0x52 and at + 5 <= end:  # R: u32 length, raw bytes
+            (length,) = struct.unpack_from("<I", records, at + 1)
+            at += 5 + length
+            size += length
+        elif kind == 0x46 and at + 13 <= end:  # F: u64 size, u32 length, path
+            payload, length = struct.unpack_from("<QI", records, at + 1)
+            at += 13 + length
+            size += payload
+            payloads += 1
+        else:
+            return None
+    return (size, payloads) if at == end else None
 
 
 # --- the writer -------------------------------------------------------------------------------------
@@ -430,70 +551,41 @@ def write_layer_tar(
     With ``tarsplit_path`` the matching tar-split is written too, so the layer can
     later be exported byte for byte without this function. ``out`` may be None when
     only the digest and the tar-split are wanted; then ``earlier`` (a layer this one
-    probably shares a prefix with) lets the shared part go unhashed.
+    probably shares a prefix with) lets the shared part go unmade and unhashed.
     """
-    split = SplitWriter(tarsplit_path, keep_plain=earlier is not None) if tarsplit_path else None
+    split = SplitWriter(tarsplit_path) if tarsplit_path else None
     try:
         with TreeReader(diff_dir) as tree:
             stream = _Stream(out, tree)
             total = sum(e.size for e in entries if e.type == FILE)
             spacing = max(_MIN_SPACING, total // _MAX_CHECKPOINTS)
-            points: list[list[Any]] = []
+            ordered = sorted(entries, key=_sort_key)
+            points: list[_ResumePoint] = []
+            start = 0
             if earlier is not None and out is None and split is not None and stream.sha.resumable:
-                members = list(_members(entries))
-                ends = []
-                for member in members:
-                    _split_member(split, member)
-                    ends.append(split.position)
-                split.flush()
-                assert split.plain is not None
-                start, points = _skip_shared(stream, members, _shared_prefix(members, ends, split.plain, earlier),
-                                             earlier)
-                _hash_members(stream, members[start:], None, points, spacing)
-            else:
-                _hash_members(stream, _members(entries), split, points, spacing)
-            if split is not None:
-                split.raw(ts.END_OF_ARCHIVE)
-            stream.raw(ts.END_OF_ARCHIVE)
-            stream.flush()
-        digest = stream.sha.hexdigest()
+                found = _resume_from(earlier, _agreeing(ordered, earlier))
+                if found is not None and _splice(stream, split, earlier, found[0]):
+                    start, points = found[0].entry, found[1]
+            try:
+                _hash_members(stream, _members(ordered, start), split, spacing, points[-1].offset if points else 0)
+                if split is not None:
+                    split.raw(ts.END_OF_ARCHIVE)
+                stream.raw(ts.END_OF_ARCHIVE)
+                digest = stream.finish()
+            finally:
+                stream.stop()
+            for (offset, entry, records, payloads), words in stream.states:
+                points.append(_ResumePoint(offset, words, entry, records, payloads))
         if split is not None:
-            split.close({CHECKPOINTS_KEY: points} if points else None)
+            extra: dict[str, Any] = {WRITER_KEY: TAR_WRITER}
+            if points:
+                extra[CHECKPOINTS_KEY] = [p.as_list() for p in points]
+            split.close(extra)
     except BaseException:
         if split is not None:
             split.abort()
         raise
     return "sha256:" + digest, stream.offset
-
-
-def _skip_shared(stream: _Stream, members: list[_Member], shared: int,
-                 earlier: EarlierLayer) -> tuple[int, list[list[Any]]]:
-    """Start the hash at the last checkpoint inside the first ``shared`` bytes, which are
-    the earlier layer's; returns how many members that skips and the checkpoints that
-    hold for the new tar (none: hash from the start)."""
-    resume = _resume_point(earlier, shared)
-    if resume is None:
-        return 0, []
-    offset, words, points = resume
-    count = _members_ending_at(members, offset)
-    if count is None:
-        return 0, []  # not a member boundary: a damaged footer, hash everything
-    try:
-        stream.sha.restore(offset, words)
-    except ValueError:
-        return 0, []
-    stream.offset = offset
-    return count, points
-
-
-def _members_ending_at(members: list[_Member], offset: int) -> int | None:
-    """How many leading members end exactly ``offset`` bytes into the tar (None: none do)."""
-    at = count = 0
-    while at < offset and count < len(members):
-        head, _rel, size = members[count]
-        at += len(head) + size + len(_padding(size))
-        count += 1
-    return count if at == offset else None
 
 
 def _split_member(split: SplitWriter, member: _Member) -> None:
@@ -505,27 +597,28 @@ def _split_member(split: SplitWriter, member: _Member) -> None:
             split.raw(_padding(size))
 
 
-def _hash_members(stream: _Stream, members: Iterable[_Member], split: SplitWriter | None,
-                  points: list[list[Any]], spacing: int) -> None:
-    last = points[-1][0] if points else 0
+def _hash_members(stream: _Stream, members: Iterable[tuple[int, _Member]], split: SplitWriter | None,
+                  spacing: int, last: int) -> None:
+    """Put ``members`` through the stream (and the tar-split), asking for a resume point
+    about every ``spacing`` bytes after ``last``."""
     upcoming = iter(members)
-    window: deque[_Member] = deque()
+    window: deque[tuple[int, _Member]] = deque()
     try:
         while True:
             while len(window) < _AHEAD:
-                member = next(upcoming, None)
-                if member is None:
+                item = next(upcoming, None)
+                if item is None:
                     break
-                window.append(member)
+                window.append(item)
+                member = item[1]
                 if member[1] is not None and member[2]:
                     stream.prefetch(member[1], member[2])
             if not window:
                 break
-            member = window.popleft()
-            if stream.offset - last >= spacing:
-                point = stream.checkpoint()
-                if point is not None:
-                    points.append(point)
+            index, member = window.popleft()
+            if split is not None and stream.offset - last >= spacing:
+                split.cut()  # a record boundary: a later writer may splice up to here
+                if stream.checkpoint((stream.offset, index, split.position, split.payloads)):
                     last = stream.offset
             head, rel, size = member
             if split is not None:

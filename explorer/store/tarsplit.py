@@ -45,11 +45,8 @@ class TarSplitError(ArchiveError):
 class SplitWriter:
     """Write a tar-split while a tar is read or written; :meth:`close` makes it visible."""
 
-    def __init__(self, path: str, keep_plain: bool = False) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
-        # With keep_plain, ``plain`` collects the records as written (before compression):
-        # what ``read_plain`` gives back, for comparing two tar-splits cheaply.
-        self.plain: bytearray | None = bytearray() if keep_plain else None
         self._flushed = 0
         self._tmp = f"{path}.tmp-{os.getpid()}"
         self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
@@ -74,16 +71,29 @@ class SplitWriter:
         """Bytes of records written so far (uncompressed)."""
         return self._flushed + len(self._records)
 
-    def flush(self) -> None:
-        """Close the open raw record and compress what is pending (``plain`` is complete)."""
-        self._flush()
+    @property
+    def payloads(self) -> int:
+        """Payload records written so far."""
+        return self._count
+
+    def cut(self) -> None:
+        """End the open raw record here, so that ``position`` is a record boundary: a later
+        writer may start its tar-split with the records up to it (``splice``)."""
+        self._close_raw()
+
+    def splice(self, records: bytes, size: int, payloads: int) -> None:
+        """Begin with another tar-split's first records (up to a boundary ``cut`` made), which
+        stand for ``size`` tar bytes and hold ``payloads`` payload records."""
+        if self.position or self._count:
+            raise ValueError("a tar-split can only begin with spliced records")
+        self._records += records
+        self.size = size
+        self._count = payloads
 
     def _flush(self) -> None:
         self._close_raw()
         if self._records:
             self._flushed += len(self._records)
-            if self.plain is not None:
-                self.plain += self._records
             out = self._zobj.compress(self._records)
             if out:
                 self._file.write(out)
@@ -383,14 +393,22 @@ def _records(f: BinaryIO, frame: int, where: str) -> Iterator[bytes | tuple[int,
         raise TarSplitError(f"tar-split {where} is damaged: {e}") from e
 
 
-def read_plain(tarsplit_path: str) -> bytes:
-    """The records of a tar-split, decompressed (see ``SplitWriter.plain``)."""
+def read_plain(tarsplit_path: str, limit: int = -1) -> bytes:
+    """The records of a tar-split, decompressed: all, or the first ``limit`` bytes."""
     with open(tarsplit_path, "rb") as f:
         frame = int(_footer(f, tarsplit_path)["frame"])  # type: ignore[call-overload]
         f.seek(0)
         reader = zstandard.ZstdDecompressor().stream_reader(cast(BinaryIO, _Bounded(f, frame)), read_size=COPY)
         try:
-            return reader.read()
+            if limit < 0:
+                return reader.read()
+            out = bytearray()
+            while len(out) < limit:
+                chunk = reader.read(limit - len(out))
+                if not chunk:
+                    break
+                out += chunk
+            return bytes(out)
         except zstandard.ZstdError as e:
             raise TarSplitError(f"tar-split {tarsplit_path} is damaged: {e}") from e
 

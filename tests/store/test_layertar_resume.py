@@ -71,6 +71,10 @@ def relink(old: Path, new: Path, entries: list[FileEntry], changed: str) -> set[
     return same
 
 
+def earlier_of(split: Path, same: set[str], entries: list[FileEntry]) -> EarlierLayer:
+    return EarlierLayer(str(split), frozenset(same), {e.path: e for e in entries})
+
+
 def with_size(entries: list[FileEntry], path: str, size: int) -> list[FileEntry]:
     return [FileEntry(e.path, e.type, e.mode, e.uid, e.gid, size, e.mtime) if e.path == path else e for e in entries]
 
@@ -94,7 +98,7 @@ def test_resumed_hash_is_the_full_hash(tmp_path: Path, small_checkpoints: None,
     monkeypatch.setattr(layertar._Stream, "payload", counting)
     split = tmp_path / "new.split"
     resumed = write_layer_tar(str(new), changed, None, str(split),
-                              earlier=EarlierLayer(str(tmp_path / "old.split"), frozenset(same)))
+                              earlier=earlier_of(tmp_path / "old.split", same, entries))
     assert read and "d/f00" not in read and "d/f30" in read  # the shared head was not read again
     monkeypatch.setattr(layertar._Stream, "payload", real)
     full_id, full_size, data = sha_of(new, changed)
@@ -115,7 +119,7 @@ def test_only_files_named_the_same_are_shared(tmp_path: Path, small_checkpoints:
     relink(old, new, entries, "/d/f30")
     changed = with_size(entries, "/d/f30", len(b"a different payload"))
     resumed = write_layer_tar(str(new), changed, None, str(tmp_path / "new.split"),
-                              earlier=EarlierLayer(str(tmp_path / "old.split"), frozenset()))
+                              earlier=earlier_of(tmp_path / "old.split", set(), entries))
     assert resumed == sha_of(new, changed)[:2]
 
 
@@ -128,7 +132,7 @@ def test_earlier_layers_without_checkpoints_or_libcrypto(tmp_path: Path, small_c
     assert CHECKPOINTS_KEY not in read_footer(str(tmp_path / "old.split"))
     same = relink(old, new, entries, "/d/f05")
     changed = with_size(entries, "/d/f05", len(b"a different payload"))
-    earlier = EarlierLayer(str(tmp_path / "old.split"), frozenset(same))
+    earlier = earlier_of(tmp_path / "old.split", same, entries)
     expected = sha_of(new, changed)[:2]
     assert write_layer_tar(str(new), changed, None, str(tmp_path / "a.split"), earlier=earlier) == expected
     monkeypatch.setattr(layertar, "_LIB", [])
@@ -169,8 +173,14 @@ def rewrite_footer(path: Path, change: dict[str, object]) -> None:
     path.write_bytes(data[: -16 - length] + encoded + struct.pack("<Q", len(encoded)) + data[-8:])
 
 
-@pytest.mark.parametrize("points", [[[4097, "00" * 32]], [[1024, "not hex at all" + "0" * 50]], "junk",
-                                    [[512, "00" * 32, "extra"]]])
+@pytest.mark.parametrize("points", [
+    [[4096 + 1, "00" * 32, 3, 40, 1]],  # not at a block boundary
+    [[1024, "not hex at all" + "0" * 50, 2, 40, 0]],
+    "junk",
+    [[512, "00" * 32, "extra"]],  # the old two-field form, damaged
+    [[1024, "00" * 32, 2, 10**9, 0]],  # more records than the tar-split has
+    [[1024, "00" * 32, 2, 7, 0]],  # records that do not end where the point says
+])
 def test_damaged_checkpoints_mean_hashing_everything(tmp_path: Path, small_checkpoints: None,
                                                      points: object) -> None:
     old, new = tmp_path / "old", tmp_path / "new"
@@ -179,6 +189,20 @@ def test_damaged_checkpoints_mean_hashing_everything(tmp_path: Path, small_check
     rewrite_footer(tmp_path / "old.split", {CHECKPOINTS_KEY: points})
     same = relink(old, new, entries, "/d/f35")
     changed = with_size(entries, "/d/f35", len(b"a different payload"))
-    earlier = EarlierLayer(str(tmp_path / "old.split"), frozenset(same))
+    earlier = earlier_of(tmp_path / "old.split", same, entries)
     resumed = write_layer_tar(str(new), changed, None, str(tmp_path / "n.split"), earlier=earlier)
+    assert resumed == sha_of(new, changed)[:2]
+
+
+def test_a_path_the_new_layer_lacks_ends_the_shared_part(tmp_path: Path, small_checkpoints: None) -> None:
+    """The earlier tar has a member the new one does not: nothing after it is shared."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    entries = make_tree(old)
+    write_layer_tar(str(old), entries, None, str(tmp_path / "old.split"))
+    same = relink(old, new, entries, "/d/f35")
+    (new / "d" / "f10").unlink()
+    same.discard("d/f10")
+    changed = [e for e in with_size(entries, "/d/f35", len(b"a different payload")) if e.path != "/d/f10"]
+    resumed = write_layer_tar(str(new), changed, None, str(tmp_path / "n.split"),
+                              earlier=earlier_of(tmp_path / "old.split", same, entries))
     assert resumed == sha_of(new, changed)[:2]
