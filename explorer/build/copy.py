@@ -171,13 +171,17 @@ class LayerWriter:
 
     def __init__(self, diff_dir: str, view: UnionView, filename: str = "Dockerfile", line: int = 0,
                  keyword: str = "COPY", reuse: Mapping[str, tuple[str, str | None]] | None = None,
-                 base: Mapping[str, FileEntry] | None = None, base_ready: Callable[[], None] | None = None) -> None:
+                 base: Mapping[str, FileEntry] | None = None, base_ready: Callable[[], None] | None = None,
+                 side_dir: str | None = None) -> None:
         """``reuse`` maps paths to an earlier layer's file there (its disk path and digest), to
         hard-link instead of copy. ``base`` is instead the index of a tree that ``diff_dir``
         holds already — a hard-link clone of an earlier result of the same step, possibly
         still being made: ``base_ready`` blocks until it is complete and is called before
         the first change on disk. Items equal to the base are then kept as they are, so a
-        layer that differs in one file costs one file's work on disk."""
+        layer that differs in one file costs one file's work on disk. Meanwhile new file
+        content is written into ``side_dir`` (``elsewhere`` says where, by layer-relative
+        path) and moved into place by ``settle``, so the layer's tar can be hashed while
+        the clone is still being made."""
         self.diff = diff_dir
         self.view = view
         self.filename = filename
@@ -198,6 +202,9 @@ class LayerWriter:
         self._left: dict[str, FileEntry] = {p: e for p, e in (base or {}).items() if p != "/"}
         self._base_ready = base_ready
         self._queued: list[Callable[[], object]] = []
+        self._side_dir = side_dir if base_ready is not None else None
+        self.elsewhere: dict[str, str] = {}  # layer-relative path -> where its content is until settled
+        self._sides = 0
 
     def _disk(self, path: str) -> str:
         return self.diff + path
@@ -337,8 +344,11 @@ class LayerWriter:
         old = self.entries.pop(path, None)
         if old is None:
             return
+        self.elsewhere.pop(path[1:], None)
         if old.type == DIR:
             self._forget_base_below(path)
+            for key in [k for k in self.elsewhere if k.startswith(path[1:] + "/")]:
+                del self.elsewhere[key]
             prefix = path + "/"
             for key in [k for k in self.entries if k.startswith(prefix)]:
                 del self.entries[key]
@@ -390,6 +400,12 @@ class LayerWriter:
             if item.reader is not None:
                 self._ready()  # a stream (an archive member) is read now or never
                 self._write_file(item, disk)
+            elif self._base_ready is not None and self._side_dir is not None:
+                self._sides += 1
+                side = f"{self._side_dir}/{self._sides}"
+                self._write_file(item, side)  # now, beside the tree; moved in by settle()
+                self.elsewhere[path[1:]] = side
+                self._on_disk(functools.partial(os.rename, side, disk))
             else:
                 self._on_disk(functools.partial(self._write_file, item, disk))
             entry = FileEntry(path, FILE, item.mode, item.owner.uid, item.owner.gid, item.size, mtime,
@@ -504,15 +520,32 @@ class LayerWriter:
             return False
         return True
 
-    def finish(self) -> list[FileEntry]:
-        """Give directories their final modes (deepest first) and return the index."""
+    def finish(self, settle: bool = True) -> list[FileEntry]:
+        """Give directories their final modes (deepest first) and return the index. With
+        ``settle=False`` what waits for the base clone stays queued: the caller hashes the
+        layer (see ``elsewhere``) and then calls ``settle``."""
         if self._left:  # the base's paths this layer does not have
             for path in sorted(self._left, key=lambda p: p.count("/"), reverse=True):
                 old = self._left.get(path)
                 if old is not None:
                     self._remove_base(path, old)
             self._left.clear()
+        self._on_disk(self._fix_directories)
+        self._first_link_holds_content()
+        if settle:
+            self.settle()
+        return sorted(self.entries.values(), key=lambda e: e.path)
+
+    def settle(self) -> None:
+        """Wait for the base clone and make every change still queued: the tree is final."""
         self._ready()
+        self.close()
+        self.elsewhere.clear()
+        if self._side_dir is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(self._side_dir)
+
+    def _fix_directories(self) -> None:
         self.close()
         for path in sorted(self._dir_modes, key=lambda p: p.count("/"), reverse=True):
             entry = self.entries[path]
@@ -525,8 +558,6 @@ class LayerWriter:
             with contextlib.suppress(OSError):
                 ns = int(entry.mtime * 1e9)
                 os.utime(disk, ns=(ns, ns), follow_symlinks=False)
-        self._first_link_holds_content()
-        return sorted(self.entries.values(), key=lambda e: e.path)
 
     def _first_link_holds_content(self) -> None:
         """Of names sharing an inode, the first in tar order is the file and the others link

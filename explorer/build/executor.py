@@ -977,27 +977,46 @@ class Builder:
         earlier_dir = str(layers.diff_dir(earlier)) if earlier is not None else ""
         reuse = {} if cloning else {
             path: (earlier_dir + path, e.digest) for path, e in base.items() if e.type == FILE}
+        side_dir = None
+        if cloning is not None:
+            side_dir = str(st.path / "incoming")
+            os.mkdir(side_dir, 0o700)
         writer = LayerWriter(str(st.diff), view, self.filename, step.line, keyword, reuse=reuse,
-                             base=base if cloning else None, base_ready=cloning.wait if cloning else None)
+                             base=base if cloning else None, base_ready=cloning.wait if cloning else None,
+                             side_dir=side_dir)
+
+        def failed(e: OSError) -> DockerfileError:
+            return DockerfileError(f"{keyword} failed: {e.strerror or e}: {e.filename or ''}".rstrip(": "),
+                                   step.line, self.filename)
+
+        def settle() -> None:
+            try:
+                writer.settle()
+            except OSError as e:
+                raise failed(e) from None
+
         try:
-            if "plan" in prepared:
-                place_all(writer, prepared["plan"])
-            else:
-                self._place_context(writer, step, prepared, prepared["dest"], prepared["dest_as_dir"],
-                                    prepared["owner"], prepared["chmod"])
-            entries = writer.finish()
-        except (CopyError, CloneFailed):
-            raise
-        except OSError as e:
-            raise DockerfileError(f"{keyword} failed: {e.strerror or e}: {e.filename or ''}".rstrip(": "),
-                                  step.line, self.filename) from None
+            try:
+                if "plan" in prepared:
+                    place_all(writer, prepared["plan"])
+                else:
+                    self._place_context(writer, step, prepared, prepared["dest"], prepared["dest_as_dir"],
+                                        prepared["owner"], prepared["chmod"])
+                # With a clone, the tree is completed (settle) after its tar is hashed.
+                entries = writer.finish(settle=cloning is None)
+            except (CopyError, CloneFailed):
+                raise
+            except OSError as e:
+                raise failed(e) from None
+            same = frozenset(path[1:] for path in writer.same if path in writer.entries)
+            predecessor = Predecessor(earlier, base, same) if earlier is not None else None
+            return layers.add_dir(st, entries, snap.top_layer, self._created_by(step), predecessor,
+                                  elsewhere=writer.elsewhere if cloning else None,
+                                  settle=settle if cloning else None).id
         finally:
             writer.close()
             if cloning is not None:
                 cloning.cancel()
-        same = frozenset(path[1:] for path in writer.same if path in writer.entries)
-        predecessor = Predecessor(earlier, base, same) if earlier is not None else None
-        return layers.add_dir(st, entries, snap.top_layer, self._created_by(step), predecessor).id
 
     def _place_context(self, writer: LayerWriter, step: Step, prepared: dict[str, Any], dest: str,
                        dest_as_dir: bool, owner: Owner, chmod: int | None) -> None:

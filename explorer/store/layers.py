@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -210,9 +210,14 @@ class LayerStore:
             return layer, result.compressed_digest, result.compressed_size
 
     def add_dir(self, st: Staging, entries: list[FileEntry], parent: str | None, created_by: str,
-                predecessor: Predecessor | None = None) -> Layer:
+                predecessor: Predecessor | None = None, *, elsewhere: Mapping[str, str] | None = None,
+                settle: Callable[[], None] | None = None) -> Layer:
         """Register content already written into ``st.diff`` (a build step, a commit). Only
-        the tar's digest and tar-split are made: the tar itself is written on export."""
+        the tar's digest and tar-split are made: the tar itself is written on export.
+
+        ``settle``, when given, completes the tree (a clone still being made, see
+        ``build.copy.LayerWriter``): the tar is hashed first, reading what is not in place
+        yet from the predecessor's tree and from ``elsewhere``, then ``settle`` runs."""
         from .layertar import EarlierLayer, write_layer_tar
 
         earlier = None
@@ -224,9 +229,12 @@ class LayerStore:
             else:
                 if predecessor.same:
                     earlier = EarlierLayer(str(self.tarsplit_path(predecessor.layer_id)), predecessor.same,
-                                           predecessor.entries)
+                                           predecessor.entries, str(self.diff_dir(predecessor.layer_id)))
         with self.store.gc_lock(), guard_enospc(str(st.path)):
-            diff_id, size = write_layer_tar(str(st.diff), entries, None, str(st.tarsplit), earlier=earlier)
+            diff_id, size = write_layer_tar(str(st.diff), entries, None, str(st.tarsplit), earlier=earlier,
+                                            elsewhere=elsewhere, settle=settle)
+            if settle is not None:
+                settle()
             return self.commit(st, entries, diff_id, size, parent, created_by, predecessor)
 
     def commit(

@@ -35,7 +35,7 @@ import queue
 import struct
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -69,6 +69,7 @@ class EarlierLayer:
     # very inodes at the same paths: only their payloads can be shared.
     same: frozenset[str]
     entries: Mapping[str, FileEntry] = field(default_factory=dict)  # its whole index, by path
+    diff_dir: str | None = None  # its tree: the ``same`` files can be read there too
 
 
 # --- SHA-256 with a state that can be kept -----------------------------------------------
@@ -289,6 +290,34 @@ def _padding(size: int) -> bytes:
 # --- the stream -----------------------------------------------------------------------------------
 
 
+class _Payloads:
+    """Where file contents are read from. Normally the new layer's tree; while that tree is
+    still being made (a clone, see ``build.copy.LayerWriter``), files that are the earlier
+    layer's inodes are read from the earlier tree, new content from where the writer put
+    it for now (``elsewhere``), and anything else first waits for the tree (``settle``)."""
+
+    def __init__(self, tree: TreeReader, earlier: TreeReader | None = None, same: frozenset[str] = frozenset(),
+                 elsewhere: Mapping[str, str] | None = None, settle: Callable[[], None] | None = None) -> None:
+        self.tree = tree
+        self.root = tree.root
+        self._earlier = earlier
+        self._same = same
+        self._elsewhere = elsewhere if elsewhere is not None else {}
+        self._settle = settle
+
+    def open(self, rel: str) -> tuple[int, os.stat_result]:
+        side = self._elsewhere.get(rel)
+        if side is not None:
+            fd = os.open(side, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            return fd, os.fstat(fd)
+        if self._earlier is not None and rel in self._same:
+            return self._earlier.open(rel)
+        if self._settle is not None:
+            settle, self._settle = self._settle, None
+            settle()
+        return self.tree.open(rel)
+
+
 class _Stream:
     """Tar bytes on their way to the hash (and to ``out``), through a few reused buffers:
     payloads are read straight into them, and a full buffer is hashed on a second thread
@@ -297,9 +326,9 @@ class _Stream:
 
     _BUFFERS = 3
 
-    def __init__(self, out: BinaryIO | None, tree: TreeReader) -> None:
+    def __init__(self, out: BinaryIO | None, tree: TreeReader | _Payloads) -> None:
         self.out = out
-        self.tree = tree
+        self.tree = tree if isinstance(tree, _Payloads) else _Payloads(tree)
         self._bufs = [bytearray(_BUFFER) for _ in range(self._BUFFERS)]
         self._views = [memoryview(b) for b in self._bufs]
         self._current = 0
@@ -545,6 +574,8 @@ def write_layer_tar(
     tarsplit_path: str | None = None,
     *,
     earlier: EarlierLayer | None = None,
+    elsewhere: Mapping[str, str] | None = None,
+    settle: Callable[[], None] | None = None,
 ) -> tuple[str, int]:
     """Write the canonical tar of a layer to ``out``; returns ``(diff_id, size)``.
 
@@ -552,11 +583,18 @@ def write_layer_tar(
     later be exported byte for byte without this function. ``out`` may be None when
     only the digest and the tar-split are wanted; then ``earlier`` (a layer this one
     probably shares a prefix with) lets the shared part go unmade and unhashed.
+    ``elsewhere`` and ``settle`` are for a tree still being made (see ``_Payloads``).
     """
     split = SplitWriter(tarsplit_path) if tarsplit_path else None
     try:
-        with TreeReader(diff_dir) as tree:
-            stream = _Stream(out, tree)
+        with contextlib.ExitStack() as trees:
+            tree = trees.enter_context(TreeReader(diff_dir))
+            before = None
+            if earlier is not None and earlier.diff_dir is not None and (elsewhere is not None or settle is not None):
+                before = trees.enter_context(TreeReader(earlier.diff_dir))
+            payloads = _Payloads(tree, before, earlier.same if earlier is not None else frozenset(), elsewhere,
+                                 settle)
+            stream = _Stream(out, payloads)
             total = sum(e.size for e in entries if e.type == FILE)
             spacing = max(_MIN_SPACING, total // _MAX_CHECKPOINTS)
             ordered = sorted(entries, key=_sort_key)

@@ -88,6 +88,8 @@ def change_everything(root: Path) -> None:
     (root / "hard-b").write_text("shared\n")  # same bytes, its own inode now
     (root / "new").mkdir()
     (root / "new/file").write_text("new\n")
+    (root / "new/z-first").write_text("a new pair of names for one inode\n")
+    os.link(root / "new/z-first", root / "new/a-second")  # sorts first: the tar's file is this name
     (root / "ro/added").write_text("in a once read-only dir\n")
     (root / "ro").chmod(0o555)
 
@@ -169,6 +171,7 @@ def test_a_cloned_rebuild_is_the_layer_a_fresh_write_makes(app: Strata, tmp_path
     assert index["/src/link"].link == "keep/k2"
     assert index["/src/ro"].mode == 0o555 and "/src/ro/added" in index
     assert {index["/src/hard-a"].type, index["/src/hard-b"].type} == {FILE}
+    assert index["/src/new/a-second"].type == FILE and index["/src/new/z-first"].link == "/src/new/a-second"
     assert any(e.status == "running" and e.step == 2 for e in events)
 
 

@@ -206,3 +206,31 @@ def test_a_path_the_new_layer_lacks_ends_the_shared_part(tmp_path: Path, small_c
     resumed = write_layer_tar(str(new), changed, None, str(tmp_path / "n.split"),
                               earlier=earlier_of(tmp_path / "old.split", same, entries))
     assert resumed == sha_of(new, changed)[:2]
+
+
+def test_a_tree_still_being_made_hashes_from_where_the_bytes_are(tmp_path: Path, small_checkpoints: None) -> None:
+    """While the new tree is a clone in progress, shared files are read from the earlier
+    tree, new content from where the writer parked it, and anything else waits for the
+    tree (``settle``), which then is complete."""
+    old, new, side = tmp_path / "old", tmp_path / "new", tmp_path / "side"
+    entries = make_tree(old)
+    write_layer_tar(str(old), entries, None, str(tmp_path / "old.split"))
+    (new / "d").mkdir(parents=True)  # the clone has barely begun
+    side.mkdir()
+    (side / "parked").write_bytes(b"a different payload")
+    changed = with_size(entries, "/d/f30", len(b"a different payload"))
+    same = {e.path[1:] for e in entries if e.type == "file" and e.path not in ("/d/f30", "/d/f33")}
+    settled: list[bool] = []
+
+    def settle() -> None:  # what the writer's settle does: the tree becomes final
+        settled.append(True)
+        for e in entries:
+            if e.type == "file" and e.path != "/d/f30":
+                os.link(old / e.path[1:], new / e.path[1:])
+        os.rename(side / "parked", new / "d/f30")
+
+    earlier = EarlierLayer(str(tmp_path / "old.split"), frozenset(same), {e.path: e for e in entries}, str(old))
+    resumed = write_layer_tar(str(new), changed, None, str(tmp_path / "n.split"), earlier=earlier,
+                              elsewhere={"d/f30": str(side / "parked")}, settle=settle)
+    assert settled == [True]  # d/f33 is neither shared nor parked: it waited for the tree
+    assert resumed == sha_of(new, changed)[:2]
