@@ -281,11 +281,13 @@ class LayerWriter:
         if old.type != DIR:
             self._remove_base(path, old)
             return False
-        made = disk_mode(DIR, old.mode, _AS_ROOT)
+        # The clone copies no directory metadata (store.linkclone): the mode is the base's
+        # as cp made it, so it is set again at the end like everything else of a directory.
+        made = disk_mode(DIR, old.mode, _AS_ROOT) & 0o777 & ~_UMASK
         if not _AS_ROOT and made & 0o700 != 0o700:
             made |= 0o700  # rootless: this writer must be able to write into it
             self._on_disk(functools.partial(os.chmod, self._disk(path), made))
-        self._made[path] = made
+        self._made[path] = -1  # unknown for certain: always chmod at the end
         return True
 
     def _remove_base(self, path: str, old: FileEntry) -> None:

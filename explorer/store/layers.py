@@ -233,9 +233,7 @@ class LayerStore:
         with self.store.gc_lock(), guard_enospc(str(st.path)):
             diff_id, size = write_layer_tar(str(st.diff), entries, None, str(st.tarsplit), earlier=earlier,
                                             elsewhere=elsewhere, settle=settle)
-            if settle is not None:
-                settle()
-            return self.commit(st, entries, diff_id, size, parent, created_by, predecessor)
+            return self.commit(st, entries, diff_id, size, parent, created_by, predecessor, settle)
 
     def commit(
         self,
@@ -246,7 +244,12 @@ class LayerStore:
         parent: str | None,
         created_by: str,
         predecessor: Predecessor | None = None,
+        settle: Callable[[], None] | None = None,
     ) -> Layer:
+        """Record the layer in ``st``. Its rows are written in a transaction that commits
+        only after the directory is final (``settle``, when the tree is still being
+        completed), synced and renamed into place: so the rows are written while the tree
+        is finished, and no reader ever finds a recorded layer without its directory."""
         parent_chain = self.get(parent).chain_id if parent else None
         chain_id = chain_ids([parent_chain, diff_id])[-1] if parent_chain else diff_id
         existing = self.by_chain(chain_id)
@@ -255,32 +258,39 @@ class LayerStore:
         added, modified, deleted = self._change_counts(entries, parent)
         content = sum(e.size for e in entries if e.type == "file")
         final = self.dir / st.id
-        with guard_enospc(str(final)):
-            _syncfs(st.path)
-            # The owner mark travels with the directory and goes only once the record is
-            # committed: until then a checker sees work in progress, not an orphan.
-            os.rename(st.path, final)
         now = time.time()
         try:
             with self.meta.transaction() as conn:
                 if conn.execute("SELECT 1 FROM layers WHERE chain_id=?", (chain_id,)).fetchone():
                     raise _LostRace
-                conn.execute(
-                    f"INSERT INTO layers({_LAYER_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (st.id, chain_id, diff_id, parent, size, content, len(entries),
-                     added, modified, deleted, now, created_by),
-                )
-                rows = entries
-                if predecessor is not None:
-                    rows = _copy_rows(conn, st.id, entries, predecessor)
-                _insert_rows(conn, st.id, rows)
+                if settle is not None:
+                    settle()
+                synced = _sync_meanwhile(st.path)  # the rows are written while the disk syncs
+                try:
+                    conn.execute(
+                        f"INSERT INTO layers({_LAYER_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (st.id, chain_id, diff_id, parent, size, content, len(entries),
+                         added, modified, deleted, now, created_by),
+                    )
+                    rows = entries
+                    if predecessor is not None:
+                        rows = _copy_rows(conn, st.id, entries, predecessor)
+                    _insert_rows(conn, st.id, rows)
+                finally:
+                    sync_error = synced()
+                if sync_error is not None:
+                    raise sync_error
+                with guard_enospc(str(final)):
+                    # The owner mark travels with the directory and goes only once the record is
+                    # committed: until then a checker sees work in progress, not an orphan.
+                    os.rename(st.path, final)
         except _LostRace:
-            rmtree(final)
             found = self.by_chain(chain_id)
             assert found is not None
             return found
         except BaseException:
-            rmtree(final)
+            if final.exists():
+                rmtree(final)
             raise
         (final / "owner").unlink(missing_ok=True)
         return self.get(st.id)
@@ -371,6 +381,30 @@ def _copy_rows(conn: Any, layer_id: str, entries: list[FileEntry], predecessor: 
 
 class _LostRace(Exception):
     """Another process registered the same chain id between our check and our insert."""
+
+
+def _sync_meanwhile(path: Path) -> Callable[[], BaseException | None]:
+    """Start ``_syncfs(path)`` on another thread (it waits on the disk, not on Python);
+    the returned call waits for it and returns what it raised, if anything."""
+    import threading
+
+    failed: list[BaseException] = []
+
+    def sync() -> None:
+        try:
+            with guard_enospc(str(path)):
+                _syncfs(path)
+        except BaseException as e:  # handed to the caller by wait()
+            failed.append(e)
+
+    worker = threading.Thread(target=sync, name="strata-syncfs", daemon=True)
+    worker.start()
+
+    def wait() -> BaseException | None:
+        worker.join()
+        return failed[0] if failed else None
+
+    return wait
 
 
 def _syncfs(path: Path) -> None:
