@@ -243,10 +243,10 @@ def _sort_key(entry: FileEntry) -> list[str]:
 _Member = tuple[bytes, str | None, int]
 
 
-def _members(ordered: Sequence[FileEntry], start: int = 0) -> Iterator[tuple[int, _Member]]:
-    """The members of ``ordered`` (entries in tar order) from entry ``start`` on, each with
-    its entry's index."""
-    for index in range(start, len(ordered)):
+def _members(ordered: Sequence[FileEntry], start: int = 0, stop: int | None = None) -> Iterator[tuple[int, _Member]]:
+    """The members of ``ordered`` (entries in tar order) from entry ``start`` up to entry
+    ``stop``, each with its entry's index."""
+    for index in range(start, len(ordered) if stop is None else stop):
         e = ordered[index]
         if e.path == "/":
             continue
@@ -502,66 +502,169 @@ def _agreeing(ordered: Sequence[FileEntry], earlier: EarlierLayer) -> int:
     return count
 
 
-def _resume_from(earlier: EarlierLayer, agreeing: int) -> tuple[_ResumePoint, list[_ResumePoint]] | None:
-    """The earlier tar-split's last resume point within the first ``agreeing`` entries, and
-    all its points up to it (they hold for the new tar too); None if there is none."""
+def _agreeing_back(ordered: Sequence[FileEntry], theirs: Sequence[FileEntry], same: frozenset[str],
+                   floor: int) -> int:
+    """How many trailing sorted entries the two layers share (as ``_agreeing`` for the
+    front), leaving the first ``floor`` entries of each out."""
+    count = 0
+    limit = min(len(ordered), len(theirs)) - floor
+    while count < limit:
+        ours, old = ordered[-1 - count], theirs[-1 - count]
+        if ours != old or (ours.type == FILE and ours.size and ours.path[1:] not in same):
+            break
+        count += 1
+    return count
+
+
+@dataclass
+class _Reuse:
+    """What of the earlier tar the new one takes: its records up to ``prefix`` (and the
+    hash there), and from ``suffix`` on its records again (headers and padding as they
+    are, payloads read and hashed), ``shift`` entries further along."""
+
+    plain: bytes  # the earlier tar-split's records
+    prefix: _ResumePoint | None
+    kept: list[_ResumePoint]  # the earlier points up to prefix: they hold for the new tar
+    suffix: _ResumePoint | None
+    later: list[_ResumePoint]  # the earlier points after suffix: where new ones are taken
+    shift: int
+    ops: list[tuple[int, Any, int]]  # the records from suffix on (see _scan_records)
+
+
+def _earlier_points(earlier: EarlierLayer) -> tuple[list[_ResumePoint], int, int] | None:
+    """The earlier tar-split's resume points, tar size and payload count, if made by these
+    rules and undamaged."""
     try:
         footer = read_footer(earlier.tarsplit_path)
     except (OSError, ValueError, TarSplitError):
         return None
-    raw = footer.get(CHECKPOINTS_KEY)
-    if footer.get(WRITER_KEY) != TAR_WRITER or footer.get("spool") or not isinstance(raw, list):
+    raw, size, payloads = footer.get(CHECKPOINTS_KEY), footer.get("size"), footer.get("payloads")
+    if (footer.get(WRITER_KEY) != TAR_WRITER or footer.get("spool") or not isinstance(raw, list)
+            or not isinstance(size, int) or not isinstance(payloads, int)):
         return None
-    kept: list[_ResumePoint] = []
+    points: list[_ResumePoint] = []
     for value in raw:
         point = _ResumePoint.from_list(value)
-        if point is None:
+        if point is None or point.offset == 0 or (points and point.records <= points[-1].records):
             return None
-        if point.entry > agreeing:
-            break
-        kept.append(point)
-    if not kept or kept[-1].offset == 0:
+        points.append(point)
+    return points, size, payloads
+
+
+def _plan_reuse(ordered: Sequence[FileEntry], earlier: EarlierLayer) -> _Reuse | None:
+    found = _earlier_points(earlier)
+    if not found or not found[0]:
         return None
-    return kept[-1], kept
-
-
-def _splice(stream: _Stream, split: SplitWriter, earlier: EarlierLayer, point: _ResumePoint) -> bool:
-    """Start the new tar at ``point`` of the earlier one: its records and hash state."""
+    points, total_size, total_payloads = found
+    front = _agreeing(ordered, earlier)
+    kept = [p for p in points if p.entry <= front]
+    prefix = kept[-1] if kept else None
+    theirs = sorted(earlier.entries.values(), key=_sort_key)
+    back = _agreeing_back(ordered, theirs, earlier.same, front)
+    shift = len(ordered) - len(theirs)
+    after = prefix.entry if prefix is not None else 0
+    suffix = next((p for p in points if p.entry >= len(theirs) - back and p.entry + shift > after), None)
+    if prefix is None and suffix is None:
+        return None
     try:
-        records = read_plain(earlier.tarsplit_path, point.records)
+        plain = read_plain(earlier.tarsplit_path)
     except (OSError, ValueError, TarSplitError):
-        return False
-    if len(records) != point.records or _record_totals(records) != (point.offset, point.payloads):
-        return False
+        return None
+    # One pass over the records: the totals at each point, and what to replay after suffix.
+    marks = {p.records for p in points}
+    scanned = _scan_records(plain, marks, suffix.records if suffix is not None else None)
+    if scanned is None or scanned[1] != (total_size, total_payloads):
+        return None  # damaged: hash everything
+    totals, _end, ops = scanned
+    if prefix is not None and totals.get(prefix.records) != (prefix.offset, prefix.payloads):
+        return None
+    if suffix is not None and totals.get(suffix.records) != (suffix.offset, suffix.payloads):
+        suffix, ops = None, []
+    later = [p for p in points if suffix is not None and p.records > suffix.records]
+    return _Reuse(plain, prefix, kept if prefix is not None else [], suffix, later, shift, ops)
+
+
+def _scan_records(plain: bytes, marks: set[int], ops_from: int | None
+                  ) -> tuple[dict[int, tuple[int, int]], tuple[int, int], list[tuple[int, Any, int]]] | None:
+    """Walk a tar-split's records once: the tar bytes and payload records before each
+    position in ``marks``, the totals at the end, and from ``ops_from`` on the records
+    themselves as ``(position, raw bytes or payload path, payload size or -1)``. None if
+    the records are damaged."""
+    view = memoryview(plain)
+    totals: dict[int, tuple[int, int]] = {}
+    ops: list[tuple[int, Any, int]] = []
+    at = size = payloads = 0
+    end = len(plain)
+    unpack_raw, unpack_file = struct.Struct("<I").unpack_from, struct.Struct("<QI").unpack_from
+    collecting = False
+    while at < end:
+        if at in marks:
+            totals[at] = (size, payloads)
+        if at == ops_from:
+            collecting = True
+        kind = plain[at]
+        if kind == 0x52 and at + 5 <= end:  # R: u32 length, raw bytes
+            (length,) = unpack_raw(plain, at + 1)
+            if collecting:
+                ops.append((at, view[at + 5 : at + 5 + length], -1))
+            at += 5 + length
+            size += length
+        elif kind == 0x46 and at + 13 <= end:  # F: u64 size, u32 length, path
+            payload, length = unpack_file(plain, at + 1)
+            if collecting:
+                ops.append((at, bytes(view[at + 13 : at + 13 + length]).decode("utf-8", "surrogateescape"), payload))
+            at += 13 + length
+            size += payload
+            payloads += 1
+        elif kind == 0x45 and at == end - 1:  # E: the end
+            return totals, (size, payloads), ops
+        else:
+            return None
+    return None
+
+
+def _start_at(stream: _Stream, split: SplitWriter, reuse: _Reuse) -> bool:
+    """Begin the new tar with the earlier one's records up to ``reuse.prefix`` and resume
+    the hash there."""
+    point = reuse.prefix
+    assert point is not None
     try:
         stream.sha.restore(point.offset, point.words)
     except ValueError:
         return False
-    split.splice(records, point.offset, point.payloads)
+    split.splice(reuse.plain[: point.records], point.offset, point.payloads)
     stream.offset = point.offset
     return True
 
 
-def _record_totals(records: bytes) -> tuple[int, int] | None:
-    """The tar bytes and payload records that whole tar-split records stand for (None if
-    ``records`` does not end at a record boundary): a damaged resume point is caught
-    here instead of being spliced."""
-    at = size = payloads = 0
-    end = len(records)
-    while at < end:
-        kind = records[at]
-        if kind == 0x52 and at + 5 <= end:  # R: u32 length, raw bytes
-            (length,) = struct.unpack_from("<I", records, at + 1)
-            at += 5 + length
-            size += length
-        elif kind == 0x46 and at + 13 <= end:  # F: u64 size, u32 length, path
-            payload, length = struct.unpack_from("<QI", records, at + 1)
-            at += 13 + length
-            size += payload
-            payloads += 1
-        else:
-            return None
-    return (size, payloads) if at == end else None
+def _replay(stream: _Stream, split: SplitWriter, reuse: _Reuse) -> None:
+    """The earlier tar's members from ``reuse.suffix`` to its end (the end-of-archive blocks
+    included) through the stream and the new tar-split: recorded bytes as they are,
+    payloads read again; a resume point wherever the earlier tar had one."""
+    assert reuse.suffix is not None
+    points = {p.records: p for p in reuse.later}
+    ops = reuse.ops
+    ahead = 0
+    try:
+        for index, (position, data, size) in enumerate(ops):
+            while ahead < len(ops) and ahead < index + _AHEAD:
+                _p, rel, n = ops[ahead]
+                if n > 0:
+                    stream.prefetch(rel, n)
+                ahead += 1
+            point = points.get(position)
+            if point is not None:
+                split.cut()
+                stream.checkpoint((stream.offset, point.entry + reuse.shift, split.position, split.payloads))
+            if size < 0:
+                split.raw(data)
+                stream.raw(data)
+            else:
+                split.payload(data, size)
+                if size:
+                    stream.payload(data, size)
+    finally:
+        stream.close()
 
 
 # --- the writer -------------------------------------------------------------------------------------
@@ -599,16 +702,22 @@ def write_layer_tar(
             spacing = max(_MIN_SPACING, total // _MAX_CHECKPOINTS)
             ordered = sorted(entries, key=_sort_key)
             points: list[_ResumePoint] = []
-            start = 0
+            start, reuse = 0, None
             if earlier is not None and out is None and split is not None and stream.sha.resumable:
-                found = _resume_from(earlier, _agreeing(ordered, earlier))
-                if found is not None and _splice(stream, split, earlier, found[0]):
-                    start, points = found[0].entry, found[1]
+                reuse = _plan_reuse(ordered, earlier)
+                if reuse is not None and reuse.prefix is not None and _start_at(stream, split, reuse):
+                    start, points = reuse.prefix.entry, list(reuse.kept)
+            stop = reuse.suffix.entry + reuse.shift if reuse is not None and reuse.suffix is not None else None
             try:
-                _hash_members(stream, _members(ordered, start), split, spacing, points[-1].offset if points else 0)
-                if split is not None:
-                    split.raw(ts.END_OF_ARCHIVE)
-                stream.raw(ts.END_OF_ARCHIVE)
+                _hash_members(stream, _members(ordered, start, stop), split, spacing,
+                              points[-1].offset if points else 0)
+                if stop is not None:
+                    assert reuse is not None and split is not None
+                    _replay(stream, split, reuse)
+                else:
+                    if split is not None:
+                        split.raw(ts.END_OF_ARCHIVE)
+                    stream.raw(ts.END_OF_ARCHIVE)
                 digest = stream.finish()
             finally:
                 stream.stop()

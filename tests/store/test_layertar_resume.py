@@ -234,3 +234,43 @@ def test_a_tree_still_being_made_hashes_from_where_the_bytes_are(tmp_path: Path,
                               elsewhere={"d/f30": str(side / "parked")}, settle=settle)
     assert settled == [True]  # d/f33 is neither shared nor parked: it waited for the tree
     assert resumed == sha_of(new, changed)[:2]
+
+
+def test_members_after_the_change_are_replayed_not_remade(tmp_path: Path, small_checkpoints: None,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file added in the middle: the tar before it is spliced, the tar after it is the
+    earlier tar-split's records replayed (headers not made again), and every byte hashed
+    is still the new tar's."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    entries = make_tree(old, files=60)
+    write_layer_tar(str(old), entries, None, str(tmp_path / "old.split"))
+    same = relink(old, new, entries, "/d/f50")
+    (new / "d" / "f20x").write_bytes(b"a file between f20 and f21")
+    added = FileEntry("/d/f20x", "file", 0o644, 0, 0, len(b"a file between f20 and f21"), MTIME)
+    changed = [*with_size(entries, "/d/f50", len(b"a different payload")), added]
+    made: list[str] = []
+    real = layertar._member
+
+    def counting(e: FileEntry) -> object:
+        made.append(e.path)
+        return real(e)
+
+    monkeypatch.setattr(layertar, "_member", counting)
+    split = tmp_path / "new.split"
+    resumed = write_layer_tar(str(new), changed, None, str(split), earlier=earlier_of(tmp_path / "old.split",
+                                                                                       same, entries))
+    assert "/d/f20x" in made and "/d/f59" not in made and "/d/f05" not in made
+    monkeypatch.setattr(layertar, "_member", real)
+    full_id, full_size, data = sha_of(new, changed)
+    assert resumed == (full_id, full_size)
+    again = io.BytesIO()
+    reassemble(str(split), str(new), again)
+    assert again.getvalue() == data
+    # Its own resume points are sound: a further change resumes from them.
+    (new / "d" / "f55").unlink()
+    (new / "d" / "f55").write_bytes(b"changed again")
+    third = with_size(changed, "/d/f55", len(b"changed again"))
+    newer = {e.path[1:] for e in changed if e.type == "file" and e.path != "/d/f55"}
+    again_id = write_layer_tar(str(new), third, None, str(tmp_path / "third.split"),
+                               earlier=earlier_of(split, newer, changed))
+    assert again_id == sha_of(new, third)[:2]
