@@ -8,10 +8,10 @@ context. It writes nothing, so bad input stops the build before the store is tou
 
 The second pass walks the steps. Each step gets a cache key (see ``cache``); a hit reuses
 the layer and image config recorded for that key, a miss runs the step and records it
-with the reason it missed. RUN runs in a temporary rootless container whose overlay
-upperdir is the new layer's staging directory; COPY/ADD write straight into a staging
-directory (``copy``); every other instruction only changes the image config. Progress is
-reported as ``BuildEvent`` objects through a callback: this module never prints.
+with the reason it missed. RUN runs in a temporary rootless container (``runstep``);
+COPY/ADD write straight into a staging directory (``copystep``); WORKDIR may add a
+directory; every other instruction only changes the image config. Progress is reported
+as ``BuildEvent`` objects through a callback: the build never prints.
 """
 
 from __future__ import annotations
@@ -23,35 +23,25 @@ import json
 import os
 import posixpath
 import secrets
-import select
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..bulk import collector_paused
-from ..errors import (
-    BuildError,
-    Cancelled,
-    CloneFailed,
-    DockerfileError,
-    ImageNotFound,
-    InvalidArgument,
-    StoreFull,
-    StrataError,
-)
+from ..errors import BuildError, Cancelled, DockerfileError, ImageNotFound, InvalidArgument, StrataError
 from ..fsutil import rmtree
 from ..store.images import Image, canonical_json, host_architecture, new_config, now_rfc3339
-from ..store.index import DIR, FILE, FileEntry, normalize
-from ..store.layers import Predecessor
+from ..store.index import DIR, normalize
 from ..store.union import UnionView
-from .cache import BuildCache, CacheEntry, base_key, mounts_dir, step_key
-from .checksum import StatCache, checksum, context_records, fingerprints, index_records, record, stat_snapshot
-from .context import BuildContext, ContextEntry, SourceMatch
+from .cache import BuildCache, CacheEntry, base_key, step_key
+from .checksum import StatCache, fingerprints
+from .configenv import env_dict, set_env, shell_form
+from .context import BuildContext, SourceMatch
+from .copystep import URL_PREFIXES, CopySteps
 from .dockerignore import load_dockerignore
-from .events import CACHED, DONE, ERROR, FINISHED, OUTPUT, RUNNING, BuildEvent, BuildResult
+from .events import CACHED, DONE, ERROR, FINISHED, RUNNING, BuildEvent, BuildResult
 from .instructions import (
     AUTOMATIC_PLATFORM_ARGS,
     PREDEFINED_ARGS,
@@ -79,20 +69,12 @@ from .instructions import (
     parse_stages,
 )
 from .parser import parse
+from .runstep import RunSteps
 
 if TYPE_CHECKING:
-    from ..store.layers import Staging
-    from ..store.linkclone import LinkClone
     from ..store.store import Store
-    from .copy import CopyPlan, LayerWriter, Owner
 
 EventSink = Callable[[BuildEvent], None]
-DEFAULT_SHELL = ["/bin/sh", "-c"]
-HEREDOC_SCRIPT = "/.strata-heredoc"
-_URL_PREFIXES = ("http://", "https://")
-# A COPY whose earlier result has at least this many paths starts from a hard-link clone
-# of it (store.linkclone); smaller ones are written directly, linking unchanged files.
-_CLONE_AT_LEAST = 256
 # References ensure_image fetches from a local daemon (registry.daemon.TRANSPORTS).
 DAEMON_PREFIXES = ("docker-daemon:", "podman:")
 
@@ -119,18 +101,6 @@ def find_base_image(store: Store, reference: str, line: int = 0, filename: str =
                               line, filename) from None
     except StrataError as err:
         raise DockerfileError(f"FROM {reference}: {err}", line, filename) from None
-
-
-def _raise_if_store_full(root: os.PathLike[str] | str, what: str) -> None:
-    """A RUN that failed because the store's filesystem filled up is a full store, not a
-    failing command: say so, as every other write into the store does."""
-    try:
-        fs = os.statvfs(root)
-    except OSError:
-        return
-    if fs.f_bavail * fs.f_frsize < 64 * 1024:
-        raise StoreFull(f"no space left on device for the store at {root} while running {what}; "
-                        "free space and build again")
 
 
 # --- options and plans ---------------------------------------------------------------------------
@@ -194,20 +164,6 @@ class Snapshot:
         return canonical_json(self.config)
 
 
-def _env_dict(env: Iterable[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in env:
-        key, _, value = item.partition("=")
-        out[key] = value
-    return out
-
-
-def _set_env(env: list[str], key: str, value: str) -> list[str]:
-    out = [e for e in env if e.partition("=")[0] != key]
-    out.append(f"{key}={value}")
-    return out
-
-
 def _canonical(instruction: Instruction) -> str:
     """The instruction's meaning as text: every field but where it was written."""
 
@@ -229,13 +185,6 @@ def _automatic_args() -> dict[str, str]:
     return {name: values[name.removeprefix("BUILD").removeprefix("TARGET")] for name in AUTOMATIC_PLATFORM_ARGS}
 
 
-def _shell_form(config: Mapping[str, Any], command: Sequence[str], json_form: bool) -> list[str]:
-    if json_form:
-        return list(command)
-    shell = list(config.get("Shell") or DEFAULT_SHELL)
-    return [*shell, *command]
-
-
 def _port(spec: str) -> str:
     return spec if "/" in spec else f"{spec}/tcp"
 
@@ -245,7 +194,7 @@ def _apply_config(c: dict[str, Any], ins: Instruction, state: _StageState) -> No
     if isinstance(ins, Env):
         env = list(c.get("Env") or [])
         for key, value in ins.pairs:
-            env = _set_env(env, key, value)
+            env = set_env(env, key, value)
         c["Env"] = env
     elif isinstance(ins, Label):
         labels = dict(c.get("Labels") or {})
@@ -267,10 +216,10 @@ def _apply_config(c: dict[str, Any], ins: Instruction, state: _StageState) -> No
             volumes[p] = {}
         c["Volumes"] = volumes
     elif isinstance(ins, Cmd):
-        c["Cmd"] = _shell_form(c, ins.command, ins.json)
+        c["Cmd"] = shell_form(c, ins.command, ins.json)
         state.cmd_set = True
     elif isinstance(ins, Entrypoint):
-        c["Entrypoint"] = _shell_form(c, ins.command, ins.json) if ins.command is not None else None
+        c["Entrypoint"] = shell_form(c, ins.command, ins.json) if ins.command is not None else None
         if not state.cmd_set:
             c["Cmd"] = None
     elif isinstance(ins, Shell):
@@ -293,19 +242,6 @@ def _apply_config(c: dict[str, Any], ins: Instruction, state: _StageState) -> No
 
 
 @dataclass
-class _HeadStart:
-    """A COPY layer begun before its cache lookup (see ``Builder._begin_early``): a staging
-    directory becoming a clone of the step's earlier layer. ``exits`` removes both."""
-
-    step: Step
-    exits: contextlib.ExitStack
-    staging: Staging
-    clone: LinkClone
-    earlier: str
-    base: dict[str, FileEntry]
-
-
-@dataclass
 class _StageState:
     """ARGs and flags that evolve through a stage while it is planned."""
 
@@ -317,8 +253,9 @@ class _StageState:
 # --- the builder -------------------------------------------------------------------------------------
 
 
-class Builder:
-    """One build. ``run`` does both passes and returns the image it made."""
+class Builder(CopySteps, RunSteps):
+    """One build. ``run`` does both passes and returns the image it made. Running COPY/ADD
+    and RUN steps is in the mixins (``copystep``, ``runstep``); the rest is here."""
 
     def __init__(self, store: Store, options: BuildOptions, on_event: EventSink | None = None,
                  cancel: threading.Event | None = None, driver: Callable[[], str] | None = None) -> None:
@@ -342,7 +279,7 @@ class Builder:
         self._failed_step = False  # an error event naming the step was already sent
         self._cache: BuildCache | None = None
         self._scratch: list[Path] = []
-        self._head_start: _HeadStart | None = None
+        self._head_start = None  # a COPY begun early: see CopySteps._begin_early
 
     # --- entry point ---
 
@@ -442,12 +379,12 @@ class Builder:
         for number, ins in enumerate(instructions, start=2):
             before = steps[-1].config_after
             env_list = list(before.get("Env") or [])
-            env = {**state.predefined, **state.args, **_env_dict(env_list)}
+            env = {**state.predefined, **state.args, **env_dict(env_list)}
             expanded, used = ins.expanded_with(env, plan.escape, self.filename)
-            used_args = {n: state.args[n] for n in used if n in state.args and n not in _env_dict(env_list)}
+            used_args = {n: state.args[n] for n in used if n in state.args and n not in env_dict(env_list)}
             run_args = {}
             if isinstance(ins, Run):
-                declared = {k: v for k, v in state.args.items() if k not in _env_dict(env_list)}
+                declared = {k: v for k, v in state.args.items() if k not in env_dict(env_list)}
                 run_args = declared
                 used_args = dict(declared)
             after = copy.deepcopy(before)
@@ -507,13 +444,13 @@ class Builder:
                 step.from_ref = self._resolve_ref(ins.from_, step, plan, planned)
             else:
                 for src in ins.sources:
-                    if src.startswith(_URL_PREFIXES):
+                    if src.startswith(URL_PREFIXES):
                         if isinstance(ins, Copy):
                             raise DockerfileError(f"COPY: source can't be a URL: {src} (use ADD)", step.line,
                                                   self.filename)
                         continue
                     step.sources += self.ctx.sources(src, step.line, keyword)
-            count = len(step.sources) + len(ins.contents) + sum(s.startswith(_URL_PREFIXES) for s in ins.sources)
+            count = len(step.sources) + len(ins.contents) + sum(s.startswith(URL_PREFIXES) for s in ins.sources)
             if isinstance(ins, Copy) and ins.from_:
                 count = len(ins.sources) + (1 if any(c in "".join(ins.sources) for c in "*?[") else 0)
             if count > 1 and not ins.dest.endswith("/"):
@@ -525,9 +462,11 @@ class Builder:
 
                 parse_chmod(ins.chmod, step.line, self.filename, keyword)
         elif isinstance(ins, Run):
-            env = {**step.run_args, **_env_dict(step.env)}
+            from .shell import expand_word
+
+            env = {**step.run_args, **env_dict(step.env)}
             try:
-                mounts = ins.mounts(lambda w: _expand(w, env, plan.escape))
+                mounts = ins.mounts(lambda w: expand_word(w, env, plan.escape))
             except DockerfileError as err:
                 raise DockerfileError(err.detail, step.line, self.filename) from None
             for mount in mounts:
@@ -670,7 +609,7 @@ class Builder:
     def _created_by(self, step: Step) -> str:
         ins = step.expanded
         if isinstance(ins, Run):
-            argv = _shell_form(step.config_before, ins.command, ins.json)
+            argv = shell_form(step.config_before, ins.command, ins.json)
             args = "".join(f"{k}={v} " for k, v in sorted(step.run_args.items()))
             prefix = f"|{len(step.run_args)} {args}" if step.run_args else ""
             return f"RUN {prefix}{' '.join(argv)} # buildkit"
@@ -710,604 +649,12 @@ class Builder:
             writer.ensure_dir(real, ROOT, time.time())
             return self.store.layers.add_dir(st, writer.finish(), snap.top_layer, self._created_by(step)).id, False
 
-    # --- COPY / ADD ---
-
-    def _copy_sources(self, step: Step, snap: Snapshot) -> tuple[str, Callable[[], list[str]], Any]:
-        """The checksum of everything a COPY/ADD reads, its record lines (for miss
-        reasons) and what ``_copy`` needs to place the files."""
-        ins = step.expanded
-        assert isinstance(ins, (Copy, Add)) and self.ctx is not None
-        records: list[str] = []
-        prepared: dict[str, Any] = {}
-        if isinstance(ins, Copy) and ins.from_:
-            from .copy import plan_image_copy
-
-            prepared = self._destination(step, snap)
-            view, dest, dest_as_dir = prepared["view"], prepared["dest"], prepared["dest_as_dir"]
-            owner, chmod, keyword = prepared["owner"], prepared["chmod"], ins.keyword
-            ref = step.from_ref
-            if isinstance(ref, Stage):
-                src_snap = self.snapshots[ref.index]
-                src_view = self._view(src_snap)
-            else:
-                assert isinstance(ref, Image)
-                src_view = UnionView.of_layers(self.store, self.store.images.layers(ref))
-            plan, seen = plan_image_copy(src_view, list(ins.sources), dest, dest_as_dir, view,
-                                         owner if ins.chown else None, chmod, step.line, self.filename, keyword)
-            prepared["plan"] = plan
-            records += index_records(seen)
-        else:
-            entries: list[ContextEntry] = []
-            for match in step.sources:
-                entries += self.ctx.under(match.real) if match.is_dir else [match.entry]
-            context_lines: Callable[[], list[str]] = list
-            if entries:
-                prepared["shape"] = f"{len(entries)} {sum(e.size for e in entries)}"
-                self._begin_early(step, snap, prepared["shape"])
-                summary, context_lines = self._context_checksum(entries)
-                records.append(f"\0context\0{summary}")
-
-            def digests() -> dict[str, str]:
-                context_lines()  # fills self._digests (a remembered tree sum may have skipped it)
-                return self._digests
-
-            prepared["digests"] = digests
-            urls = [s for s in ins.sources if s.startswith(_URL_PREFIXES)]
-            for url in urls:
-                path = self._download(url, step)
-                size = os.path.getsize(path)
-                from .checksum import hash_file
-
-                digest = hash_file(path, size)
-                if isinstance(ins, Add) and ins.checksum:
-                    self._verify_checksum(url, path, ins.checksum, step)
-                records.append(record(url, FILE, 0o600, 0, 0, size, "", digest))
-                prepared.setdefault("urls", []).append((url, path, size, digest))
-            inline: list[tuple[str, bytes]] = []
-            env = {**step.run_args, **step.used_args, **_env_dict(step.env)}
-            assert self.plan is not None
-            for content in ins.contents:
-                data = content.data
-                if content.expand:
-                    data = _expand_heredoc(data, env, self.plan.escape)
-                raw = data.encode("utf-8", "surrogateescape")
-                inline.append((content.path, raw))
-                import xxhash
-
-                records.append(record("<<" + content.path, FILE, 0, 0, 0, len(raw), "",
-                                      xxhash.xxh3_128_hexdigest(raw)))
-            prepared["inline"] = inline
-            records.sort()
-            own = [r for r in records if not r.startswith("\0context\0")]
-            return checksum(records), lambda: sorted(own + context_lines()), prepared
-        records.sort()
-        return checksum(records), lambda: records, prepared
-
-    def _context_checksum(self, entries: list[ContextEntry]) -> tuple[str, Callable[[], list[str]]]:
-        """The checksum of context entries, and (lazily) their record lines.
-
-        When every entry's stat fields are what they were when this checksum was last
-        computed, the checksum is taken from ``build_tree_sums`` without reading the stat
-        cache at all: that is the whole cost of an unchanged context, one stat walk.
-        """
-        assert self.ctx is not None
-        if self._stat_cache is None:
-            self.cache  # noqa: B018 - creates the tables the stat cache lives in
-            self._stat_cache = StatCache(self.store.meta, self.ctx.root)
-        stat_cache = self._stat_cache
-        snapshot, racy = stat_snapshot(self.ctx.root, entries, stat_cache.started_ns)
-        done: list[list[str]] = []
-
-        def lines() -> list[str]:
-            if not done:
-                assert self.ctx is not None
-                done.append(sorted(context_records(self.ctx, stat_cache, entries, self._digests)))
-            return done[0]
-
-        known = self.cache.tree_sum(snapshot)
-        if known is not None:
-            return known, lines
-        summary = checksum(lines())
-        if not racy:
-            self.cache.put_tree_sum(snapshot, summary)
-        return summary, lines
-
-    def _download(self, url: str, step: Step) -> str:
-        import urllib.error
-        import urllib.parse
-        import urllib.request
-
-        scratch = self._new_scratch("download")
-        name = posixpath.basename(urllib.parse.urlparse(url).path) or "index.html"
-        target = scratch / name
-        try:
-            with urllib.request.urlopen(url, timeout=30) as response, open(target, "wb") as out:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            why = getattr(err, "reason", None) or err
-            raise DockerfileError(
-                f"ADD {url}: cannot download it ({why}); check the network, or download the file into the "
-                f"build context and ADD it from there", step.line, self.filename) from None
-        return str(target)
-
-    def _verify_checksum(self, url: str, path: str, expected: str, step: Step) -> None:
-        """ADD --checksum=sha256:…: the download must be exactly that content."""
-        import hashlib
-
-        algorithm, _, want = expected.partition(":")
-        if algorithm not in ("sha256", "sha384", "sha512") or not want:
-            raise DockerfileError(f"ADD --checksum={expected}: use sha256:<hex> (or sha384, sha512)",
-                                  step.line, self.filename)
-        h = hashlib.new(algorithm)
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
-        if h.hexdigest() != want.lower():
-            raise DockerfileError(f"ADD {url}: checksum mismatch: expected {expected}, got {algorithm}:{h.hexdigest()}",
-                                  step.line, self.filename)
-
     def _new_scratch(self, what: str) -> Path:
         path = self.store.tmp / f"stage-{what}-{secrets.token_hex(8)}"
         path.mkdir(mode=0o700)
         (path / "owner").write_text(f"{os.getpid()}\n")
         self._scratch.append(path)
         return path
-
-    def _earlier_layer(self, step: Step, snap: Snapshot) -> str | None:
-        """The layer this step made the last time on this parent: the new layer is most
-        likely that one with a few files changed."""
-        for sibling in self.cache.siblings(snap.key, limit=10):
-            if sibling.layer and sibling.detail.get("instruction") == step.instruction.source:
-                return sibling.layer
-        return None
-
-    def _index(self, layer_id: str | None) -> dict[str, FileEntry]:
-        if layer_id is None:
-            return {}
-        with collector_paused():
-            return {e.path: e for e in self.store.layers.entries(layer_id)}
-
-    def _worth_cloning(self, layer_id: str | None) -> bool:
-        from ..errors import LayerNotFound
-
-        if layer_id is None:
-            return False
-        try:
-            return self.store.layers.get(layer_id).entries >= _CLONE_AT_LEAST
-        except LayerNotFound:
-            return False
-
-    def _destination(self, step: Step, snap: Snapshot) -> dict[str, Any]:
-        """Where a COPY/ADD writes and as whom: only needed when the step runs."""
-        from .copy import absolute_dest, parse_chmod, resolve_owner
-
-        ins = step.expanded
-        assert isinstance(ins, (Copy, Add))
-        view = self._view(snap)
-        dest, dest_as_dir = absolute_dest(ins.dest, step.config_before.get("WorkingDir") or "/")
-        owner = resolve_owner(view, ins.chown, step.line, self.filename, ins.keyword)
-        chmod = parse_chmod(ins.chmod, step.line, self.filename, ins.keyword)
-        return {"view": view, "dest": dest, "dest_as_dir": dest_as_dir, "owner": owner, "chmod": chmod}
-
-    def _begin_early(self, step: Step, snap: Snapshot, shape: str) -> None:
-        """Start cloning this step's earlier layer before the cache lookup when the step will
-        surely run: its sources' count or bytes differ from that run's (``shape``). The
-        clone (``store.linkclone``) then proceeds alongside checksumming and planning."""
-        if self.options.no_cache or not _CLONE_AT_LEAST:
-            return
-        self._drop_head_start()
-        for sibling in self.cache.siblings(snap.key, limit=10):
-            if sibling.layer and sibling.detail.get("instruction") == step.instruction.source:
-                if sibling.detail.get("shape") in (None, shape):
-                    return  # the same shape: maybe only touched, and then a cache hit
-                earlier = sibling.layer
-                break
-        else:
-            return
-        if not self._worth_cloning(earlier):
-            return
-        from ..store.linkclone import LinkClone
-
-        exits = contextlib.ExitStack()
-        try:
-            st = exits.enter_context(self.store.layers.staging())
-            clone = LinkClone(str(self.store.layers.diff_dir(earlier)), str(st.diff))
-            exits.callback(clone.cancel)  # runs before the staging directory goes
-            base = self._index(earlier)  # read while cp works
-        except BaseException:
-            exits.close()
-            raise
-        self._head_start = _HeadStart(step, exits, st, clone, earlier, base)
-
-    def _drop_head_start(self) -> None:
-        head, self._head_start = self._head_start, None
-        if head is not None:
-            head.exits.close()
-
-    def _copy(self, step: Step, snap: Snapshot, prepared: dict[str, Any]) -> str:
-        if "view" not in prepared:
-            prepared.update(self._destination(step, snap))
-        head, self._head_start = self._head_start, None
-        if head is not None and head.step is not step:
-            head.exits.close()
-            head = None
-        earlier: str | None
-        if head is not None:
-            earlier, base = head.earlier, head.base
-            with head.exits:
-                try:
-                    return self._write_copy(step, snap, prepared, earlier, base, head.staging, head.clone)
-                except CloneFailed:
-                    pass  # written the ordinary way below, in a fresh staging directory
-        else:
-            # --no-cache trusts nothing earlier, not even its files: everything is written afresh.
-            earlier = self._earlier_layer(step, snap) if not self.options.no_cache else None
-            base = {}
-            if earlier is not None and self._worth_cloning(earlier):
-                from ..store.linkclone import LinkClone
-
-                with self.store.layers.staging() as st:
-                    clone = LinkClone(str(self.store.layers.diff_dir(earlier)), str(st.diff))
-                    try:
-                        base = self._index(earlier)  # read while cp works
-                        return self._write_copy(step, snap, prepared, earlier, base, st, clone)
-                    except CloneFailed:
-                        pass
-                    finally:
-                        clone.cancel()  # before the staging directory goes
-            else:
-                base = self._index(earlier)
-        with self.store.layers.staging() as st:
-            return self._write_copy(step, snap, prepared, earlier, base, st, None)
-
-    def _write_copy(self, step: Step, snap: Snapshot, prepared: dict[str, Any], earlier: str | None,
-                    base: dict[str, FileEntry], st: Staging, cloning: LinkClone | None) -> str:
-        """Write the COPY/ADD layer into ``st``. With ``cloning`` the staging directory is
-        becoming a hard-link clone of ``earlier`` (``cp -lR``, while the items are worked
-        out) and only what differs is written; without, unchanged files are still
-        hard-linked from ``earlier``."""
-        from .copy import CopyError, LayerWriter, place_all
-
-        ins = step.expanded
-        assert isinstance(ins, (Copy, Add)) and self.ctx is not None
-        view: UnionView = prepared["view"]
-        keyword = ins.keyword
-        layers = self.store.layers
-        earlier_dir = str(layers.diff_dir(earlier)) if earlier is not None else ""
-        reuse = {} if cloning else {
-            path: (earlier_dir + path, e.digest) for path, e in base.items() if e.type == FILE}
-        side_dir = None
-        if cloning is not None:
-            side_dir = str(st.path / "incoming")
-            os.mkdir(side_dir, 0o700)
-        writer = LayerWriter(str(st.diff), view, self.filename, step.line, keyword, reuse=reuse,
-                             base=base if cloning else None, base_ready=cloning.wait if cloning else None,
-                             side_dir=side_dir)
-
-        def failed(e: OSError) -> DockerfileError:
-            return DockerfileError(f"{keyword} failed: {e.strerror or e}: {e.filename or ''}".rstrip(": "),
-                                   step.line, self.filename)
-
-        def settle() -> None:
-            try:
-                writer.settle()
-            except OSError as e:
-                raise failed(e) from None
-
-        try:
-            try:
-                if "plan" in prepared:
-                    place_all(writer, prepared["plan"])
-                else:
-                    self._place_context(writer, step, prepared, prepared["dest"], prepared["dest_as_dir"],
-                                        prepared["owner"], prepared["chmod"])
-                # With a clone, the tree is completed (settle) after its tar is hashed.
-                entries = writer.finish(settle=cloning is None)
-            except (CopyError, CloneFailed):
-                raise
-            except OSError as e:
-                raise failed(e) from None
-            same = frozenset(path[1:] for path in writer.same if path in writer.entries)
-            predecessor = Predecessor(earlier, base, same) if earlier is not None else None
-            return layers.add_dir(st, entries, snap.top_layer, self._created_by(step), predecessor,
-                                  elsewhere=writer.elsewhere if cloning else None,
-                                  settle=settle if cloning else None).id
-        finally:
-            writer.close()
-            if cloning is not None:
-                cloning.cancel()
-
-    def _place_context(self, writer: LayerWriter, step: Step, prepared: dict[str, Any], dest: str,
-                       dest_as_dir: bool, owner: Owner, chmod: int | None) -> None:
-        from .copy import ROOT, archive_items, inline_items, opened_archive, place_all
-
-        ins = step.expanded
-        assert isinstance(ins, (Copy, Add)) and self.ctx is not None
-        view: UnionView = prepared["view"]
-        keyword = ins.keyword
-        plain: list[SourceMatch] = []
-        for match in step.sources:
-            if isinstance(ins, Add) and not match.is_dir:
-                with opened_archive(self.ctx.abspath(match.real)) as tar:
-                    if tar is not None:
-                        self._place_plain(writer, plain, prepared, dest, dest_as_dir, owner, chmod, step)
-                        plain = []
-                        target = view.resolve_path(dest)
-                        writer.ensure_dir(target, ROOT, time.time())
-                        for item in archive_items(tar, target, step.line, self.filename):
-                            writer.place(item, ROOT)
-                        continue
-            plain.append(match)
-        self._place_plain(writer, plain, prepared, dest, dest_as_dir, owner, chmod, step)
-        for url, path, size, digest in prepared.get("urls", []):
-            name = posixpath.basename(url.split("?", 1)[0].rstrip("/")) or "index.html"
-            from .copy import CopyItem, _file_target
-
-            target = _file_target(view, dest, dest_as_dir, name)
-            item = CopyItem(target, FILE, chmod if chmod is not None else 0o600, owner, time.time_ns(), size,
-                            digest, source=path)
-            writer.place(item, owner)
-        if prepared.get("inline"):
-            plan = inline_items(prepared["inline"], dest, dest_as_dir, view, owner, chmod, time.time_ns())
-            place_all(writer, plan)
-        del keyword
-
-    def _place_plain(self, writer: LayerWriter, matches: list[SourceMatch], prepared: dict[str, Any], dest: str,
-                     dest_as_dir: bool, owner: Owner, chmod: int | None, step: Step) -> None:
-        from .copy import place_all, plan_context_copy
-
-        if not matches:
-            return
-        assert self.ctx is not None
-        plan: CopyPlan = plan_context_copy(self.ctx, matches, prepared["digests"](), dest, dest_as_dir,
-                                           prepared["view"], owner, chmod, step.line, step.expanded.keyword)
-        place_all(writer, plan)
-
-    # --- RUN ---
-
-    def _driver_name(self) -> str:
-        if self._driver is None:
-            if self._driver_fn is not None:
-                self._driver = self._driver_fn()
-            else:
-                from .. import runtime
-
-                self._driver = runtime.detect_driver(str(self.store.tmp))
-        return self._driver
-
-    def _run(self, step: Step, snap: Snapshot) -> str:
-        from .. import runtime
-
-        ins = step.expanded
-        assert isinstance(ins, Run)
-        c = step.config_before
-        argv, script = self._run_argv(step, ins)
-        env = list(c.get("Env") or [])
-        env_keys = {e.partition("=")[0] for e in env}
-        env += [f"{k}={v}" for k, v in sorted({**self._predefined(step), **step.run_args}.items())
-                if k not in env_keys]
-        process = runtime.Process(args=argv, env=env, cwd=c.get("WorkingDir") or "/", user=c.get("User") or "")
-        chain = self.store.layers.chain(snap.top_layer)
-        lowerdirs = [str(self.store.layers.diff_dir(layer.id)) for layer in reversed(chain)]
-        network = "none" if ins.network == "none" else self.options.network
-        scratch = self._new_scratch("run")
-        mounts = self._mounts(step, ins, scratch)
-        if script is not None:
-            mounts.append(runtime.Mount(script, HEREDOC_SCRIPT, "bind", readonly=True))
-        driver = self._driver_name()
-        with self.store.layers.staging() as st:
-            if driver == "vfs":
-                rootdir = scratch / "rootfs"
-                runtime.vfs_materialize(lowerdirs, str(rootdir))
-                rootfs = runtime.RootFS("vfs", rootdir=str(rootdir))
-            else:
-                (scratch / "work").mkdir()
-                rootfs = runtime.RootFS("overlay", lowerdirs=lowerdirs, upperdir=str(st.diff),
-                                        workdir=str(scratch / "work"))
-            config = runtime.ContainerConfig(rootfs=rootfs, process=process, runtime_dir=str(scratch / "run"),
-                                             hostname=secrets.token_hex(6), mounts=mounts,
-                                             network=network)  # type: ignore[arg-type]
-            code = self._run_container(config, step)
-            if code != 0:
-                _raise_if_store_full(self.store.root, step.text)
-                shown = " ".join(argv)
-                raise BuildError(
-                    f"{self.filename}:{step.line}: {step.text}: process \"{shown}\" did not complete "
-                    f"successfully: exit code: {code}", step.line, code)
-            if driver == "vfs":
-                runtime.vfs_diff(lowerdirs, str(scratch / "rootfs"), str(st.diff),
-                                 runtime_dir=str(scratch / "run"))
-            rmtree(scratch / "work")
-            entries = self._scan(str(st.diff), chain)
-            return self.store.layers.add_dir(st, entries, snap.top_layer, self._created_by(step)).id
-
-    def _predefined(self, step: Step) -> dict[str, str]:
-        return {k: v for k, v in self.options.build_args.items() if k in PREDEFINED_ARGS}
-
-    def _run_argv(self, step: Step, ins: Run) -> tuple[list[str], str | None]:
-        """The RUN's argv, and a script to bind at ``HEREDOC_SCRIPT`` for ``RUN <<EOF`` with a
-        ``#!`` line (BuildKit runs such a heredoc as a script, not through the shell)."""
-        if ins.json:
-            return list(ins.command), None
-        command = ins.command[0] if ins.command else ""
-        if ins.heredocs:
-            docs = list(ins.heredocs)
-            only = command.strip().lstrip("0123456789")
-            name = docs[0].name
-            if len(docs) == 1 and only in (f"<<{name}", f"<<-{name}", f'<<"{name}"', f"<<'{name}'",
-                                           f'<<-"{name}"', f"<<-'{name}'"):
-                body = docs[0].chomped_content()
-                if body.startswith("#!"):
-                    script = self._new_scratch("script") / "script"
-                    script.write_text(body, encoding="utf-8", errors="surrogateescape")
-                    os.chmod(script, 0o755)
-                    return [HEREDOC_SCRIPT], str(script)
-                return _shell_form(step.config_before, [body], False), None
-            text = command
-            for doc in docs:
-                text += "\n" + doc.content + doc.name
-            command = text
-        return _shell_form(step.config_before, [command], False), None
-
-    def _mounts(self, step: Step, ins: Run, scratch: Path) -> list[Any]:
-        from .. import runtime
-        from .copy import export_subtree
-
-        assert self.ctx is not None and self.plan is not None
-        env = {**step.run_args, **_env_dict(step.env)}
-        escape = self.plan.escape
-        out: list[runtime.Mount] = []
-        for index, mount in enumerate(ins.mounts(lambda w: _expand(w, env, escape))):
-            target = normalize(posixpath.join(step.config_before.get("WorkingDir") or "/", mount.target))
-            if mount.type == "cache":
-                import hashlib
-
-                ident = mount.id or target
-                where = mounts_dir(self.store) / hashlib.sha256(ident.encode()).hexdigest()[:24]
-                if not where.exists():
-                    where.mkdir(mode=mount.mode if mount.mode is not None else 0o755)
-                    if os.geteuid() == 0:
-                        os.chown(where, mount.uid or 0, mount.gid or 0)
-                out.append(runtime.Mount(str(where), target, "bind", readonly=False))
-            elif mount.type == "tmpfs":
-                options = [f"size={mount.size}"] if mount.size else []
-                out.append(runtime.Mount("tmpfs", target, "tmpfs", options=options))
-            elif mount.type == "bind":
-                ref = step.mount_refs.get(mount.from_) if mount.from_ else None
-                if ref is None:
-                    rel = self.ctx.resolve(self.ctx.clean_source(mount.source or ".", step.line, "RUN --mount"),
-                                           step.line, "RUN --mount")
-                    source = self.ctx.abspath(rel)
-                    if not os.path.exists(source):
-                        raise DockerfileError(f"RUN --mount: {mount.source} not found in the build context",
-                                              step.line, self.filename)
-                    if not mount.readonly:
-                        copy_to = scratch / f"mount-{index}"
-                        _copy_host_tree(source, str(copy_to))
-                        source = str(copy_to)
-                else:
-                    if isinstance(ref, Stage):
-                        src_view = self._view(self.snapshots[ref.index])
-                    else:
-                        src_view = UnionView.of_layers(self.store, self.store.images.layers(ref))
-                    copy_to = scratch / f"mount-{index}"
-                    try:
-                        export_subtree(src_view, mount.source or "/", str(copy_to))
-                    except FileNotFoundError:
-                        raise DockerfileError(f"RUN --mount: {mount.source} not found in {mount.from_}",
-                                              step.line, self.filename) from None
-                    source = str(copy_to)
-                out.append(runtime.Mount(source, target, "bind", readonly=mount.readonly))
-        return out
-
-    def _run_container(self, config: Any, step: Step) -> int:
-        from .. import runtime
-
-        read_fd, write_fd = os.pipe()
-        try:
-            # Processes in a container start with umask 022, as Docker's do, whatever the
-            # caller's is: the files a RUN makes must not depend on who ran the build.
-            saved = os.umask(0o022)
-            try:
-                running = runtime.start(config, stdout=write_fd, stderr=write_fd)
-            except (StrataError, OSError) as err:
-                code = getattr(err, "exit_code", 125)
-                raise BuildError(f"{self.filename}:{step.line}: {step.text}: {err}", step.line,
-                                 code if code in (126, 127) else 125) from None
-            finally:
-                os.umask(saved)
-                os.close(write_fd)
-                write_fd = -1
-            pending = b""
-            killed = False
-            while True:
-                ready, _w, _x = select.select([read_fd], [], [], 0.25)
-                if self.cancel is not None and self.cancel.is_set() and not killed:
-                    running.kill()
-                    killed = True
-                if not ready:
-                    continue
-                data = os.read(read_fd, 65536)
-                if not data:
-                    break
-                pending += data
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    self.emit(self._event(step, OUTPUT, output=raw.decode("utf-8", "replace")))
-            if pending:
-                self.emit(self._event(step, OUTPUT, output=pending.decode("utf-8", "replace")))
-            code = running.wait()
-            if killed:
-                raise Cancelled("build")
-            return code if code is not None else 125
-        finally:
-            os.close(read_fd)
-            if write_fd >= 0:
-                os.close(write_fd)
-
-    def _scan(self, diff: str, chain: Sequence[Any]) -> list[FileEntry]:
-        """Index what the RUN left in its upperdir, keeping what the layers below knew
-        about paths the disk cannot describe (owners, when rootless)."""
-        from ..store.scan import scan_dir
-
-        paths: list[str] = []
-        for root, dirs, files in os.walk(diff):
-            rel = root[len(diff):]
-            paths += [f"{rel}/{name}" for name in dirs + files]
-        if not paths:
-            return []
-        view = UnionView.of_layers(self.store, list(chain))
-        base = {p: hit.entry for p, hit in view.lookup_many(paths).items()}
-        entries = scan_dir(diff, base=base)
-        if os.geteuid() == 0:
-            return entries
-        return _to_container_ids(entries, base)
-
-
-def _expand(word: str, env: Mapping[str, str], escape: str) -> str:
-    from .shell import expand_word
-
-    return expand_word(word, env, escape)
-
-
-def _expand_heredoc(data: str, env: Mapping[str, str], escape: str) -> str:
-    from .shell import Lexer
-
-    return Lexer(escape, raw_quotes=True, raw_escapes=True).process(data, env).value
-
-
-def _copy_host_tree(source: str, dest: str) -> None:
-    import shutil
-
-    if os.path.isdir(source):
-        shutil.copytree(source, dest, symlinks=True)
-    else:
-        shutil.copy2(source, dest)
-
-
-def _to_container_ids(entries: list[FileEntry], base: Mapping[str, FileEntry]) -> list[FileEntry]:
-    """Rootless: files the RUN made belong to host ids; give them the ids the container saw.
-    Entries whose owner came from the layers below (see ``scan_dir``) are left alone."""
-    from ..runtime import idmap
-
-    maps = idmap.plan()
-
-    def inside(ranges: tuple[tuple[int, int, int], ...], host: int) -> int:
-        for start, outside, count in ranges:
-            if outside <= host < outside + count:
-                return start + host - outside
-        return 65534
-
-    out = []
-    for e in entries:
-        old = base.get(e.path)
-        if old is not None and (old.uid, old.gid) == (e.uid, e.gid):
-            out.append(e)
-            continue
-        uid, gid = inside(maps.uid.ranges, e.uid), inside(maps.gid.ranges, e.gid)
-        out.append(e if (uid, gid) == (e.uid, e.gid) else dataclasses.replace(e, uid=uid, gid=gid))
-    return out
 
 
 def build(store: Store, options: BuildOptions, on_event: EventSink | None = None,

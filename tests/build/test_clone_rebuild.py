@@ -15,7 +15,7 @@ import pytest
 
 from explorer.api import Strata
 from explorer.build import checksum as checksum_module
-from explorer.build import executor
+from explorer.build import copystep
 from explorer.build.events import BuildEvent
 from explorer.errors import CloneFailed
 from explorer.store import linkclone
@@ -29,7 +29,7 @@ DOCKERFILE = f"FROM {BUSYBOX_TAG}\nCOPY . /src\n"
 def clone_everything(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Clone even small layers, trust fresh stat data, and count the clones made."""
     monkeypatch.setattr(checksum_module, "RACY_NS", 0)
-    monkeypatch.setattr(executor, "_CLONE_AT_LEAST", 1)
+    monkeypatch.setattr(copystep, "_CLONE_AT_LEAST", 1)
     made: list[str] = []
     real = linkclone.LinkClone.__init__
 
