@@ -36,7 +36,8 @@ from ..store.union import UnionView
 from .checksum import StatCache, checksum, context_records, index_records, record, stat_snapshot
 from .configenv import env_dict
 from .context import BuildContext, ContextEntry, SourceMatch
-from .instructions import Add, BuildPlan, Copy, Stage
+from .instructions import Add, Copy
+from .stages import BuildPlan, Stage
 
 if TYPE_CHECKING:
     from ..store.layers import Staging

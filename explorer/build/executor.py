@@ -47,7 +47,6 @@ from .instructions import (
     PREDEFINED_ARGS,
     Add,
     Arg,
-    BuildPlan,
     Cmd,
     Copy,
     Entrypoint,
@@ -60,16 +59,15 @@ from .instructions import (
     Onbuild,
     Run,
     Shell,
-    Stage,
     StopSignal,
     User,
     Volume,
     Workdir,
     parse_instruction,
-    parse_stages,
 )
 from .parser import parse
 from .runstep import RunSteps
+from .stages import BuildPlan, Stage, parse_stages
 
 if TYPE_CHECKING:
     from ..store.store import Store

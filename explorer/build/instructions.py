@@ -1,37 +1,31 @@
-"""Parse nodes → typed instructions, grouped into build stages.
+"""Parse nodes → typed instructions.
 
 Each instruction keeps its raw words: variables are expanded by the builder at build
 time with the ARGs and ENV in effect at that step (``expanded(expand)``), because the same
 word can mean different things in different stages and the cache key needs the value that
 was used. What can be checked without a build is checked here, with the line, so a typo
 fails in the editor instead of halfway through a build: argument counts, flags and their
-values, stage names, mount options, durations.
+values, stage names, mount options (``mounts.py``), durations.
 
-``parse_stages`` gives a ``BuildPlan``; ``BuildPlan.required_stages`` tells the builder which
-stages a target needs (FROM <stage>, COPY --from, RUN --mount from=), so the others are
-not built.
+Grouping instructions into stages, and checking across them, is ``stages.py``.
 """
 
 from __future__ import annotations
 
-import csv
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import ClassVar, Self, TypedDict
+from typing import TYPE_CHECKING, ClassVar, Self, TypedDict
 
-from explorer.build.parser import (
-    INSTRUCTIONS,
-    Diagnostic,
-    Heredoc,
-    Node,
-    ParsedDockerfile,
-    parse_heredoc_marker,
-    suggest,
-)
+from explorer.build.parser import INSTRUCTIONS, Heredoc, Node, parse_heredoc_marker, suggest
 from explorer.build.parser import go_quote as _q
-from explorer.build.shell import ShellExpansionError, expand_with_matches, expand_word
+from explorer.build.shell import ShellExpansionError, expand_with_matches
 from explorer.errors import DockerfileError
+
+# ``explorer.build.mounts`` is imported inside the functions that use it, so importing the
+# builder does not pay for csv and the ``Mount`` record until a RUN has a --mount.
+if TYPE_CHECKING:
+    from explorer.build.mounts import Mount
 
 __all__ = [
     "AUTOMATIC_PLATFORM_ARGS",
@@ -39,7 +33,6 @@ __all__ = [
     "Add",
     "Arg",
     "ArgDef",
-    "BuildPlan",
     "Cmd",
     "Copy",
     "Entrypoint",
@@ -51,20 +44,15 @@ __all__ = [
     "Instruction",
     "Label",
     "Maintainer",
-    "Mount",
     "Onbuild",
     "Run",
     "Shell",
     "SourceContent",
-    "Stage",
     "StopSignal",
     "User",
     "Volume",
     "Workdir",
-    "check_instructions",
     "parse_instruction",
-    "parse_mount",
-    "parse_stages",
 ]
 
 Expander = Callable[[str], str]
@@ -229,24 +217,6 @@ class SourceContent:
     expand: bool
 
 
-@dataclass(frozen=True)
-class Mount:
-    """One ``RUN --mount=…`` after parsing (values expanded when an expander was given)."""
-
-    type: str = "bind"
-    target: str = ""
-    source: str = ""
-    from_: str = ""
-    readonly: bool = True
-    id: str = ""
-    sharing: str = ""
-    mode: int | None = None
-    uid: int | None = None
-    gid: int | None = None
-    required: bool = False
-    size: int | None = None
-
-
 @dataclass(frozen=True, kw_only=True)
 class From(Instruction):
     keyword: ClassVar[str] = "FROM"
@@ -281,13 +251,17 @@ class Run(Instruction):
 
     def mounts(self, expand: Expander | None = None) -> list[Mount]:
         """The parsed mounts; pass the build's expander to resolve ``$VAR`` in values."""
+        from explorer.build.mounts import parse_mount
+
         return [parse_mount(spec, expand) for spec in self.mount_specs]
 
     def mount_sources(self) -> list[str]:
         """The ``from=`` of each mount that names one (a stage or an image)."""
+        from explorer.build.mounts import mount_fields
+
         found = []
         for spec in self.mount_specs:
-            for key, value in _mount_fields(spec):
+            for key, value in mount_fields(spec):
                 if key == "from" and value:
                     found.append(value)
         return found
@@ -609,8 +583,14 @@ def _parse_run(node: Node) -> Run:
             f"RUN: unsupported security mode {_q(security)} (use one of {', '.join(_SECURITY_MODES)})"
         )
     specs = flags.strings("mount")
-    for spec in specs:
-        _check_mount_spec(spec)
+    if specs:
+        from explorer.build.mounts import MountSpecError, check_mount_spec
+
+        for spec in specs:
+            try:
+                check_mount_spec(spec)
+            except MountSpecError as err:
+                raise _InstructionError(str(err)) from None
     command = tuple(node.args) if node.json else (" ".join(node.args),) if node.args else ()
     return Run(
         **_common(node),
@@ -831,453 +811,3 @@ def parse_instruction(node: Node, filename: str = "Dockerfile") -> Instruction:
         return _to_instruction(node)
     except _InstructionError as err:
         raise DockerfileError(str(err), node.start_line, filename) from None
-
-
-# --- mounts -------------------------------------------------------------------------
-
-_MOUNT_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
-_SHARING_MODES = ("shared", "private", "locked")
-_MOUNT_KEYS = (
-    "type",
-    "from",
-    "source",
-    "src",
-    "target",
-    "dst",
-    "destination",
-    "readonly",
-    "ro",
-    "readwrite",
-    "rw",
-    "id",
-    "sharing",
-    "required",
-    "mode",
-    "uid",
-    "gid",
-    "size",
-)
-
-
-def _mount_fields(spec: str) -> list[tuple[str, str | None]]:
-    try:
-        rows = list(csv.reader([spec], strict=True))
-    except csv.Error as err:
-        raise _InstructionError(f"RUN --mount: failed to parse csv mounts: {err}") from None
-    fields = rows[0] if rows else []
-    out: list[tuple[str, str | None]] = []
-    for item in fields:
-        key, has_value, value = item.partition("=")
-        out.append((key.lower(), value if has_value else None))
-    return out
-
-
-def _parse_bool(key: str, value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("1", "t", "true"):
-        return True
-    if lowered in ("0", "f", "false"):
-        return False
-    raise _InstructionError(f"RUN --mount: invalid value for {key}: {value}")
-
-
-def _parse_size(value: str) -> int:
-    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*([kmgtp]?)i?b?", value.strip().lower())
-    if match is None:
-        raise _InstructionError(f"RUN --mount: invalid value for size: {value}")
-    power = "kmgtp".find(match.group(2)) + 1 if match.group(2) else 0
-    return int(float(match.group(1)) * 1024**power)
-
-
-def _parse_uint(key: str, value: str, base: int) -> int:
-    try:
-        number = int(value, base)
-    except ValueError:
-        raise _InstructionError(f"RUN --mount: invalid value {value} for {key}") from None
-    if not 0 <= number < 2**32:
-        raise _InstructionError(f"RUN --mount: invalid value {value} for {key}")
-    return number
-
-
-def _require_secret_or_ssh(mount_type: str) -> None:
-    if mount_type not in ("secret", "ssh"):
-        raise _InstructionError(f"RUN --mount: unexpected key 'required' for mount type '{mount_type}'")
-
-
-def _build_mount(spec: str, expand: Expander | None) -> Mount:
-    values: dict[str, object] = {}
-    mount_type = "bind"
-    ro_auto = True
-    for key, raw in _mount_fields(spec):
-        if raw is None:
-            if key in ("readonly", "ro"):
-                values["readonly"], ro_auto = True, False
-            elif key in ("readwrite", "rw"):
-                values["readonly"], ro_auto = False, False
-            elif key == "required":
-                _require_secret_or_ssh(mount_type)
-                values["required"] = True
-            else:
-                raise _InstructionError(f"RUN --mount: invalid field '{key}' must be a key=value pair")
-            continue
-        value = expand(raw) if expand is not None else raw
-        if key == "type":
-            mount_type = value.lower()
-            if mount_type not in _MOUNT_TYPES:
-                raise _InstructionError(
-                    f"RUN --mount: unsupported mount type {_q(value)} (use one of {', '.join(_MOUNT_TYPES)})"
-                )
-            values["type"] = mount_type
-        elif key == "from":
-            values["from_"] = value
-        elif key in ("source", "src"):
-            values["source"] = value
-        elif key in ("target", "dst", "destination"):
-            values["target"] = value
-        elif key in ("readonly", "ro"):
-            values["readonly"], ro_auto = _parse_bool(key, value), False
-        elif key in ("readwrite", "rw"):
-            values["readonly"], ro_auto = not _parse_bool(key, value), False
-        elif key == "required":
-            _require_secret_or_ssh(mount_type)
-            values["required"] = _parse_bool(key, value)
-        elif key == "size":
-            if mount_type != "tmpfs":
-                raise _InstructionError(f"RUN --mount: unexpected key 'size' for mount type '{mount_type}'")
-            values["size"] = _parse_size(value)
-        elif key == "id":
-            values["id"] = value
-        elif key == "sharing":
-            if value.lower() not in _SHARING_MODES:
-                raise _InstructionError(
-                    f"RUN --mount: unsupported sharing value {_q(value)} (use one of {', '.join(_SHARING_MODES)})"
-                )
-            values["sharing"] = value.lower()
-        elif key == "mode":
-            values["mode"] = _parse_uint(key, value, 8)
-        elif key in ("uid", "gid"):
-            values[key] = _parse_uint(key, value, 10)
-        else:
-            hint = suggest(key, _MOUNT_KEYS)
-            raise _InstructionError(
-                f"RUN --mount: unexpected key '{key}'" + (f" (did you mean '{hint}'?)" if hint else "")
-            )
-    if ro_auto:
-        values["readonly"] = mount_type not in ("cache", "tmpfs")
-    mount = Mount(**values)  # type: ignore[arg-type]
-    _validate_mount(mount)
-    return mount
-
-
-def _validate_mount(mount: Mount) -> None:
-    kind = mount.type
-    if kind not in ("secret", "ssh", "cache"):
-        for name in ("mode", "uid", "gid"):
-            if getattr(mount, name) is not None:
-                raise _InstructionError(f"RUN --mount: {name} not allowed for {_q(kind)} type mounts")
-    if kind == "secret":
-        if mount.from_:
-            raise _InstructionError("RUN --mount: secret mount should not have a from")
-        if mount.sharing:
-            raise _InstructionError("RUN --mount: secret mount should not define sharing")
-        if not (mount.source or mount.target or mount.id):
-            raise _InstructionError("RUN --mount: invalid secret mount. one of source, target required")
-        if mount.source and mount.id:
-            raise _InstructionError("RUN --mount: both source and id can't be set")
-    if mount.sharing and kind != "cache":
-        raise _InstructionError(f"RUN --mount: invalid cache sharing set for {kind} mount")
-    if kind in ("bind", "cache", "tmpfs") and not mount.target:
-        raise _InstructionError(f"RUN --mount: type={kind} needs a target (target=<path in the container>)")
-
-
-def _check_mount_spec(spec: str) -> None:
-    """What can be checked before the build: everything, unless values hold variables."""
-    for key, value in _mount_fields(spec):
-        if key == "from" and value is not None and re.search(r"\$.", value):
-            raise _InstructionError(
-                "RUN --mount: 'from' doesn't support variable expansion, define alias stage instead"
-            )
-    if "$" not in spec:
-        _build_mount(spec, None)
-
-
-def parse_mount(spec: str, expand: Expander | None = None) -> Mount:
-    """One ``--mount`` value; with ``expand``, variable references in values are resolved."""
-    try:
-        return _build_mount(spec, expand)
-    except _InstructionError as err:
-        raise DockerfileError(str(err)) from None
-
-
-# --- stages -------------------------------------------------------------------------
-
-
-@dataclass
-class Stage:
-    """One FROM and the instructions up to the next FROM."""
-
-    name: str | None
-    index: int
-    base: str
-    platform: str | None
-    instructions: list[Instruction]
-    from_: From
-
-    @property
-    def line(self) -> int:
-        return self.from_.line
-
-    @property
-    def ref(self) -> str:
-        """How messages name the stage: its name, or its index."""
-        return self.name if self.name is not None else str(self.index)
-
-
-@dataclass
-class BuildPlan:
-    """All stages of a Dockerfile and the ARGs declared before the first FROM."""
-
-    meta_args: list[Arg]
-    stages: list[Stage]
-    filename: str = "Dockerfile"
-    escape: str = "\\"
-
-    def find_stage(self, ref: str) -> Stage | None:
-        """A stage by name (case-insensitive) or by index; None if it is not a stage."""
-        lowered = ref.lower()
-        for stage in self.stages:
-            if stage.name == lowered:
-                return stage
-        if ref.isdigit():
-            index = int(ref)
-            if index < len(self.stages):
-                return self.stages[index]
-        return None
-
-    def target(self, name: str | None = None) -> Stage:
-        """The stage ``--target`` names, or the last stage."""
-        if name is None or name == "":
-            return self.stages[-1]
-        lowered = name.lower()
-        for stage in self.stages:
-            if stage.name == lowered:
-                return stage
-        names = [s.name for s in self.stages if s.name]
-        hint = suggest(name, names) if names else None
-        known = ", ".join(names) if names else "none (name stages with FROM <image> AS <name>)"
-        tail = f" (did you mean {hint}?)" if hint else f"; stages: {known}"
-        raise DockerfileError(f"target stage {_q(name)} could not be found{tail}", 0, self.filename)
-
-    def meta_env(
-        self, build_args: Mapping[str, str] | None = None, automatic: Mapping[str, str] | None = None
-    ) -> dict[str, str]:
-        """The global scope FROM lines are expanded with: declared ARGs with their values."""
-        args = build_args or {}
-        env: dict[str, str] = dict(automatic or {})
-        for arg in self.meta_args:
-            for item in arg.args:
-                if item.name in args:
-                    env[item.name] = args[item.name]
-                elif item.default is not None:
-                    env[item.name] = self._expand(item.default, env, arg.line)
-        return env
-
-    def _expand(self, word: str, env: Mapping[str, str], line: int) -> str:
-        try:
-            return expand_word(word, env, self.escape)
-        except ShellExpansionError as err:
-            raise DockerfileError(err.message, line, self.filename) from None
-
-    def base_of(self, stage: Stage, build_args: Mapping[str, str] | None = None) -> Stage | str:
-        """The earlier stage ``stage`` builds on, or the image reference (ARGs expanded)."""
-        base = self._expand(stage.base, self.meta_env(build_args), stage.line)
-        if not base:
-            raise DockerfileError(f"base name ({stage.base}) should not be blank", stage.line, self.filename)
-        lowered = base.lower()
-        for earlier in self.stages[: stage.index]:
-            if earlier.name == lowered:
-                return earlier
-        return base
-
-    def _stage_env(
-        self, stage: Stage, upto: int, meta: Mapping[str, str], build_args: Mapping[str, str]
-    ) -> dict[str, str]:
-        # ARG and ENV as the builder would have them just before instruction ``upto``;
-        # enough to resolve COPY --from=$X, which is all it is used for.
-        env: dict[str, str] = {}
-        for instruction in stage.instructions[:upto]:
-            if isinstance(instruction, Arg):
-                for item in instruction.args:
-                    if item.name in build_args:
-                        env[item.name] = build_args[item.name]
-                    elif item.default is not None:
-                        env[item.name] = self._expand(item.default, env, instruction.line)
-                    elif item.name in meta:
-                        env[item.name] = meta[item.name]
-            elif isinstance(instruction, Env):
-                for key, value in instruction.pairs:
-                    env[self._expand(key, env, instruction.line)] = self._expand(value, env, instruction.line)
-        return env
-
-    def dependencies(
-        self, stage: Stage, build_args: Mapping[str, str] | None = None, *, resolve_args: bool = True
-    ) -> list[Stage]:
-        """Stages ``stage`` reads from: its base and every COPY --from / RUN --mount from=.
-
-        With ``resolve_args`` false, references that use variables are skipped: the editor
-        checks what it can without knowing the build args.
-        """
-        args = dict(build_args or {})
-        found: dict[int, Stage] = {}
-        if resolve_args or "$" not in stage.base:
-            base = self.base_of(stage, args)
-            if isinstance(base, Stage):
-                found[base.index] = base
-        meta = self.meta_env(args) if resolve_args else {}
-        for position, instruction in enumerate(stage.instructions):
-            refs: list[str] = []
-            if isinstance(instruction, Copy) and instruction.from_:
-                ref = instruction.from_
-                if "$" in ref:
-                    if not resolve_args:
-                        continue
-                    ref = self._expand(ref, self._stage_env(stage, position, meta, args), instruction.line)
-                refs.append(ref)
-            elif isinstance(instruction, Run):
-                refs += instruction.mount_sources()
-            for ref in refs:
-                other = self.find_stage(ref)
-                if other is None:
-                    if ref.isdigit():
-                        raise DockerfileError(
-                            f"invalid stage index {ref}: there are {len(self.stages)} stages",
-                            instruction.line,
-                            self.filename,
-                        )
-                    continue  # an image reference: the builder pulls or finds it
-                if other is stage:
-                    raise DockerfileError(
-                        f"circular dependency detected on stage: {stage.ref}", instruction.line, self.filename
-                    )
-                found[other.index] = other
-        return [found[i] for i in sorted(found)]
-
-    def required_stages(self, target: str | None = None, build_args: Mapping[str, str] | None = None) -> list[Stage]:
-        """The stages needed to build ``target`` (default: the last), dependencies first."""
-        return self._required(self.target(target), build_args, resolve_args=True)
-
-    def _required(self, goal: Stage, build_args: Mapping[str, str] | None, *, resolve_args: bool) -> list[Stage]:
-        order: list[Stage] = []
-        state: dict[int, str] = {}
-
-        def visit(stage: Stage) -> None:
-            mark = state.get(stage.index)
-            if mark == "done":
-                return
-            if mark == "active":
-                raise DockerfileError(f"circular dependency detected on stage: {stage.ref}", stage.line, self.filename)
-            state[stage.index] = "active"
-            for dep in self.dependencies(stage, build_args, resolve_args=resolve_args):
-                visit(dep)
-            state[stage.index] = "done"
-            order.append(stage)
-
-        visit(goal)
-        return order
-
-
-def _instructions_and_errors(
-    parsed: ParsedDockerfile,
-) -> tuple[list[tuple[Node, Instruction]], list[DockerfileError]]:
-    done: list[tuple[Node, Instruction]] = []
-    errors: list[DockerfileError] = []
-    for node in parsed.nodes:
-        try:
-            done.append((node, parse_instruction(node, parsed.filename)))
-        except DockerfileError as err:
-            errors.append(err)
-    return done, errors
-
-
-def _group(
-    parsed: ParsedDockerfile,
-    typed: Iterable[tuple[Node, Instruction]],
-    on_error: Callable[[DockerfileError], None],
-) -> BuildPlan:
-    plan = BuildPlan(meta_args=[], stages=[], filename=parsed.filename, escape=parsed.escape)
-    names: dict[str, Stage] = {}
-    for _node, instruction in typed:
-        if isinstance(instruction, From):
-            stage = Stage(
-                name=instruction.stage_name,
-                index=len(plan.stages),
-                base=instruction.base,
-                platform=instruction.platform,
-                instructions=[],
-                from_=instruction,
-            )
-            if stage.name is not None:
-                if stage.name in names:
-                    on_error(
-                        DockerfileError(
-                            f"duplicate stage name {_q(stage.name)} (first defined on line {names[stage.name].line})",
-                            instruction.line,
-                            parsed.filename,
-                        )
-                    )
-                else:
-                    names[stage.name] = stage
-            plan.stages.append(stage)
-        elif not plan.stages:
-            if isinstance(instruction, Arg):
-                plan.meta_args.append(instruction)
-            else:
-                on_error(
-                    DockerfileError(
-                        f"{instruction.keyword} cannot come before the first FROM (only ARG can)",
-                        instruction.line,
-                        parsed.filename,
-                    )
-                )
-        else:
-            plan.stages[-1].instructions.append(instruction)
-    if not plan.stages:
-        line = plan.meta_args[-1].line if plan.meta_args else 0
-        on_error(DockerfileError("the Dockerfile has no FROM: nothing to build", line, parsed.filename))
-    return plan
-
-
-def parse_stages(parsed: ParsedDockerfile) -> BuildPlan:
-    """Typed instructions grouped into stages; the first problem raises ``DockerfileError``."""
-    typed, errors = _instructions_and_errors(parsed)
-    if errors:
-        raise errors[0]
-
-    def fail(err: DockerfileError) -> None:
-        raise err
-
-    return _group(parsed, typed, fail)
-
-
-def check_instructions(parsed: ParsedDockerfile) -> list[Diagnostic]:
-    """Every instruction-level and stage-level problem, for the editor; never raises."""
-    found: list[Diagnostic] = []
-    ends = {node.start_line: node.end_line for node in parsed.nodes}
-
-    def add(err: DockerfileError) -> None:
-        line = max(err.line, 1)
-        found.append(Diagnostic(line, max(ends.get(err.line, line), line), err.detail, "error"))
-
-    typed, errors = _instructions_and_errors(parsed)
-    for err in errors:
-        if not err.detail.startswith("unknown instruction:"):  # the parser reports those
-            add(err)
-    try:
-        plan = _group(parsed, typed, add)
-        for stage in plan.stages:
-            plan._required(stage, None, resolve_args=False)
-    except DockerfileError as err:
-        add(err)
-    except Exception as err:  # the editor must survive any input
-        found.append(Diagnostic(1, 1, f"internal error while checking: {err}", "error"))
-    return found

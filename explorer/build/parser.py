@@ -9,7 +9,7 @@ flags of ONBUILD triggers, heredoc attributes, parser warnings and the line of a
 The conformance tests compare both parsers on every fixture, so the grammar cannot drift.
 
 Nothing here expands variables or checks what instruction arguments mean; that is
-``instructions.py``. ``parse`` raises the first error as a ``DockerfileError``;
+``instructions.py`` and ``stages.py``. ``parse`` raises the first error as a ``DockerfileError``;
 ``diagnostics`` never raises and reports everything it can find for the editor.
 """
 
@@ -784,7 +784,7 @@ def diagnostics(text: str, filename: str = "Dockerfile") -> list[Diagnostic]:
     """Every problem the editor can show for ``text``, sorted by line; never raises.
 
     Syntax errors come from the parser (which keeps going after each one); the meaning of
-    each instruction (arguments, flags, stages) is checked by ``instructions.py``.
+    each instruction (arguments, flags, stages) is checked by ``instructions.py`` and ``stages.py``.
     Unknown instructions are warnings with a spelling suggestion.
     """
     found: list[Diagnostic] = []
@@ -806,7 +806,7 @@ def diagnostics(text: str, filename: str = "Dockerfile") -> list[Diagnostic]:
             found.append(Diagnostic(node.start_line, node.end_line, message, "warning"))
 
     if parsed.nodes:
-        from explorer.build.instructions import check_instructions
+        from explorer.build.stages import check_instructions
 
         found += check_instructions(parsed)
     found.sort(key=lambda d: (d.line, d.severity != "error"))

@@ -34,7 +34,8 @@ from .cache import mounts_dir
 from .configenv import env_dict, shell_form
 from .context import BuildContext
 from .events import OUTPUT, BuildEvent
-from .instructions import PREDEFINED_ARGS, BuildPlan, Run, Stage
+from .instructions import PREDEFINED_ARGS, Run
+from .stages import BuildPlan, Stage
 
 if TYPE_CHECKING:
     from ..store.store import Store

@@ -9,7 +9,6 @@ from explorer.build.instructions import (
     Add,
     Arg,
     ArgDef,
-    BuildPlan,
     Cmd,
     Copy,
     Entrypoint,
@@ -20,7 +19,6 @@ from explorer.build.instructions import (
     Instruction,
     Label,
     Maintainer,
-    Mount,
     Onbuild,
     Run,
     Shell,
@@ -30,11 +28,11 @@ from explorer.build.instructions import (
     Volume,
     Workdir,
     parse_duration,
-    parse_mount,
-    parse_stages,
 )
+from explorer.build.mounts import Mount, parse_mount
 from explorer.build.parser import parse
 from explorer.build.shell import expand_word
+from explorer.build.stages import BuildPlan, parse_stages
 from explorer.errors import DockerfileError
 
 
