@@ -672,16 +672,9 @@ def _to_container_ids(entries: list[FileEntry]) -> list[FileEntry]:
     from ..runtime import idmap
 
     maps = idmap.plan()
-
-    def inside(ranges: tuple[tuple[int, int, int], ...], host: int) -> int:
-        for start, outside, count in ranges:
-            if outside <= host < outside + count:
-                return start + host - outside
-        return 65534
-
     out = []
     for e in entries:
-        uid = inside(maps.uid.ranges, e.uid)
-        gid = inside(maps.gid.ranges, e.gid)
+        uid = maps.uid.to_inside(e.uid)
+        gid = maps.gid.to_inside(e.gid)
         out.append(e if (uid, gid) == (e.uid, e.gid) else replace(e, uid=uid, gid=gid))
     return out

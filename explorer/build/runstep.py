@@ -295,19 +295,12 @@ def _to_container_ids(entries: list[FileEntry], base: Mapping[str, FileEntry]) -
     from ..runtime import idmap
 
     maps = idmap.plan()
-
-    def inside(ranges: tuple[tuple[int, int, int], ...], host: int) -> int:
-        for start, outside, count in ranges:
-            if outside <= host < outside + count:
-                return start + host - outside
-        return 65534
-
     out = []
     for e in entries:
         old = base.get(e.path)
         if old is not None and (old.uid, old.gid) == (e.uid, e.gid):
             out.append(e)
             continue
-        uid, gid = inside(maps.uid.ranges, e.uid), inside(maps.gid.ranges, e.gid)
+        uid, gid = maps.uid.to_inside(e.uid), maps.gid.to_inside(e.gid)
         out.append(e if (uid, gid) == (e.uid, e.gid) else dataclasses.replace(e, uid=uid, gid=gid))
     return out

@@ -33,6 +33,14 @@ class IdMap:
                 return outside + inside - start
         return None
 
+    def to_inside(self, host: int) -> int:
+        """The id a process inside sees for host id ``host``: the overflow id (65534,
+        "nobody") when the map does not reach it, as the kernel shows it."""
+        for start, outside, count in self.ranges:
+            if outside <= host < outside + count:
+                return start + host - outside
+        return 65534
+
     def text(self) -> str:
         return "".join(f"{a} {b} {c}\n" for a, b, c in self.ranges)
 

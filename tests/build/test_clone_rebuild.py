@@ -4,7 +4,6 @@ fresh write makes, on disk and in the index, whatever changed in between."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from explorer.errors import CloneFailed
 from explorer.store import linkclone
 from explorer.store.index import DIR, FILE, HARDLINK, SYMLINK
 from tests.fixtures.images import BUSYBOX_TAG
+from tests.fixtures.layers import exported_diff_id
 
 DOCKERFILE = f"FROM {BUSYBOX_TAG}\nCOPY . /src\n"
 
@@ -130,17 +130,7 @@ def disk_matches_index(app: Strata, layer_id: str) -> None:
 
 
 def tar_digest(app: Strata, layer_id: str) -> str:
-    class Sink:
-        def __init__(self) -> None:
-            self.h = hashlib.sha256()
-
-        def write(self, data: bytes) -> int:
-            self.h.update(data)
-            return len(data)
-
-    sink = Sink()
-    app.store.layers.write_tar(layer_id, sink)  # type: ignore[arg-type]
-    return "sha256:" + sink.h.hexdigest()
+    return exported_diff_id(app.store, layer_id)
 
 
 def test_a_cloned_rebuild_is_the_layer_a_fresh_write_makes(app: Strata, tmp_path: Path,

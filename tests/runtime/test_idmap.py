@@ -19,4 +19,5 @@ def test_idmap_lookup() -> None:
     m = IdMap(((0, 1000, 1), (1, 100000, 65536)))
     assert m.contains(0) and m.contains(65536) and not m.contains(65537)
     assert m.to_host(0) == 1000 and m.to_host(1000) == 100999 and m.to_host(70000) is None
+    assert m.to_inside(1000) == 0 and m.to_inside(100999) == 1000 and m.to_inside(5) == 65534  # nobody
     assert m.text() == "0 1000 1\n1 100000 65536\n"
