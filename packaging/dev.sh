@@ -363,9 +363,28 @@ summarize() {
 
 # --- verbs -------------------------------------------------------------------------------
 
+# The desktop entry, icon and Dockerfile MIME type for the user who runs Strata, so file
+# managers offer "Open with Strata" and drops of Dockerfiles find it. Best effort: a
+# machine without a desktop (or without xdg-utils) simply goes without.
+ensure_desktop_entry() {
+    local data="${XDG_DATA_HOME:-$HOME/.local/share}" apps icons mime
+    apps="$data/applications" icons="$data/icons/hicolor" mime="$data/mime"
+    mkdir -p "$apps" "$icons/scalable/apps" "$icons/256x256/apps" "$mime/packages" 2>/dev/null || return 0
+    sed "s|^Exec=strata |Exec=$VENV/bin/strata |; s|^TryExec=strata$|TryExec=$VENV/bin/strata|" \
+        "$REPO/packaging/strata.desktop" > "$apps/strata.desktop" 2>/dev/null || return 0
+    cp -f "$REPO/resources/strata.svg" "$icons/scalable/apps/strata.svg" 2>/dev/null || true
+    cp -f "$REPO/resources/strata.png" "$icons/256x256/apps/strata.png" 2>/dev/null || true
+    cp -f "$REPO/resources/strata-mime.xml" "$mime/packages/strata-dockerfile.xml" 2>/dev/null || true
+    if command -v update-mime-database >/dev/null 2>&1; then update-mime-database "$mime" >/dev/null 2>&1 || true; fi
+    if command -v update-desktop-database >/dev/null 2>&1; then
+        update-desktop-database "$apps" >/dev/null 2>&1 || true
+    fi
+}
+
 cmd_run() {
     ensure_packages
     ensure_venv
+    ensure_desktop_entry
     exec "$VENV/bin/strata" "$@"
 }
 

@@ -56,6 +56,23 @@ def test_desktop_entry_passes_files_and_names_the_types() -> None:
     assert {g.get("pattern") for g in declared.findall("m:glob", ns)} >= {"Dockerfile", "Containerfile"}
 
 
+def test_dev_run_installs_the_entry_icon_and_type_for_the_user(tmp_path: Path) -> None:
+    """``dev.sh run`` puts the desktop entry (pointing at the venv's strata), the icons and
+    the Dockerfile MIME type under the user's XDG data directory."""
+    import subprocess
+
+    data = tmp_path / "data"
+    script = (f'source <(sed -n "/^ensure_desktop_entry()/,/^}}/p" {REPO}/packaging/dev.sh); '
+              f'REPO={REPO} VENV=/opt/venv ensure_desktop_entry')
+    subprocess.run(["bash", "-c", script], check=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                                                            "XDG_DATA_HOME": str(data)})
+    entry = (data / "applications" / "strata.desktop").read_text()
+    assert "Exec=/opt/venv/bin/strata gui %F" in entry and "TryExec=/opt/venv/bin/strata" in entry
+    assert (data / "icons/hicolor/scalable/apps/strata.svg").is_file()
+    installed = data / "mime" / "packages" / "strata-dockerfile.xml"
+    assert installed.read_bytes() == (REPO / "resources" / "strata-mime.xml").read_bytes()
+
+
 def test_files_open_in_the_window(qtbot: Any, window: MainWindow, tmp_path: Path) -> None:
     one = tmp_path / "one"
     one.mkdir()
