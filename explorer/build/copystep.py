@@ -334,7 +334,7 @@ class CopySteps:
     def _write_copy(self, step: Step, snap: Snapshot, prepared: dict[str, Any], earlier: str | None,
                     base: dict[str, FileEntry], st: Staging, cloning: LinkClone | None) -> str:
         """Write the COPY/ADD layer into ``st``. With ``cloning`` the staging directory is
-        becoming a hard-link clone of ``earlier`` (``cp -lR``, while the items are worked
+        becoming a hard-link clone of ``earlier`` (``cp -lRP``, while the items are worked
         out) and only what differs is written; without, unchanged files are still
         hard-linked from ``earlier``."""
         from .copy import CopyError, LayerWriter, place_all

@@ -4,14 +4,15 @@ A build step that runs again with one input file changed writes a layer that is 
 earlier one with that file different. Writing it from scratch means one mkdir per
 directory and one link per file, and mkdir is slow on many filesystems (over 100 µs
 here): thousands of directories cost more than everything else in such a rebuild.
-``cp -lR`` makes the same tree in C on the other core while the builder works out
+``cp -lRP`` makes the same tree in C on the other core while the builder works out
 what the new layer should hold; the writer then only changes what differs (see
 ``build.copy.LayerWriter``'s ``base``). Layer files are never modified in place, so
 sharing their inodes is safe, and the clone's directories are its own.
 
 Files are the same inodes, so only directories are new, and none of their metadata is
 copied (``--no-preserve=all``, which spares cp four syscalls a directory): the writer
-gives every directory its mode, owner, times and opaque marker itself.
+gives every directory its mode, owner, times and opaque marker itself. ``-P`` matters:
+with ``-l`` alone cp links what a symlink points to instead of the symlink.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from ..errors import CloneFailed
 
 
 class LinkClone:
-    """``cp -lR`` of ``source``'s contents into the existing directory ``dest``, running."""
+    """``cp -lRP`` of ``source``'s contents into the existing directory ``dest``, running."""
 
     def __init__(self, source: str, dest: str) -> None:
         self.source = source
         self.dest = dest
         try:
             self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                ["cp", "-lR", "--no-preserve=all", "-T", "--", source, dest],
+                ["cp", "-lRP", "--no-preserve=all", "-T", "--", source, dest],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True)
         except OSError as e:
             self._proc = None
@@ -43,7 +44,7 @@ class LinkClone:
         _out, err = proc.communicate()
         if proc.returncode != 0:
             message = (err or b"").decode("utf-8", "replace").strip().splitlines()
-            raise CloneFailed(f"cp -lR {self.source} exited {proc.returncode}: {message[0] if message else ''}")
+            raise CloneFailed(f"cp -lRP {self.source} exited {proc.returncode}: {message[0] if message else ''}")
 
     def cancel(self) -> None:
         """Stop the clone if it still runs (the caller removes ``dest``); harmless after ``wait``."""

@@ -27,7 +27,7 @@ DOCKERFILE = f"FROM {BUSYBOX_TAG}\nCOPY . /src\n"
 
 @pytest.fixture(autouse=True)
 def clone_everything(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Clone even small layers, trust fresh stat data, and count the clones made."""
+    """Clone even small layers, trust fresh stat data, and list the clones started."""
     monkeypatch.setattr(checksum_module, "RACY_NS", 0)
     monkeypatch.setattr(copystep, "_CLONE_AT_LEAST", 1)
     made: list[str] = []
@@ -39,6 +39,20 @@ def clone_everything(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(linkclone.LinkClone, "__init__", counting)
     return made
+
+
+@pytest.fixture
+def completed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The clones that completed (a failed one falls back quietly, which would hide it)."""
+    done: list[str] = []
+    real = linkclone.LinkClone.wait
+
+    def recording(self: Any) -> None:
+        real(self)
+        done.append(self.source)
+
+    monkeypatch.setattr(linkclone.LinkClone, "wait", recording)
+    return done
 
 
 @pytest.fixture
@@ -63,6 +77,8 @@ def make_context(root: Path) -> Path:
     (root / "becomes-dir").write_text("file for now\n")
     (root / "ro/inside").write_text("read-only dir\n")
     (root / "link").symlink_to("keep/k1")
+    (root / "dir-link").symlink_to("keep/deep")  # cloned as a symlink, never followed
+    (root / "dangling").symlink_to("nowhere")
     (root / "hard-a").write_text("shared\n")
     os.link(root / "hard-a", root / "hard-b")
     (root / "ro").chmod(0o555)
@@ -134,14 +150,14 @@ def tar_digest(app: Strata, layer_id: str) -> str:
 
 
 def test_a_cloned_rebuild_is_the_layer_a_fresh_write_makes(app: Strata, tmp_path: Path,
-                                                           clone_everything: list[str]) -> None:
+                                                           clone_everything: list[str], completed: list[str]) -> None:
     ctx = make_context(tmp_path / "ctx")
     first, _ = build(app, ctx)
     before = top_layer(app, first)
     change_everything(ctx)
     second, events = build(app, ctx)
     after = top_layer(app, second)
-    assert clone_everything, "the rebuild should have started from a clone"
+    assert clone_everything and completed, "the rebuild should have started from a completed clone"
     layer = app.store.layers.get(after)
     disk_matches_index(app, after)
     assert tar_digest(app, after) == layer.diff_id
@@ -159,6 +175,7 @@ def test_a_cloned_rebuild_is_the_layer_a_fresh_write_makes(app: Strata, tmp_path
     assert index["/src/keep/deep/mode.sh"].mode == 0o755
     assert index["/src/becomes-file"].type == FILE and index["/src/becomes-dir"].type == DIR
     assert index["/src/link"].link == "keep/k2"
+    assert index["/src/dir-link"].type == SYMLINK and index["/src/dangling"].link == "nowhere"
     assert index["/src/ro"].mode == 0o555 and "/src/ro/added" in index
     assert {index["/src/hard-a"].type, index["/src/hard-b"].type} == {FILE}
     assert index["/src/new/a-second"].type == FILE and index["/src/new/z-first"].link == "/src/new/a-second"
