@@ -109,14 +109,26 @@ def test_rmi_of_the_base_waits_for_the_build_using_it(tmp_path: Path, busybox_ro
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text("FROM bb:1\nRUN sleep 1 && echo slow > /slow\nRUN test -f /slow\n")
-    build = strata_popen(root, "build", "--progress", "json", "-t", "child:1", str(ctx))
-    assert build.stdout is not None
-    first = build.stdout.readline()  # FROM resolved: the build holds the gc lock
-    assert '"cached"' in first, first
+    # The events go to a file: each is flushed as it happens, and the last one ("done",
+    # with the image) is written while the build still holds the gc lock. So what the
+    # file holds when rmi returns tells whether rmi waited, however the two processes
+    # were scheduled after the lock changed hands.
+    events = tmp_path / "build.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    with events.open("w") as out:
+        build = subprocess.Popen([sys.executable, "-m", "explorer", "--root", str(root), "build", "--progress",
+                                  "json", "-t", "child:1", str(ctx)], stdout=out, stderr=subprocess.PIPE,
+                                 stdin=subprocess.DEVNULL, env=env, text=True)
+    deadline = time.monotonic() + 60
+    while '"cached"' not in events.read_text():  # FROM resolved: the build holds the gc lock
+        assert build.poll() is None and time.monotonic() < deadline, events.read_text()
+        time.sleep(0.02)
     rmi = run_strata("rmi", "bb:1", root=root)
-    assert build.poll() is not None, "rmi must wait for the build standing on its image"
-    code, output = finish(build)
-    assert code == 0, output
+    written = events.read_text().splitlines()
+    assert written and '"image"' in written[-1], "rmi must wait for the build standing on its image"
+    _out, err = build.communicate(timeout=120)
+    assert build.returncode == 0, err
+    assert "Traceback" not in err
     assert rmi.returncode == 0, rmi.stdout + rmi.stderr
     assert "Traceback" not in rmi.stderr
     assert "bb" not in run_strata("images", root=root, check=True).stdout
