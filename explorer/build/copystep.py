@@ -24,7 +24,6 @@ import posixpath
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..bulk import collector_paused
@@ -35,17 +34,17 @@ from ..store.layers import Predecessor
 from ..store.union import UnionView
 from .checksum import StatCache, checksum, context_records, index_records, record, stat_snapshot
 from .configenv import env_dict
-from .context import BuildContext, ContextEntry, SourceMatch
+from .context import ContextEntry, SourceMatch
 from .instructions import Add, Copy
-from .stages import BuildPlan, Stage
+from .stages import Stage
+from .stephost import StepHost
 
 if TYPE_CHECKING:
     from ..store.layers import Staging
     from ..store.linkclone import LinkClone
-    from ..store.store import Store
     from .cache import BuildCache
     from .copy import CopyPlan, LayerWriter, Owner
-    from .executor import BuildOptions, Snapshot, Step
+    from .executor import Snapshot, Step
 
 URL_PREFIXES = ("http://", "https://")
 # A COPY whose earlier result has at least this many paths starts from a hard-link clone
@@ -66,27 +65,17 @@ class _HeadStart:
     base: dict[str, FileEntry]
 
 
-class CopySteps:
+class CopySteps(StepHost):
     """The COPY/ADD half of ``Builder``."""
 
-    # Set by ``Builder.__init__`` (and ``_prepare``); declared here so mypy checks their use.
-    store: Store
-    options: BuildOptions
-    filename: str
-    ctx: BuildContext | None
-    plan: BuildPlan | None
-    snapshots: dict[int, Snapshot]
+    # Set by ``Builder.__init__``; declared here so mypy checks their use.
     _stat_cache: StatCache | None
     _digests: dict[str, str]
     _head_start: _HeadStart | None
 
     if TYPE_CHECKING:
-        # Builder's own, used here.
         @property
         def cache(self) -> BuildCache: ...
-        def _view(self, snap: Snapshot) -> UnionView: ...
-        def _new_scratch(self, what: str) -> Path: ...
-        def _created_by(self, step: Step) -> str: ...
 
     def _copy_sources(self, step: Step, snap: Snapshot) -> tuple[str, Callable[[], list[str]], Any]:
         """The checksum of everything a COPY/ADD reads, its record lines (for miss

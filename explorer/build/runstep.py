@@ -32,39 +32,28 @@ from ..store.index import FileEntry, normalize
 from ..store.union import UnionView
 from .cache import mounts_dir
 from .configenv import env_dict, shell_form
-from .context import BuildContext
 from .events import OUTPUT, BuildEvent
 from .instructions import PREDEFINED_ARGS, Run
-from .stages import BuildPlan, Stage
+from .stages import Stage
+from .stephost import StepHost
 
 if TYPE_CHECKING:
-    from ..store.store import Store
-    from .executor import BuildOptions, Snapshot, Step
+    from .executor import Snapshot, Step
 
 # Where a ``RUN <<EOF`` script with a ``#!`` line is bound in the container.
 HEREDOC_SCRIPT = "/.strata-heredoc"
 
 
-class RunSteps:
+class RunSteps(StepHost):
     """The RUN half of ``Builder``."""
 
-    # Set by ``Builder.__init__`` (and ``_prepare``); declared here so mypy checks their use.
-    store: Store
-    options: BuildOptions
-    filename: str
-    ctx: BuildContext | None
-    plan: BuildPlan | None
-    snapshots: dict[int, Snapshot]
+    # Set by ``Builder.__init__``; declared here so mypy checks their use.
     emit: Callable[[BuildEvent], None]
     cancel: threading.Event | None
     _driver_fn: Callable[[], str] | None
     _driver: str | None
 
     if TYPE_CHECKING:
-        # Builder's own, used here.
-        def _view(self, snap: Snapshot) -> UnionView: ...
-        def _new_scratch(self, what: str) -> Path: ...
-        def _created_by(self, step: Step) -> str: ...
         def _event(self, step: Step, status: str, **extra: Any) -> BuildEvent: ...
 
     def _driver_name(self) -> str:

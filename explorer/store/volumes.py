@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..bulk import collector_paused
 from ..errors import AlreadyExists, InvalidName, VolumeInUse, VolumeNotFound
 from ..fsutil import guard_enospc, rmtree
-from .index import DIR, FILE, FileEntry, type_from_mode
+from .index import DIR, FILE, type_from_mode
 from .marks import mark_owner
 
 if TYPE_CHECKING:
@@ -216,10 +216,6 @@ def walk_rows(root: Path) -> tuple[list[tuple[Any, ...]], int]:
             else:
                 stack.pop()
     return rows, total
-
-
-def walk_entries(root: Path) -> list[FileEntry]:
-    return [FileEntry(*row) for row in walk_rows(root)[0]]
 
 
 def tree_size(root: Path) -> int:
