@@ -32,6 +32,17 @@ from tests.fixtures.services import Registry
 def pytest_configure(config: pytest.Config) -> None:
     # Before any test module imports Qt: widgets need no display unless a test asks for one.
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    # Rootless, the whole test process works inside the store's user namespace, as the
+    # `strata` command and the window do (runtime/storens.py); it must be entered before
+    # any thread starts. Where user namespaces are missing the tests that need them say so.
+    if os.geteuid() != 0:
+        from explorer.errors import StrataError
+        from explorer.runtime.storens import enter
+
+        try:
+            enter()
+        except StrataError as e:
+            os.environ["STRATA_TEST_NO_STORE_NS"] = str(e)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

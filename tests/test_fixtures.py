@@ -131,7 +131,7 @@ def test_tar_listing_shape_and_hard_links_in_path_order(tmp_path: Path) -> None:
     assert tar_listing(archive, drop_docker_init=True) == [
         ListingEntry(path="/a", type="file", mode=0o640, uid=7, gid=8, size=3, link=None),
         ListingEntry(path="/s", type="symlink", mode=0o777, uid=0, gid=0, size=0, link="../z"),
-        ListingEntry(path="/z", type="hardlink", mode=0o640, uid=7, gid=8, size=0, link="/a"),
+        ListingEntry(path="/z", type="hardlink", mode=0o640, uid=7, gid=8, size=3, link="/a"),
     ]
     assert "/dev" in {e["path"] for e in tar_listing(archive)}
 
@@ -167,7 +167,7 @@ def test_export_listing_of_rich_image(docker_rich_image: str) -> None:
     assert entries["/links/hard.txt"]["type"] == "file"
     assert entries["/links/hard.txt"]["size"] == len("target\n")
     target = entries["/links/target.txt"]
-    assert (target["type"], target["link"], target["size"]) == ("hardlink", "/links/hard.txt", 0)
+    assert (target["type"], target["link"], target["size"]) == ("hardlink", "/links/hard.txt", len("target\n"))
     assert entries["/links/relative"]["link"] == "target.txt"
     assert entries["/links/absolute"]["link"] == "/links/target.txt"
     assert entries["/links/dangling"]["link"] == "/nowhere/at/all"

@@ -229,11 +229,10 @@ class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps, BuildOps)
         else:
             hits = view.list_dir(path)
         return [
-            LsEntry(h.entry.path, h.entry.type, h.entry.mode, h.entry.uid, h.entry.gid,
-                    h.entry.size if h.entry.type == "file" else 0, h.entry.link,
+            LsEntry(h.entry.path, h.entry.type, h.entry.mode, h.entry.uid, h.entry.gid, size, h.entry.link,
                     "container" if view.layers[h.layer].kind == "container" else h.layer, h.status,
                     h.entry.mtime, view.layers[h.layer].label)
-            for h in hits
+            for h, size in zip(hits, view.sizes(hits), strict=True)
         ]
 
     # --- archives ------------------------------------------------------------------

@@ -124,8 +124,11 @@ class ContainerOps:
                 code = runtime.wait_exit(run_dir, 2.0)
             except StrataError:
                 code = None
+        from ..runtime.state import exit_time
+
+        ended = exit_time(run_dir) if code is not None else None
         self.store.containers.set_state(rec.id, state="exited", exit_code=code if code is not None else 137,
-                                        finished=time.time(), pid=None)
+                                        finished=ended or time.time(), pid=None)
         rec = self.store.containers.get(rec.id)
         if rec.config.get("AutoRemove"):
             self._remove_record(rec)
@@ -315,6 +318,10 @@ class ContainerOps:
         except StrataError as e:
             if e.exit_code in (126, 127):
                 self._finished(rec, e.exit_code)
+            elif rec.config.get("AutoRemove"):
+                # `run --rm` whose start failed (no such user, a bad mount …) leaves
+                # nothing behind, as Docker's does.
+                self._remove_record(self.store.containers.get(rec.id), volumes=True)
             raise
 
     def start_attached(self, name: str, stdin: int | None, stdout: int, stderr: int) -> int:

@@ -240,7 +240,7 @@ class CopyOps:
     def cp_out(self, name: str, container_path: str, host_path: str, *, archive: bool = False,
                follow_link: bool = False, stdout: BinaryIO | None = None) -> None:
         """docker cp CONTAINER:PATH HOST_PATH (``-``: a tar stream on ``stdout``).
-        The copy belongs to the caller unless ``archive`` (and root); setuid and
+        The copy belongs to the caller unless ``archive`` (and real root); setuid and
         setgid bits are dropped unless ``archive``; device nodes are not made."""
         from ..runtime import tarcopy
 
@@ -249,7 +249,9 @@ class CopyOps:
         path = container_path if container_path.startswith("/") else "/" + container_path
         source = tarcopy.Source.parse(path, follow_link)
         skip = runtime.pseudo_mounts(str(self.store.containers.run_dir(rec.id)))
-        rules = tarcopy.Rules(owners=archive and os.geteuid() == 0, strip_setid=not archive)
+        # Owners cross to the host only as real root: inside the store's user namespace
+        # they would become subordinate ids the user could not remove.
+        rules = tarcopy.Rules(owners=archive and runtime.privileged(), strip_setid=not archive)
         r, w = os.pipe()
         try:
             sender = functools.partial(tarcopy.send, w, source, where=where, skip_mounts=skip)

@@ -18,6 +18,7 @@ from ..fsutil import rmtree
 if TYPE_CHECKING:
     from ..store.store import Store
     from .containers import ContainerInfo
+    from .sysinfo import SystemInfo
     from .usage import DiskUsage, Problem
 
 
@@ -27,6 +28,14 @@ class SystemOps:
     store: Store
     containers: Callable[..., list[ContainerInfo]]
     rm: Callable[..., str]
+
+    def info(self) -> SystemInfo:
+        """What ``strata system info`` prints (docker info's shape)."""
+        from .. import __version__
+        from .sysinfo import gather
+
+        driver: Callable[[], str] = self.driver  # type: ignore[attr-defined]
+        return gather(self.store, driver(), __version__)
 
     # --- disk usage --------------------------------------------------------------------
 

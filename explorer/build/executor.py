@@ -359,6 +359,8 @@ class Builder(CopySteps, RunSteps):
             image = find_base_image(self.store, base, stage.line, self.filename, self.options.pull)
             base_ref = image
             config = copy.deepcopy(image.config.get("config") or {})
+        if not isinstance(base, Stage):
+            _ensure_path(config)
         instructions: list[Instruction] = []
         triggers = list(config.get("OnBuild") or [])
         for expression in triggers:
@@ -662,3 +664,13 @@ def build(store: Store, options: BuildOptions, on_event: EventSink | None = None
 
 
 __all__ = ["BuildOptions", "Builder", "Step", "build", "find_base_image"]
+
+
+def _ensure_path(config: dict[str, Any]) -> None:
+    """A stage whose base sets no PATH gets the default one in its Env, as BuildKit
+    writes it, so ``ENV PATH=/x:$PATH`` expands as it does under Docker."""
+    env = list(config.get("Env") or [])
+    if not any(e.startswith("PATH=") for e in env):
+        from ..runtime.command import DEFAULT_PATH
+
+        config["Env"] = [*env, f"PATH={DEFAULT_PATH}"]

@@ -104,7 +104,7 @@ class RunSteps(StepHost):
                 shown = " ".join(argv)
                 raise BuildError(
                     f"{self.filename}:{step.line}: {step.text}: process \"{shown}\" did not complete "
-                    f"successfully: exit code: {code}", step.line, code)
+                    f"successfully: exit code: {code}{_single_id_hint()}", step.line, code)
             if driver == "vfs":
                 runtime.vfs_diff(lowerdirs, str(scratch / "rootfs"), str(st.diff),
                                  runtime_dir=str(scratch / "run"))
@@ -255,6 +255,17 @@ class RunSteps(StepHost):
         if os.geteuid() == 0:
             return entries
         return _to_container_ids(entries, base)
+
+
+def _single_id_hint() -> str:
+    """With a single-id mapping a command that switches users (apt-get, su) fails inside:
+    a failed RUN then says what would let it run."""
+    from ..runtime.storens import current, single_id_advice
+
+    if current().mode != "single":
+        return ""
+    advice = single_id_advice()
+    return f" ({advice})" if advice else ""
 
 
 def _raise_if_store_full(root: os.PathLike[str] | str, what: str) -> None:

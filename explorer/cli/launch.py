@@ -82,6 +82,14 @@ def launch_gui(args: list[str]) -> int:
         print("strata: no display found (DISPLAY and WAYLAND_DISPLAY are unset); "
               "the window needs one — use the CLI instead: strata --help", file=sys.stderr)
         return 1
+    from ..errors import StrataError
+    from .main import enter_store_namespace
+
+    try:
+        enter_store_namespace()
+    except StrataError as e:
+        print(f"strata: {e}", file=sys.stderr)
+        return 1
     try:
         from ..gui.app import run_app
     except ImportError as e:

@@ -30,9 +30,28 @@ VERB_MODULES: dict[str, str] = {
     **dict.fromkeys(("build", "builder"), "build_cmds"),
     "volume": "volume_cmds",
     **dict.fromkeys(("pull", "push", "login", "logout"), "registry_cmds"),
-    **dict.fromkeys(("system", "image", "container", "df"), "system_cmds"),
+    **dict.fromkeys(("system", "image", "container", "df", "info"), "system_cmds"),
 }
 _GLOBAL_WITH_VALUE = {"--root", "--storage-driver"}
+# Verbs that touch no layer, container or volume content: they stay outside the store's
+# user namespace (see ``runtime.storens``).
+NO_STORE_VERBS = {"login", "logout"}
+
+
+# Verbs that may need more than one id: told once what is missing for a full mapping.
+_MULTI_ID_VERBS = {"run", "create", "start", "build", "load", "pull", "import"}
+
+
+def enter_store_namespace(verb: str | None = None) -> None:
+    """Rootless, move into the store's user namespace before anything starts a thread."""
+    if os.geteuid() == 0:
+        return
+    from ..runtime.storens import advice_once, enter
+
+    if enter().mode == "single" and (verb is None or verb in _MULTI_ID_VERBS):
+        advice = advice_once()
+        if advice:
+            print(f"strata: warning: {advice}", file=sys.stderr)
 
 
 def _verb_of(argv: list[str]) -> str | None:
@@ -104,6 +123,12 @@ def run(argv: list[str]) -> int:
 
         return launch_gui((["--root", args.root] if args.root else []) + ["gui", *args.files])
     debug = args.debug or os.environ.get("STRATA_DEBUG") == "1"
+    if args.verb not in NO_STORE_VERBS:
+        try:
+            enter_store_namespace(args.verb)
+        except StrataError as e:
+            print(f"Error: {e}", file=sys.stderr)
+            return 125 if args.verb in RUN_VERBS else 1
     from ..api import Strata
 
     app = Strata(args.root or os.environ.get("STRATA_ROOT") or None,

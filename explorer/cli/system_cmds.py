@@ -26,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-f", "--force", action="store_true")
     p.set_defaults(func=cmd_system_prune)
 
+    for parent in (ssub, sub):
+        p = parent.add_parser("info", help="the storage driver, id mapping and store this Strata uses")
+        p.add_argument("-f", "--format", choices=["json"], help="json: one JSON object")
+        p.set_defaults(func=cmd_info)
+
     p = ssub.add_parser("check", help="verify layers, indexes and references against the disk")
     p.add_argument("--repair", action="store_true", help="fix what can be fixed without losing referenced data")
     p.add_argument("--quick", action="store_true", help="skip re-hashing layer content")
@@ -164,3 +169,47 @@ def cmd_check(app: Strata, args: argparse.Namespace) -> int:
     unresolved = [p for p in problems if not p.repaired]
     print(f"{len(problems)} problem(s), {len(problems) - len(unresolved)} repaired.")
     return 1 if unresolved else 0
+
+
+def _map_text(ranges: list[tuple[int, int, int]]) -> str:
+    return ", ".join(f"{inside}-{inside + count - 1}→{outside}-{outside + count - 1}" if count > 1
+                     else f"{inside}→{outside}" for inside, outside, count in ranges)
+
+
+def cmd_info(app: Strata, args: argparse.Namespace) -> int:
+    info = app.info()
+    if args.format == "json":
+        import json
+
+        print(json.dumps(info.as_json(), indent=2))
+        return 0
+    lines = [
+        "Client:",
+        f" Version:    {info.version}",
+        "",
+        "Server:",
+        f" Containers: {info.containers}",
+        f"  Running: {info.running}",
+        f"  Stopped: {info.stopped}",
+        f" Images: {info.images}",
+        f" Volumes: {info.volumes}",
+        f" Build Cache Entries: {info.build_cache}",
+        f" Storage Driver: {info.driver}",
+        f"  Backing Filesystem: {info.filesystem}",
+        f"  userxattr: {'true' if info.userxattr else 'false'}",
+        " Security Options:",
+        *([f"  rootless: id mapping {info.id_mapping}"] if info.rootless else ["  root"]),
+        f"  uid map: {_map_text(info.uid_map)}",
+        f"  gid map: {_map_text(info.gid_map)}",
+        f" Kernel Version: {info.kernel}",
+        f" Operating System: {info.operating_system}",
+        " OSType: linux",
+        f" Architecture: {info.architecture}",
+        f" CPUs: {info.cpus}",
+        f" Total Memory: {human_size(info.memory)}",
+        f" Strata Root Dir: {info.root}",
+    ]
+    print("\n".join(lines))
+    for warning in info.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    return 0

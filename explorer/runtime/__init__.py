@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         read_state,
         wait_exit,
     )
+    from .storens import privileged
     from .subids import remove_tree, userns_helps, userns_needed
     from .support import check_support, detect_driver, userns_problem
     from .userns import call_in_userns
@@ -59,6 +60,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "read_exit_code": ("state", "read_exit_code"),
     "read_state": ("state", "read_state"),
     "wait_exit": ("state", "wait_exit"),
+    "privileged": ("storens", "privileged"),
     "remove_tree": ("subids", "remove_tree"),
     "userns_helps": ("subids", "userns_helps"),
     "userns_needed": ("subids", "userns_needed"),
@@ -94,6 +96,7 @@ __all__ = [
     "is_alive",
     "kill",
     "mount_overlay",
+    "privileged",
     "pseudo_mounts",
     "read_exit_code",
     "read_state",

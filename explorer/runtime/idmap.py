@@ -102,13 +102,35 @@ def _stack(sub: list[tuple[int, int]]) -> list[tuple[int, tuple[int, int]]]:
     return out
 
 
+def _own_ranges(path: str) -> list[Range]:
+    try:
+        with open(path, encoding="ascii") as fh:
+            nums = [int(n) for n in fh.read().split()]
+    except (OSError, ValueError):
+        return []
+    return [(nums[i], nums[i + 1], nums[i + 2]) for i in range(0, len(nums) - 2, 3)]
+
+
 def plan() -> IdMaps:
-    """The maps a container started by this process gets."""
+    """The maps a container started by this process gets.
+
+    Inside a user namespace (the store's, see ``storens``) a container gets every id
+    that namespace has, each as itself: the namespace already did the mapping."""
     euid = os.geteuid()
+    own_uid = _own_ranges("/proc/self/uid_map")
+    if euid == 0 and own_uid and own_uid != [(0, 0, FULL_RANGE)]:
+        own_gid = _own_ranges("/proc/self/gid_map")
+        return IdMaps(IdMap(tuple((i, i, c) for i, _o, c in own_uid)),
+                      IdMap(tuple((i, i, c) for i, _o, c in own_gid)))
     name = _user_name(euid)
     uid = _one("uid", euid, euid, name)
     gid = _one("gid", os.getegid(), euid, name)
     return IdMaps(uid, gid, setgroups_denied=euid != 0 and not gid.helper)
+
+
+def which(name: str) -> str:
+    """The path of an executable helper (newuidmap, newgidmap), or ""."""
+    return _which(name)
 
 
 def _which(name: str) -> str:

@@ -79,6 +79,17 @@ def read_state(runtime_dir: str) -> State | None:
         return None
 
 
+def exit_time(runtime_dir: str) -> float | None:
+    """When the last run's exit code was recorded (the monitor writes it as the
+    container ends): a detached container's FinishedAt, whenever Strata notices."""
+    if read_exit_code(runtime_dir) is None:
+        return None
+    try:
+        return os.stat(os.path.join(runtime_dir, EXIT_FILE)).st_mtime
+    except OSError:
+        return None
+
+
 def read_exit_code(runtime_dir: str) -> int | None:
     """The recorded exit code of the last run, docker conventions; None while running."""
     try:

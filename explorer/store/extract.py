@@ -358,6 +358,11 @@ class _Extractor:
         self.what = what
         self.split = split
         self.root = os.geteuid() == 0
+        # Inside the store's user namespace only mapped ids can own a file; the index
+        # keeps the others (the disk shows them as the namespace's root).
+        from ..runtime.storens import owner_filter
+
+        self.can_own = owner_filter()
         # New inodes already belong to us unless dest is setgid; chown only when it changes something.
         self.owner = (os.geteuid(), os.getegid())
         self.setgid_dest = bool(os.stat(self.dest).st_mode & stat.S_ISGID)
@@ -496,7 +501,8 @@ class _Extractor:
             ) from e
 
     def needs_chown(self, node: _Node) -> bool:
-        return self.root and (self.setgid_dest or (node.uid, node.gid) != self.owner)
+        return self.root and (self.setgid_dest or (node.uid, node.gid) != self.owner) and self.can_own(
+            node.uid, node.gid)
 
     def set_meta(self, path: str, node: _Node, *, chmod: bool = True) -> None:
         target = self.disk(path)

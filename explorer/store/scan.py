@@ -2,15 +2,17 @@
 
 The disk is read as overlayfs wrote it: a 0/0 character device is a whiteout, an
 ``overlay.opaque`` xattr marks an opaque directory, inodes with several names are
-hard links. Rootless, every file on disk belongs to the current user and devices
-may be inert placeholders, so a ``base`` index (what the layers below said about
-the same paths) lets ownership and types the disk cannot hold survive a scan.
+hard links. Inside the store's user namespace the disk holds every mapped owner, but
+not ids beyond the mapping, and devices are inert placeholders, so a ``base`` index
+(what the layers below said about the same paths) lets ownership and types the disk
+cannot hold survive a scan.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 
 from ..digest import CHUNK, new_xxh3
 from .extract import EMPTY_DIGEST, disk_mode, seconds
@@ -82,12 +84,15 @@ def scan_dir(diff_dir: str, *, base: dict[str, FileEntry] | None = None) -> list
                     stack.append((rel, dent.path))
     found.sort(key=lambda item: item[0])
 
+    from ..runtime.storens import owner_filter, privileged
+
     with TreeReader(root) as tree:
-        return _entries(root, found, tree, base, me)
+        return _entries(root, found, tree, base, me, owner_filter(), privileged())
 
 
 def _entries(root: str, found: list[tuple[str, os.stat_result]], tree: TreeReader,
-             base: dict[str, FileEntry] | None, me: tuple[int, int]) -> list[FileEntry]:
+             base: dict[str, FileEntry] | None, me: tuple[int, int],
+             can_own: Callable[[int, int], bool], devices: bool) -> list[FileEntry]:
     primaries: dict[tuple[int, int], str] = {}
     out: list[FileEntry] = []
     for path, st in found:
@@ -107,10 +112,14 @@ def _entries(root: str, found: list[tuple[str, os.stat_result]], tree: TreeReade
             if first != path:
                 link = first
         old = base.get(path) if base else None
-        if old is not None and (uid, gid) == me:
+        if old is not None and (uid, gid) == me and not can_own(old.uid, old.gid):
             kind, mode, uid, gid, keep_major, keep_minor = _keep_base(st, kind, mode, old)
             if kind in (CHAR, BLOCK) and not stat.S_ISCHR(st.st_mode) and not stat.S_ISBLK(st.st_mode):
                 devmajor, devminor = keep_major, keep_minor
+        elif (old is not None and old.type in (CHAR, BLOCK) and kind == FILE and st.st_size == 0
+              and (mode == 0 or not devices)):
+            # The inert stand-in a user namespace keeps for a device node (see extract).
+            kind, mode, devmajor, devminor = old.type, old.mode, old.devmajor, old.devminor
         size = 0
         digest: str | None = None
         opaque = False

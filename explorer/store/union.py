@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from ..bulk import collector_paused
 from ..errors import PathNotFound, StrataError
-from .index import DIR, SYMLINK, WHITEOUT, FileEntry, ancestors, normalize
+from .index import DIR, FILE, HARDLINK, SYMLINK, WHITEOUT, FileEntry, ancestors, normalize
 
 if TYPE_CHECKING:
     from .layers import Layer
@@ -282,6 +282,22 @@ class UnionView:
             hit = self.lookup(p)
             if hit is not None:
                 out[p] = hit
+        return out
+
+    def sizes(self, hits: Sequence[UnionEntry]) -> list[int]:
+        """Each hit's size in bytes: a hard link has the size of the file it names, as
+        ``ls -l`` and every reader of an exported tar show it (the index stores 0)."""
+        targets = sorted({h.entry.link for h in hits if h.entry.type == HARDLINK and h.entry.link})
+        found = self.lookup_many(targets) if targets else {}
+        out: list[int] = []
+        for h in hits:
+            e = h.entry
+            if e.type == FILE:
+                out.append(e.size)
+            elif e.type == HARDLINK and e.link in found and found[e.link].entry.type == FILE:
+                out.append(found[e.link].entry.size)
+            else:
+                out.append(0)
         return out
 
     def resolve_path(self, path: str, follow_last: bool = True) -> str:

@@ -103,7 +103,7 @@ class Snapshot:
             return []
         dirs = self.changed_dirs() if changed_only else set()
         out: list[FileRow] = []
-        for hit in hits:
+        for hit, size in zip(hits, self.view.sizes(hits), strict=True):
             e = hit.entry
             if e.path == path:  # list_dir of a non-directory returns the entry itself
                 continue
@@ -116,7 +116,7 @@ class Snapshot:
             if changed_only and status in ("", UNCHANGED) and not (e.type == "dir" and e.path in dirs):
                 continue
             out.append(FileRow(posixpath.basename(e.path), e.path, e.type,
-                               e.size if e.type == "file" else 0, e.mode, e.uid, e.gid, e.mtime, e.link,
+                               size, e.mode, e.uid, e.gid, e.mtime, e.link,
                                hit.layer, status))
         out += self.deleted_in(path)
         return out
