@@ -18,14 +18,16 @@ set -euo pipefail
 umask 022
 
 # Test directories (and files) that must also pass as an unprivileged user. Missing ones are skipped.
-UNPRIV_TEST_DIRS=(tests/runtime tests/store tests/api tests/build/test_clone_rebuild.py)
+UNPRIV_TEST_DIRS=(tests/runtime tests/store tests/api tests/build tests/cli tests/distro)
 
 APT_PACKAGES=(
-    python3-venv docker.io busybox-static docker-registry skopeo umoci buildah podman uidmap
+    python3-venv docker.io busybox-static docker-registry skopeo umoci buildah podman uidmap debootstrap
     xvfb libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0
     libxcb-render-util0 libxcb-xinerama0 libegl1 libgl1 libfontconfig1 libdbus-1-3 zstd xauth
 )
 TEST_USER=strata-test
+# A user with no subordinate range: rootless with a single-id mapping (tests/distro).
+SINGLE_USER=strata-single
 SUBID_RANGE=100000:65536
 DOCKERD_LOG=/tmp/strata-dockerd.log
 DOCKERD_WAIT_SECONDS=60
@@ -191,6 +193,30 @@ ensure_test_user() {
             printf '%s:%s\n' "$TEST_USER" "$SUBID_RANGE" | priv tee -a "$f" >/dev/null
         fi
     done
+}
+
+# The single-id user must have no subordinate range, whatever useradd's defaults add.
+ensure_single_user() {
+    local f
+    if ! id -u "$SINGLE_USER" >/dev/null 2>&1; then
+        say "creating user $SINGLE_USER (no subordinate ids)"
+        priv useradd -m -s /bin/bash "$SINGLE_USER"
+    fi
+    for f in /etc/subuid /etc/subgid; do
+        if priv grep -q "^$SINGLE_USER:" "$f" 2>/dev/null; then
+            priv sed -i "/^$SINGLE_USER:/d" "$f"
+        fi
+    done
+}
+
+# The Debian base image of tests/distro: debootstrap from this machine's apt mirror, cached
+# outside the checkout (tests/fixtures/debian.py says where). Needs root; about half a
+# minute the first time, nothing after.
+ensure_debian_image() {
+    local out
+    if ! out=$(cd "$REPO" && priv "$VENV/bin/python" -m tests.fixtures.debian 2>&1); then
+        say "could not make the Debian base image (tests/distro fail under CI): $out"
+    fi
 }
 
 # Some kernels switch unprivileged user namespaces off (Debian's old knob, Ubuntu's AppArmor
@@ -398,7 +424,9 @@ cmd_test() {
     ensure_display
     if can_priv; then
         ensure_test_user
+        ensure_single_user
         ensure_userns
+        ensure_debian_image
     fi
     SETUP_SECONDS=$SECONDS
     split_pytest_args "$@"

@@ -315,7 +315,11 @@ def advice_once() -> str | None:
     advice = single_id_advice()
     if advice is None or not _joined:
         return advice
-    marker = _joined[-1] + ".advised"
+    try:
+        ino = os.stat("/proc/self/ns/user").st_ino
+    except OSError:
+        ino = 0
+    marker = f"{_joined[-1]}.advised-{ino}"  # once per namespace: a new keeper tells again
     try:
         os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:

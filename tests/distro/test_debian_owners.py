@@ -92,7 +92,7 @@ def test_index_listing_agrees_with_the_container(deb_store: Path, owners_image: 
 def test_every_content_operation_on_a_tree_of_many_owners(deb_store: Path, owners_image: str,
                                                           tmp_path: Path) -> None:
     root = deb_store
-    cid = run_strata("run", "-d", "--name", "owners-c", owners_image, "sleep", "600", root=root,
+    run_strata("run", "-d", "--name", "owners-c", owners_image, "sleep", "600", root=root,
                      check=True).stdout.strip()
     try:
         # cp out of a 0700 directory of another user: the copy is the caller's, readable
