@@ -42,6 +42,12 @@ class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps, BuildOps)
     @property
     def store(self) -> Store:  # type: ignore[override]
         if self._store is None:
+            if os.geteuid() != 0:
+                # Rootless content is only readable inside the store's user namespace: a
+                # program using the API gets there as the CLI and the window do.
+                from ..runtime.storens import enter
+
+                enter()
             self._store = Store(self.root)
         return self._store
 

@@ -141,6 +141,9 @@ def _live_keeper(record: str) -> int | None:
         pid, ino = int(pid_text), int(ino_text)
         if os.stat(f"/proc/{pid}/ns/user").st_ino != ino:
             return None
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            if fh.read().rpartition(")")[2].split()[0] in ("Z", "X"):
+                return None  # killed, not yet reaped: its namespace is on its way out
     except (OSError, ValueError):
         return None
     return pid
@@ -226,7 +229,8 @@ def enter() -> Mapping:
     if not in_initial_ns() or os.geteuid() == 0:
         return current()
     if threading.active_count() > 1:
-        raise RuntimeUnavailable("internal: the store's user namespace must be entered before threads start")
+        raise RuntimeUnavailable("the store's user namespace must be entered before this process starts "
+                                 "threads: call explorer.runtime.storens.enter() first")
     uid = os.geteuid()
     if not os.environ.get("HOME"):
         with contextlib.suppress(KeyError):
