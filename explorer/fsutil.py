@@ -56,8 +56,9 @@ def rmtree(path: str | os.PathLike[str]) -> None:
     (layers can hold 0555 dirs) without ever following a symlink.
 
     What still cannot be removed after making the directories around it ours raises
-    the ``OSError`` (``PermissionError`` for files of ids we cannot touch), so callers
-    such as ``runtime.subids.remove_tree`` can retry where they are allowed to."""
+    the ``OSError`` (``PermissionError`` for files of ids we cannot touch). Rootless
+    content is removed from inside the store's user namespace (``runtime.storens``),
+    where every id it holds is ours."""
     p = os.fspath(path)
     try:
         st = os.lstat(p)

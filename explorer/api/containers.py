@@ -467,36 +467,22 @@ class ContainerOps:
     def _container_entries(self, rec: ContainerRecord) -> tuple[list[FileEntry], Path, Any]:
         """The container layer's index and the directory holding its content.
 
-        Rootless with a subuid range, the container's files may belong to ids the
-        host side cannot read; then the scan runs again in the user namespace, where
-        it sees the container's own ids (see ``runtime.subids``)."""
+        Read directly: rootless, this process works inside the store's user namespace
+        (``runtime.storens``), where every file the container made is readable and
+        shows the owner the container gave it."""
         from ..store.scan import scan_dir
 
         if rec.driver == "vfs":
             image = self.store.images.get(rec.image)
             scratch = self.store.tmp / f"stage-diff-{rec.id[:12]}-{os.getpid()}"
-            runtime.remove_tree(str(scratch))
+            rmtree(scratch)
             (scratch).mkdir(mode=0o700)
             mark_owner(scratch)
-            args = (self._lowerdirs(image), str(self.store.containers.rootfs_dir(rec.id)), str(scratch / "diff"),
-                    str(self.store.containers.run_dir(rec.id)))
-            needed = runtime.userns_needed()
-            try:
-                runtime.vfs_diff(*args[:3], runtime_dir=args[3], strict_owners=needed)
-                entries = _to_container_ids(scan_dir(str(scratch / "diff")))
-            except PermissionError:
-                if not runtime.userns_helps():
-                    raise
-                rmtree(scratch / "diff")
-                entries = runtime.call_in_userns(_vfs_diff_in_userns, *args)
-            return entries, scratch / "diff", scratch
+            runtime.vfs_diff(self._lowerdirs(image), str(self.store.containers.rootfs_dir(rec.id)),
+                             str(scratch / "diff"), runtime_dir=str(self.store.containers.run_dir(rec.id)))
+            return scan_dir(str(scratch / "diff")), scratch / "diff", scratch
         diff = self.store.containers.diff_dir(rec.id)
-        try:
-            return _to_container_ids(scan_dir(str(diff))), diff, None
-        except PermissionError:
-            if not runtime.userns_helps():
-                raise
-            return runtime.call_in_userns(scan_dir, str(diff)), diff, None
+        return scan_dir(str(diff)), diff, None
 
     def container_view(self, name: str) -> UnionView:
         from ..store.union import ListedLayer, UnionView
@@ -627,61 +613,13 @@ def _signal_number(name: str | int) -> int:
         raise InvalidArgument(f"unknown signal {name!r}") from None
 
 
-def _vfs_diff_in_userns(lowerdirs: list[str], rootdir: str, dest: str, runtime_dir: str) -> list[FileEntry]:
-    """In the user namespace: diff, index with the container's ids, then give the
-    copy to the caller so the host side can read and delete it."""
-    from ..runtime.subids import hand_over
-    from ..store.scan import scan_dir
-
-    try:
-        runtime.vfs_diff(lowerdirs, rootdir, dest, runtime_dir=runtime_dir)
-        return scan_dir(dest)
-    finally:
-        if os.path.isdir(dest):
-            hand_over(dest)
-
-
 def _copy_layer(src: str, dest: str, entries: list[FileEntry]) -> None:
-    """A container's diff into a staging layer; through the user namespace when
-    the container gave files to ids the host side cannot read (a walk skips a
-    directory it cannot list, so the copy is checked against the index)."""
+    """A container's diff into a staging layer, owners and modes kept (the copy runs
+    inside the store's user namespace when rootless); checked against the index, since
+    a walk would skip a directory it could not list."""
     from ..store.treecopy import copy_tree
 
-    try:
-        copy_tree(src, dest)
-        if all(os.path.lexists(dest + e.path) for e in entries):
-            return
-    except PermissionError:
-        pass
-    if not runtime.userns_helps():
-        raise InvalidArgument(f"cannot read all of {src}: some of its files are not readable")
-    rmtree(dest)
-    os.mkdir(dest, 0o755)
-    runtime.call_in_userns(_copy_in_userns, src, dest)
-
-
-def _copy_in_userns(src: str, dest: str) -> None:
-    from ..runtime.subids import hand_over
-    from ..store.treecopy import copy_tree
-
-    try:
-        copy_tree(src, dest)
-    finally:
-        hand_over(dest)
-
-
-def _to_container_ids(entries: list[FileEntry]) -> list[FileEntry]:
-    """Translate on-disk owners (host ids) to the ids the container saw."""
-    if os.geteuid() == 0:
-        return entries
-    from dataclasses import replace
-
-    from ..runtime import idmap
-
-    maps = idmap.plan()
-    out = []
-    for e in entries:
-        uid = maps.uid.to_inside(e.uid)
-        gid = maps.gid.to_inside(e.gid)
-        out.append(e if (uid, gid) == (e.uid, e.gid) else replace(e, uid=uid, gid=gid))
-    return out
+    copy_tree(src, dest)
+    missing = [e.path for e in entries if not os.path.lexists(dest + e.path)]
+    if missing:
+        raise InvalidArgument(f"cannot read all of {src}: {missing[0]} was not copied")

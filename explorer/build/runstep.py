@@ -4,9 +4,9 @@ The container's root is the image so far. With the overlay driver its upperdir i
 new layer's staging directory, so what the command changes is written straight into the
 layer; with the vfs driver (no rootless overlayfs) the layers are copied into a scratch
 root and the difference is taken afterwards. Either way the result is indexed
-(``store.scan``); rootless, files the command made belong to host ids and are given back
-the ids the container saw. Output is reported line by line as ``OUTPUT`` events, and a
-cancelled build kills the command.
+(``store.scan``), with the owners the command gave its files: rootless, the build runs
+inside the store's user namespace, where the disk holds them. Output is reported line by
+line as ``OUTPUT`` events, and a cancelled build kills the command.
 
 ``RUN --mount`` sources are prepared here too: cache mounts live in the store and outlive
 the build, writable bind mounts are copies, so nothing a RUN does reaches the context.
@@ -16,13 +16,12 @@ the build, writable bind mounts are copies, so nothing a RUN does reaches the co
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import posixpath
 import secrets
 import select
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -251,10 +250,7 @@ class RunSteps(StepHost):
             return []
         view = UnionView.of_layers(self.store, list(chain))
         base = {p: hit.entry for p, hit in view.lookup_many(paths).items()}
-        entries = scan_dir(diff, base=base)
-        if os.geteuid() == 0:
-            return entries
-        return _to_container_ids(entries, base)
+        return scan_dir(diff, base=base)
 
 
 def _single_id_hint() -> str:
@@ -287,20 +283,3 @@ def _copy_host_tree(source: str, dest: str) -> None:
         shutil.copytree(source, dest, symlinks=True)
     else:
         shutil.copy2(source, dest)
-
-
-def _to_container_ids(entries: list[FileEntry], base: Mapping[str, FileEntry]) -> list[FileEntry]:
-    """Rootless: files the RUN made belong to host ids; give them the ids the container saw.
-    Entries whose owner came from the layers below (see ``scan_dir``) are left alone."""
-    from ..runtime import idmap
-
-    maps = idmap.plan()
-    out = []
-    for e in entries:
-        old = base.get(e.path)
-        if old is not None and (old.uid, old.gid) == (e.uid, e.gid):
-            out.append(e)
-            continue
-        uid, gid = maps.uid.to_inside(e.uid), maps.gid.to_inside(e.gid)
-        out.append(e if (uid, gid) == (e.uid, e.gid) else dataclasses.replace(e, uid=uid, gid=gid))
-    return out

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
         wait_exit,
     )
     from .storens import privileged
-    from .subids import remove_tree, userns_helps, userns_needed
     from .support import check_support, detect_driver, userns_problem
     from .userns import call_in_userns
     from .users import ExecUser, resolve_user
@@ -61,9 +60,6 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "read_state": ("state", "read_state"),
     "wait_exit": ("state", "wait_exit"),
     "privileged": ("storens", "privileged"),
-    "remove_tree": ("subids", "remove_tree"),
-    "userns_helps": ("subids", "userns_helps"),
-    "userns_needed": ("subids", "userns_needed"),
     "check_support": ("support", "check_support"),
     "detect_driver": ("support", "detect_driver"),
     "userns_problem": ("support", "userns_problem"),
@@ -100,11 +96,8 @@ __all__ = [
     "pseudo_mounts",
     "read_exit_code",
     "read_state",
-    "remove_tree",
     "resolve_user",
     "start",
-    "userns_helps",
-    "userns_needed",
     "userns_problem",
     "vfs_diff",
     "vfs_materialize",

@@ -7,9 +7,9 @@ opaque directory = xattr ``user.overlay.opaque=y``), so commit and ``diff`` do n
 care which driver ran the container. Changes are detected as Docker's naive
 differ does: type, mode, owner, size, mtime and link target.
 
-Rootless: a container's files may belong to subordinate ids the caller cannot
-read or give to a copy; ``diff`` then raises PermissionError rather than record
-the wrong owner, and the caller runs it through ``userns.call_in_userns``.
+Rootless, this runs inside the store's user namespace (``storens``), where every id
+a container can use is ours to read and give to a copy; ``strict_owners`` makes an
+owner that still cannot be kept an error rather than a silent change.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _copy_meta(st: os.stat_result, src: str, dest: str, strict: bool = False) ->
     """Owner (where this process may set it), mode, xattrs and times of ``src``.
 
     ``strict``: an owner that cannot be kept is an error (PermissionError), not a
-    silent change; a diff must run in the user namespace then (see ``subids``)."""
+    silent change; rootless, diffs run inside the store's user namespace (``storens``)."""
     if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
         try:
             os.lchown(dest, st.st_uid, st.st_gid)

@@ -159,9 +159,8 @@ class ContainerStore:
 
     def remove(self, container_id: str) -> None:
         """Forget the record first, then the directory (through a rename, so a crash
-        mid-delete leaves trash, not a half container). Files the container gave to
-        subordinate ids go through the user namespace (``runtime.subids``)."""
-        from ..runtime.subids import remove_tree
+        mid-delete leaves trash, not a half container)."""
+        from ..fsutil import rmtree as remove_tree
 
         with self.meta.transaction() as conn:
             conn.execute("DELETE FROM container_volumes WHERE container=?", (container_id,))

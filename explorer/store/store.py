@@ -59,7 +59,7 @@ class Store:
         keeps its content and loses only the stale mark (the crash came after the commit).
 
         Leftovers can hold files a rootless container gave to subordinate ids, which only
-        the user namespace may delete (``runtime.subids``). What cannot be removed at all
+        the store's user namespace may delete (``runtime.storens``). What cannot be removed at all
         stays for ``system check`` to report: opening the store must not fail over it."""
         removed: list[str] = []
         with gc_lock_if_idle(self.root) as idle:
@@ -85,7 +85,7 @@ class Store:
     @staticmethod
     def _remove_leftover(path: Path) -> bool:
         from ..errors import StrataError
-        from ..runtime.subids import remove_tree
+        from ..fsutil import rmtree as remove_tree
 
         try:
             remove_tree(str(path))

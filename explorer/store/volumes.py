@@ -124,10 +124,8 @@ class VolumeStore:
 
         The directory is marked with our pid before the record goes, so a crash between
         the two leaves a marked directory no record names, which the next open removes
-        (``Store.clean_staging``); a crash before the commit leaves the volume whole.
-        Files a rootless container gave to subordinate ids go through the user namespace
-        (``runtime.subids``)."""
-        from ..runtime.subids import remove_tree
+        (``Store.clean_staging``); a crash before the commit leaves the volume whole."""
+        from ..fsutil import rmtree as remove_tree
 
         path = self.dir / name
         marked = False

@@ -35,17 +35,19 @@ KILLS_PER_BUILD = 4
 PULL_KILLS = 14
 OFFSETS = (0.0, 0.015, 0.04, 0.08)
 
+# Each RUN lasts at least 0.2 s, longer than the longest kill offset: a kill aimed at a
+# running step lands while the build runs, however fast the machine is.
 DOCKERFILE = """\
 FROM bb:1
 ARG N
-RUN echo "$N" > /n.txt
+RUN echo "$N" > /n.txt && sleep 0.2
 COPY small.txt /c/
 COPY many/ /many/
-RUN mkdir /r && for i in $(seq 60); do echo $i > /r/f$i; done
+RUN mkdir /r && for i in $(seq 60); do echo $i > /r/f$i; done && sleep 0.2
 COPY big.bin /big/
-RUN head -c 400000 /dev/urandom > /r2.bin
+RUN head -c 400000 /dev/urandom > /r2.bin && sleep 0.2
 WORKDIR /w
-RUN cat /n.txt /c/small.txt > /w/all.txt && test -f /many/f99 && test -s /big/big.bin
+RUN cat /n.txt /c/small.txt > /w/all.txt && test -f /many/f99 && test -s /big/big.bin && sleep 0.2
 """
 
 
