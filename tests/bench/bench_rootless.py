@@ -339,7 +339,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--files", type=int, default=20_000, help="files in scenario B's context (default 20000)")
     parser.add_argument("--mb", type=int, default=500, help="MB in scenario B's context (default 500)")
-    parser.add_argument("--runs", type=int, default=7, help="rounds of the warm builds (medians; default 3)")
+    parser.add_argument("--runs", type=int, default=7, help="rounds of the warm builds (medians; default 7)")
     parser.add_argument("--skip-docker", action="store_true", help="leave Docker out")
     args = parser.parse_args()
     if args.runs < 1 or args.files < 1 or args.mb < 1:

@@ -137,8 +137,14 @@ def test_every_content_operation_on_a_tree_of_many_owners(deb_store: Path, owner
     (tmp_path / "extracted").mkdir()
     _gui_lists_and_opens(root, tmp_path / "extracted")
 
-    # removal leaves nothing of either image's content behind
+    # removal and the prunes leave nothing of either image's content behind
+    stopped = run_strata("create", "owners:committed", "sh", "-c", "true", root=root, check=True).stdout.strip()
+    run_strata("start", "-a", stopped, root=root, check=True)
+    pruned = run_strata("container", "prune", "-f", root=root, check=True).stdout
+    assert stopped in pruned
+    assert not (root / "containers" / stopped).exists()
     run_strata("rmi", "owners:committed", root=root, check=True)
+    run_strata("builder", "prune", "-af", root=root, check=True)
     assert run_strata("system", "check", root=root).returncode == 0
     leftovers = [n for n in os.listdir(root / "tmp") if not n.startswith(".")]
     assert leftovers == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,7 @@ def test_processes_of_one_user_share_one_namespace_until_its_keeper_goes(tmp_pat
     if subprocess.run(["id", "-u", USER], capture_output=True).returncode != 0:
         missing(f"no user {USER} (packaging/dev.sh creates it)")
     tree = _readable(tmp_path)
+    _kill_keepers()  # from a known start: no keeper of an earlier mapping or run
     first, second = _as_user(PROBE, tree), _as_user(PROBE, tree)
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     ino_a, mode_a, euid_a = first.stdout.split()
@@ -66,7 +68,7 @@ def test_processes_of_one_user_share_one_namespace_until_its_keeper_goes(tmp_pat
     assert keepers.stdout.split(), "a keeper holds the namespace"
     for pid in keepers.stdout.split():
         assert Path(f"/proc/{pid}/ns/user").stat().st_ino == int(ino_a)
-    subprocess.run(["pkill", "-KILL", "-u", USER, "-f", "strata-keeper"], check=False)
+    _kill_keepers()
     third = _as_user(PROBE, tree)
     assert third.returncode == 0, third.stderr
     assert third.stdout.split()[0] != ino_a  # a new keeper, a new namespace, the same maps
@@ -97,6 +99,14 @@ def test_threads_refuse_in_process_when_not_yet_entered(monkeypatch: pytest.Monk
     finally:
         stop.set()
         worker.join()
+
+
+def _kill_keepers() -> None:
+    subprocess.run(["pkill", "-KILL", "-u", USER, "-f", "strata-keeper"], check=False)
+    for _ in range(100):  # until reaped: a zombie still shows its namespace
+        if not subprocess.run(["pgrep", "-u", USER, "-f", "strata-keeper"], capture_output=True).stdout:
+            return
+        time.sleep(0.05)
 
 
 def _readable(tmp_path: Path) -> Path:
