@@ -111,14 +111,12 @@ def cmd_build(app: Strata, args: argparse.Namespace) -> int:
 
 
 def cmd_builder_prune(app: Strata, args: argparse.Namespace) -> int:
-    if not args.force:
-        what = "all build cache" if args.all else "all dangling build cache"
-        prompt = f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] "
-        if not sys.stdin.isatty():
-            print("Error: not confirmed; use -f to prune without asking", file=sys.stderr)
-            return 1
-        if input(prompt).strip().lower() not in ("y", "yes"):
-            return 0
+    from .confirm import NotConfirmed, confirm, refused
+
+    try:
+        confirm("  - all build cache" if args.all else "  - all dangling build cache", args.force)
+    except NotConfirmed as e:
+        return refused(e)
     report = app.builder_prune(all=args.all)
     if report.layers:
         print("Deleted build cache objects:")

@@ -52,11 +52,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_container_prune)
 
 
-def _confirm(args: argparse.Namespace, what: str) -> bool:
-    if args.force or not sys.stdin.isatty():
-        return True
-    answer = input(f"WARNING! This will remove:\n{what}\nAre you sure you want to continue? [y/N] ")
-    return answer.strip().lower() in ("y", "yes")
+def _confirm(args: argparse.Namespace, what: str) -> int | None:
+    """None to go ahead, else the exit status of a prune the user did not confirm."""
+    from .confirm import NotConfirmed, confirm, refused
+
+    try:
+        confirm(what, args.force)
+    except NotConfirmed as e:
+        return refused(e)
+    return None
 
 
 def _pct(part: int, whole: int) -> str:
@@ -110,8 +114,8 @@ def cmd_system_prune(app: Strata, args: argparse.Namespace) -> int:
             "  - all build cache"]
     if args.volumes:
         what.insert(1, "  - all anonymous volumes not used by at least one container")
-    if not _confirm(args, "\n".join(what)):
-        return 0
+    if (stop := _confirm(args, "\n".join(what))) is not None:
+        return stop
     total = 0
     removed, freed = app.container_prune()
     total += freed
@@ -137,8 +141,8 @@ def cmd_system_prune(app: Strata, args: argparse.Namespace) -> int:
 def cmd_image_prune(app: Strata, args: argparse.Namespace) -> int:
     what = "  - all images without at least one container associated to them" if args.all else \
         "  - all dangling images"
-    if not _confirm(args, what):
-        return 0
+    if (stop := _confirm(args, what)) is not None:
+        return stop
     lines, freed = app.image_prune(all=args.all)
     if lines:
         print("Deleted Images:\n" + "\n".join(lines) + "\n")
@@ -147,8 +151,8 @@ def cmd_image_prune(app: Strata, args: argparse.Namespace) -> int:
 
 
 def cmd_container_prune(app: Strata, args: argparse.Namespace) -> int:
-    if not _confirm(args, "  - all stopped containers"):
-        return 0
+    if (stop := _confirm(args, "  - all stopped containers")) is not None:
+        return stop
     removed, freed = app.container_prune()
     if removed:
         print("Deleted Containers:\n" + "\n".join(removed) + "\n")

@@ -107,12 +107,14 @@ def cmd_rm(app: Strata, args: argparse.Namespace) -> int:
 
 
 def cmd_prune(app: Strata, args: argparse.Namespace) -> int:
-    if not args.force and sys.stdin.isatty():
-        what = "all volumes not used by at least one container" if args.all else \
-            "all anonymous volumes not used by at least one container"
-        answer = input(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            return 0
+    from .confirm import NotConfirmed, confirm, refused
+
+    what = "  - all volumes not used by at least one container" if args.all else \
+        "  - all anonymous volumes not used by at least one container"
+    try:
+        confirm(what, args.force)
+    except NotConfirmed as e:
+        return refused(e)
     removed, freed = app.volume_prune(all=args.all)
     if removed:
         print("Deleted Volumes:")
