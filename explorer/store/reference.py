@@ -23,14 +23,15 @@ _SEPARATOR = r"(?:[._]|__|[-]+)"
 _PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
-_TAG = r"[\w][\w.-]{0,127}"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"  # ASCII only, as Docker: Python's \w is Unicode
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 
-PATH_COMPONENT_RE = re.compile(rf"^{_PATH_COMPONENT}$")
-DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
-TAG_RE = re.compile(rf"^{_TAG}$")
-DIGEST_RE = re.compile(rf"^{_DIGEST}$")
-IMAGE_ID_RE = re.compile(r"^(?:sha256:)?[0-9a-f]{64}$")
+# \A…\Z, not ^…$: "$" also matches before a final newline ("x:1\n" is no tag).
+PATH_COMPONENT_RE = re.compile(rf"\A{_PATH_COMPONENT}\Z")
+DOMAIN_RE = re.compile(rf"\A{_DOMAIN}\Z")
+TAG_RE = re.compile(rf"\A{_TAG}\Z")
+DIGEST_RE = re.compile(rf"\A{_DIGEST}\Z")
+IMAGE_ID_RE = re.compile(r"\A(?:sha256:)?[0-9a-f]{64}\Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,15 @@ class Volume:
     users: list[str] = field(default_factory=list)  # container names
 
 
+# The name is a directory name under volumes/: longer than the file system allows is
+# refused here, not by mkdir deep inside a create.
+MAX_NAME = 255
+
+
 def check_name(name: str) -> str:
+    if len(name or "") > MAX_NAME:
+        raise InvalidName(f"invalid volume name {name[:20]}… ({len(name)} characters): "
+                          f"use at most {MAX_NAME} characters")
     if not NAME_RE.match(name or ""):
         raise InvalidName(
             f"invalid volume name {name!r}: use 2 or more of [a-zA-Z0-9_.-], starting with a letter or digit"
