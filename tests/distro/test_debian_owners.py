@@ -190,16 +190,22 @@ def _gui_lists_and_opens(root: Path, dest: Path) -> None:
     assert (dest / "secret" / "key").read_text() == "key\nmore\n"
 
 
-@pytest.mark.timeout(600)
-def test_sigint_during_apt_get_is_interrupted_and_leaves_nothing(deb_store: Path, tmp_path: Path) -> None:
+def _start_build(root: Path, tmp_path: Path, run: str, *options: str) -> subprocess.Popen[str]:
+    """``strata build`` of ``FROM deb / RUN …`` in a session of its own (as a terminal
+    runs it), its output readable line by line."""
     ctx = tmp_path / "ctx"
     ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM {BASE}\nRUN echo strata-sigint-marker && apt-get update "
-                                    "&& apt-get -y install python3 && sleep 600\n")
+    (ctx / "Dockerfile").write_text(f"FROM {BASE}\n{run}\n")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "explorer", "--root", str(deb_store), "build", "--progress",
-                             "plain", "--no-cache", ctx], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    return subprocess.Popen([sys.executable, "-m", "explorer", "--root", str(root), "build", "--progress",
+                             "plain", *options, str(ctx)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, env=env, start_new_session=True, text=True)
+
+
+@pytest.mark.timeout(600)
+def test_sigint_during_apt_get_is_interrupted_and_leaves_nothing(deb_store: Path, tmp_path: Path) -> None:
+    proc = _start_build(deb_store, tmp_path, "RUN echo strata-sigint-marker && apt-get update "
+                        "&& apt-get -y install python3 && sleep 600", "--no-cache")
     assert proc.stdout is not None
     seen: list[str] = []
     deadline = time.monotonic() + 300
@@ -223,14 +229,8 @@ def test_sigint_during_apt_get_is_interrupted_and_leaves_nothing(deb_store: Path
 
 @pytest.mark.timeout(600)
 def test_kill_during_a_run_then_check_is_clean(deb_store: Path, tmp_path: Path) -> None:
-    ctx = tmp_path / "ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM {BASE}\nRUN mkdir /k && chown 1000:1000 /k && chmod 700 /k "
-                                    "&& echo x > /k/f && echo strata-kill-marker && sleep 600\n")
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "explorer", "--root", str(deb_store), "build", "--progress",
-                             "plain", ctx], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, env=env, start_new_session=True, text=True)
+    proc = _start_build(deb_store, tmp_path, "RUN mkdir /k && chown 1000:1000 /k && chmod 700 /k "
+                        "&& echo x > /k/f && echo strata-kill-marker && sleep 600")
     assert proc.stdout is not None
     for line in proc.stdout:
         if "strata-kill-marker" in line and "echo" not in line:
