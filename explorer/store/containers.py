@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AlreadyExists, AmbiguousName, ContainerNotFound, InvalidName
 from ..fsutil import guard_enospc, rmtree
-from .marks import mark_owner
+from .marks import mark_owner, owned_name
 
 if TYPE_CHECKING:
     from .store import Store
@@ -166,7 +166,7 @@ class ContainerStore:
             conn.execute("DELETE FROM container_volumes WHERE container=?", (container_id,))
             conn.execute("DELETE FROM containers WHERE id=?", (container_id,))
         path = self.path(container_id)
-        trash = self.store.tmp / f"trash-{container_id}"
+        trash = self.store.tmp / owned_name(f"trash-{container_id}")
         try:
             path.rename(trash)
         except FileNotFoundError:

@@ -23,7 +23,7 @@ from ..digest import chain_ids
 from ..errors import LayerInUse, LayerNotFound
 from ..fsutil import guard_enospc, rmtree
 from .index import DIR, WHITEOUT, FileEntry, parent_of
-from .marks import mark_owner
+from .marks import mark_owner, owned_name
 
 if TYPE_CHECKING:
     from .store import Store
@@ -337,7 +337,7 @@ class LayerStore:
             conn.execute("DELETE FROM blobs WHERE layer=?", (layer_id,))
             conn.execute("DELETE FROM layers WHERE id=?", (layer_id,))
         path = self.dir / layer_id
-        trash = self.store.tmp / f"trash-{layer_id}"
+        trash = self.store.tmp / owned_name(f"trash-{layer_id}")
         with contextlib.suppress(FileNotFoundError):
             os.rename(path, trash)
         rmtree(trash)

@@ -19,10 +19,27 @@ def _start_time(pid: int) -> int | None:
 
 
 def _read(path: Path) -> tuple[int, int | None]:
+    """The owner a name carries (the newer mark: it came with the last rename), else the
+    one in the ``owner`` file."""
+    named = _from_name(path.name)
+    if named[0]:
+        return named
     try:
         fields = (path / "owner").read_text().split()
         return int(fields[0]), (int(fields[1]) if len(fields) > 1 else None)
     except (OSError, ValueError, IndexError):
+        return 0, None
+
+
+def _from_name(name: str) -> tuple[int, int | None]:
+    """The owner a name made by ``owned_name`` carries, (0, None) for any other name."""
+    _, sep, tail = name.rpartition(_NAME_MARK)
+    if not sep:
+        return 0, None
+    pid, _, start = tail.partition("-")
+    try:
+        return int(pid), (int(start) if start else None)
+    except ValueError:
         return 0, None
 
 
@@ -35,6 +52,21 @@ def owner_text() -> str:
     pid = os.getpid()
     start = _start_time(pid)
     return f"{pid} {start}\n" if start is not None else f"{pid}\n"
+
+
+_NAME_MARK = "@"
+
+
+def owned_name(base: str) -> str:
+    """``base`` with this process's mark in the name itself (``trash-…@<pid>-<start>``).
+
+    Trash is made by renaming a directory into tmp/, and the name is the only mark that
+    arrives with the rename itself: a mark file written before the rename would need a
+    free block (not there on a full disk, when deleting matters most), and one written
+    after leaves a moment in which a checker sees unmarked trash and takes a live
+    remover's work for a crash's."""
+    start = _start_time(os.getpid())
+    return f"{base}{_NAME_MARK}{os.getpid()}" + (f"-{start}" if start is not None else "")
 
 
 def mark_owner(path: Path) -> None:
