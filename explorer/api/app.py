@@ -259,12 +259,15 @@ class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps, BuildOps)
         path = Path(source)
         if not path.is_file():
             raise InvalidArgument(f"{source}: no such file; give a root filesystem tarball")
+        _check_readable(source)
         with open(path, "rb") as f:
             return archive.import_rootfs(self.store, f, name, source, changes, message)
 
     def load(self, path: str, progress: Progress = _noop) -> list[str]:
         from ..store import archive
 
+        if path != "-":
+            _check_readable(path)
         with self.store.gc_lock():
             return archive.load(self.store, path, progress)
 
@@ -273,6 +276,19 @@ class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps, BuildOps)
 
         with self.store.gc_lock():
             archive.save(self.store, names, output, fmt, progress)
+
+
+def _check_readable(path: str) -> None:
+    """An archive this user may not read is bad input, named as such (not a crash)."""
+    try:
+        with open(path, "rb"):
+            pass
+    except FileNotFoundError:
+        raise InvalidArgument(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidArgument(f"{path}: is a directory; give an archive file") from None
+    except OSError as e:
+        raise InvalidArgument(f"{path}: cannot read it: {e.strerror}; check its permissions") from None
 
 
 def dumps(value: Any) -> str:

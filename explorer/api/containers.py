@@ -25,6 +25,7 @@ from ..store.containers import ContainerRecord
 from ..store.images import Image, now_rfc3339
 from ..store.index import FileEntry
 from ..store.marks import mark_owner
+from .isolation import host_config, security_of
 
 if TYPE_CHECKING:
     from ..store.store import Store
@@ -65,6 +66,10 @@ class RunOptions:
     auto_remove: bool = False
     volumes: list[str] = field(default_factory=list)  # -v specs
     mounts: list[str] = field(default_factory=list)  # --mount specs
+    privileged: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    security_opt: list[str] = field(default_factory=list)
 
 
 def _status(rec: ContainerRecord) -> str:
@@ -171,6 +176,11 @@ class ContainerOps:
             },
             "Image": rec.image,
             "Config": {**rec.config, "Image": rec.image_ref},
+            "HostConfig": {"NetworkMode": rec.config.get("NetworkMode") or "host",
+                           "AutoRemove": bool(rec.config.get("AutoRemove")),
+                           "Privileged": bool(rec.config.get("Privileged")),
+                           "CapAdd": rec.config.get("CapAdd") or None, "CapDrop": rec.config.get("CapDrop") or None,
+                           "SecurityOpt": rec.config.get("SecurityOpt") or None},
             "Driver": rec.driver,
             "GraphDriver": {"Name": rec.driver, "Data": {
                 "UpperDir": str(self.store.containers.diff_dir(rec.id)),
@@ -213,6 +223,7 @@ class ContainerOps:
         }
         if options.network not in ("host", "none"):
             raise InvalidArgument(f"network {options.network!r} is not supported: use host or none")
+        config.update(host_config(options.privileged, options.cap_add, options.cap_drop, options.security_opt))
         if options.entrypoint is not None and options.entrypoint == [""]:
             config["Entrypoint"] = []
         driver = self.driver()
@@ -276,7 +287,7 @@ class ContainerOps:
         return runtime.ContainerConfig(rootfs=rootfs, process=process,
                                        runtime_dir=str(self.store.containers.run_dir(rec.id)),
                                        hostname=c.get("Hostname") or rec.id[:12], mounts=mounts,
-                                       network=c.get("NetworkMode") or "host")
+                                       network=c.get("NetworkMode") or "host", security=security_of(c))
 
     def _begin(self, rec: ContainerRecord) -> runtime.ContainerConfig:
         if rec.state == "running":
@@ -460,7 +471,7 @@ class ContainerOps:
         process = runtime.Process(args=cmd, env=base_env, cwd=workdir or rec.config.get("WorkingDir") or "/",
                                   user=user if user is not None else rec.config.get("User") or "", tty=tty,
                                   stdin=stdin)
-        return runtime.exec_in(pid, process, *stdio)
+        return runtime.exec_in(pid, process, *stdio, security=security_of(rec.config))
 
     # --- the container layer -----------------------------------------------------------
 

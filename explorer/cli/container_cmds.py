@@ -29,6 +29,11 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--volume", action="append", default=[], help="NAME:/path[:ro], /host:/path[:ro], or /path")
     p.add_argument("--mount", action="append", default=[], help="type=volume|bind|tmpfs,source=…,target=…")
     p.add_argument("--rm", action="store_true", help="remove the container (and its anonymous volumes) on exit")
+    p.add_argument("--privileged", action="store_true", help="every capability, no seccomp filter, nothing masked")
+    p.add_argument("--cap-add", action="append", default=[], help="add a Linux capability (NET_ADMIN, ALL …)")
+    p.add_argument("--cap-drop", action="append", default=[], help="drop a Linux capability (or ALL)")
+    p.add_argument("--security-opt", action="append", default=[],
+                   help="seccomp=unconfined|PROFILE.json, no-new-privileges")
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -129,7 +134,8 @@ def _options(args: argparse.Namespace) -> RunOptions:
     return RunOptions(
         cmd=list(args.command) or None, entrypoint=entrypoint, env=env, workdir=args.workdir,
         user=args.user, tty=args.tty, stdin=args.interactive, network=args.network, hostname=args.hostname,
-        auto_remove=args.rm, volumes=list(args.volume), mounts=list(args.mount))
+        auto_remove=args.rm, volumes=list(args.volume), mounts=list(args.mount), privileged=args.privileged,
+        cap_add=list(args.cap_add), cap_drop=list(args.cap_drop), security_opt=list(args.security_opt))
 
 
 def cmd_create(app: Strata, args: argparse.Namespace) -> int:

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .command import DEFAULT_PATH, combine_command
-    from .config import ContainerConfig, Mount, Process, RootFS
+    from .config import ContainerConfig, Mount, Process, RootFS, Security
     from .container import RunningContainer, exit_code_of, start
     from .inroot import InRoot, in_container, in_directory, in_rootfs, pseudo_mounts
     from .nsenter import exec_in
     from .rootfs import mount_overlay
+    from .security import check as check_security
     from .state import (
         container_pid,
         is_alive,
@@ -43,6 +44,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Mount": ("config", "Mount"),
     "Process": ("config", "Process"),
     "RootFS": ("config", "RootFS"),
+    "Security": ("config", "Security"),
+    "check_security": ("security", "check"),
     "RunningContainer": ("container", "RunningContainer"),
     "exit_code_of": ("container", "exit_code_of"),
     "start": ("container", "start"),
@@ -79,7 +82,9 @@ __all__ = [
     "Process",
     "RootFS",
     "RunningContainer",
+    "Security",
     "call_in_userns",
+    "check_security",
     "check_support",
     "combine_command",
     "container_pid",

@@ -61,6 +61,23 @@ class RootFS:
 
 
 @dataclass
+class Security:
+    """The isolation profile, as ``docker run`` takes it.
+
+    The default is Docker's: its capability set, its seccomp refusals, masked and
+    read-only ``/proc`` and ``/sys`` paths. ``seccomp`` is empty for the default
+    filter, ``unconfined`` for none, or the text of a profile in Docker's JSON
+    format (read when the container is created, as Docker does).
+    """
+
+    privileged: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    seccomp: str = ""
+    no_new_privileges: bool = False
+
+
+@dataclass
 class ContainerConfig:
     """Everything ``start`` needs; ``runtime_dir`` is private to the runtime
     (hosts files, init layer, pid and exit-code records) and must outlive the run
@@ -72,3 +89,4 @@ class ContainerConfig:
     hostname: str = ""
     mounts: list[Mount] = field(default_factory=list)
     network: NetworkMode = "host"
+    security: Security = field(default_factory=Security)

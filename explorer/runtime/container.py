@@ -33,7 +33,7 @@ from ..errors import (
     RuntimeUnavailable,
     StrataError,
 )
-from . import idmap, linux, pty, state
+from . import idmap, linux, pty, security, state
 from .command import ExecFailure, exec_program, final_env
 from .config import ContainerConfig, Process
 from .initlayer import (
@@ -208,6 +208,7 @@ class _Launch:
     winsize: bytes | None
     report_w: int
     tty_socks: tuple[socket.socket, socket.socket] | None  # (monitor's end, init's end)
+    prepared: security.Prepared
 
 
 def _run_process(launch: _Launch) -> NoReturn:
@@ -234,7 +235,9 @@ def _run_process(launch: _Launch) -> NoReturn:
         pty.make_controlling(slave)
     else:
         _install_stdio(launch.stdio)
+    security.before_user_switch(launch.prepared)
     _switch_user(user)
+    security.after_user_switch(launch.prepared)
     try:
         os.chdir(cwd)
     except OSError as e:
@@ -428,6 +431,7 @@ def _plan(config: ContainerConfig, maps: idmap.IdMaps) -> RootPlan:
         network=config.network,
         devpts_gid=maps.gid.contains(5),
         scratch=rd,
+        confined=not config.security.privileged,
     )
 
 
@@ -487,7 +491,7 @@ class RunningContainer:
         """Run another process in this container (see ``nsenter.exec_in``)."""
         from .nsenter import exec_in
 
-        return exec_in(self.pid, process, stdin, stdout, stderr)
+        return exec_in(self.pid, process, stdin, stdout, stderr, security=state.read_security(self.runtime_dir))
 
 
 def start(
@@ -509,8 +513,10 @@ def start(
     running_pid = state.container_pid(config.runtime_dir)
     if running_pid is not None:
         raise ContainerStateError(f"the container is already running (pid {running_pid})")
+    prepared = security.Prepared(config.security)
     maps = idmap.plan()
     plan = _plan(config, maps)
+    state.write_security(config.runtime_dir, config.security)
     state.clear(config.runtime_dir)
     stdio, opened = _stdio(config.process, stdin, stdout, stderr, detach)
     ready_r, ready_w = _pipe()
@@ -518,7 +524,7 @@ def start(
     report_r, report_w = _pipe()
     socks = _socket_pair() if config.process.tty else None
     winsize = pty.get_winsize(stdio[1]) if config.process.tty else None
-    launch = _Launch(config.process, config.hostname or host_hostname(), stdio, winsize, report_w, socks)
+    launch = _Launch(config.process, config.hostname or host_hostname(), stdio, winsize, report_w, socks, prepared)
     fork_pid = os.fork()
     if fork_pid == 0:
         _monitor_main(config, plan, launch, ready_w, go_r, detach)

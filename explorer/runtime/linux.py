@@ -48,6 +48,18 @@ FSCONFIG_SET_FLAG = 0
 FSCONFIG_SET_STRING = 1
 FSCONFIG_CMD_CREATE = 6
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = 0o2000000
+
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+KEYCTL_JOIN_SESSION_KEYRING = 1
+PR_SET_NO_NEW_PRIVS = 38
 
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
@@ -60,6 +72,9 @@ _SYS_FSCONFIG = 431
 _SYS_FSMOUNT = 432
 _SYS_MOVE_MOUNT = 429
 _SYS_MOUNT_SETATTR = 442
+_SYS_OPEN_TREE = 428
+_SYS_OPENAT2 = 437
+_SYS_KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "ppc64le": 271, "s390x": 280}
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -139,6 +154,45 @@ def mount_setattr(path: str, attr_set: int, attr_clr: int = 0, recursive: bool =
     _check(result, f"mount_setattr {path}", path)
 
 
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2): the kernel resolves ``path`` under the rules in ``resolve``
+    (``RESOLVE_IN_ROOT``: ``dirfd`` is ``/`` for every symlink and ``..``)."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    fd = _syscall(_SYS_OPENAT2, dirfd, _b(path), ctypes.byref(how), ctypes.sizeof(how))
+    return _check(fd, f"open {path}", path)
+
+
+def open_tree(path: str, flags: int, dirfd: int = AT_FDCWD) -> int:
+    """A detached copy of the mount tree at ``path`` (``OPEN_TREE_CLONE``), as an fd."""
+    fd = _syscall(_SYS_OPEN_TREE, dirfd, _b(path), flags | OPEN_TREE_CLOEXEC)
+    return _check(fd, f"open_tree {path}", path)
+
+
+def mount_setattr_fd(fd: int, attr_set: int, attr_clr: int = 0, recursive: bool = True) -> None:
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    _check(_syscall(_SYS_MOUNT_SETATTR, fd, b"", flags, ctypes.byref(attr), ctypes.sizeof(attr)), "mount_setattr")
+
+
+def move_mount_fd(mount_fd: int, target_fd: int, what: str) -> None:
+    """Attach the detached mount ``mount_fd`` on the directory or file ``target_fd``
+    holds, with no path between them for anything to swap."""
+    flags = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
+    _check(_syscall(_SYS_MOVE_MOUNT, mount_fd, b"", target_fd, b"", flags), f"mount on {what}", what)
+
+
+def join_new_session_keyring() -> None:
+    """A fresh anonymous session keyring: the caller's keys stay out of reach."""
+    number = _SYS_KEYCTL.get(os.uname().machine)
+    if number is None:
+        return
+    _check(_syscall(number, KEYCTL_JOIN_SESSION_KEYRING, None), "keyctl join session keyring")
+
+
 def _fs_log(fd: int) -> str:
     """Messages the kernel left on a filesystem context (why fsconfig failed)."""
     lines: list[str] = []
@@ -153,7 +207,15 @@ def _fs_log(fd: int) -> str:
     return "; ".join(line[2:] if line[1:2] == " " else line for line in lines)
 
 
-def mount_fs(fstype: str, target: str, strings: Iterable[tuple[str, str]], flags: Iterable[str] = ()) -> None:
+def mount_fs(
+    fstype: str,
+    target: str,
+    strings: Iterable[tuple[str, str]],
+    flags: Iterable[str] = (),
+    *,
+    target_fd: int | None = None,
+    attrs: int = 0,
+) -> None:
     """Mount with the new mount API: each option is its own call, so no page-size
     limit on the option string and no escaping of ``:`` or ``,`` in paths."""
     fd = _check(_syscall(_SYS_FSOPEN, fstype.encode(), FSOPEN_CLOEXEC), f"fsopen {fstype}")
@@ -171,10 +233,13 @@ def mount_fs(fstype: str, target: str, strings: Iterable[tuple[str, str]], flags
         if _syscall(_SYS_FSCONFIG, fd, FSCONFIG_CMD_CREATE, None, None, 0) < 0:
             err = ctypes.get_errno()
             raise OSError(err, f"mount {fstype}: {_fs_log(fd) or os.strerror(err)}")
-        mfd = _check(_syscall(_SYS_FSMOUNT, fd, FSMOUNT_CLOEXEC, 0), f"fsmount {fstype}")
+        mfd = _check(_syscall(_SYS_FSMOUNT, fd, FSMOUNT_CLOEXEC, attrs), f"fsmount {fstype}")
         try:
-            res = _syscall(_SYS_MOVE_MOUNT, mfd, b"", AT_FDCWD, _b(target), MOVE_MOUNT_F_EMPTY_PATH)
-            _check(res, f"move_mount {fstype} to {target}", target)
+            if target_fd is not None:
+                move_mount_fd(mfd, target_fd, target)
+            else:
+                res = _syscall(_SYS_MOVE_MOUNT, mfd, b"", AT_FDCWD, _b(target), MOVE_MOUNT_F_EMPTY_PATH)
+                _check(res, f"move_mount {fstype} to {target}", target)
         finally:
             os.close(mfd)
     finally:

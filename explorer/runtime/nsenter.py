@@ -14,7 +14,8 @@ from typing import NoReturn
 
 from ..errors import ContainerStateError, InvalidArgument, StrataError
 from . import linux
-from .config import Process
+from . import security as isolation
+from .config import Process, Security
 from .container import (
     FORWARDED_SIGNALS,
     _forward_to,
@@ -113,8 +114,13 @@ def exec_in(
     stdin: int | None = None,
     stdout: int | None = None,
     stderr: int | None = None,
+    *,
+    security: Security | None = None,
 ) -> int:
     """Run ``process`` in the container whose init has host pid ``pid``; its exit code.
+
+    ``security`` is the container's profile (``state.read_security``): an exec'd
+    process is held to the same capabilities and seccomp filter as the container's.
 
     A missing command raises CommandNotFound (127), one that cannot run
     CommandNotExecutable (126), as ``docker exec`` reports them.
@@ -125,7 +131,8 @@ def exec_in(
     stdio, opened = _stdio(process, stdin, stdout, stderr, detach=False)
     report_r, report_w = _pipe()
     socks = _socket_pair() if process.tty else None
-    launch = _Launch(process, "", stdio, get_winsize(stdio[1]) if process.tty else None, report_w, socks)
+    prepared = isolation.Prepared(security if security is not None else Security())
+    launch = _Launch(process, "", stdio, get_winsize(stdio[1]) if process.tty else None, report_w, socks, prepared)
     try:
         child = os.fork()
         if child == 0:

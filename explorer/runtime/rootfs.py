@@ -11,6 +11,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
 
@@ -19,8 +20,19 @@ from ..fsutil import rmtree
 from . import linux
 from .config import Mount
 from .initlayer import Target
+from .securepath import open_in_root
 
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+
+# Docker's defaults: hidden (an empty read-only tmpfs, or /dev/null over a file) and
+# read-only kernel paths. Without them the container reads the kernel's memory map
+# and timers and, where its uid 0 is the host's, writes kernel settings.
+MASKED_PATHS = (
+    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)  # fmt: skip
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 PAGE_LIMIT = os.sysconf("SC_PAGE_SIZE") - 1
 
 _new_api_overlay: bool | None = None  # learnt on first use, per process
@@ -42,6 +54,7 @@ class RootPlan:
     network: str = "host"
     devpts_gid: bool = False
     scratch: str = ""
+    confined: bool = True  # masked paths (everything but --privileged)
 
 
 def _escape(path: str) -> str:
@@ -106,7 +119,10 @@ def _touch(path: str, mode: int = 0o644) -> None:
 
 
 def _setup_dev(dev: str, devpts_gid: bool) -> None:
-    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME, "mode=755,size=65536k")
+    # nodev: a node made here later (mknod with CAP_MKNOD) opens nothing; the
+    # nodes below are bind mounts of the host's, which keep their own mount.
+    flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_STRICTATIME
+    linux.mount("tmpfs", dev, "tmpfs", flags, "mode=755,size=65536k")
     for name in DEV_NODES:
         node = os.path.join(dev, name)
         _touch(node, 0o666)
@@ -157,9 +173,54 @@ _FLAG_OPTIONS = {
 }
 
 
-def _user_mount(mount: Mount, dest: str) -> None:
-    flags = 0
-    attrs = 0
+def _fd_path(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+def _bind(source: str, target_fd: int, where: str, attrs: int, *, recursive: bool = True) -> None:
+    """Bind ``source`` onto the target the descriptor holds, its flags (read-only,
+    nodev …) set on the detached copy before it is attached: there is no moment
+    when the mount is visible and writable, and no path is resolved twice."""
+    try:
+        tree = linux.open_tree(source, linux.OPEN_TREE_CLONE | (linux.AT_RECURSIVE if recursive else 0))
+    except OSError as e:
+        if e.errno != errno.ENOSYS:
+            raise
+        _bind_legacy(source, target_fd, attrs, recursive)
+        return
+    try:
+        if attrs:
+            linux.mount_setattr_fd(tree, attrs)
+        linux.move_mount_fd(tree, target_fd, where)
+    finally:
+        os.close(tree)
+
+
+def _bind_legacy(source: str, target_fd: int, attrs: int, recursive: bool) -> None:
+    """Kernels before 5.2: mount(2) onto the descriptor, then a remount for flags."""
+    linux.mount(source, _fd_path(target_fd), None, linux.MS_BIND | (linux.MS_REC if recursive else 0))
+    if attrs:
+        flags = sum(ms for ms, attr in _FLAG_OPTIONS.values() if attrs & attr)
+        mounted = os.readlink(_fd_path(target_fd))
+        keep = linux.statvfs_mount_flags(mounted)
+        linux.mount(None, mounted, None, linux.MS_BIND | linux.MS_REMOUNT | keep | flags)
+
+
+def _tmpfs(target_fd: int, where: str, flags: int, attrs: int, options: list[str]) -> None:
+    strings = [tuple(o.split("=", 1)) for o in options if "=" in o]
+    bare = [o for o in options if "=" not in o]
+    try:
+        linux.mount_fs("tmpfs", where, strings, bare, target_fd=target_fd, attrs=attrs)  # type: ignore[arg-type]
+    except OSError as e:
+        if e.errno != errno.ENOSYS:
+            raise
+        linux.mount("tmpfs", _fd_path(target_fd), "tmpfs", flags, ",".join(options) or None)
+
+
+def _user_mount(mount: Mount, target_fd: int) -> None:
+    """nodev on every user mount: an image or a volume may carry device nodes."""
+    flags = linux.MS_NODEV
+    attrs = linux.MOUNT_ATTR_NODEV
     data: list[str] = []
     for opt in mount.options:
         if opt in _FLAG_OPTIONS:
@@ -171,33 +232,43 @@ def _user_mount(mount: Mount, dest: str) -> None:
         flags |= linux.MS_RDONLY
         attrs |= linux.MOUNT_ATTR_RDONLY
     if mount.kind == "tmpfs":
-        linux.mount("tmpfs", dest, "tmpfs", flags | linux.MS_NOSUID | linux.MS_NODEV, ",".join(data) or None)
+        _tmpfs(target_fd, mount.target, flags | linux.MS_NOSUID, attrs | linux.MOUNT_ATTR_NOSUID, data)
         return
-    linux.mount(mount.source, dest, None, linux.MS_BIND | linux.MS_REC)
-    if attrs:
+    _bind(mount.source, target_fd, mount.target, attrs)
+
+
+def _mask(root: str) -> None:
+    """Docker's masked and read-only paths, on the container's fresh /proc and /sys."""
+    for path in MASKED_PATHS:
+        where = os.path.join(root, path.lstrip("/"))
         try:
-            linux.mount_setattr(dest, attrs)
+            st = os.lstat(where)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            linux.mount("tmpfs", where, "tmpfs", linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV, "size=0")
+        elif not stat.S_ISLNK(st.st_mode):
+            linux.mount("/dev/null", where, None, linux.MS_BIND)
+    for path in READONLY_PATHS:
+        where = os.path.join(root, path.lstrip("/"))
+        if not os.path.lexists(where):
+            continue
+        linux.mount(where, where, None, linux.MS_BIND | linux.MS_REC)
+        try:
+            linux.mount_setattr(where, linux.MOUNT_ATTR_RDONLY | linux.MOUNT_ATTR_NOSUID | linux.MOUNT_ATTR_NODEV)
         except OSError as e:
             if e.errno != errno.ENOSYS:
                 raise
-            keep = linux.statvfs_mount_flags(dest)
-            linux.mount(None, dest, None, linux.MS_BIND | linux.MS_REMOUNT | keep | flags)
-
-
-def _ensure_target(dest: str, is_dir: bool) -> None:
-    """A target under another user mount (a volume inside a volume) lives in that
-    mount, not in the image, so it is made there as Docker does."""
-    if os.path.lexists(dest):
-        return
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    if is_dir:
-        os.mkdir(dest, 0o755)
-    else:
-        _touch(dest)
+            keep = linux.statvfs_mount_flags(where)
+            linux.mount(None, where, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | keep)
 
 
 def setup_root(plan: RootPlan, *, kernel_fs: bool = True) -> None:
     """Mount the root, the runtime's mounts and the user's mounts, then pivot into it.
+
+    Every target is found with ``open_in_root`` and mounted onto its descriptor,
+    at every start: what the image, the container layer or a shared volume put on
+    the way is resolved inside the container, never on the host.
 
     ``kernel_fs=False`` leaves out /proc, /dev and /sys: a helper that only works on
     a stopped container's files (``inroot``) has no pid namespace to mount /proc for
@@ -209,36 +280,74 @@ def setup_root(plan: RootPlan, *, kernel_fs: bool = True) -> None:
             mount_overlay(plan.lowerdirs, plan.upperdir, plan.workdir, root, scratch=plan.scratch)
         else:
             linux.mount(plan.rootdir, root, None, linux.MS_BIND | linux.MS_REC)
+            # A vfs root is a bind of the store's own file system, whose device
+            # nodes would open; overlay made in a user namespace is nodev already.
+            _set_nodev(root)
     except OSError as e:
         raise RuntimeUnavailable(f"cannot mount the container's root file system: {e.strerror or e}") from e
-
-    def at(path: str) -> str:
-        return os.path.join(root, plan.targets[path].rel)
-
-    if kernel_fs:
-        try:
-            linux.mount("proc", at("/proc"), "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
-        except OSError as e:
-            raise RuntimeUnavailable(
-                f"cannot mount /proc in the container ({e.strerror}); the host's /proc may be partly hidden"
-            ) from e
-        _setup_dev(at("/dev"), plan.devpts_gid)
-        _setup_sys(at("/sys"), plan.network)
-    for path, source in plan.etc_sources.items():
-        linux.mount(source, at(path), None, linux.MS_BIND)
-    for mount, target in sorted(plan.mounts, key=lambda mt: mt[1].rel.count("/")):
-        dest = os.path.join(root, target.rel)
-        _ensure_target(dest, target.is_dir)
-        try:
-            _user_mount(mount, dest)
-        except OSError as e:
-            raise RuntimeUnavailable(
-                f"cannot mount {mount.source or mount.kind} on {mount.target}: {e.strerror}"
-            ) from e
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _mount_all(plan, root, root_fd, kernel_fs)
+    finally:
+        os.close(root_fd)
     os.chdir(root)
     linux.pivot_root(".", ".")
     linux.umount2(".", linux.MNT_DETACH)
     os.chdir("/")
+
+
+def _set_nodev(root: str) -> None:
+    try:
+        linux.mount_setattr(root, linux.MOUNT_ATTR_NODEV)
+    except OSError as e:
+        if e.errno != errno.ENOSYS:
+            raise
+        keep = linux.statvfs_mount_flags(root)
+        linux.mount(None, root, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_NODEV | keep)
+
+
+def _mount_all(plan: RootPlan, root: str, root_fd: int, kernel_fs: bool) -> None:
+    def target(path: str, is_dir: bool) -> int:
+        return open_in_root(root_fd, path, is_dir=is_dir)
+
+    if kernel_fs:
+        fd = target("/proc", True)
+        try:
+            linux.mount("proc", _fd_path(fd), "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+        except OSError as e:
+            raise RuntimeUnavailable(
+                f"cannot mount /proc in the container ({e.strerror}); the host's /proc may be partly hidden"
+            ) from e
+        finally:
+            os.close(fd)
+        for path, setup in (("/dev", lambda p: _setup_dev(p, plan.devpts_gid)),
+                            ("/sys", lambda p: _setup_sys(p, plan.network))):
+            fd = target(path, True)
+            try:
+                setup(os.readlink(_fd_path(fd)))
+            finally:
+                os.close(fd)
+        if plan.confined:
+            _mask(root)
+    for path, source in plan.etc_sources.items():
+        fd = target(path, False)
+        try:
+            _bind(source, fd, path, 0, recursive=False)
+        finally:
+            os.close(fd)
+    for mount, spec in sorted(plan.mounts, key=lambda mt: mt[1].rel.count("/")):
+        try:
+            fd = target(mount.target, spec.is_dir)
+        except OSError as e:
+            raise RuntimeUnavailable(f"cannot make the mount point {mount.target}: {e.strerror}") from e
+        try:
+            _user_mount(mount, fd)
+        except OSError as e:
+            raise RuntimeUnavailable(
+                f"cannot mount {mount.source or mount.kind} on {mount.target}: {e.strerror}"
+            ) from e
+        finally:
+            os.close(fd)
 
 
 def loopback_up() -> None:

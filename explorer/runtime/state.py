@@ -16,9 +16,11 @@ import time
 from dataclasses import asdict, dataclass
 
 from ..errors import ContainerStateError
+from .config import Security
 
 STATE_FILE = "state.json"
 EXIT_FILE = "exitcode"
+SECURITY_FILE = "security.json"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,38 @@ def _write(path: str, text: str, size: int) -> None:
         os.pwrite(fd, data, 0)
     finally:
         os.close(fd)
+
+
+def write_security(runtime_dir: str, security: Security) -> None:
+    """The profile ``exec`` holds its processes to; rewritten only when it changed."""
+    path = os.path.join(runtime_dir, SECURITY_FILE)
+    data = json.dumps(asdict(security), sort_keys=True).encode()
+    try:
+        with open(path, "rb") as fh:
+            if fh.read() == data:
+                return
+    except OSError:
+        pass
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def read_security(runtime_dir: str) -> Security:
+    """The running container's profile; the default one if it was never written."""
+    try:
+        with open(os.path.join(runtime_dir, SECURITY_FILE), "rb") as fh:
+            raw = json.loads(fh.read())
+        return Security(
+            privileged=bool(raw.get("privileged")),
+            cap_add=[str(c) for c in raw.get("cap_add") or []],
+            cap_drop=[str(c) for c in raw.get("cap_drop") or []],
+            seccomp=str(raw.get("seccomp") or ""),
+            no_new_privileges=bool(raw.get("no_new_privileges")),
+        )
+    except (OSError, ValueError, AttributeError):
+        return Security()
 
 
 def write_state(runtime_dir: str, state: State) -> None:
