@@ -280,13 +280,15 @@ class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps, BuildOps)
 
 def _check_readable(path: str) -> None:
     """An archive this user may not read is bad input, named as such (not a crash)."""
+    if os.path.isdir(path):  # an OCI layout
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise InvalidArgument(f"{path}: cannot read this directory; check its permissions")
+        return
     try:
         with open(path, "rb"):
             pass
     except FileNotFoundError:
         raise InvalidArgument(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InvalidArgument(f"{path}: is a directory; give an archive file") from None
     except OSError as e:
         raise InvalidArgument(f"{path}: cannot read it: {e.strerror}; check its permissions") from None
 

@@ -76,7 +76,7 @@ def mask(names: Iterable[str]) -> int:
 def last_cap() -> int:
     """The highest capability this kernel knows; newer ones than ours are dropped too."""
     try:
-        with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as fh:
+        with open("/proc/sys/kernel/cap_last_cap", "rb") as fh:  # bytes: no codec import
             return int(fh.read().strip())
     except (OSError, ValueError):
         return max(CAPABILITIES.values())
@@ -111,12 +111,13 @@ def _capset(effective: int, permitted: int, inheritable: int) -> None:
         raise OSError(err, f"capset: {os.strerror(err)}")
 
 
-def limit_to(keep: frozenset[str]) -> None:
+def limit_to(keep: frozenset[str], top: int) -> None:
     """Cut the bounding set to ``keep`` and empty the inheritable and ambient sets,
     so nothing the exec'd program or its children run can regain what was dropped.
-    The permitted set is left whole: switching user and loading seccomp still follow."""
+    The permitted set is left whole: switching user and loading seccomp still follow.
+    ``top`` is ``last_cap()``, read by the caller: inside the container nothing may
+    be imported or looked up on the host's terms."""
     keep_bits = mask(keep)
-    top = last_cap()
     for number in range(top + 1):
         if not keep_bits & (1 << number):
             _prctl(_PR_CAPBSET_DROP, number)

@@ -63,6 +63,8 @@ _COMPANIONS = {
     "riscv64": ("SCMP_ARCH_RISCV64",),
 }
 
+_ATTR_CTL_NNP = 3  # SCMP_FLTATR_CTL_NNP
+
 _NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x00000080)
 
 # (syscalls, errno, capabilities any of which allows them again)
@@ -239,6 +241,7 @@ def _libseccomp() -> ctypes.CDLL:
         lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
                                                ctypes.POINTER(_ArgCmp)]
         lib.seccomp_load.argtypes = [ctypes.c_void_p]
+        lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
         _lib = lib
     return _lib
 
@@ -263,6 +266,12 @@ def load(flt: Filter) -> None:
     if not ctx:
         raise RuntimeUnavailable("seccomp: libseccomp could not create a filter")
     try:
+        # libseccomp sets no_new_privs by default; Docker's containers keep setuid
+        # programs working (su, sudo, ping), and this process holds CAP_SYS_ADMIN of
+        # its namespace, which is what loading without it needs.
+        rc = lib.seccomp_attr_set(ctx, _ATTR_CTL_NNP, 0)
+        if rc < 0:
+            raise RuntimeUnavailable(f"seccomp: cannot keep no_new_privs off: {os.strerror(-rc)}")
         machine = platform.machine()
         wanted = flt.arches or _COMPANIONS.get(machine, ())
         for arch in wanted:

@@ -24,6 +24,7 @@ class Prepared:
     def __init__(self, security: Security) -> None:
         self.security = security
         self.keep = caps.effective_set(security.cap_add, security.cap_drop, privileged=security.privileged)
+        self.last_cap = caps.last_cap()
         self.filter: seccomp.Filter | None = None
         if not security.privileged and security.seccomp != "unconfined":
             if security.seccomp:
@@ -50,7 +51,7 @@ def before_user_switch(prepared: Prepared) -> None:
         if e.errno not in (errno.EPERM, errno.ENOSYS, errno.EACCES):
             raise
     if prepared.confined:
-        caps.limit_to(prepared.keep)
+        caps.limit_to(prepared.keep, prepared.last_cap)
     if prepared.security.no_new_privileges:
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     if prepared.filter is not None:

@@ -23,6 +23,7 @@ import pytest
 
 from tests.capabilities import real_root, require_docker
 from tests.distro.conftest import BASE, SUBIDS_USER, OtherUser, other_user
+from tests.fixtures import debian as deb
 from tests.fixtures import run_strata
 from tests.fixtures.images import docker, docker_import
 
@@ -162,3 +163,24 @@ def test_rootless_containers_answer_the_probe_as_docker_does(
         assert _verdicts(ours) == _verdicts(dockers), _table({"docker": dockers, "strata": ours})
     finally:
         rootless.remove(holder)
+
+
+KEY_READ = ('my $b = "\\0" x 64; my $r = syscall(250, 11, $ENV{PROBE_KEY} + 0, $b, 64);'
+            ' print $r < 0 ? "denied $!\\n" : "read " . substr($b, 0, $r) . "\\n";')
+
+
+def test_the_callers_session_keyring_stays_outside_even_without_seccomp(deb_store: Path) -> None:
+    """With the seccomp filter lifted, the fresh session keyring is what keeps the
+    caller's keys out (Docker's runc joins a new one for every container too)."""
+    key = _host_key()
+    assert key > 0, "add_key to the session keyring failed"
+    done = run_strata("run", "--rm", "--security-opt", "seccomp=unconfined", "-e", f"PROBE_KEY={key}", BASE,
+                      "perl", "-e", KEY_READ, root=deb_store, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("denied"), done.stdout
+    if real_root():
+        require_docker()
+        docker_import(deb.tarball_path(), DOCKER_BASE)
+        theirs = docker("run", "--rm", "--security-opt", "seccomp=unconfined", "-e", f"PROBE_KEY={key}",
+                        DOCKER_BASE, "perl", "-e", KEY_READ).stdout
+        assert theirs.split()[0] == done.stdout.split()[0], (theirs, done.stdout)
