@@ -40,6 +40,7 @@ class SystemInfo:
     cpus: int
     memory: int
     warnings: list[str] = field(default_factory=list)
+    security_options: list[str] = field(default_factory=list)  # docker info's SecurityOptions
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,7 +91,7 @@ def _memory() -> int:
 
 
 def gather(store: Store, driver: str, version: str) -> SystemInfo:
-    from ..runtime import storens
+    from ..runtime import seccomp, storens
 
     mapping = storens.current()
     rootless = mapping.mode != "root"
@@ -100,6 +101,11 @@ def gather(store: Store, driver: str, version: str) -> SystemInfo:
     cache = row[0] if row else 0
     advice = storens.single_id_advice()
     warnings = [advice] if advice else []
+    security = ["name=userns", "name=seccomp,profile=default" if seccomp.available() else "name=seccomp,unavailable"]
+    if rootless:
+        security.append("name=rootless")
+    if not seccomp.available():
+        warnings.append("libseccomp is missing: containers need it for their seccomp filter (install libseccomp2)")
     if driver == "vfs":
         warnings.append("the vfs driver copies every image into each container: overlay did not mount here")
     return SystemInfo(
@@ -125,4 +131,5 @@ def gather(store: Store, driver: str, version: str) -> SystemInfo:
         cpus=os.cpu_count() or 1,
         memory=_memory(),
         warnings=warnings,
+        security_options=security,
     )

@@ -202,6 +202,8 @@ def cmd_info(app: Strata, args: argparse.Namespace) -> int:
         f"  Backing Filesystem: {info.filesystem}",
         f"  userxattr: {'true' if info.userxattr else 'false'}",
         " Security Options:",
+        *(f"  {opt.split(',')[0].removeprefix('name=')}" + (f" (profile {opt.split('profile=')[1]})"
+          if "profile=" in opt else "") for opt in info.security_options if "rootless" not in opt),
         *([f"  rootless: id mapping {info.id_mapping}"] if info.rootless else ["  root"]),
         f"  uid map: {_map_text(info.uid_map)}",
         f"  gid map: {_map_text(info.gid_map)}",
