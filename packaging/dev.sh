@@ -21,7 +21,7 @@ umask 022
 UNPRIV_TEST_DIRS=(tests/runtime tests/store tests/api tests/build tests/cli tests/distro)
 
 APT_PACKAGES=(
-    python3-venv docker.io busybox-static docker-registry skopeo umoci buildah podman uidmap debootstrap
+    python3-venv docker.io busybox-static docker-registry skopeo umoci buildah podman uidmap debootstrap libseccomp2
     xvfb libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0
     libxcb-render-util0 libxcb-xinerama0 libegl1 libgl1 libfontconfig1 libdbus-1-3 zstd xauth
 )
