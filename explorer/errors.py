@@ -169,6 +169,26 @@ class StoreFull(StoreError):
     """The disk under the store is full (ENOSPC) or read-only (EROFS)."""
 
 
+class StoreDamaged(StoreError):
+    """The store's database is damaged or lost while its directories hold data.
+
+    ``where`` is the database's path, ``what`` says what is wrong with it; the message
+    points at the one command that rebuilds it (and must not loop: see
+    ``api.system.SystemOps.check``)."""
+
+    def __init__(self, where: str, what: str, lost: bool = False) -> None:
+        if lost:
+            text = (f"the store's database {where} is {what} while layers/, containers/ or volumes/ hold data; "
+                    "`strata system check --repair` rebuilds it from those directories (it deletes nothing)")
+        else:
+            text = (f"the store's database {where} is damaged ({what}); `strata system check --repair` "
+                    "salvages the rows it can read and rebuilds the rest from the store's directories")
+        super().__init__(text)
+        self.where = where
+        self.what = what
+        self.lost = lost
+
+
 # --- build ---------------------------------------------------------------------------
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import StrataError
-from ..fsutil import rmtree
+from ..errors import StoreDamaged, StrataError
 
 if TYPE_CHECKING:
+    from ..store.rebuild import Rebuilt
     from ..store.store import Store
     from .containers import ContainerInfo
     from .sysinfo import SystemInfo
@@ -26,8 +27,10 @@ class SystemOps:
     """Mixed into ``Strata``."""
 
     store: Store
+    root: Path
     containers: Callable[..., list[ContainerInfo]]
     rm: Callable[..., str]
+    close: Callable[[], None]
 
     def info(self) -> SystemInfo:
         """What ``strata system info`` prints (docker info's shape)."""
@@ -87,7 +90,25 @@ class SystemOps:
                 counted.add(layer_id)
                 usage.cache_size += size
         usage.cache_reclaimable = usage.cache_size
+        from ..store.quarantine import entries
+        from .usage import QuarantineUsage
+
+        usage.quarantine = [QuarantineUsage(str(q.path), q.items, q.size) for q in entries(store.root)]
         return usage
+
+    def quarantine_prune(self) -> tuple[list[str], int]:
+        """Delete what repairs set aside under ``quarantine/`` (from this process, which
+        runs in the store's user namespace, so files of subordinate ids go too)."""
+        from ..fsutil import rmtree
+        from ..store.quarantine import entries
+
+        removed: list[str] = []
+        freed = 0
+        for q in entries(self.store.root):
+            rmtree(q.path)
+            removed.append(str(q.path))
+            freed += q.size
+        return removed, freed
 
     # --- prunes ------------------------------------------------------------------------
 
@@ -171,15 +192,41 @@ class SystemOps:
     # --- check and repair ----------------------------------------------------------------
 
     def check(self, repair: bool = False, verify_content: bool = True) -> list[Problem]:
-        with self.store.gc_lock(exclusive=repair):
-            return self._check(repair, verify_content)
+        """Check the store against its directories; with ``repair``, fix what can be fixed.
+
+        A damaged or lost database is the one problem every other command can only name:
+        here it is rebuilt (``store.rebuild``) rather than reported again, so the advice
+        those commands give leads somewhere. Nothing a repair cannot account for is
+        deleted; it goes to ``quarantine/``."""
+        from .usage import Problem
+
+        try:
+            with self.store.gc_lock(exclusive=repair):
+                return self._check(repair, verify_content)
+        except StoreDamaged as damage:
+            if not repair:
+                return [Problem("damaged-db", damage.where, damage.what, True)]
+            self.close()
+            from ..store.rebuild import rebuild
+
+            done = rebuild(Path(self.root).absolute(), damage.what)
+            with self.store.gc_lock(exclusive=True):
+                return _rebuild_problems(done, damage) + self._check(True, verify_content)
 
     def _check(self, repair: bool, verify_content: bool) -> list[Problem]:
+        from ..store.quarantine import move_in, new_bin
         from .usage import Problem
 
         store = self.store
         problems: list[Problem] = []
         meta = store.meta
+        damage = meta.damage()
+        if damage is not None:
+            raise StoreDamaged(str(meta.path), damage)
+        bin_dir = new_bin(store.root)
+
+        def keep_aside(path: Path) -> None:
+            move_in(store.root, bin_dir, path)
 
         def add(kind: str, what: str, detail: str, repairable: bool, fix: Callable[[], None] | None = None) -> None:
             p = Problem(kind, what, detail, repairable)
@@ -194,8 +241,8 @@ class SystemOps:
         for entry in sorted(os.listdir(store.layers.dir)):
             if entry not in layer_rows and not _in_progress(store.layers.dir / entry):
                 path = store.layers.dir / entry
-                add("orphan-dir", f"layers/{entry}", "a layer directory no record names", True,
-                    lambda path=path: rmtree(path))  # type: ignore[misc]
+                add("orphan-dir", f"layers/{entry}", f"a layer directory no record names (moved to {bin_dir})",
+                    True, lambda path=path: keep_aside(path))  # type: ignore[misc]
         for lid, (_, _chain_id, diff_id, parent, _size) in layer_rows.items():
             if parent is not None and parent not in layer_rows:
                 add("missing-layer", f"layer {lid[:12]}", f"its parent {parent[:12]} is missing", False)
@@ -229,13 +276,21 @@ class SystemOps:
         for entry in sorted(os.listdir(store.containers.dir)):
             if entry not in container_ids:
                 path = store.containers.dir / entry
-                add("orphan-dir", f"containers/{entry}", "a container directory no record names", True,
-                    lambda path=path: rmtree(path))  # type: ignore[misc]
+                add("orphan-dir", f"containers/{entry}", "a container directory no record names (moved to "
+                    f"{bin_dir})", True, lambda path=path: keep_aside(path))  # type: ignore[misc]
         volume_names = {r[0] for r in meta.query("SELECT name FROM volumes")}
         for entry in sorted(os.listdir(store.volumes.dir)):
-            if entry not in volume_names:
-                add("orphan-dir", f"volumes/{entry}", "a volume directory no record names (kept: it may hold "
-                    "data; move it away or recreate the volume)", False)
+            path = store.volumes.dir / entry
+            if entry in volume_names or _in_progress(path):
+                continue
+            if (path / "_data").is_dir():
+                add("orphan-dir", f"volumes/{entry}", "a volume directory no record names (recorded again)", True,
+                    lambda entry=entry, path=path: _exec(  # type: ignore[misc]
+                        store, "INSERT OR IGNORE INTO volumes(name, created) VALUES (?, ?)",
+                        (entry, path.stat().st_mtime)))
+            else:
+                add("orphan-dir", f"volumes/{entry}", f"a directory that is not a volume (moved to {bin_dir})",
+                    True, lambda path=path: keep_aside(path))  # type: ignore[misc]
         for cid, volume in meta.query("SELECT container, volume FROM container_volumes"):
             if cid not in container_ids or volume not in volume_names:
                 add("dangling-mount", f"container {cid[:12]} / volume {volume}", "a mount record without its "
@@ -243,6 +298,28 @@ class SystemOps:
                     lambda cid=cid, volume=volume: _exec(  # type: ignore[misc]
                         store, "DELETE FROM container_volumes WHERE container=? AND volume=?", (cid, volume)))
         return problems
+
+
+def _rebuild_problems(done: Rebuilt, damage: StoreDamaged) -> list[Problem]:
+    from .usage import Problem
+
+    kept = f"; the damaged file is kept in {done.bin}" if done.bin is not None and not damage.lost else ""
+    out = [Problem("damaged-db", damage.where, f"{damage.what}: rebuilt from {done.salvaged} salvaged rows and the "
+                   f"store's directories{kept}", True, True)]
+    for path in done.adopted:
+        out.append(Problem("rebuilt", path, "recorded again from its directory", True, True))
+    for path in done.recomputed:
+        if path not in done.adopted:
+            out.append(Problem("rebuilt", path, "its file index was recomputed from its directory", True, True))
+    for what in done.dropped:
+        name, _, why = what.partition(": ")
+        out.append(Problem("dropped-row", name, why, True, True))
+    for path in done.quarantined:
+        if not path.startswith("metadata.db"):
+            why = done.unreadable.get(path, "no record of it survived")
+            out.append(Problem("quarantined", path, f"{why}: moved to {done.bin}; inspect it, then "
+                               "`strata system prune --quarantine` removes it", True, True))
+    return out
 
 
 def _in_progress(path: os.PathLike[str]) -> bool:

@@ -45,6 +45,15 @@ class CacheUsage:
     last_used: float
 
 
+@dataclass(frozen=True)
+class QuarantineUsage:
+    """One repair's directory under ``quarantine/``."""
+
+    path: str
+    items: int
+    size: int
+
+
 @dataclass
 class DiskUsage:
     images: list[ImageUsage] = field(default_factory=list)
@@ -55,6 +64,11 @@ class DiskUsage:
     images_reclaimable: int = 0
     cache_size: int = 0
     cache_reclaimable: int = 0
+    quarantine: list[QuarantineUsage] = field(default_factory=list)  # what repairs set aside
+
+    @property
+    def quarantine_size(self) -> int:
+        return sum(q.size for q in self.quarantine)
 
 
 @dataclass

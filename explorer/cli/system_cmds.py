@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = ssub.add_parser("prune", help="remove stopped containers, dangling images and build cache")
     p.add_argument("-a", "--all", action="store_true", help="all unused images, not only dangling ones")
     p.add_argument("--volumes", action="store_true", help="prune anonymous volumes too")
+    p.add_argument("--quarantine", action="store_true",
+                   help="also delete what `system check --repair` set aside under quarantine/")
     p.add_argument("-f", "--force", action="store_true")
     p.set_defaults(func=cmd_system_prune)
 
@@ -83,6 +85,8 @@ def cmd_df(app: Strata, args: argparse.Namespace) -> int:
             ["Local Volumes", str(len(u.volumes)), str(sum(1 for v in u.volumes if v.links)),
              human_size(volumes_size), _pct(unused_volumes, volumes_size)],
             ["Build Cache", str(len(u.build_cache)), "0", human_size(u.cache_size), human_size(u.cache_reclaimable)],
+            *([["Quarantine", str(len(u.quarantine)), "0", human_size(u.quarantine_size),
+                human_size(u.quarantine_size)]] if u.quarantine else []),
         ]))
         return 0
     print("Images space usage:\n")
@@ -104,6 +108,9 @@ def cmd_df(app: Strata, args: argparse.Namespace) -> int:
     print(table(["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "SHARED"],
                 [[c.key[:12], "regular", human_size(c.size), human_ago(c.created), human_ago(c.last_used),
                   "true" if c.shared else "false"] for c in u.build_cache]))
+    if u.quarantine:
+        print("\nQuarantine (set aside by `system check --repair`; `system prune --quarantine` deletes it):\n")
+        print(table(["PATH", "ITEMS", "SIZE"], [[q.path, str(q.items), human_size(q.size)] for q in u.quarantine]))
     return 0
 
 
@@ -114,6 +121,8 @@ def cmd_system_prune(app: Strata, args: argparse.Namespace) -> int:
             "  - all build cache"]
     if args.volumes:
         what.insert(1, "  - all anonymous volumes not used by at least one container")
+    if args.quarantine:
+        what.append("  - everything `system check --repair` set aside under quarantine/")
     if (stop := _confirm(args, "\n".join(what))) is not None:
         return stop
     total = 0
@@ -134,6 +143,11 @@ def cmd_system_prune(app: Strata, args: argparse.Namespace) -> int:
     total += freed
     if entries:
         print(f"Deleted build cache objects: {entries}\n")
+    if args.quarantine:
+        kept, freed = app.quarantine_prune()
+        total += freed
+        if kept:
+            print("Deleted from quarantine:\n" + "\n".join(kept) + "\n")
     print(f"Total reclaimed space: {human_size(total)}")
     return 0
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreBusy, StoreError, StoreFull
+from ..errors import StoreBusy, StoreDamaged, StoreError, StoreFull
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0
@@ -140,12 +140,36 @@ def classify(err: sqlite3.Error, where: str) -> StoreError:
     if "locked" in text or "busy" in text:
         return StoreBusy(f"the store at {where} is busy (another strata is writing); try again")
     if "disk is full" in text or "database or disk is full" in text:
-        return StoreFull(f"no space left on device for the store at {where}")
+        return StoreFull(f"no space left on device for the store at {where}; {FREE_SPACE_HINT}")
     if "readonly" in text or "read-only" in text:
         return StoreFull(f"the store at {where} is read-only")
-    if "malformed" in text or "not a database" in text:
-        return StoreError(f"the store's database at {where} is damaged: {err}; run `strata system check --repair`")
+    damage = damage_of(text)
+    if damage is not None:
+        return StoreDamaged(where, damage)
     return StoreError(f"store database error at {where}: {err}")
+
+
+FREE_SPACE_HINT = ("free space with `strata builder prune`, `strata system prune` or `strata rmi` "
+                   "(`strata system df` shows what takes it) and retry")
+
+
+def damage_of(text: str) -> str | None:
+    """What SQLite's error text says is wrong with the file, in a user's words; None when
+    the error is not about a damaged file."""
+    text = text.lower()
+    if "not a database" in text:
+        return "its header is not SQLite's: overwritten or not a database at all"
+    if "malformed" in text or "corrupt" in text:
+        return "its pages do not fit together: truncated or overwritten"
+    if "could not decode to utf-8" in text:
+        return "a stored text is not valid UTF-8 (bytes changed at random)"
+    if "disk i/o error" in text:
+        return "it cannot be read (disk I/O error)"
+    return None
+
+
+def _text_damage(err: UnicodeDecodeError, where: str) -> StoreDamaged:
+    return StoreDamaged(where, f"a stored text is not valid UTF-8 (bytes changed at random): {err.reason}")
 
 
 class Metadata:
@@ -221,6 +245,47 @@ class Metadata:
             yield
         except sqlite3.Error as e:
             raise classify(e, str(self.path)) from e
+        except UnicodeDecodeError as e:
+            raise _text_damage(e, str(self.path)) from e
+
+    def damage(self) -> str | None:
+        """SQLite's own check of every page (``quick_check``): what is damaged, or None.
+        Reads the whole file, so ``system check`` asks and ordinary commands do not."""
+        try:
+            rows = self.conn.execute("PRAGMA quick_check(5)").fetchall()
+        except sqlite3.Error as e:
+            return damage_of(str(e)) or str(e)
+        except UnicodeDecodeError as e:
+            return _text_damage(e, str(self.path)).what
+        found = [str(r[0]) for r in rows if r and r[0] != "ok"]
+        if found:
+            return "; ".join(found)[:300]
+        return self._text_damage()
+
+    def _text_damage(self) -> str | None:
+        """Which table holds text that is not UTF-8: SQLite stores any bytes it is given as
+        text and checks none of them, so ``quick_check`` passes what every read then fails on."""
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+        conn.text_factory = bytes
+        try:
+            tables = [r[0].decode() for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            for table in tables:
+                texts = [r[1].decode() for r in conn.execute(f'PRAGMA table_info("{table}")') if r[2] != b"BLOB"]
+                if not texts:
+                    continue
+                columns = ", ".join(f'"{c}"' for c in texts)
+                for row in conn.execute(f'SELECT {columns} FROM "{table}"'):
+                    for value in row:
+                        if isinstance(value, bytes):
+                            try:
+                                value.decode("utf-8")
+                            except UnicodeDecodeError:
+                                return f"a text in table {table} is not valid UTF-8 (bytes changed at random)"
+        except sqlite3.Error as e:
+            return damage_of(str(e)) or str(e)
+        finally:
+            conn.close()
+        return None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

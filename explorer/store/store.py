@@ -6,7 +6,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import StoreDamaged, StoreError
 from .containers import ContainerStore
 from .images import ImageStore
 from .layers import LayerStore
@@ -22,6 +22,26 @@ _STAGING = ("trash-", "layer-", "stage-", "save-", "load-", ".overlay-probe-")
 def default_root() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "strata"
+
+
+def lost_database(root: Path) -> str | None:
+    """Why the database counts as lost (missing or empty while layers/, containers/ or
+    volumes/ hold entries), or None.
+
+    Opening would otherwise make a fresh, empty database, and every directory would look
+    like an orphan that ``check --repair`` may delete: the data would go with the index."""
+    db = root / "metadata.db"
+    try:
+        size = db.stat().st_size
+    except FileNotFoundError:
+        size = -1
+    if size > 0:
+        return None
+    for area in ("layers", "containers", "volumes"):
+        with contextlib.suppress(OSError), os.scandir(root / area) as entries:
+            if any(True for _ in entries):
+                return "missing" if size < 0 else "empty"
+    return None
 
 
 class Store:
@@ -42,6 +62,9 @@ class Store:
         except OSError as e:
             raise StoreError(f"cannot create the store at {self.root}: {e.strerror}") from e
         self.tmp = self.root / "tmp"
+        lost = lost_database(self.root)
+        if lost is not None:
+            raise StoreDamaged(str(self.root / "metadata.db"), lost, lost=True)
         self.meta = Metadata(self.root / "metadata.db")
         self.layers = LayerStore(self)
         self.images = ImageStore(self)
