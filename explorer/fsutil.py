@@ -36,6 +36,10 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -
         fsync_dir(path.parent)
 
 
+FREE_SPACE_HINT = ("free space with `strata builder prune`, `strata system prune` or `strata rmi` "
+                   "(`strata system df` shows what takes it; they work on a full disk) and retry")
+
+
 @contextlib.contextmanager
 def guard_enospc(where: str) -> Iterator[None]:
     """Turn disk-full and read-only errors into one clear StoreFull."""
@@ -43,7 +47,7 @@ def guard_enospc(where: str) -> Iterator[None]:
         yield
     except OSError as e:
         if e.errno == errno.ENOSPC:
-            raise StoreFull(f"no space left on device while writing {where}; free space and retry") from e
+            raise StoreFull(f"no space left on device while writing {where}; {FREE_SPACE_HINT}") from e
         if e.errno == errno.EDQUOT:
             raise StoreFull(f"disk quota exceeded while writing {where}") from e
         if e.errno == errno.EROFS:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreBusy, StoreDamaged, StoreError, StoreFull
+from ..fsutil import FREE_SPACE_HINT
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0
@@ -133,10 +134,27 @@ CREATE INDEX build_cache_parent ON build_cache(parent_key);
 
 _MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
 
+TIGHT_BYTES = 1 << 20
+"""Below this much free space the database is opened in place (see ``Metadata._open``)."""
+
+
+def space_left(directory: Path) -> int:
+    """Bytes an unprivileged writer may still allocate on ``directory``'s file system."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return 1 << 62
+    return st.f_bavail * st.f_frsize
+
 
 def classify(err: sqlite3.Error, where: str) -> StoreError:
     """Map an environmental SQLite error to a store error a user can act on."""
     text = str(err).lower()
+    if "disk i/o error" in text:
+        # What SQLite says when it cannot make its shared-memory file on a full disk.
+        if space_left(Path(where).parent) < TIGHT_BYTES:
+            return StoreFull(f"no space left on device for the store at {where}; {FREE_SPACE_HINT}")
+        return StoreError(f"cannot read or write the store's database at {where}: disk I/O error")
     if "locked" in text or "busy" in text:
         return StoreBusy(f"the store at {where} is busy (another strata is writing); try again")
     if "disk is full" in text or "database or disk is full" in text:
@@ -149,10 +167,6 @@ def classify(err: sqlite3.Error, where: str) -> StoreError:
     return StoreError(f"store database error at {where}: {err}")
 
 
-FREE_SPACE_HINT = ("free space with `strata builder prune`, `strata system prune` or `strata rmi` "
-                   "(`strata system df` shows what takes it) and retry")
-
-
 def damage_of(text: str) -> str | None:
     """What SQLite's error text says is wrong with the file, in a user's words; None when
     the error is not about a damaged file."""
@@ -163,8 +177,6 @@ def damage_of(text: str) -> str | None:
         return "its pages do not fit together: truncated or overwritten"
     if "could not decode to utf-8" in text:
         return "a stored text is not valid UTF-8 (bytes changed at random)"
-    if "disk i/o error" in text:
-        return "it cannot be read (disk I/O error)"
     return None
 
 
@@ -206,16 +218,46 @@ class Metadata:
             except sqlite3.Error as e:
                 raise classify(e, str(self.path)) from e
             return conn
+        tight = space_left(self.path.parent) < TIGHT_BYTES
         try:
-            conn = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            return self._open(tight)
+        except sqlite3.Error as e:
+            if tight or space_left(self.path.parent) >= TIGHT_BYTES:
+                raise classify(e, str(self.path)) from e
+        try:
+            return self._open(True)
         except sqlite3.Error as e:
             raise classify(e, str(self.path)) from e
+
+    def _open(self, tight: bool) -> sqlite3.Connection:
+        """A connection in WAL mode; or, on a disk with no room left, one that changes the
+        file in place.
+
+        A full disk must not keep anyone from freeing space, and in WAL mode even a read
+        needs new blocks (the ``-shm`` and ``-wal`` files). Deleting rows needs none: it
+        frees pages inside the file. So on a nearly full disk the database is opened
+        with an exclusive lock, which keeps SQLite's shared memory on the heap, and a
+        rollback journal kept in memory: prunes, ``rmi`` and ``rm`` delete in place and
+        the disk gets its space back. This was chosen over a reserve file the store
+        could release because it needs no space set aside, also works on a disk that
+        filled before a reserve could be made, and cannot be used up by the write that
+        filled the disk. The price, paid only while the disk is full: other strata
+        processes wait for this one, and a crash in the middle of a transaction can
+        damage the file (``system check --repair`` rebuilds it). The next open with room
+        to spare returns the file to WAL."""
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            if tight:
+                conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+                conn.execute("PRAGMA journal_mode=MEMORY")
+            else:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -265,7 +307,7 @@ class Metadata:
     def _text_damage(self) -> str | None:
         """Which table holds text that is not UTF-8: SQLite stores any bytes it is given as
         text and checks none of them, so ``quick_check`` passes what every read then fails on."""
-        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+        conn = self.conn
         conn.text_factory = bytes
         try:
             tables = [r[0].decode() for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
@@ -284,7 +326,7 @@ class Metadata:
         except sqlite3.Error as e:
             return damage_of(str(e)) or str(e)
         finally:
-            conn.close()
+            conn.text_factory = str
         return None
 
     @contextlib.contextmanager
