@@ -290,6 +290,7 @@ class ContainerOps:
                                        network=c.get("NetworkMode") or "host", security=security_of(c))
 
     def _begin(self, rec: ContainerRecord) -> runtime.ContainerConfig:
+        self.store.containers.hold(rec.id)  # no prune takes it while it starts (issue 13)
         if rec.state == "running":
             raise ContainerStateError(f"container {rec.name} is already running")
         return self._runtime_config(rec)

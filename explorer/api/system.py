@@ -113,6 +113,8 @@ class SystemOps:
     # --- prunes ------------------------------------------------------------------------
 
     def container_prune(self) -> tuple[list[str], int]:
+        """Remove stopped containers, passing over those a process is creating or
+        starting right now (``ContainerStore.claim``)."""
         from ..store.volumes import tree_size
 
         removed: list[str] = []
@@ -120,14 +122,22 @@ class SystemOps:
         for info in self.containers(all=True):
             if info.state == "running":
                 continue
-            rec = self.store.containers.get(info.id)
-            path = self.store.containers.rootfs_dir(rec.id) if rec.driver == "vfs" else \
-                self.store.containers.diff_dir(rec.id)
-            size = tree_size(path)
-            with contextlib.suppress(StrataError):
-                self.rm(info.id)
-                removed.append(info.id)
-                freed += size
+            with self.store.containers.claim(info.id) as ours:
+                if not ours:
+                    continue
+                try:
+                    rec = self.store.containers.get(info.id)
+                except StrataError:
+                    continue
+                if rec.state == "running":
+                    continue
+                path = self.store.containers.rootfs_dir(rec.id) if rec.driver == "vfs" else \
+                    self.store.containers.diff_dir(rec.id)
+                size = tree_size(path)
+                with contextlib.suppress(StrataError):
+                    self.rm(info.id)
+                    removed.append(info.id)
+                    freed += size
         return removed, freed
 
     def image_prune(self, all: bool = False) -> tuple[list[str], int]:

@@ -9,9 +9,13 @@ keeps it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,11 +61,83 @@ class ContainerRecord:
         return self.id[:12]
 
 
+USE_LOCK = "use.lock"
+
+
 class ContainerStore:
+    """Container records and directories.
+
+    A container being created or started is *held* by the process doing it: a shared
+    ``flock`` on ``containers/<id>/use.lock``, taken before its record exists and kept
+    until that process has finished with it (it exited and is not to be removed on exit,
+    the process removed it, or the process ended). A prune ``claim``s a container (the
+    same lock, exclusive, without waiting) and passes over those it cannot get, so
+    ``run --rm`` racing ``system prune`` neither loses its container between create and
+    start nor leaves half a directory behind; a ``start`` that waited for a prune finds
+    the container gone and says so."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
         self.meta = store.meta
         self.dir = store.root / "containers"
+        self._holds: dict[str, int] = {}
+        self._holds_lock = threading.Lock()
+
+    # --- in use ----------------------------------------------------------------------
+
+    def hold(self, container_id: str) -> None:
+        """Keep ``container_id`` from being pruned until ``release`` (see the class).
+        Waits while a prune is removing it, then raises ``ContainerNotFound``."""
+        with self._holds_lock:
+            if container_id in self._holds:
+                return
+        try:
+            fd = os.open(self.path(container_id) / USE_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            raise ContainerNotFound(container_id) from None
+        except OSError:
+            return  # a read-only or full store: no prune can delete anything there either
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        if not self.path(container_id).is_dir():
+            os.close(fd)
+            raise ContainerNotFound(container_id)
+        with self._holds_lock:
+            if container_id in self._holds:
+                os.close(fd)
+            else:
+                self._holds[container_id] = fd
+
+    def release(self, container_id: str) -> None:
+        with self._holds_lock:
+            fd = self._holds.pop(container_id, None)
+        if fd is not None:
+            os.close(fd)
+
+    def release_all(self) -> None:
+        for container_id in list(self._holds):
+            self.release(container_id)
+
+    @contextlib.contextmanager
+    def claim(self, container_id: str) -> Iterator[bool]:
+        """For a prune: True with no process holding ``container_id`` (and none able to
+        until the block ends), False at once when one does or the container is gone."""
+        try:
+            fd = os.open(self.path(container_id) / USE_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            yield False
+            return
+        except OSError:
+            yield True  # nobody can hold it either (read-only or full store)
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
 
     def path(self, container_id: str) -> Path:
         return self.dir / container_id
@@ -128,6 +204,8 @@ class ContainerStore:
             mark_owner(path)
             for sub in ("diff", "work", "run"):
                 (path / sub).mkdir(mode=0o755 if sub == "diff" else 0o700)
+            (path / USE_LOCK).touch(mode=0o600)
+        self.hold(container_id)
         try:
             with self.meta.transaction() as conn:
                 chosen = name or self._free_name()
@@ -143,6 +221,7 @@ class ContainerStore:
                     conn.execute("INSERT INTO container_volumes(container, volume, target, readonly) VALUES (?,?,?,?)",
                                  (container_id, volume, target, int(readonly)))
         except BaseException:
+            self.release(container_id)
             rmtree(path)
             raise
         (path / "owner").unlink(missing_ok=True)
@@ -156,12 +235,18 @@ class ContainerStore:
         sets = ", ".join(f"{k}=?" for k in fields)
         with self.meta.transaction() as conn:
             conn.execute(f"UPDATE containers SET {sets} WHERE id=?", (*fields.values(), container_id))
+        if fields.get("state") == "exited" and container_id in self._holds:
+            # Done with it, unless it is to be removed on exit: then removing releases it.
+            config = self.meta.one("SELECT config FROM containers WHERE id=?", (container_id,))
+            if config is None or not json.loads(config[0]).get("AutoRemove"):
+                self.release(container_id)
 
     def remove(self, container_id: str) -> None:
         """Forget the record first, then the directory (through a rename, so a crash
         mid-delete leaves trash, not a half container)."""
         from ..fsutil import rmtree as remove_tree
 
+        self.release(container_id)
         with self.meta.transaction() as conn:
             conn.execute("DELETE FROM container_volumes WHERE container=?", (container_id,))
             conn.execute("DELETE FROM containers WHERE id=?", (container_id,))

@@ -126,4 +126,5 @@ class Store:
         return gc_lock(self.root, exclusive)
 
     def close(self) -> None:
+        self.containers.release_all()
         self.meta.close()
