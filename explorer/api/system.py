@@ -230,9 +230,14 @@ class SystemOps:
         store = self.store
         problems: list[Problem] = []
         meta = store.meta
-        damage = meta.damage()
+        damage = meta.damage(texts=verify_content)
         if damage is not None:
             raise StoreDamaged(str(meta.path), damage)
+        if store.forgets_everything():
+            # A database swapped for an empty one: the directories would all look like
+            # orphans. Rebuild from them instead, as for a lost database.
+            raise StoreDamaged(str(meta.path), "empty of records",
+                               lost=True)
         bin_dir = new_bin(store.root)
 
         def keep_aside(path: Path) -> None:

@@ -290,9 +290,10 @@ class Metadata:
         except UnicodeDecodeError as e:
             raise _text_damage(e, str(self.path)) from e
 
-    def damage(self) -> str | None:
-        """SQLite's own check of every page (``quick_check``): what is damaged, or None.
-        Reads the whole file, so ``system check`` asks and ordinary commands do not."""
+    def damage(self, texts: bool = True) -> str | None:
+        """SQLite's own check of every page (``quick_check``) and, with ``texts``, of every
+        stored text: what is damaged, or None. Reads the whole file, so ``system check``
+        asks and ordinary commands do not."""
         try:
             rows = self.conn.execute("PRAGMA quick_check(5)").fetchall()
         except sqlite3.Error as e:
@@ -302,7 +303,7 @@ class Metadata:
         found = [str(r[0]) for r in rows if r and r[0] != "ok"]
         if found:
             return "; ".join(found)[:300]
-        return self._text_damage()
+        return self._text_damage() if texts else None
 
     def _text_damage(self) -> str | None:
         """Which table holds text that is not UTF-8: SQLite stores any bytes it is given as

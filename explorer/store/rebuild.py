@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import threading
 from dataclasses import dataclass, field
@@ -63,9 +64,12 @@ class _Rebuild:
         self.db = root / "metadata.db"
         self.out = Rebuilt(damage)
         self.bin = new_bin(root)
+        self.pending: list[Path] = []
 
     def quarantine(self, path: Path) -> None:
-        move_in(self.root, self.bin, path)
+        """Set ``path`` aside; it moves once the new database is in place, so a repair that
+        fails half-way leaves every directory where the next attempt looks for it."""
+        self.pending.append(path)
         self.out.quarantined.append(str(path.relative_to(self.root)))
         self.out.bin = self.bin
 
@@ -78,9 +82,9 @@ class _Rebuild:
         self._unique_chains(layers)
         containers = self._containers(rows["containers"])
         volumes = self._volumes(rows["volumes"])
+        for stale in self.root.glob("metadata.db.rebuild-*"):  # of a repair that did not finish
+            stale.unlink(missing_ok=True)
         fresh = self.root / f"metadata.db.rebuild-{os.getpid()}"
-        for suffix in ("", "-journal"):
-            Path(f"{fresh}{suffix}").unlink(missing_ok=True)
         conn = sqlite3.connect(fresh, isolation_level=None)
         try:
             from .metadata import _MIGRATIONS, SCHEMA_VERSION
@@ -105,17 +109,38 @@ class _Rebuild:
         finally:
             conn.close()
         _fsync(fresh)
-        if self.db.exists() and self.db.stat().st_size:
-            for suffix in ("", "-wal", "-shm"):
-                old = Path(f"{self.db}{suffix}")
-                if old.exists():
-                    self.quarantine(old)
-        else:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{self.db}{suffix}").unlink(missing_ok=True)
+        self._swap(fresh)
+        for path in self.pending:
+            move_in(self.root, self.bin, path)
+        return self.out
+
+    def _swap(self, fresh: Path) -> None:
+        """Put the new database in place of the old, which is kept in the quarantine.
+
+        The old file is linked there first and the new one renamed over it, so the store
+        always has a database; the old write-ahead log goes before the rename, because
+        SQLite would replay it into the new file."""
+        damaged = self.db.exists() and self.db.stat().st_size > 0
+        if damaged:
+            kept = self.bin / self.db.name
+            kept.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                os.link(self.db, kept)
+            except OSError:
+                shutil.copy2(self.db, kept)
+            self.out.quarantined.append(self.db.name)
+            self.out.bin = self.bin
+        for suffix in ("-wal", "-shm", "-journal"):
+            old = Path(f"{self.db}{suffix}")
+            if not old.exists():
+                continue
+            if damaged:
+                move_in(self.root, self.bin, old)
+                self.out.quarantined.append(old.name)
+            else:
+                old.unlink()
         os.rename(fresh, self.db)
         _fsync(self.root)
-        return self.out
 
     # --- layers --------------------------------------------------------------------
 
@@ -217,7 +242,7 @@ class _Rebuild:
             else:
                 self.quarantine(path)
         for name in rows:
-            if name not in kept and not (area / str(name)).exists() and str(name) not in self.out.quarantined:
+            if name not in kept and not (area / str(name)).exists():
                 self.out.dropped.append(f"container {str(name)[:12]}: its directory is gone")
         return kept
 

@@ -73,6 +73,21 @@ class Store:
         self.read_only = not os.access(self.root, os.W_OK)
         if not self.read_only:
             self.clean_staging()
+            if self.forgets_everything():
+                self.close()
+                raise StoreDamaged(str(self.root / "metadata.db"), "empty of records", lost=True)
+
+    def forgets_everything(self) -> bool:
+        """True when no layer, container or volume is recorded although their directories
+        hold entries no live process is writing: a database swapped for an empty one, in
+        which every directory would look like an orphan."""
+        for table in ("layers", "containers", "volumes"):
+            if self.meta.one(f"SELECT 1 FROM {table} LIMIT 1") is not None:
+                return False
+        for area in ("layers", "containers", "volumes"):
+            if any(not owner_live(entry) for entry in (self.root / area).iterdir()):
+                return True
+        return False
 
     def clean_staging(self) -> list[str]:
         """Remove what processes that no longer run left half-done: staging under tmp/,

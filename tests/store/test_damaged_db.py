@@ -41,19 +41,22 @@ def store(tmp_path: Path, busybox_rootfs_tar: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("how", ["missing", "empty"])
-def test_a_lost_database_is_rebuilt_from_the_directories_not_deleted(store: Path, how: str) -> None:
+@pytest.mark.parametrize("how", ["missing", "empty", "empty of records"])
+def test_a_lost_database_is_rebuilt_from_the_directories_not_deleted(store: Path, how: str, tmp_path: Path) -> None:
     db = store / "metadata.db"
     (layer,) = os.listdir(store / "layers")
     (container,) = os.listdir(store / "containers")
     if how == "missing":
         db.unlink()
-    else:
+    elif how == "empty":
         db.write_bytes(b"")
+    else:  # swapped for the database of a new store
+        run_strata("images", root=tmp_path / "new", check=True)
+        db.write_bytes((tmp_path / "new" / "metadata.db").read_bytes())
     before = tree(store)
     error = one_error(run_strata("images", root=store))
-    assert f"metadata.db is {how}" in error and "system check --repair" in error
-    assert tree(store) == before and (db.exists() == (how == "empty")), "a refusal changes nothing"
+    assert f"metadata.db is {how} while" in error and "system check --repair" in error
+    assert tree(store) == before and db.exists() == (how != "missing"), "a refusal changes nothing"
     report = run_strata("system", "check", root=store)
     assert report.returncode == 1 and "damaged-db" in report.stdout, report.stdout + report.stderr
     assert tree(store) == before

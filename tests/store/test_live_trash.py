@@ -12,7 +12,7 @@ import pytest
 
 from explorer import fsutil
 from explorer.api import Strata
-from explorer.store.marks import owned_name, owner_live
+from explorer.store.marks import owner_live
 from explorer.store.store import Store
 from tests.capabilities import require_userns
 
@@ -67,6 +67,8 @@ def test_repair_spares_the_trash_of_a_live_container_removal(
 def test_trash_of_a_remover_that_died_is_removed(tmp_path: Path) -> None:
     """The mark is a pid and a start time: once that process is gone the trash is a
     crash's leftover, which opening the store removes."""
+    from explorer.store.marks import owned_name
+
     root = tmp_path / "store"
     Store(root).close()
     mine = owned_name("trash-0123456789ab")
