@@ -192,9 +192,16 @@ class ContainerOps:
 
     # --- create / start ----------------------------------------------------------------
 
-    def create(self, image_name: str, options: RunOptions | None = None, name: str | None = None) -> ContainerInfo:
+    def create(self, image_name: str, options: RunOptions | None = None, name: str | None = None,
+               hold: bool = False) -> ContainerInfo:
+        """``docker create``. With ``hold`` (``run``: a create and a start in one go) this
+        process keeps the container from every prune until it has started it; without,
+        the new container is an ordinary stopped one for a prune, as Docker's is."""
         with self.store.gc_lock():
-            return self._create(image_name, options or RunOptions(), name)
+            info = self._create(image_name, options or RunOptions(), name)
+        if not hold:
+            self.store.containers.release(info.id)
+        return info
 
     def _create(self, image_name: str, options: RunOptions, name: str | None) -> ContainerInfo:
         image = self.store.images.resolve(image_name)
@@ -321,6 +328,7 @@ class ContainerOps:
             os.close(out)
             os.close(err)
         self._started(rec, running)
+        self.store.containers.release(rec.id)  # running: no prune takes it, and its exit is the monitor's
         return self._info(self.store.containers.get(rec.id))
 
     def _start_failed_cleanup(self, rec: ContainerRecord,

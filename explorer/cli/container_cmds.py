@@ -145,7 +145,7 @@ def cmd_create(app: Strata, args: argparse.Namespace) -> int:
 
 
 def cmd_run(app: Strata, args: argparse.Namespace) -> int:
-    info = app.create(args.image, _options(args), name=args.name)
+    info = app.create(args.image, _options(args), name=args.name, hold=True)
     if args.detach:
         app.start(info.id)
         print(info.id)

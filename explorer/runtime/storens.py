@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import os
 import pwd
 import threading
@@ -252,6 +253,11 @@ def enter() -> Mapping:
                     raise RuntimeUnavailable(f"cannot join the store's user namespace: {e.strerror}") from e
         pid = _start_keeper(maps)
         ino = os.stat(f"/proc/{pid}/ns/user").st_ino
+        # The kernel reuses namespace inode numbers: a dead keeper's "advised" marker
+        # must not silence the advice for the new namespace.
+        for stale in glob.glob(glob.escape(record) + ".advised-*"):
+            with contextlib.suppress(OSError):
+                os.unlink(stale)
         tmp = f"{record}.{os.getpid()}"
         with open(tmp, "w", encoding="ascii") as fh:
             fh.write(f"{pid} {ino}\n")

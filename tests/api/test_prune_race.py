@@ -39,7 +39,7 @@ def test_run_rm_racing_a_prune_runs_and_leaves_nothing(tmp_path: Path, busybox_r
     root = tmp_path / "store"
     app = Strata(root, storage_driver="vfs")
     app.import_rootfs(str(busybox_rootfs_tar), "bb:1")
-    info = app.create("bb:1", RunOptions(cmd=["sh", "-c", "echo ran > /out"], auto_remove=True))
+    info = app.create("bb:1", RunOptions(cmd=["sh", "-c", "echo ran > /out"], auto_remove=True), hold=True)
     other = Strata(root)
     try:
         assert other.container_prune() == ([], 0)
@@ -51,6 +51,23 @@ def test_run_rm_racing_a_prune_runs_and_leaves_nothing(tmp_path: Path, busybox_r
         assert app.containers() == []
         assert os.listdir(root / "containers") == [] and os.listdir(root / "tmp") == []
         assert other.check() == []
+    finally:
+        other.close()
+        app.close()
+
+
+def test_a_created_container_is_prunable_while_its_creator_stays_open(tmp_path: Path,
+                                                                       busybox_rootfs_tar: Path) -> None:
+    """``create`` alone holds nothing once it returns: Docker prunes created containers,
+    and the window (one long-lived process) must be able to prune what it created."""
+    root = tmp_path / "store"
+    app = Strata(root, storage_driver="vfs")
+    app.import_rootfs(str(busybox_rootfs_tar), "bb:1")
+    info = app.create("bb:1", RunOptions(cmd=["true"]))
+    other = Strata(root)
+    try:
+        assert other.container_prune()[0] == [info.id]
+        assert app.container_prune() == ([], 0)
     finally:
         other.close()
         app.close()
