@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..store.images import Image as Image  # the store's image record: what commit, build and load return
+
 
 @dataclass(frozen=True)
 class ImageSummary:

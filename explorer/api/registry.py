@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from ..store.images import Image
     from ..store.store import Store
 
-__all__ = ["RegistryOps", "TransferEvent"]
+__all__ = ["PullResult", "PushResult", "RegistryOps", "TransferEvent"]
 
 
 class RegistryOps:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from ..api.usage import DiskUsage, ImageUsage
+from ..api.volumes import VolumeInfo
 from . import fmt
 
 CONTAINERS = "containers"
@@ -49,7 +50,7 @@ def is_running(status: str) -> bool:
     return status.startswith("Up")
 
 
-def summarize(du: Any) -> dict[str, CategoryUsage]:
+def summarize(du: DiskUsage) -> dict[str, CategoryUsage]:
     """The four rows ``strata system df`` prints, from the same ``DiskUsage``."""
     images = list(du.images)
     unique = sum(i.unique_size for i in images)
@@ -97,13 +98,13 @@ class CleanupPlan:
         return f"This removes {count} item{'s' if count != 1 else ''} and frees {amount}."
 
 
-def plan_container_prune(du: Any) -> CleanupPlan:
+def plan_container_prune(du: DiskUsage) -> CleanupPlan:
     stopped = [c for c in du.containers if not is_running(c.status)]
     return CleanupPlan("container prune", [f"{c.name} ({c.id[:12]}, {fmt.size(c.size)})" for c in stopped],
                        sum(c.size for c in stopped), note="every container is running")
 
 
-def plan_image_prune(du: Any, all: bool = False) -> CleanupPlan:
+def plan_image_prune(du: DiskUsage, all: bool = False) -> CleanupPlan:
     """``all``: every image no container uses; the freed bytes are then exactly
     ``images_reclaimable`` (the layers of no image in use). Otherwise dangling images
     (untagged, unused): each frees at least its unique bytes; a layer two dangling images
@@ -120,25 +121,25 @@ def plan_image_prune(du: Any, all: bool = False) -> CleanupPlan:
                        note="no image is unused" if all else "there are no dangling images")
 
 
-def all_unique(images: Iterable[Any]) -> bool:
+def all_unique(images: Iterable[ImageUsage]) -> bool:
     return all(i.shared_size == 0 for i in images)
 
 
-def _image_name(i: Any) -> str:
+def _image_name(i: ImageUsage) -> str:
     name = ", ".join(i.tags) if i.tags else f"<none> {fmt.short_id(i.id)}"
     return f"{name} ({fmt.size(i.unique_size)} unique)"
 
 
-def plan_volume_prune(du: Any, records: Sequence[Any], all: bool = False) -> CleanupPlan:
+def plan_volume_prune(du: DiskUsage, records: Sequence[VolumeInfo], all: bool = False) -> CleanupPlan:
     """Unused anonymous volumes, or with ``all`` every unused volume (as ``volume_prune``)."""
-    anonymous = {r.name for r in records if getattr(r, "anonymous", False)}
+    anonymous = {r.name for r in records if r.anonymous}
     chosen = [v for v in du.volumes if not v.links and (all or v.name in anonymous)]
     return CleanupPlan("volume prune", [f"{v.name} ({fmt.size(v.size)})" for v in chosen],
                        sum(v.size for v in chosen),
                        note="no volume is unused" if all else "no anonymous volume is unused")
 
 
-def plan_cache_prune(du: Any, keep_storage: int = 0) -> CleanupPlan:
+def plan_cache_prune(du: DiskUsage, keep_storage: int = 0) -> CleanupPlan:
     """Oldest entries go first until at most ``keep_storage`` bytes of cache-only layers
     remain; entries whose layers an image also uses free nothing."""
     entries = list(du.build_cache)

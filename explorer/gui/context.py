@@ -1,8 +1,7 @@
 """The one application context handed to every window part: no globals, no registries.
 
-It holds the ``Strata`` API object, the task runner, the settings and the store watcher,
-and answers "does this backend have feature X yet?" so a view can show a control
-disabled with a tooltip instead of failing when it is used.
+It holds the ``Strata`` API object (typed: views call it directly, nothing is probed
+by name), the task runner, the settings and the store watcher.
 """
 
 from __future__ import annotations
@@ -16,37 +15,6 @@ from PySide6.QtCore import QObject, QSettings, Signal
 
 from ..api import Strata
 from .workers import Control, Task, TaskFailure, TaskRunner
-
-NOT_AVAILABLE = "not available yet: this Strata does not have {what}"
-
-# Feature name → the API methods it needs.
-FEATURES: dict[str, tuple[str, ...]] = {
-    "build": ("build",),
-    "containers": ("containers",),
-    "container_control": ("start", "stop", "rm"),
-    "run": ("run",),
-    "create": ("create",),
-    "logs": ("logs",),
-    "diff": ("diff",),
-    "commit": ("commit",),
-    "container_files": ("container_view",),
-    "container_edit": ("container_write", "container_delete", "container_mkdir"),
-    "cp": ("cp_in", "cp_out"),
-    "cp_in": ("cp_in",),
-    "volumes": ("volumes",),
-    "volume_control": ("volume_create", "volume_rm", "volume_prune"),
-    "volume_files": ("volume_view",),
-    "volume_cp": ("cp_in_volume",),
-    "layer_changes": ("layer_changes",),
-    "layer_view": ("layer_view",),
-    "analyze": ("analyze",),
-    "df": ("df",),
-    "pull": ("pull",),
-    "save": ("save",),
-    "load": ("load",),
-    "prune": ("prune",),
-    "watch_targets": ("watch_targets",),
-}
 
 
 class AppContext(QObject):
@@ -67,22 +35,10 @@ class AppContext(QObject):
         self._open_lock = threading.Lock()
         self._opened = False
 
-    # --- features ------------------------------------------------------------------------
-
-    def has(self, feature: str) -> bool:
-        names = FEATURES.get(feature, (feature,))
-        return all(callable(getattr(self.strata, name, None)) for name in names)
-
-    def why_not(self, feature: str) -> str:
-        return NOT_AVAILABLE.format(what=feature.replace("_", " "))
-
     # --- background work -----------------------------------------------------------------
 
-    def api(self) -> Any:
-        """The API object, with its store opened exactly once even when workers race to it.
-
-        Typed ``Any`` on purpose: parts of the API arrive over time, and the views check
-        ``has()`` before they call what may be missing."""
+    def api(self) -> Strata:
+        """The API object, with its store opened exactly once even when workers race to it."""
         if not self._opened:
             with self._open_lock:
                 if not self._opened:

@@ -159,13 +159,10 @@ class Inspector(QWidget):
             ("State", info.state), ("Status", info.status),
             ("Exit code", "" if info.exit_code is None else info.exit_code),
         ])
-        inspect = getattr(self.ctx.strata, "inspect_container", None)
-        if not callable(inspect):
-            return
+        strata = self.ctx.strata
 
         def work(_: Control) -> dict[str, Any]:
-            result: dict[str, Any] = inspect(info.id)
-            return result
+            return strata.inspect_container(info.id)
 
         def done(data: dict[str, Any]) -> None:
             if generation != self._generation:

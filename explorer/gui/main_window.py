@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..api.dockerfile import BuildResult
 from ..api.model import ImageSummary, TreeNode
 from . import dnd, fmt
 from .context import AppContext
@@ -272,15 +273,6 @@ class MainWindow(QMainWindow):
         a["check"] = self._action("&Check Store…", lambda: self.cleanup("check"), None, "info",
                                   "Verify layers, indexes and references; repair what is safe to repair")
         a["about"] = self._action("&About Strata", self.about)
-        if not self.ctx.has("pull"):
-            a["pull"].setEnabled(False)
-            a["pull"].setToolTip(self.ctx.why_not("pull"))
-        if not self.ctx.has("build"):
-            a["build"].setEnabled(False)
-            a["build"].setToolTip(self.ctx.why_not("build"))
-        if not self.ctx.has("create"):
-            a["run"].setEnabled(False)
-            a["run"].setToolTip(self.ctx.why_not("running containers"))
         self.actions_ = a
 
         menu = self.menuBar().addMenu("&File")
@@ -446,9 +438,9 @@ class MainWindow(QMainWindow):
         volumes = {v.name for v in state.volumes}
         for browser in self.browsers():
             s = browser.source
-            if s.kind == CONTAINER and "containers" in state.features and s.ref not in names:
+            if s.kind == CONTAINER and s.ref not in names:
                 browser.show_error(f"container {s.ref} no longer exists")
-            elif s.kind == VOLUME and "volumes" in state.features and s.ref not in volumes:
+            elif s.kind == VOLUME and s.ref not in volumes:
                 browser.show_error(f"volume {s.ref} no longer exists")
 
     def _container_files_changed(self, container_id: str, paths: list[str]) -> None:
@@ -523,9 +515,9 @@ class MainWindow(QMainWindow):
     def _disk_record_opened(self, kind: str, record: Any) -> None:
         if kind == "images":
             self.open_browser(FileSource(IMAGE, record.id))
-        elif kind == "containers" and self.ctx.has("container_files"):
+        elif kind == "containers":
             self.open_browser(FileSource(CONTAINER, record.name, ident=record.id))
-        elif kind == "volumes" and self.ctx.has("volume_files"):
+        elif kind == "volumes":
             self.open_browser(FileSource(VOLUME, record.name, ident=record.name))
 
     def open_browser(self, source: FileSource) -> FileBrowser:
@@ -646,13 +638,12 @@ class MainWindow(QMainWindow):
         self.bottom.setCurrentWidget(self.output)
         self.bottom_dock.show()
 
-    def _build_finished(self, result: Any) -> None:
+    def _build_finished(self, result: BuildResult | TaskFailure) -> None:
         if isinstance(result, TaskFailure):
             if not result.cancelled:
                 self._message("error", f"build failed: {result.message}")
             return
-        image = str(getattr(result, "image_id", "") or "")
-        tags = list(getattr(result, "tags", ()) or ())
+        image, tags = result.image_id, list(result.tags)
         self._message("info", f"built {image.removeprefix('sha256:')[:12]}" + (f" ({', '.join(tags)})" if tags else ""))
         self._select_image = image or (tags[0] if tags else None)
         self.request_refresh()
@@ -685,9 +676,9 @@ class MainWindow(QMainWindow):
             return
         if kind == IMAGES:
             self.open_browser(FileSource(IMAGE, image_ref(record)))
-        elif kind == CONTAINERS and self.ctx.has("container_files"):
+        elif kind == CONTAINERS:
             self.open_browser(FileSource(CONTAINER, record.name, ident=record.id))
-        elif kind == VOLUMES and self.ctx.has("volume_files"):
+        elif kind == VOLUMES:
             self.open_browser(FileSource(VOLUME, record.name, ident=record.name))
 
     def selected_image(self) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
 
+from ..api.model import Image
 from .context import AppContext
 from .dialogs import RunDialog, TextDialog, error_box
 from .pull_dialog import PullDialog
@@ -95,9 +96,6 @@ class Operations(QObject):
 
     def pull(self, reference: str = "") -> PullDialog | None:
         """The Pull dialog (not modal: the window stays usable while layers arrive)."""
-        if not self.ctx.has("pull"):
-            error_box(self.window, "Pull", self.ctx.why_not("pull"))
-            return None
         dialog = PullDialog(self.ctx, reference, self.window)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.pulled.connect(lambda name: self.imagesLoaded.emit([f"Loaded image: {name}"]))
@@ -127,9 +125,6 @@ class Operations(QObject):
                         lambda _: self.ctx.info(f"tagged {ref} as {target}"))
 
     def run_image(self, ref: str) -> Task | None:
-        if not self.ctx.has("create"):
-            error_box(self.window, "Run", self.ctx.why_not("running containers"))
-            return None
         dialog = RunDialog(ref, self.window)
         if dialog.exec() != RunDialog.DialogCode.Accepted:
             return None
@@ -148,7 +143,7 @@ class Operations(QObject):
             from ..api.containers import RunOptions
 
             api = self.ctx.api()
-            info = api.create(image, RunOptions(cmd=cmd, env=env, volumes=volumes), name=name)
+            info = api.create(image, RunOptions(cmd=cmd, env=env, volumes=volumes), name=name, hold=start)
             if start:
                 control.progress(f"starting {info.name}")
                 api.start(info.name)
@@ -170,16 +165,17 @@ class Operations(QObject):
             return None
 
         def work(control: Control) -> list[str]:
-            api: Any = self.ctx.api()
+            api = self.ctx.api()
             out = []
             for n in names:
                 control.progress(f"{verb} {n}")
                 if verb == "rm":
                     info = api.container(n)
-                    out.append(str(api.rm(n, force=info.state == "running") or n))
+                    out.append(api.rm(n, force=info.state == "running") or n)
+                elif verb == "start":
+                    out.append(api.start(n).name)
                 else:
-                    result = getattr(api, verb)(n)
-                    out.append(str(getattr(result, "name", result) or n))
+                    out.append(api.stop(n) or n)
             return out
 
         return self._do(f"{verb} {', '.join(names)}", work,
@@ -213,11 +209,11 @@ class Operations(QObject):
             return None
         target = ref.strip() or None
 
-        def work(_: Control) -> Any:
+        def work(_: Control) -> Image:
             return self.ctx.api().commit(name, target)
 
         return self._do(f"commit {name}", work,
-                        lambda image: self.ctx.info(f"committed {name} as {target or getattr(image, 'id', image)}"))
+                        lambda image: self.ctx.info(f"committed {name} as {target or image.id}"))
 
     # --- the whole store ---------------------------------------------------------------------
 

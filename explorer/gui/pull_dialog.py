@@ -9,7 +9,7 @@ Closing the dialog while a pull runs cancels it.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Signal
 from PySide6.QtGui import QCloseEvent, QPainter
@@ -36,8 +36,11 @@ from PySide6.QtWidgets import (
 
 from . import fmt
 from .context import AppContext
-from .models.transfer_model import BYTES, LAYER, PROGRESS, RATE, STATUS, Role, TransferModel
+from .models.transfer_model import BYTES, LAYER, PROGRESS, RATE, STATUS, LayerRow, Role, TransferModel
 from .workers import Control, Task, TaskFailure
+
+if TYPE_CHECKING:
+    from ..api.registry import PullResult
 
 PLATFORMS = ("", "linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6", "linux/386", "linux/ppc64le",
              "linux/s390x", "linux/riscv64")
@@ -50,7 +53,7 @@ class ProgressDelegate(QStyledItemDelegate):
               index: QModelIndex | QPersistentModelIndex) -> None:
         fraction = index.data(Role.FRACTION)
         row = index.data(Role.ROW)
-        if fraction is None or fraction < 0 or getattr(row, "status", "") in ("exists", "mounted"):
+        if fraction is None or fraction < 0 or (isinstance(row, LayerRow) and row.status in ("exists", "mounted")):
             super().paint(painter, option, index)  # nothing moves: no bar
             return
         bar = QStyleOptionProgressBar()
@@ -190,12 +193,12 @@ class PullDialog(QDialog):
             text += f" · {fmt.size(m.rate())}/s"
         self.summary.setText(text)
 
-    def _done(self, result: Any) -> None:
+    def _done(self, result: PullResult) -> None:
         self.task = None
         self.result_ = result
-        name = str(getattr(result, "name", "") or self.reference.text().strip())
+        name = result.name or self.reference.text().strip()
         seconds = time.monotonic() - self._started
-        fresh = "is up to date" if getattr(result, "up_to_date", False) else f"pulled in {seconds:.1f} s"
+        fresh = "is up to date" if result.up_to_date else f"pulled in {seconds:.1f} s"
         self.summary.setText(f"<b>{name}</b> {fresh} · {fmt.size(self.model.moved())} downloaded")
         self.ctx.info(f"{name}: {fresh}")
         self.ctx.store_touched.emit()

@@ -65,7 +65,7 @@ class Sidebar(QTreeWidget):
         self.sections[IMAGES].setToolTip(0, f"{len(state.images)} tags, {iu.count} images, {fmt.size(iu.size)}")
         layers = _count(state.forest)
         self.sections[LAYERS].setText(1, str(layers))
-        running = sum(1 for c in state.containers if getattr(c, "state", "") == "running")
+        running = sum(1 for c in state.containers if c.state == "running")
         self.sections[CONTAINERS].setText(
             1, f"{len(state.containers)}" + (f" · {running} up" if running else "")
             + (f" · {fmt.size(cu.size)}" if cu.size else ""))
@@ -79,10 +79,6 @@ class Sidebar(QTreeWidget):
         self._children(CONTAINERS, [(c.name, c.id, c, c.state) for c in state.containers])
         self._children(VOLUMES, [(v.name, v.name, v, fmt.size(state.volume_sizes[v.name])
                                   if v.name in state.volume_sizes else "") for v in state.volumes])
-        if "containers" not in state.features:
-            self.sections[CONTAINERS].setToolTip(0, "not available yet in this Strata")
-        if "volumes" not in state.features:
-            self.sections[VOLUMES].setToolTip(0, "not available yet in this Strata")
 
     def _children(self, kind: str, rows: list[tuple[str, Any, Any, str]]) -> None:
         section = self.sections[kind]

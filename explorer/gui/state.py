@@ -2,7 +2,7 @@
 
 The sidebar, the tables, the layer tree and the status bar all show the same moment of
 the store: they are filled from one ``StoreState`` so a count never disagrees with its
-list. A part the backend cannot give (a feature not there yet, a failure) is left empty
+list. A part that fails to read is left empty
 and named in ``problems`` instead of failing the whole read.
 """
 
@@ -11,10 +11,16 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
+from ..api import Strata
+from ..api.containers import ContainerInfo
 from ..api.model import ImageSummary, TreeNode
+from ..api.usage import DiskUsage
+from ..api.volumes import VolumeInfo
 from ..errors import StrataError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -29,39 +35,33 @@ class StoreState:
     root: str = ""
     images: list[ImageSummary] = field(default_factory=list)
     forest: list[TreeNode] = field(default_factory=list)
-    containers: list[Any] = field(default_factory=list)
-    volumes: list[Any] = field(default_factory=list)
+    containers: list[ContainerInfo] = field(default_factory=list)
+    volumes: list[VolumeInfo] = field(default_factory=list)
     volume_sizes: dict[str, int] = field(default_factory=dict)
     images_usage: Usage = field(default_factory=Usage)
     containers_usage: Usage = field(default_factory=Usage)
     volumes_usage: Usage = field(default_factory=Usage)
     cache_usage: Usage = field(default_factory=Usage)
-    disk_usage: Any = None  # the ``DiskUsage`` itself, for the Disk usage tab
+    disk_usage: DiskUsage | None = None  # for the Disk usage tab; None when df failed
     disk_free: int = 0
     disk_total: int = 0
     problems: list[str] = field(default_factory=list)
-    features: set[str] = field(default_factory=set)
 
 
-def _usage(value: Any, total: Any = None, reclaimable: Any = None) -> Usage:
-    """A usage figure from either shape ``df()`` may give: a (count, size, reclaimable)
-    record, or a list of per-object records with a ``size`` each."""
-    if value is None:
-        return Usage()
-    if isinstance(value, list):
-        size = int(total) if isinstance(total, int) else sum(int(getattr(v, "size", 0) or 0) for v in value)
-        return Usage(len(value), size, int(reclaimable) if isinstance(reclaimable, int) else 0)
-    if isinstance(value, tuple):
-        parts = [*list(value), 0, 0, 0]
-        return Usage(int(parts[0] or 0), int(parts[1] or 0), int(parts[2] or 0))
-    return Usage(int(getattr(value, "count", 0) or 0), int(getattr(value, "size", 0) or 0),
-                 int(getattr(value, "reclaimable", 0) or 0))
+def _usage(df: DiskUsage) -> tuple[Usage, Usage, Usage, Usage]:
+    """Images, containers, volumes and build cache, each as (count, size, reclaimable)."""
+    return (
+        Usage(len(df.images), df.layers_size, df.images_reclaimable),
+        Usage(len(df.containers), sum(c.size for c in df.containers), 0),
+        Usage(len(df.volumes), sum(v.size for v in df.volumes), 0),
+        Usage(len(df.build_cache), df.cache_size, df.cache_reclaimable),
+    )
 
 
-def gather(api: Any, check: Callable[[], None] | None = None) -> StoreState:
+def gather(api: Strata, check: Callable[[], None] | None = None) -> StoreState:
     state = StoreState(root=str(api.root))
 
-    def part(name: str, fn: Callable[[], Any]) -> Any:
+    def part(name: str, fn: Callable[[], T]) -> T | None:
         if check is not None:
             check()
         try:
@@ -74,35 +74,19 @@ def gather(api: Any, check: Callable[[], None] | None = None) -> StoreState:
 
     state.images = part("images", api.images) or []
     state.forest = part("layer tree", api.layer_tree) or []
-    if callable(getattr(api, "containers", None)):
-        state.features.add("containers")
-        state.containers = part("containers", lambda: api.containers(all=True)) or []
-    if callable(getattr(api, "volumes", None)):
-        state.features.add("volumes")
-        state.volumes = part("volumes", api.volumes) or []
-        if callable(getattr(api, "volume_size", None)):
-            for v in state.volumes:
-                name = str(v.name)
-                size = part(f"volume {name}", _bind(api.volume_size, name))
-                if size is not None:
-                    state.volume_sizes[name] = int(size)
-    df = part("disk use", api.df) if callable(getattr(api, "df", None)) else None
+    state.containers = part("containers", lambda: api.containers(all=True)) or []
+    state.volumes = part("volumes", api.volumes) or []
+    for v in state.volumes:
+        size = part(f"volume {v.name}", _bind(api.volume_size, v.name))
+        if size is not None:
+            state.volume_sizes[v.name] = size
+    df = part("disk use", api.df)
     if df is not None:
         state.disk_usage = df
-        state.images_usage = _usage(getattr(df, "images", None), getattr(df, "layers_size", None),
-                                    getattr(df, "images_reclaimable", None))
-        state.containers_usage = _usage(getattr(df, "containers", None))
-        state.volumes_usage = _usage(getattr(df, "volumes", None))
-        state.cache_usage = _usage(getattr(df, "build_cache", None), getattr(df, "cache_size", None),
-                                   getattr(df, "cache_reclaimable", None))
+        state.images_usage, state.containers_usage, state.volumes_usage, state.cache_usage = _usage(df)
     else:
-        seen: set[str] = set()
-        total = 0
-        for image in state.images:
-            if image.id not in seen:
-                seen.add(image.id)
-        total = sum(_layer_sizes(state.forest))
-        state.images_usage = Usage(len(seen), total, 0)
+        seen = {image.id for image in state.images}
+        state.images_usage = Usage(len(seen), sum(_layer_sizes(state.forest)), 0)
         state.containers_usage = Usage(len(state.containers), 0, 0)
         state.volumes_usage = Usage(len(state.volumes), sum(state.volume_sizes.values()), 0)
     try:
@@ -113,7 +97,7 @@ def gather(api: Any, check: Callable[[], None] | None = None) -> StoreState:
     return state
 
 
-def _bind(fn: Callable[[str], Any], arg: str) -> Callable[[], Any]:
+def _bind(fn: Callable[[str], int], arg: str) -> Callable[[], int]:
     return lambda: fn(arg)
 
 

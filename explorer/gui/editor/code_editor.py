@@ -16,6 +16,7 @@ from PySide6.QtGui import (
     QDragEnterEvent,
     QFontDatabase,
     QHelpEvent,
+    QMouseEvent,
     QPainter,
     QPaintEvent,
     QPalette,
@@ -78,7 +79,7 @@ class Gutter(QWidget):
             return True
         return super().event(event)
 
-    def mousePressEvent(self, event) -> None:
+    def mousePressEvent(self, event: QMouseEvent) -> None:
         line = self.editor.line_at_y(int(event.position().y()))
         if line > 0:
             self.editor.lineClicked.emit(line)

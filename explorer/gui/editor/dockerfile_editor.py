@@ -34,7 +34,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...errors import InvalidArgument
+from ...api.dockerfile import BuildEvent, BuildResult
+from ...errors import BuildError, DockerfileError, InvalidArgument
 from ..context import AppContext
 from ..icons import icon
 from ..workers import Control, Task, TaskFailure
@@ -82,7 +83,7 @@ class BuildRun:
     vertices: dict[int, int] = field(default_factory=dict)  # build-wide step number → its line
     last_line: int = 0
     failed_line: int = 0
-    result: Any = None
+    result: BuildResult | None = None
 
 
 class DockerfileEditor(QWidget):
@@ -146,9 +147,6 @@ class DockerfileEditor(QWidget):
         self.context_button.setIcon(icon("folder"))
         self.context_button.setToolTip("Choose the build context folder")
         self.context_button.clicked.connect(self._choose_context)
-        if not ctx.has("build"):
-            self.build_button.setEnabled(False)
-            self.build_button.setToolTip(ctx.why_not("build"))
 
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)
@@ -381,9 +379,6 @@ class DockerfileEditor(QWidget):
     def build(self) -> None:
         if self.run is not None:
             return
-        if not self.ctx.has("build"):
-            self._say(self.ctx.why_not("build"), error=True)
-            return
         if (self.is_modified() or self.path is None) and not self.save():
             return
         assert self.path is not None
@@ -424,17 +419,14 @@ class DockerfileEditor(QWidget):
             self.run.task.cancel()
             self._say("cancelling the build …")
 
-    def _build_event(self, event: Any) -> None:
+    def _build_event(self, event: BuildEvent) -> None:
         run = self.run
         if run is None:
             return
-        status = getattr(event, "status", "")
-        line = int(getattr(event, "line", 0) or 0)
-        step = getattr(event, "step", 0)
-        total = getattr(event, "total", 0)
-        instruction = str(getattr(event, "instruction", "") or "")
+        status, line, step, total = event.status, event.line, event.step, event.total
+        instruction = event.instruction
         where = f"[{step}/{total}] " if total else ""
-        vertex = int(getattr(event, "vertex", 0) or 0)
+        vertex = event.vertex
         if line and vertex:
             run.vertices[vertex] = line
         elif not line and vertex in run.vertices:
@@ -449,9 +441,8 @@ class DockerfileEditor(QWidget):
                 self.editor.set_step(line, CACHED, f"{where}cached — the step's inputs did not change")
             self.output.emit(f"#{vertex or step} {where}CACHED {instruction}")
         elif status == "done":
-            duration = getattr(event, "duration_s", None)
-            reason = str(getattr(event, "reason", "") or "")
-            took = f" in {duration:.1f}s" if isinstance(duration, int | float) else ""
+            reason = event.reason or ""
+            took = f" in {event.duration_s:.1f}s" if event.duration_s is not None else ""
             tip = f"{where}rebuilt{took}"
             if reason:
                 tip += f"\nwhy the cache missed: {reason}"
@@ -459,30 +450,28 @@ class DockerfileEditor(QWidget):
                 self.editor.set_step(line, REBUILT, tip)
             self.output.emit(f"#{vertex or step} DONE{took}" + (f"  (cache miss: {reason})" if reason else ""))
         elif status == "output":
-            text = str(getattr(event, "output", "") or getattr(event, "message", "") or "")
+            text = event.output or event.message or ""
             target_line = line or run.last_line
             run.outputs.setdefault(target_line, []).append(text)
             for piece in text.rstrip("\n").split("\n"):
                 self.output.emit(f"#{vertex or step} {piece}")
         elif status == "error":
-            message = str(getattr(event, "message", "") or "step failed")
+            message = event.message or "step failed"
             run.failed_line = line or run.last_line
             if run.failed_line:
                 self.editor.set_step(run.failed_line, FAILED, f"{where}failed: {message}")
-            out = str(getattr(event, "output", "") or "")
-            if out:
-                run.outputs.setdefault(run.failed_line, []).append(out)
+            if event.output:
+                run.outputs.setdefault(run.failed_line, []).append(event.output)
             self.output.emit(f"#{vertex or step} ERROR {message}")
         elif status == "finished":
-            image = str(getattr(event, "image", "") or "")
-            tags = getattr(event, "tags", ()) or ()
+            image = event.image or ""
+            tags = event.tags
             self.output.emit(f"━━ built {image[:19]}" + (f" tagged {', '.join(tags)}" if tags else ""))
 
-    def _build_done(self, result: Any) -> None:
+    def _build_done(self, result: BuildResult) -> None:
         run = self.run
         self._end_build()
-        image = str(getattr(result, "image_id", "") or "")
-        tags = list(getattr(result, "tags", ()) or ())
+        image, tags = result.image_id, result.tags
         self._say(f"built {image.removeprefix('sha256:')[:12]}" + (f", tagged {', '.join(tags)}" if tags else ""))
         self._outcome_shown = True
         if run is not None:
@@ -500,7 +489,7 @@ class DockerfileEditor(QWidget):
             self.buildFinished.emit(failure)
             return
         err = failure.error
-        line = int(getattr(err, "line", 0) or 0) or (run.failed_line if run else 0)
+        line = (err.line if isinstance(err, DockerfileError | BuildError) else 0) or (run.failed_line if run else 0)
         self._say(f"build failed: {failure.message}", error=True)
         self._outcome_shown = True
         self.output.emit(f"━━ build failed: {failure.message}")
@@ -518,7 +507,7 @@ class DockerfileEditor(QWidget):
 
     def _end_build(self) -> None:
         self.run = None
-        self.build_button.setEnabled(self.ctx.has("build"))
+        self.build_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
     # --- helpers -------------------------------------------------------------------------------

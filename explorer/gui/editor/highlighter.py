@@ -24,10 +24,9 @@ from PySide6.QtGui import (
     QTextDocument,
 )
 
-INSTRUCTIONS = (
-    "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL",
-    "MAINTAINER", "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
-)
+from ...api.dockerfile import KEYWORDS
+
+INSTRUCTIONS = KEYWORDS
 
 _INSTRUCTION = re.compile(r"^(\s*)([A-Za-z]+)\b")
 _FLAG = re.compile(r"(?<!\S)--[A-Za-z][\w-]*(=(\"[^\"]*\"|'[^']*'|\S*))?")

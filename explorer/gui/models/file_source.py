@@ -178,19 +178,11 @@ def _view_for(strata: Strata, source: FileSource) -> UnionView:
     if source.kind == IMAGE:
         return strata.image_view(source.ref, source.at_layer)
     if source.kind == LAYER:
-        layer_view = getattr(strata, "layer_view", None)
-        if callable(layer_view):
-            view: UnionView = layer_view(source.ref)
-            return view
-        from ...store.union import UnionView
-
-        return UnionView.of_layers(strata.store, strata.store.layers.chain(source.ref))
+        return strata.layer_view(source.ref)
     if source.kind == CONTAINER:
-        view = strata.container_view(source.ref)
-        return view
+        return strata.container_view(source.ref)
     if source.kind == VOLUME:
-        view = strata.volume_view(source.ref)
-        return view
+        return strata.volume_view(source.ref)
     raise StrataError(f"cannot browse a {source.kind}")
 
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 
 from .. import fmt
+
+if TYPE_CHECKING:
+    from ...api.registry import TransferEvent
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -67,17 +70,14 @@ class TransferModel(QAbstractTableModel):
         self._where = {}
         self.endResetModel()
 
-    def apply(self, event: Any) -> None:
-        """One ``TransferEvent`` (anything with its fields does)."""
-        layer = str(getattr(event, "layer", "") or "")
-        status = str(getattr(event, "status", "") or "")
-        message = str(getattr(event, "message", "") or "")
+    def apply(self, event: TransferEvent) -> None:
+        """One ``TransferEvent``: a layer's row, or (no layer) a line for the whole transfer."""
+        layer, message = event.layer, event.message
         if not layer:
             if message:
                 self.infoLine.emit(message)
             return
-        row = LayerRow(layer, status, int(getattr(event, "current", 0) or 0), int(getattr(event, "total", 0) or 0),
-                       float(getattr(event, "rate", 0.0) or 0.0), message)
+        row = LayerRow(layer, event.status, event.current, event.total, event.rate, message)
         at = self._where.get(layer)
         if at is None:
             at = len(self.rows)

@@ -3,11 +3,10 @@ the space that wastes (each hidden copy counted once), the efficiency, the worst
 
 from __future__ import annotations
 
-from typing import Any
-
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QProgressBar, QSplitter, QVBoxLayout, QWidget
 
+from ...api.analysis import ImageAnalysis
 from .. import fmt
 from ..context import AppContext
 from ..models.tables import layer_stats_model, offenders_model
@@ -15,22 +14,12 @@ from ..workers import Control, TaskFailure
 from .tables import RecordTable
 
 
-def analyze(api: Any, ref: str) -> Any:
-    fn = getattr(api, "analyze", None)
-    if callable(fn):
-        return fn(ref)
-    from ...api import analysis
-
-    image = api.image(ref)
-    return analysis.analyze(api.store, api.store.images.layers(image))
-
-
 class AnalysisView(QWidget):
     def __init__(self, ctx: AppContext, ref: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
         self.ref = ref
-        self.result: Any = None
+        self.result: ImageAnalysis | None = None
         self.summary = QLabel(f"Analyzing {ref} …", self)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.summary.setWordWrap(True)
@@ -65,12 +54,12 @@ class AnalysisView(QWidget):
     def load(self) -> None:
         ref = self.ref
 
-        def work(_: Control) -> Any:
-            return analyze(self.ctx.api(), ref)
+        def work(_: Control) -> ImageAnalysis:
+            return self.ctx.api().analyze(ref)
 
         self.ctx.submit(f"analyze {ref}", work, on_result=self._show, on_error=self._failed, owner=self)
 
-    def _show(self, result: Any) -> None:
+    def _show(self, result: ImageAnalysis) -> None:
         self.result = result
         self.layers.replace(result.layers)
         self.offenders.replace(result.offenders)

@@ -7,7 +7,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QLabel, QToolBar, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QToolBar, QVBoxLayout, QWidget
 
 from ..context import AppContext
 from ..icons import icon
@@ -16,14 +16,14 @@ from ..operations import Operations
 from .tables import RecordTable
 
 # action → (icon, text, the feature it needs, the states it makes sense in; None = any)
-_ACTIONS: tuple[tuple[str, str, str, str, tuple[str, ...] | None], ...] = (
-    ("start", "run", "Start", "container_control", ("created", "exited")),
-    ("stop", "stop", "Stop", "container_control", ("running",)),
-    ("rm", "delete", "Remove", "container_control", None),
-    ("logs", "logs", "Logs", "logs", None),
-    ("diff", "layers", "Diff", "diff", None),
-    ("commit", "commit", "Commit…", "commit", None),
-    ("browse", "folder", "Browse files", "container_files", None),
+_ACTIONS: tuple[tuple[str, str, str, tuple[str, ...] | None], ...] = (
+    ("start", "run", "Start", ("created", "exited")),
+    ("stop", "stop", "Stop", ("running",)),
+    ("rm", "delete", "Remove", None),
+    ("logs", "logs", "Logs", None),
+    ("diff", "layers", "Diff", None),
+    ("commit", "commit", "Commit…", None),
+    ("browse", "folder", "Browse files", None),
 )
 
 
@@ -45,21 +45,14 @@ class ContainersView(QWidget):
         bar = QToolBar(self)
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.actions_: dict[str, QAction] = {}
-        for verb, ic, text, _feature, _states in _ACTIONS:
+        for verb, ic, text, _states in _ACTIONS:
             action = bar.addAction(icon(ic), text, self._trigger(verb))
             self.actions_[verb] = action
             self.table.addAction(action)
-        self.note = QLabel(self)
-        self.note.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(bar)
-        layout.addWidget(self.note)
         layout.addWidget(self.table)
-        if not ctx.has("containers"):
-            self.note.setText("Containers are " + ctx.why_not("containers"))
-        else:
-            self.note.setVisible(False)
         self._update_actions()
 
     def _trigger(self, verb: str) -> Callable[[], None]:
@@ -72,12 +65,8 @@ class ContainersView(QWidget):
     def _update_actions(self) -> None:
         selected = self.table.selected_records()
         states = {r.state for r in selected}
-        for verb, _ic, text, feature, wanted in _ACTIONS:
+        for verb, _ic, text, wanted in _ACTIONS:
             action = self.actions_[verb]
-            if not self.ctx.has(feature):
-                action.setEnabled(False)
-                action.setToolTip(self.ctx.why_not(feature))
-                continue
             ok = bool(selected) and (wanted is None or bool(states & set(wanted)))
             if verb in ("logs", "diff", "commit", "browse"):
                 ok = ok and len(selected) == 1
@@ -98,5 +87,5 @@ class ContainersView(QWidget):
             self.ops.show_diff(names[0])
         elif verb == "commit":
             self.ops.commit(names[0])
-        elif verb == "browse" and self.ctx.has("container_files"):
+        elif verb == "browse":
             self.browseContainer.emit(selected[0].name, selected[0].id)

@@ -29,6 +29,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ...api import Strata
+from ...api.usage import DiskUsage
+from ...api.volumes import VolumeInfo
 from .. import fmt
 from ..cleanup import (
     CACHE,
@@ -72,7 +75,7 @@ class DiskUsageView(QWidget):
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
-        self.usage: Any = None
+        self.usage: DiskUsage | None = None
         self.task: Task | None = None
         self.dialog: Any = None  # the confirmation on screen (tests answer it)
         self.last_result: Any = None
@@ -138,14 +141,10 @@ class DiskUsageView(QWidget):
         sl.addWidget(self.cancel_button)
         self.strip.setVisible(False)
 
-        self.note = QLabel(self)
-        self.note.setWordWrap(True)
-        self.note.setVisible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(bar)
         layout.addWidget(self.strip)
-        layout.addWidget(self.note)
         layout.addWidget(self.chart)
         layout.addWidget(self.tree, 1)
         self._update_actions()
@@ -158,12 +157,9 @@ class DiskUsageView(QWidget):
 
     # --- figures ----------------------------------------------------------------------------
 
-    def set_usage(self, du: Any, disk_free: int = 0, disk_total: int = 0) -> None:
+    def set_usage(self, du: DiskUsage | None, disk_free: int = 0, disk_total: int = 0) -> None:
         """A ``DiskUsage`` from the window's refresh or from ``measure``."""
         if du is None:
-            if not self.ctx.has("df"):
-                self.note.setText("Disk usage is " + self.ctx.why_not("df"))
-                self.note.setVisible(True)
             return
         self.usage = du
         first = not any(self.model.rows_of.values())
@@ -176,16 +172,16 @@ class DiskUsageView(QWidget):
         """A fresh ``df()`` now (the window refreshes it too, on every store change)."""
         return self._measure(lambda du, _: None)
 
-    def _measure(self, then: Callable[[Any, list[Any]], None]) -> Task | None:
-        if self.busy or not self.ctx.has("df"):
+    def _measure(self, then: Callable[[DiskUsage, list[VolumeInfo]], None]) -> Task | None:
+        if self.busy:
             return None
 
-        def work(_: Control) -> tuple[Any, list[Any], tuple[int, int]]:
+        def work(_: Control) -> tuple[DiskUsage, list[VolumeInfo], tuple[int, int]]:
             import shutil
 
             api = self.ctx.api()
             du = api.df()
-            volumes = api.volumes() if callable(getattr(api, "volumes", None)) else []
+            volumes = api.volumes()
             try:
                 disk = shutil.disk_usage(api.root)
                 space = (disk.free, disk.total)
@@ -193,7 +189,7 @@ class DiskUsageView(QWidget):
                 space = (0, 0)
             return du, volumes, space
 
-        def done(result: tuple[Any, list[Any], tuple[int, int]]) -> None:
+        def done(result: tuple[DiskUsage, list[VolumeInfo], tuple[int, int]]) -> None:
             du, volumes, (free, total) = result
             self.set_usage(du, free, total)
             then(du, volumes)
@@ -219,7 +215,7 @@ class DiskUsageView(QWidget):
         volumes, cache, or system (several at once)."""
         return self._measure(lambda du, volumes: self._ask(kind, du, volumes))
 
-    def _ask(self, kind: str, du: Any, volumes: list[Any]) -> None:
+    def _ask(self, kind: str, du: DiskUsage, volumes: list[VolumeInfo]) -> None:
         dialog: Any
         if kind == SYSTEM:
             planners: dict[str, Callable[[bool], CleanupPlan]] = {
@@ -244,7 +240,7 @@ class DiskUsageView(QWidget):
         dialog.finished.connect(lambda _: setattr(self, "dialog", None))
         dialog.open()
 
-    def _dialog_spec(self, kind: str, du: Any, volumes: list[Any]
+    def _dialog_spec(self, kind: str, du: DiskUsage, volumes: list[VolumeInfo]
                      ) -> tuple[str, str, Callable[[Any], CleanupPlan], Option | None]:
         if kind == CONTAINERS:
             return ("Prune containers", "Remove every stopped container and its changes.",
@@ -263,7 +259,7 @@ class DiskUsageView(QWidget):
                 Option("Keep at most", kind="size", tooltip="0 removes the whole cache"))
 
     def _prune(self, kind: str, value: Any, plan: CleanupPlan) -> Task | None:
-        calls: dict[str, tuple[str, Callable[[Any], Any]]] = {
+        calls: dict[str, tuple[str, Callable[[Strata], Pruned]]] = {
             CONTAINERS: ("removing stopped containers", lambda api: api.container_prune()),
             IMAGES: ("removing images", lambda api: api.image_prune(all=bool(value))),
             VOLUMES: ("removing volumes", lambda api: api.volume_prune(all=bool(value))),
@@ -271,11 +267,11 @@ class DiskUsageView(QWidget):
         }
         title, call = calls[kind]
 
-        def work(control: Control) -> Any:
+        def work(control: Control) -> Pruned:
             control.progress(title)
             return call(self.ctx.api())
 
-        def done(result: Any) -> None:
+        def done(result: Pruned) -> None:
             line = f"{plan.kind}: {_describe(result)}"
             self.last_result = result
             self.ctx.info(line)
@@ -283,7 +279,7 @@ class DiskUsageView(QWidget):
         return self._run(title, work, done, cancellable=False)
 
     def _prune_all(self, chosen: list[str], all_images: bool) -> Task | None:
-        steps: list[tuple[str, str, Callable[[Any], Any]]] = [
+        steps: list[tuple[str, str, Callable[[Strata], Pruned]]] = [
             (CONTAINERS, "stopped containers", lambda api: api.container_prune()),
             (VOLUMES, "anonymous volumes", lambda api: api.volume_prune(all=False)),
             (IMAGES, "images", lambda api: api.image_prune(all=all_images)),
@@ -291,7 +287,7 @@ class DiskUsageView(QWidget):
         ]
         steps = [s for s in steps if s[0] in chosen]
 
-        def work(control: Control) -> list[tuple[str, Any]]:
+        def work(control: Control) -> list[tuple[str, Pruned]]:
             api = self.ctx.api()
             out = []
             for i, (_, label, call) in enumerate(steps):
@@ -299,12 +295,12 @@ class DiskUsageView(QWidget):
                 out.append((label, call(api)))
             return out
 
-        def done(results: list[tuple[str, Any]]) -> None:
+        def done(results: list[tuple[str, Pruned]]) -> None:
             self.last_result = results
             total = 0
             for label, result in results:
                 self.ctx.info(f"pruned {label}: {_describe(result)}")
-                total += _freed(result)
+                total += result[1]
             self.ctx.info(f"prune: {fmt.size(total)} reclaimed in all")
 
         return self._run("prune", work, done, cancellable=True)
@@ -316,7 +312,7 @@ class DiskUsageView(QWidget):
         return self._check(repair=False)
 
     def _check(self, repair: bool) -> Task | None:
-        if self.busy or not self.ctx.has("check"):
+        if self.busy:
             return None
 
         def work(control: Control) -> tuple[list[Any], dict[str, int]]:
@@ -386,25 +382,16 @@ class DiskUsageView(QWidget):
         self._update_actions()
 
     def _update_actions(self) -> None:
-        needs = {CONTAINERS: "container_prune", IMAGES: "image_prune", VOLUMES: "volume_prune",
-                 CACHE: "cache_prune", SYSTEM: "container_prune", "check": "check", "refresh": "df"}
-        for key, action in self.actions_.items():
-            available = self.ctx.has(needs[key]) and self.ctx.has("df")
-            action.setEnabled(available and not self.busy)
-            if not available:
-                action.setToolTip(self.ctx.why_not(needs[key]))
+        for action in self.actions_.values():
+            action.setEnabled(not self.busy)
 
 
-def _freed(result: Any) -> int:
-    if isinstance(result, tuple) and len(result) == 2:
-        return int(result[1] or 0)
-    return int(getattr(result, "reclaimed", 0) or 0)
+Pruned = tuple[list[str] | int, int]
+"""What every prune returns: what it removed (names, or a count for the cache) and the bytes freed."""
 
 
-def _describe(result: Any) -> str:
+def _describe(result: Pruned) -> str:
     """A prune's ``(removed, freed)`` as one line for the events panel."""
-    if isinstance(result, tuple) and len(result) == 2:
-        items, freed = result
-        count = len(items) if isinstance(items, list) else int(items)
-        return f"{count} removed, {fmt.size(int(freed or 0))} freed"
-    return str(result)
+    items, freed = result
+    count = len(items) if isinstance(items, list) else items
+    return f"{count} removed, {fmt.size(freed)} freed"

@@ -204,12 +204,9 @@ class FileBrowser(QWidget):
 
     def _setup_permissions(self) -> None:
         s = self.source
-        edit = s.kind == CONTAINER and self.ctx.has("container_edit")
         for action in (self.mkdir_action, self.delete_action):
             action.setVisible(s.kind == CONTAINER)
-            action.setEnabled(edit)
-            if s.kind == CONTAINER and not edit:
-                action.setToolTip(self.ctx.why_not("container editing"))
+            action.setEnabled(s.kind == CONTAINER)
         if s.kind == CONTAINER:
             text = ("This is the container's filesystem: edits, deletions and dropped files land in its own "
                     "layer (copy-up); the image below stays unchanged.")
@@ -367,8 +364,6 @@ class FileBrowser(QWidget):
         self.viewer.show_row(self.snapshot, row, writer, why)
 
     def _writer(self) -> Callable[[str, bytes], None] | None:
-        if not self.ctx.has("container_edit"):
-            return None
         ref = self.source.ref
 
         def write(path: str, data: bytes) -> None:
@@ -496,7 +491,7 @@ class FileBrowser(QWidget):
         self.ctx.submit(title, lambda _: fn(), on_result=done, on_error=failed, owner=self)
 
     def new_folder(self) -> None:
-        if self.source.kind != CONTAINER or not self.ctx.has("container_edit"):
+        if self.source.kind != CONTAINER:
             return
         parent = self._target_dir()
         name, ok = QInputDialog.getText(self, "New folder", f"Name of the new folder in {parent}:")
@@ -512,7 +507,7 @@ class FileBrowser(QWidget):
                        [path])
 
     def delete_selected(self) -> None:
-        if self.source.kind != CONTAINER or not self.ctx.has("container_edit"):
+        if self.source.kind != CONTAINER:
             return
         rows = [r for r in self.selected_rows() if r.status != DELETED]
         if not rows:
@@ -535,12 +530,6 @@ class FileBrowser(QWidget):
     def drop_files(self, files: list[str], target_dir: str) -> None:
         """Files dropped from the desktop onto a folder of a container or volume."""
         kind, ref = self.source.kind, self.source.ref
-        if kind == CONTAINER and not self.ctx.has("cp_in"):
-            self.show_error(self.ctx.why_not("copying into containers"))
-            return
-        if kind == VOLUME and not self.ctx.has("volume_cp"):
-            self.show_error(self.ctx.why_not("copying into volumes"))
-            return
         if kind not in (CONTAINER, VOLUME):
             self.show_error("Files in image layers are read-only; drop onto a container or a volume instead.")
             return

@@ -51,9 +51,6 @@ class ImagesView(QWidget):
             action = bar.addAction(icon(ic), text, slot)
             self.actions_[key] = action
             self.table.addAction(action)
-        if not ctx.has("create"):
-            self.actions_["run"].setEnabled(False)
-            self.actions_["run"].setToolTip(ctx.why_not("running containers"))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(bar)

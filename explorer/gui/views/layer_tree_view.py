@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -19,6 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ...api.analysis import Change
 from ...api.model import TreeNode
 from .. import fmt
 from ..context import AppContext
@@ -27,15 +26,6 @@ from ..models.layer_tree_model import Col, LayerTreeModel
 from ..models.record_table import RecordTableModel
 from ..models.tables import changes_model
 from ..workers import Control, TaskFailure
-
-
-def layer_changes(api: Any, layer_id: str) -> list[Any]:
-    fn = getattr(api, "layer_changes", None)
-    if callable(fn):
-        return list(fn(layer_id))
-    from ...api import analysis
-
-    return analysis.layer_changes(api.store, api.store.layers.get(layer_id))
 
 
 class LayerTreeView(QWidget):
@@ -76,7 +66,7 @@ class LayerTreeView(QWidget):
         self.filter_edit.setPlaceholderText("Filter changes by path…")
         self.filter_edit.setClearButtonEnabled(True)
         self.filter_edit.textChanged.connect(self._apply_filter)
-        self.changes: RecordTableModel[Any] = changes_model(self)
+        self.changes: RecordTableModel[Change] = changes_model(self)
         self.changes_view = QTableView(self)
         self.changes_view.setModel(self.changes)
         self.changes_view.setSortingEnabled(True)
@@ -86,7 +76,7 @@ class LayerTreeView(QWidget):
         self.changes_view.setShowGrid(False)
         self.changes_view.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.changes_view.horizontalHeader().resizeSection(0, 28)
-        self._all_changes: list[Any] = []
+        self._all_changes: list[Change] = []
         self._generation = 0
 
         detail = QWidget(self)
@@ -161,10 +151,10 @@ class LayerTreeView(QWidget):
         generation = self._generation
         layer_id = node.layer_id
 
-        def work(_: Control) -> list[Any]:
-            return layer_changes(self.ctx.api(), layer_id)
+        def work(_: Control) -> list[Change]:
+            return self.ctx.api().layer_changes(layer_id)
 
-        def done(changes: list[Any]) -> None:
+        def done(changes: list[Change]) -> None:
             if generation == self._generation:
                 self._all_changes = changes
                 self._apply_filter()

@@ -6,7 +6,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QLabel, QToolBar, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QToolBar, QVBoxLayout, QWidget
 
 from ..context import AppContext
 from ..icons import icon
@@ -42,17 +42,10 @@ class VolumesView(QWidget):
         }
         for action in self.actions_.values():
             self.table.addAction(action)
-        self.note = QLabel(self)
-        self.note.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(bar)
-        layout.addWidget(self.note)
         layout.addWidget(self.table)
-        if not ctx.has("volumes"):
-            self.note.setText("Volumes are " + ctx.why_not("volumes"))
-        else:
-            self.note.setVisible(False)
         self._update_actions()
 
     def set_volumes(self, records: list[Any], sizes: dict[str, int] | None = None) -> None:
@@ -66,17 +59,11 @@ class VolumesView(QWidget):
 
     def _update_actions(self) -> None:
         selected = self.table.selected_records()
-        control = self.ctx.has("volume_control")
         for key in ("create", "rm", "prune"):
-            self.actions_[key].setEnabled(control and (key != "rm" or bool(selected)))
-            if not control:
-                self.actions_[key].setToolTip(self.ctx.why_not("volume commands"))
-        browse = self.ctx.has("volume_files")
-        self.actions_["browse"].setEnabled(browse and len(selected) == 1)
-        if not browse:
-            self.actions_["browse"].setToolTip(self.ctx.why_not("browsing volumes"))
+            self.actions_[key].setEnabled(key != "rm" or bool(selected))
+        self.actions_["browse"].setEnabled(len(selected) == 1)
 
     def _browse(self) -> None:
         rec = self.table.current_record()
-        if rec is not None and self.ctx.has("volume_files"):
+        if rec is not None:
             self.browseVolume.emit(rec.name)

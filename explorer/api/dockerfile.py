@@ -1,0 +1,15 @@
+"""What the window's editor needs to know about Dockerfiles, from the build's own front end.
+
+The editor flags exactly what the build will reject and colours exactly the keywords
+the parser knows, so both come from ``explorer.build`` through here: the GUI talks to
+the API layer only, and the keyword list lives in one place.
+"""
+
+from __future__ import annotations
+
+from ..build.events import BuildEvent, BuildResult
+from ..build.parser import INSTRUCTIONS, Diagnostic, diagnostics
+
+KEYWORDS: tuple[str, ...] = tuple(word.upper() for word in INSTRUCTIONS)
+
+__all__ = ["KEYWORDS", "BuildEvent", "BuildResult", "Diagnostic", "diagnostics"]
