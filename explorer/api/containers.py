@@ -25,6 +25,7 @@ from ..store.containers import ContainerRecord
 from ..store.images import Image, now_rfc3339
 from ..store.index import FileEntry
 from ..store.marks import mark_owner
+from ..timestamps import human_ago, human_duration
 from .isolation import host_config, security_of
 
 if TYPE_CHECKING:
@@ -73,13 +74,11 @@ class RunOptions:
 
 
 def _status(rec: ContainerRecord) -> str:
-    from ..cli.format import human_ago  # plain text helper, no terminal I/O
-
     now = time.time()
     if rec.state == "running" and rec.started:
-        return "Up " + human_ago(rec.started).replace(" ago", "").replace("Less than a second", "Less than a second")
+        return "Up " + human_duration(max(0.0, now - rec.started))
     if rec.state == "exited":
-        return f"Exited ({rec.exit_code}) {human_ago(rec.finished or now)}"
+        return f"Exited ({rec.exit_code}) {human_ago(rec.finished or now, now)}"
     return "Created"
 
 

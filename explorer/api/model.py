@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..store.images import Image as Image  # the store's image record: what commit, build and load return
+from ..store.union import UnionView as UnionView  # a read-only merged view: what image_view and friends return
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from ..errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from ..store.union import UnionView
+    from ..api.model import UnionView
 
 CHUNK = 1 << 20
 

@@ -10,6 +10,8 @@ import stat
 import time
 from datetime import datetime
 
+from ..timestamps import epoch
+
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
 
@@ -35,28 +37,7 @@ def when(ts: float | str | None) -> str:
 
 
 def to_epoch(ts: float | str | None) -> float | None:
-    if ts is None or ts == "":
-        return None
-    if isinstance(ts, int | float):
-        return float(ts) if ts > 0 else None
-    text = ts.strip()
-    try:
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        if "." in text:
-            head, rest = text.split(".", 1)
-            digits = ""
-            tail = ""
-            for i, c in enumerate(rest):
-                if c.isdigit():
-                    digits += c
-                else:
-                    tail = rest[i:]
-                    break
-            text = f"{head}.{digits[:6] or '0'}{tail}"
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
+    return epoch(ts)
 
 
 def ago(ts: float | str | None) -> str:

@@ -154,6 +154,20 @@ class UnionView:
     def of_layers(cls, store: Store, layers: Sequence[Layer]) -> UnionView:
         return cls([IndexedLayer(store, layer) for layer in layers])
 
+    # --- one layer's own changes (what a browser marks as this layer's) ---------------
+
+    def below(self, index: int) -> UnionView:
+        """The view of the layers under ``index``: what layer ``index`` changed."""
+        return UnionView(self.layers[:index])
+
+    def whiteouts_in(self, index: int, directory: str) -> list[str]:
+        """Paths in ``directory`` that layer ``index`` deletes (its whiteouts)."""
+        return [r[_PATH] for r in self.layers[index].child_rows(directory) if r[_TYPE] == WHITEOUT]
+
+    def changed_paths(self, index: int) -> list[str]:
+        """Every path layer ``index`` adds, changes or deletes."""
+        return [r[_PATH] for r in self.layers[index].all_rows()]
+
     # --- whole tree ------------------------------------------------------------------
 
     def walk(self) -> list[UnionEntry]:

@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ...errors import StrataError
-from ...store.index import WHITEOUT
 
 if TYPE_CHECKING:
     from ...api import Strata
-    from ...store.union import UnionView
+    from ...api.model import UnionView
 
 IMAGE = "image"
 LAYER = "layer"
@@ -127,24 +126,24 @@ class Snapshot:
         100,000 files costs nothing until a directory is opened."""
         if self.top < 0:
             return []
-        whiteouts = [r for r in self.view.layers[self.top].child_rows(path) if r[1] == WHITEOUT]
+        whiteouts = self.view.whiteouts_in(self.top, path)
         if not whiteouts:
             return []
         below = self._lower()
         out: list[FileRow] = []
-        for row in whiteouts:
-            old = below.lookup(row[0])
+        for gone in whiteouts:
+            old = below.lookup(gone)
             if old is None:
                 continue
             e = old.entry
-            out.append(FileRow(posixpath.basename(row[0]), row[0], e.type, 0, e.mode, e.uid, e.gid, e.mtime,
+            out.append(FileRow(posixpath.basename(gone), gone, e.type, 0, e.mode, e.uid, e.gid, e.mtime,
                                None, -1, DELETED))
         return out
 
     def _lower(self) -> UnionView:
         with self._lock:
             if self._below is None:
-                self._below = type(self.view)(self.view.layers[: self.top])
+                self._below = self.view.below(self.top)
             return self._below
 
     def changed_dirs(self) -> set[str]:
@@ -153,8 +152,8 @@ class Snapshot:
             if self._changed_dirs is None:
                 found: set[str] = set()
                 if self.top >= 0:
-                    for row in self.view.layers[self.top].all_rows():
-                        d = posixpath.dirname(row[0])
+                    for changed in self.view.changed_paths(self.top):
+                        d = posixpath.dirname(changed)
                         while d not in found:
                             found.add(d)
                             if d == "/":
