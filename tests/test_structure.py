@@ -93,7 +93,7 @@ def cycles(found: dict[tuple[str, str], list[str]]) -> list[list[str]]:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                out.append(stack[stack.index(nxt):] + [nxt])
+                out.append([*stack[stack.index(nxt):], nxt])
             elif nxt not in state:
                 visit(nxt)
         stack.pop()
