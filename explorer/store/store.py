@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 
 from ..errors import StoreDamaged, StoreError
@@ -80,14 +81,30 @@ class Store:
     def forgets_everything(self) -> bool:
         """True when no layer, container or volume is recorded although their directories
         hold entries no live process is writing: a database swapped for an empty one, in
-        which every directory would look like an orphan."""
-        for table in ("layers", "containers", "volumes"):
-            if self.meta.one(f"SELECT 1 FROM {table} LIMIT 1") is not None:
+        which every directory would look like an orphan.
+
+        Writers record an entry before they drop its owner mark and removers forget it
+        before its directory goes, so the directories are read first and the tables
+        after; a remover between its two steps can still make the one entry of a store
+        look unrecorded for a moment, so the verdict must hold over a few looks."""
+        for attempt in range(8):
+            if attempt:
+                time.sleep(0.05)
+            if not self._looks_forgotten():
                 return False
+        return True
+
+    def _looks_forgotten(self) -> bool:
+        unmarked = False
         for area in ("layers", "containers", "volumes"):
-            if any(not owner_live(entry) for entry in (self.root / area).iterdir()):
-                return True
-        return False
+            with contextlib.suppress(FileNotFoundError):
+                if any(not owner_live(entry) for entry in (self.root / area).iterdir()):
+                    unmarked = True
+                    break
+        if not unmarked:
+            return False
+        return all(self.meta.one(f"SELECT 1 FROM {table} LIMIT 1") is None
+                   for table in ("layers", "containers", "volumes"))
 
     def clean_staging(self) -> list[str]:
         """Remove what processes that no longer run left half-done: staging under tmp/,
