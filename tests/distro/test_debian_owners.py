@@ -192,14 +192,21 @@ def _gui_lists_and_opens(root: Path, dest: Path) -> None:
 
 def _start_build(root: Path, tmp_path: Path, run: str, *options: str) -> subprocess.Popen[str]:
     """``strata build`` of ``FROM deb / RUN …`` in a session of its own (as a terminal
-    runs it), its output readable line by line."""
+    runs it), its output readable line by line. SIGINT starts at its default, as in a
+    terminal's foreground job: a runner started in the background of a script (CI) has it
+    ignored, and Python keeps an inherited ignore, so Ctrl-C would reach only the RUN."""
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(f"FROM {BASE}\n{run}\n")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.Popen([sys.executable, "-m", "explorer", "--root", str(root), "build", "--progress",
                              "plain", *options, str(ctx)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, env=env, start_new_session=True, text=True)
+                            stdin=subprocess.DEVNULL, env=env, start_new_session=True, text=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.timeout(600)
