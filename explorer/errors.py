@@ -166,7 +166,12 @@ class StoreBusy(StoreError):
 
 
 class StoreFull(StoreError):
-    """The disk under the store is full (ENOSPC) or read-only (EROFS)."""
+    """The disk under the store is full (ENOSPC, EDQUOT): pruning helps."""
+
+
+class StoreReadOnly(StoreError):
+    """The store is on a read-only file system or its database cannot be written:
+    pruning does not help, so it is not a ``StoreFull``."""
 
 
 class StoreDamaged(StoreError):

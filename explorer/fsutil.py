@@ -10,7 +10,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import StoreFull
+from .errors import StoreFull, StoreReadOnly
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -42,7 +42,7 @@ FREE_SPACE_HINT = ("free space with `strata builder prune`, `strata system prune
 
 @contextlib.contextmanager
 def guard_enospc(where: str) -> Iterator[None]:
-    """Turn disk-full and read-only errors into one clear StoreFull."""
+    """Turn disk-full and read-only errors into one clear StoreFull or StoreReadOnly."""
     try:
         yield
     except OSError as e:
@@ -51,7 +51,7 @@ def guard_enospc(where: str) -> Iterator[None]:
         if e.errno == errno.EDQUOT:
             raise StoreFull(f"disk quota exceeded while writing {where}") from e
         if e.errno == errno.EROFS:
-            raise StoreFull(f"read-only file system at {where}") from e
+            raise StoreReadOnly(f"read-only file system at {where}") from e
         raise
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreBusy, StoreDamaged, StoreError, StoreFull
+from ..errors import StoreBusy, StoreDamaged, StoreError, StoreFull, StoreReadOnly
 from ..fsutil import FREE_SPACE_HINT
 
 SCHEMA_VERSION = 1
@@ -138,6 +138,13 @@ TIGHT_BYTES = 1 << 20
 """Below this much free space the database is opened in place (see ``Metadata._open``)."""
 
 
+def _end(conn: sqlite3.Connection) -> None:
+    """Roll back what is still open; an error here must not hide the one being raised."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
 def space_left(directory: Path) -> int:
     """Bytes an unprivileged writer may still allocate on ``directory``'s file system."""
     try:
@@ -160,7 +167,8 @@ def classify(err: sqlite3.Error, where: str) -> StoreError:
     if "disk is full" in text or "database or disk is full" in text:
         return StoreFull(f"no space left on device for the store at {where}; {FREE_SPACE_HINT}")
     if "readonly" in text or "read-only" in text:
-        return StoreFull(f"the store at {where} is read-only")
+        return StoreReadOnly(f"the store's database at {where} is read-only; "
+                             "check the file system and the file's permissions")
     damage = damage_of(text)
     if damage is not None:
         return StoreDamaged(where, damage)
@@ -333,7 +341,13 @@ class Metadata:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic write: BEGIN IMMEDIATE takes the write lock up front, so two
-        writers queue on the busy timeout instead of failing half-way."""
+        writers queue on the busy timeout instead of failing half-way.
+
+        SQLite ends the transaction by itself on some errors (a full disk, an I/O
+        error): the rollback then happens only if one is still open, so the error the
+        caller sees is the one that happened, not "no transaction is active". A COMMIT
+        that fails (a full disk at the last page, a deferred constraint) is rolled back
+        too, so the thread's connection never stays inside a transaction."""
         conn = self.conn
         if conn.in_transaction:
             yield conn
@@ -342,10 +356,10 @@ class Metadata:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _end(conn)
                 raise
-            conn.execute("COMMIT")
 
     def query(self, sql: str, params: tuple[object, ...] | list[object] = ()) -> list[tuple[Any, ...]]:
         with self._guard():
