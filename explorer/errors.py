@@ -138,6 +138,15 @@ class UnsafeArchive(ArchiveError):
         self.why = why
 
 
+class TruncatedArchive(ArchiveError):
+    """A tar stream ended inside a member, a header or its end-of-archive blocks (Go's
+    ``unexpected EOF``); ``member`` is the last entry read before the end, "" for none."""
+
+    def __init__(self, member: str, message: str) -> None:
+        super().__init__(message)
+        self.member = member
+
+
 class DigestMismatch(ArchiveError):
     def __init__(self, what: str, expected: str, got: str) -> None:
         super().__init__(f"{what}: digest mismatch: expected {expected}, got {got}")

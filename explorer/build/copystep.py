@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..bulk import collector_paused
-from ..errors import CloneFailed, DockerfileError
+from ..errors import ArchiveError, CloneFailed, DockerfileError, TruncatedArchive
 from ..store.images import Image
 from ..store.index import FILE, FileEntry
 from ..store.layers import Predecessor
@@ -379,7 +379,7 @@ class CopySteps(StepHost):
 
     def _place_context(self, writer: LayerWriter, step: Step, prepared: dict[str, Any], dest: str,
                        dest_as_dir: bool, owner: Owner, chmod: int | None) -> None:
-        from .copy import ROOT, archive_items, inline_items, opened_archive, place_all
+        from .copy import ROOT, CopyError, archive_items, inline_items, opened_archive, place_all
 
         ins = step.expanded
         assert isinstance(ins, (Copy, Add)) and self.ctx is not None
@@ -394,8 +394,15 @@ class CopySteps(StepHost):
                         plain = []
                         target = view.resolve_path(dest)
                         writer.ensure_dir(target, ROOT, time.time())
-                        for item in archive_items(tar, target, step.line, self.filename):
-                            writer.place(item, ROOT)
+                        try:
+                            for item in archive_items(tar, target, step.line, self.filename):
+                                writer.place(item, ROOT)
+                        except TruncatedArchive:
+                            raise CopyError(f"{keyword} {match.written}: {match.written} is truncated (unexpected EOF)",
+                                            step.line, self.filename) from None
+                        except ArchiveError as e:
+                            raise CopyError(f"{keyword} {match.written}: {match.written} is a damaged archive: {e}",
+                                            step.line, self.filename) from None
                         continue
             plain.append(match)
         self._place_plain(writer, plain, prepared, dest, dest_as_dir, owner, chmod, step)

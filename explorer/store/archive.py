@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
+from .. import jsoninput
 from ..digest import chain_ids, check_digest, sha256_bytes
 from ..errors import ArchiveError, DigestMismatch, InvalidArgument, SizeMismatch, StrataError
 from ..fsutil import guard_enospc, rmtree
@@ -91,7 +92,7 @@ class _Source:
         with self.open(name) as f:
             raw = f.read()
         try:
-            return json.loads(raw), raw
+            return jsoninput.loads(raw), raw
         except (ValueError, UnicodeDecodeError) as e:
             raise ArchiveError(f"{what}: {name} is not valid JSON: {e}") from None
 

@@ -18,12 +18,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..errors import ArchiveError
+from ..errors import ArchiveError, TruncatedArchive
 
 BLOCK = 512
 CHUNK = 1 << 20
 ZERO_BLOCK = bytes(BLOCK)
 MAX_META = 16 << 20  # bytes of one PAX or GNU long-name record held in memory
+MAX_DIGITS = 100  # of a PAX number: far beyond any range we accept, far below what int() refuses
+MAX_ID = (1 << 32) - 2  # uid_t is 32 bits and (uid_t)-1 means "leave unchanged" to chown
+# Times are kept as 64-bit nanoseconds (1677-09-21 to 2262-04-11), the range Go's time.UnixNano
+# and Docker's Chtimes hold; the index's float seconds and utime carry all of it.
+MIN_TIME_NS = -(1 << 63)
+END_TIME_NS = 1 << 63
 
 # Member typeflags as they appear in headers.
 REG = "0"
@@ -92,6 +98,17 @@ def _cstr(raw: bytes) -> bytes:
     return raw if end < 0 else raw[:end]
 
 
+def is_header(block: bytes) -> bool:
+    """Whether ``block`` is a whole, non-zero tar header with a valid checksum: what Docker asks
+    of a file's first block before it treats the file as an archive."""
+    if len(block) != BLOCK or block == ZERO_BLOCK:
+        return False
+    try:
+        return _checksum_ok(block, block[148:156])
+    except ArchiveError:
+        return False
+
+
 def parse_number(raw: bytes, what: str) -> int:
     """A numeric header field: octal text, or GNU base-256 when the high bit is set."""
     if raw and raw[0] & 0x80:
@@ -151,6 +168,25 @@ def parse_pax(data: bytes) -> dict[str, bytes]:
     return out
 
 
+def _ascii_digits(text: str) -> bool:
+    """Only 0-9, and few enough for ``int`` to convert (it refuses over 4300): ``str.isdigit``
+    and ``int`` also take other scripts' digits, ``_`` and spaces."""
+    return len(text) <= MAX_DIGITS and text.isascii() and text.isdigit()
+
+
+def _clip(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:40] + "…")
+
+
+def parse_pax_int(text: str) -> int | None:
+    """A PAX decimal number as Go's ``strconv.ParseInt`` reads it (an optional sign, ASCII
+    digits, nothing else), or None."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not _ascii_digits(digits):
+        return None
+    return int(text)
+
+
 def parse_pax_time(text: str) -> int:
     """PAX time (``-12.5``, ``1700000000.123456789``) as exact nanoseconds."""
     t = text.strip()
@@ -158,8 +194,8 @@ def parse_pax_time(text: str) -> int:
     if neg:
         t = t[1:]
     whole, _, frac = t.partition(".")
-    if not (whole or frac) or not (whole or "0").isdigit() or (frac and not frac.isdigit()):
-        raise ArchiveError(f"bad PAX time {text!r}")
+    if not (whole or frac) or not _ascii_digits(whole or "0") or (frac and not _ascii_digits(frac)):
+        raise ArchiveError(f"bad PAX time {_clip(text)}")
     ns = int(whole or "0") * 1_000_000_000 + int((frac + "000000000")[:9])
     return -ns if neg else ns
 
@@ -173,8 +209,10 @@ class TarReader:
     payloads always reassembles into the original stream.
     """
 
-    def __init__(self, source: ByteSource, *, raw_sink: RawSink | None = None, max_meta: int = MAX_META):
+    def __init__(self, source: ByteSource, *, raw_sink: RawSink | None = None, max_meta: int = MAX_META,
+                 strict_end: bool = False):
         self._src = source
+        self._strict_end = strict_end
         self._sink = raw_sink
         self._max_meta = max_meta
         self._buf = b""
@@ -207,10 +245,14 @@ class TarReader:
     def _take(self, n: int) -> bytes:
         while len(self._buf) - self._pos < n:
             if not self._more():
-                raise ArchiveError(f"unexpected end of data in tar stream near {self.current!r}: truncated")
+                raise self._truncated("near")
         start = self._pos
         self._pos = start + n
         return self._buf[start : start + n]
+
+    def _truncated(self, where: str) -> TruncatedArchive:
+        text = f"unexpected end of data in tar stream {where} {self.current!r}: truncated"
+        return TruncatedArchive(self.current, text)
 
     def _emit(self, data: bytes | memoryview) -> None:
         if self._sink is not None and data:
@@ -219,7 +261,7 @@ class TarReader:
     def _skip(self, n: int, record: bool) -> None:
         while n:
             if self._pos >= len(self._buf) and not self._more():
-                raise ArchiveError(f"unexpected end of data in tar stream near {self.current!r}: truncated")
+                raise self._truncated("near")
             k = min(n, len(self._buf) - self._pos)
             if record:
                 self._emit(memoryview(self._buf)[self._pos : self._pos + k])
@@ -232,7 +274,7 @@ class TarReader:
         """The current member's payload as views into the read buffer (valid until the next read)."""
         while self._left:
             if self._pos >= len(self._buf) and not self._more():
-                raise ArchiveError(f"unexpected end of data in tar stream inside {self.current!r}: truncated")
+                raise self._truncated("inside")
             k = min(self._left, len(self._buf) - self._pos)
             view = memoryview(self._buf)[self._pos : self._pos + k]
             self._pos += k
@@ -270,6 +312,8 @@ class TarReader:
             block = self._take(BLOCK)
             self._emit(block)
             if block == ZERO_BLOCK:
+                if self._strict_end:
+                    self._check_end()
                 self._drain_trailing()
                 return None
             fields = _HEADER.unpack_from(block)
@@ -297,7 +341,7 @@ class TarReader:
             if not self._more():
                 if len(self._buf) - self._pos == 0:
                     return False
-                raise ArchiveError(f"unexpected end of data in tar stream near {self.current!r}: truncated")
+                raise self._truncated("near")
         return True
 
     def _meta(self, size: int, flag: str) -> bytes:
@@ -359,10 +403,9 @@ class TarReader:
                 elif key == "linkpath":
                     linkname = text
                 elif key in ("size", "uid", "gid"):
-                    try:
-                        num = int(text)
-                    except ValueError:
-                        raise ArchiveError(f"tar entry {name!r}: bad PAX {key} {text!r}") from None
+                    num = parse_pax_int(text)
+                    if num is None:
+                        raise ArchiveError(f"tar entry {name!r}: bad PAX {key} {_clip(text)}")
                     if key == "size":
                         size = num
                     elif key == "uid":
@@ -370,7 +413,10 @@ class TarReader:
                     else:
                         gid = num
                 elif key == "mtime":
-                    mtime_ns = parse_pax_time(text)
+                    try:
+                        mtime_ns = parse_pax_time(text)
+                    except ArchiveError as e:
+                        raise ArchiveError(f"tar entry {name!r}: {e}") from None
                 elif key == "uname":
                     uname = text
                 elif key == "gname":
@@ -378,6 +424,7 @@ class TarReader:
             self.current = name
         if size < 0:
             raise ArchiveError(f"tar entry {name!r} has a negative size")
+        _check_ranges(name, uid, gid, mtime_ns, devmajor, devminor)
         payload = size if flag in PAYLOAD_TYPES else 0
         self._left = payload
         self._pad = -payload % BLOCK
@@ -385,6 +432,14 @@ class TarReader:
         return TarMember(
             name, flag, mode, uid, gid, payload, mtime_ns, linkname, uname, gname, devmajor, devminor, xattrs, strs
         )
+
+    def _check_end(self) -> None:
+        """After a first zero block, as Go's archive/tar reads it: the stream ends there, or the
+        next whole block is zero too; part of a block is a truncated archive."""
+        if len(self._buf) - self._pos < BLOCK and not self._fill_block():
+            return
+        if self._buf[self._pos : self._pos + BLOCK] != ZERO_BLOCK:
+            raise ArchiveError(f"tar stream goes on after its end-of-archive block at byte {self.offset - BLOCK}")
 
     def _drain_trailing(self) -> None:
         """After the first zero block everything is end-of-archive padding or junk: keep it raw."""
@@ -398,6 +453,20 @@ class TarReader:
 
     def _finish(self) -> None:
         self.ended = True
+
+
+def _check_ranges(name: str, uid: int, gid: int, mtime_ns: int, devmajor: int, devminor: int) -> None:
+    """Values no Linux file can hold are refused here, by name, before anything acts on them
+    (chown, utime, mknod and SQLite would otherwise fail with a bare OverflowError)."""
+    for what, value in (("uid", uid), ("gid", gid)):
+        if not 0 <= value <= MAX_ID:
+            raise ArchiveError(f"tar entry {name!r}: {what} {value} is out of range (0 to {MAX_ID})")
+    if not MIN_TIME_NS <= mtime_ns < END_TIME_NS:
+        seconds = mtime_ns // 1_000_000_000
+        raise ArchiveError(f"tar entry {name!r}: mtime {seconds} is out of range (years 1677 to 2262)")
+    for what, value in (("devmajor", devmajor), ("devminor", devminor)):
+        if not 0 <= value <= 0xFFFFFFFF:
+            raise ArchiveError(f"tar entry {name!r}: {what} {value} is out of range (0 to 4294967295)")
 
 
 # --- writer ----------------------------------------------------------------------------
