@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BuildError, Cancelled, DockerfileError, ImageNotFound, InvalidArgument, StrataError
 from ..fsutil import rmtree
+from ..holds import hold
 from ..store.images import Image, canonical_json, host_architecture, new_config, now_rfc3339
 from ..store.index import DIR, normalize
 from ..store.union import UnionView
@@ -567,6 +568,7 @@ class Builder(CopySteps, RunSteps):
         files = fingerprints(lines()) if lines is not None and not self.options.no_cache else None
         reason = "--no-cache" if self.options.no_cache else self.cache.explain(snap.key, rebuilt, detail, files)
         self.emit(self._event(step, RUNNING, reason=reason))
+        hold(f"build.step{step.number}.running")
         try:
             new_layer, empty = self._execute_step(step, snap, key, prepared)
         except BuildError as err:
@@ -579,6 +581,7 @@ class Builder(CopySteps, RunSteps):
             self.emit(self._event(step, ERROR, reason=reason, message=str(err),
                                   duration_s=time.monotonic() - started))
             raise
+        hold(f"build.step{step.number}.executed")  # its layer made, the cache not told
         config = copy.deepcopy(snap.config)
         config["config"] = copy.deepcopy(step.config_after)
         if isinstance(ins, Maintainer):
@@ -601,6 +604,7 @@ class Builder(CopySteps, RunSteps):
         self.cache.put(entry)
         if lines is not None and sources_sum is not None:
             self.cache.save_sources(sources_sum, files if files is not None else fingerprints(lines()))
+        hold(f"build.step{step.number}.recorded")  # cached, not yet reported done
         self.steps_run += 1
         self.emit(self._event(step, DONE, reason=reason, layer=None if empty else new_layer,
                               duration_s=time.monotonic() - started))

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from ..digest import chain_ids
 from ..errors import LayerInUse, LayerNotFound
 from ..fsutil import guard_enospc, rmtree
+from ..holds import hold
 from .index import DIR, WHITEOUT, FileEntry, parent_of
 from .marks import mark_owner, owned_name
 
@@ -284,6 +285,7 @@ class LayerStore:
                     # The owner mark travels with the directory and goes only once the record is
                     # committed: until then a checker sees work in progress, not an orphan.
                     os.rename(st.path, final)
+                hold("layer.renamed")  # in place, not recorded: the next open removes it
         except _LostRace:
             found = self.by_chain(chain_id)
             assert found is not None
@@ -292,6 +294,7 @@ class LayerStore:
             if final.exists():
                 rmtree(final)
             raise
+        hold("layer.committed")  # recorded, still marked: a checker sees work in progress
         (final / "owner").unlink(missing_ok=True)
         return self.get(st.id)
 

@@ -3,8 +3,9 @@
 After every kill the store checks clean and holds nothing half-done; redoing the work
 reuses what had completed: a rebuild reports as CACHED every step the killed build had
 reported done, and a re-pull downloads only the layers the killed pull had not
-committed. The kill points follow the command's own progress (kill right after its
-n-th line, plus a short delay), so they land in every step whatever the machine's speed.
+committed. The build's kills are at named points of its code (``explorer/holds.py``),
+so each lands exactly where it is aimed whatever the machine's speed; the pull's follow
+its own progress lines.
 With the load and commit kills of ``test_crash_safety`` that is well over the issue's 50 kill points.
 """
 
@@ -16,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,8 +32,6 @@ from tests.fixtures import REPO_ROOT, run_strata
 from tests.fixtures.services import Registry
 from tests.store.test_crash_safety import assert_clean
 
-BUILD_KILLS = 20
-KILLS_PER_BUILD = 4
 PULL_KILLS = 14
 OFFSETS = (0.0, 0.015, 0.04, 0.08)
 
@@ -124,43 +124,72 @@ def make_context(where: Path) -> Path:
     return where
 
 
-def test_build_killed_at_many_points(tmp_path: Path, busybox_rootfs_tar: Path) -> None:
-    """Groups of kills on one build: each attempt reuses what the ones before completed
-    and is killed a little further on, then a rebuild must reuse all of it."""
+def held(root: Path, point: str, *args: str, timeout: float = 120) -> list[str]:
+    """Run ``strata ARGS`` until it reaches the named hold point (``explorer/holds.py``),
+    SIGKILL it there and return what it printed on stdout. Fails when the command ends
+    without reaching the point: every kill lands exactly where it is aimed."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "STRATA_TEST_HOLD": point}
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "explorer", "--root", str(root), *args],
+                                stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, text=True)
+        assert proc.stderr is not None
+        errors: list[str] = []
+        deadline = time.monotonic() + timeout
+        for line in proc.stderr:
+            errors.append(line)
+            if line.startswith("strata-test-hold "):
+                break
+            assert time.monotonic() < deadline, "".join(errors)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+        out.seek(0)
+        printed = out.read().splitlines()
+    assert errors and errors[-1].startswith("strata-test-hold "), (
+        f"{point}: the command ended without reaching it (exit {proc.returncode})\n" + "".join(errors)
+        + "\n".join(printed))
+    return printed
+
+
+def test_build_killed_at_every_named_point(tmp_path: Path, busybox_rootfs_tar: Path) -> None:
+    """SIGKILL at each point of each step that makes something (running; executed but
+    not in the cache; cached but not reported) and inside each layer commit (in place
+    but not recorded; recorded but still marked). After every kill the store checks
+    clean; what the killed build reported done is cached in the next attempt; at the
+    end a rebuild runs nothing."""
     require_userns()
     root = tmp_path / "store"
     context = make_context(tmp_path / "ctx")
     run_strata("import", busybox_rootfs_tar, "bb:1", root=root, check=True)
-    landed = 0
-    kill_points: set[tuple[int, int]] = set()  # (steps complete, step running) when killed
-    for group in range(BUILD_KILLS // KILLS_PER_BUILD):
-        args = ("build", "--progress", "json", "--build-arg", f"N={group}", "-t", f"k:{group}", str(context))
-        completed: set[int] = set()
-        for attempt in range(KILLS_PER_BUILD):
-            build = Streamed(root, *args)
-            if group == 0 and attempt == 0:
-                hit = build.kill_after(functools.partial(lines_printed, 0), 0.15)  # starting: open, plan, FROM
-            else:
-                # Into the attempt's first, second or third step that is not cached.
-                running = 1 + (group + attempt) % 3
-                offset = OFFSETS[(group + attempt) % len(OFFSETS)]
-                hit = build.kill_after(functools.partial(steps_running, running), offset)
-            landed += hit
-            done = steps_with(build.lines, "done", "cached")
-            completed |= done
-            started = steps_with(build.lines, "running") - done
-            kill_points.add((len(done), min(started, default=0)))
+
+    def args(n: str) -> tuple[str, ...]:
+        return ("build", "--progress", "json", "--build-arg", f"N={n}", "-t", f"k:{n}", str(context))
+
+    run_strata(*args("first"), root=root, check=True)  # what does not depend on N is cached from now on
+    probe = run_strata(*args("probe"), root=root, check=True).stdout.splitlines()
+    runnable = sorted(steps_with(probe, "running"))
+    assert len(runnable) >= 6, probe
+    points = [f"build.step{s}.{phase}" for s in runnable for phase in ("running", "executed", "recorded")]
+    points += ["layer.renamed@1", "layer.committed@1"] * 3
+    kills = 0
+    for group, chosen in (("steps", points[: len(points) - 6]), ("layers", points[len(points) - 6:])):
+        done_before: set[int] = set()
+        for point in chosen:
+            printed = held(root, point, *args(group))
+            kills += 1
             assert_clean(root)
-        again = run_strata(*args, root=root)
+            cached = steps_with(printed, "cached")
+            assert done_before <= cached, f"{point}: steps {sorted(done_before - cached)} had completed but ran again"
+            done_before = steps_with(printed, "done", "cached")
+        again = run_strata(*args(group), root=root)
         assert again.returncode == 0, again.stdout + again.stderr
-        cached = steps_with(again.stdout.splitlines(), "cached")
-        assert completed <= cached, f"group {group}: steps {sorted(completed - cached)} had completed but ran again"
-        assert len(completed) >= 3, f"group {group}: the attempts should get somewhere ({sorted(completed)})"
-    assert_clean(root)
-    listed = run_strata("ls", "k:0", "/w/all.txt", "--json", root=root, check=True)
+        assert done_before <= steps_with(again.stdout.splitlines(), "cached"), again.stdout
+        if group == "steps":  # its last kill came after the last step was cached
+            assert steps_with(again.stdout.splitlines(), "running") == set(), again.stdout
+        assert_clean(root)
+    listed = run_strata("ls", "k:steps", "/w/all.txt", "--json", root=root, check=True)
     assert "all.txt" in listed.stdout
-    assert landed >= BUILD_KILLS - 2, "the kills should land while the build runs"
-    assert len(kill_points) >= 7, f"kills should spread over the steps: {sorted(kill_points)}"
+    assert kills == len(points) >= 24
 
 
 # --- pull ---------------------------------------------------------------------------------------
