@@ -131,7 +131,8 @@ def test_rmi_of_the_base_waits_for_the_build_using_it(tmp_path: Path, busybox_ro
     assert "Traceback" not in err
     assert rmi.returncode == 0, rmi.stdout + rmi.stderr
     assert "Traceback" not in rmi.stderr
-    assert "bb" not in run_strata("images", root=root, check=True).stdout
+    repositories = [line.split()[0] for line in run_strata("images", root=root, check=True).stdout.splitlines()[1:]]
+    assert "bb" not in repositories, repositories
     assert "busybox" in listed(root, "child:1", "/bin")
     assert "slow" in listed(root, "child:1", "/")
     assert_clean(root)
