@@ -27,7 +27,7 @@ from .auth import Authenticator
 from .credentials import Credentials, CredentialStore
 from .manifests import ACCEPT, MAX_MANIFEST, Descriptor, ImageIndex, ImageManifest, parse
 from .settings import RegistrySettings, api_host
-from .transport import PROBE_TIMEOUT_S, ChunkedRequest, Response, Transport
+from .transport import PROBE_TIMEOUT_S, ChunkedRequest, Response, Stalled, Transport, origin
 
 MAX_ERROR_BODY = 1 << 16
 MAX_CONFIG = 32 << 20
@@ -138,14 +138,26 @@ class RegistryClient:
 
     # --- requests -------------------------------------------------------------------------
 
+    def _owns(self, url: str) -> bool:
+        """``url`` is on the registry itself (scheme, host and port), where its credentials go.
+        An upload ``Location`` may name any host; that host gets no password and no token."""
+        return origin(url) == origin(self.base)
+
+    def _auth(self, url: str, scopes: list[str]) -> dict[str, str]:
+        return self.auth.headers(scopes) if self._owns(url) else {}
+
     def _request(self, method: str, url: str, scopes: Iterable[str], headers: dict[str, str] | None = None,
                  body: bytes | None = None, follow_redirects: bool = True) -> Response:
         scopes = list(scopes)
+        owned = self._owns(url)
         for attempt in (0, 1):
-            auth = self.auth.headers(scopes)
+            auth = self.auth.headers(scopes) if owned else {}
             response = self.transport.request(method, url, {**auth, **(headers or {})}, body,
                                               follow_redirects=follow_redirects)
-            if response.status == 401 and attempt == 0 and self.auth.learn(response):
+            # Only the registry's own challenge is learnt: another host must not choose where
+            # (or whether) the registry's credentials are sent.
+            if response.status == 401 and attempt == 0 and owned and origin(response.url) == origin(url) and \
+                    self.auth.learn(response):
                 response.drain()
                 continue
             return response
@@ -224,7 +236,10 @@ class RegistryClient:
     @contextmanager
     def open_blob(self, repo: str, desc: Descriptor, what: str) -> Iterator[Response]:
         """A blob's body as it arrives; the caller verifies size and digest while reading."""
-        response = self._request("GET", self._url(repo, "blobs", desc.digest), [pull_scope(repo)])
+        try:
+            response = self._request("GET", self._url(repo, "blobs", desc.digest), [pull_scope(repo)])
+        except Stalled as e:
+            raise e.about(what) from None
         with response:
             if response.status != 200:
                 raise self.fail(response, what)
@@ -288,7 +303,7 @@ class RegistryClient:
 
     def stream_upload(self, repo: str, location: str) -> ChunkedRequest:
         """A chunked PATCH of the blob's bytes; ``finish_stream`` then completes the upload."""
-        headers = {**self.auth.headers([push_scope(repo)]), "Content-Type": "application/octet-stream"}
+        headers = {**self._auth(location, [push_scope(repo)]), "Content-Type": "application/octet-stream"}
         return self.transport.chunked("PATCH", location, headers)
 
     def finish_stream(self, repo: str, request: ChunkedRequest, digest: str, what: str) -> None:

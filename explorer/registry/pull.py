@@ -10,11 +10,16 @@ What is left after a failure:
 
 * a layer is either complete and verified or gone (staging is removed, and a crash's
   staging is removed by the next ``Store`` open);
-* if the connection broke or the user cancelled, complete layers stay, so the next pull
-  fetches only the rest ("resumable enough");
+* if the connection broke or stalled (nothing for ``STRATA_REGISTRY_TIMEOUT`` seconds) or
+  the user cancelled, complete layers stay, so the next pull fetches only the rest
+  ("resumable enough");
 * if the registry sent wrong content (digest or size mismatch, a bad tar, bad JSON), the
   layers this pull created are removed again: nothing from a bad image stays;
 * the image and its tag are recorded only when every layer is in place.
+
+A cancel or Ctrl-C must not wait for a slow registry: the downloads in flight are shut
+down at once (``Transport.interrupt``), each worker removes its staging and the pull ends within
+moments, with the store as consistent as after any other failure.
 """
 
 from __future__ import annotations
@@ -48,13 +53,14 @@ from .client import RegistryClient
 from .events import Aborted, Meter, Progress, Reporter
 from .manifests import Descriptor, ImageIndex, ImageManifest
 from .settings import RegistrySettings
-from .transport import Response, Transport
+from .transport import Response, Stalled, Transport
 
 if TYPE_CHECKING:
     from ..store.store import Store
 
 CONCURRENCY = 3
 READ = 1 << 20
+CANCEL_POLL_S = 0.2  # how often the waiting thread looks at ``cancel``
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,10 @@ class _BlobStream:
                 raise RegistryProtocolError(
                     f"{self.what} is larger than the {self.size} bytes its manifest gives")
             return b""
-        data = self.response.read(min(n if n > 0 else READ, left))
+        try:
+            data = self.response.read(min(n if n > 0 else READ, left))
+        except Stalled as e:
+            raise e.about(self.what, "pull again to resume") from None
         if not data:
             raise TransferInterrupted(self.response.host, self.what, self.got, self.size)
         self.got += len(data)
@@ -229,10 +238,18 @@ class _Puller:
                     future.add_done_callback(self._stop_siblings_on_failure)
                     futures.append(future)
                     after = future
-                wait(futures)
+                cancel = self.reporter.cancel
+                while wait(futures, timeout=None if cancel is None else CANCEL_POLL_S).not_done:
+                    if cancel is not None and cancel.is_set():
+                        self.client.transport.interrupt()
             except BaseException:
+                # Ctrl-C (or a failure here): the workers stop at their next read, and
+                # the reads they are blocked in end now, so leaving ``with`` takes moments.
                 self.reporter.abort.set()
+                self.client.transport.interrupt()
                 raise
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(self.reporter.what)
         failures = [f.exception() for f in futures if f.exception() is not None]
         real = [e for e in failures if not isinstance(e, Aborted)]
         if real:

@@ -10,6 +10,14 @@ allows it, and for registries the user lists as insecure:
 An entry is a host, a host:port, or a CIDR range. For these registries (loopback ones
 included, as in Docker) HTTPS is still tried first, without verifying the certificate;
 HTTP is the fallback. Every other registry gets HTTPS with a verified certificate only.
+
+A name is only a first guess: ``registry.localhost`` or even ``localhost`` may resolve to
+another machine. Whether a connection really is loopback is decided by the address it
+reached (``peers.py``), before anything is sent over it.
+
+``STRATA_REGISTRY_TIMEOUT`` is how many seconds a registry may send nothing (while
+connecting, before answering, in the middle of a blob) before the operation gives up; the
+default suits a slow network, a test sets it small.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ from pathlib import Path
 from ..errors import InvalidArgument
 
 INSECURE_ENV = "STRATA_INSECURE_REGISTRIES"
+TIMEOUT_ENV = "STRATA_REGISTRY_TIMEOUT"
+DEFAULT_TIMEOUT_S = 60.0
 REGISTRIES_FILE = "registries.json"
 AUTH_FILE = "auth.json"
 
@@ -74,6 +84,8 @@ def normalize_server(server: str | None) -> str:
 
 
 def is_loopback(host: str) -> bool:
+    """The name says loopback: worth trying plain HTTP with, to be confirmed by the address
+    the connection reaches."""
     name, _ = split_host_port(host)
     if name.lower() == "localhost" or name.lower().endswith(".localhost"):
         return True
@@ -83,6 +95,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _timeout(text: str | None) -> float:
+    if text is None or not text.strip():
+        return DEFAULT_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise InvalidArgument(f"{TIMEOUT_ENV}={text!r}: give the seconds to wait for a registry, a number above 0")
+    return seconds
+
+
 @dataclass(frozen=True)
 class RegistrySettings:
     """What the user configured about registries. Built once per operation by ``load``."""
@@ -90,6 +114,7 @@ class RegistrySettings:
     config_dir: Path
     docker_config: Path
     insecure: tuple[str, ...] = field(default=())
+    timeout: float = DEFAULT_TIMEOUT_S  # seconds a registry may stay silent
 
     @classmethod
     def load(cls, environ: Mapping[str, str] = os.environ) -> RegistrySettings:
@@ -106,7 +131,8 @@ class RegistrySettings:
                 raise InvalidArgument(f"{path}: \"insecure-registries\" must be a list of host[:port] strings")
             entries += listed
         entries += [e for e in environ.get(INSECURE_ENV, "").split(",") if e.strip()]
-        return cls(directory, docker_config_file(environ), tuple(e.strip().lower() for e in entries))
+        return cls(directory, docker_config_file(environ), tuple(e.strip().lower() for e in entries),
+                   _timeout(environ.get(TIMEOUT_ENV)))
 
     @property
     def auth_file(self) -> Path:
