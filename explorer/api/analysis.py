@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..store.index import DIR, FILE, HARDLINK, WHITEOUT, FileEntry
+from ..store.index import DIR, FILE, HARDLINK, WHITEOUT, FileEntry, loaded_rows
 from ..store.layers import Layer
 from ..store.store import Store
 from ..store.union import UnionView
@@ -81,7 +81,7 @@ def analyze(store: Store, layers: Sequence[Layer]) -> ImageAnalysis:
     stats: list[LayerStat] = []
     total = 0
     for index, layer in enumerate(layers):
-        rows = store.meta.query("SELECT path, type, size FROM files WHERE layer=?", (layer.id,))
+        rows = loaded_rows(store.meta.query("SELECT path, type, size FROM files WHERE layer=?", (layer.id,)), (0,))
         size = 0
         files = 0
         for path, kind, nbytes in rows:

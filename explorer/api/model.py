@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..store.images import Image as Image  # the store's image record: what commit, build and load return
+from ..store.index import shown
 from ..store.union import UnionView as UnionView  # a read-only merged view: what image_view and friends return
 
 
@@ -65,7 +66,9 @@ class LsEntry:
     layer_id: str = ""
 
     def to_json(self) -> dict[str, Any]:
+        """Names that are not UTF-8 are written as ``shown`` writes them: JSON holds only text."""
         return {
-            "path": self.path, "type": self.type, "mode": self.mode, "uid": self.uid, "gid": self.gid,
-            "size": self.size, "link": self.link, "layer": self.layer, "status": self.status,
+            "path": shown(self.path), "type": self.type, "mode": self.mode, "uid": self.uid, "gid": self.gid,
+            "size": self.size, "link": None if self.link is None else shown(self.link), "layer": self.layer,
+            "status": self.status,
         }

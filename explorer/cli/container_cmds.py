@@ -11,6 +11,7 @@ import sys
 from ..api import Strata
 from ..api.containers import RunOptions
 from ..errors import InvalidArgument
+from ..store.index import shown
 from .each import each
 from .format import human_ago, table, truncate
 
@@ -223,7 +224,7 @@ def cmd_wait(app: Strata, args: argparse.Namespace) -> int:
 
 def cmd_diff(app: Strata, args: argparse.Namespace) -> int:
     for change in app.diff(args.container):
-        print(f"{change.kind} {change.path}")
+        print(f"{change.kind} {shown(change.path)}")
     return 0
 
 
@@ -246,11 +247,20 @@ def cmd_cp(app: Strata, args: argparse.Namespace) -> int:
     if cp_in is None or cp_out is None:
         raise InvalidArgument("cp is not available in this build of strata")
     if dst_c is not None:
-        cp_in(dst_c, src_path, dst_path, archive=args.archive, follow_link=args.follow_link)
+        report = cp_in(dst_c, src_path, dst_path, archive=args.archive, follow_link=args.follow_link)
     else:
         assert src_c is not None
-        cp_out(src_c, src_path, dst_path, archive=args.archive, follow_link=args.follow_link)
+        report = cp_out(src_c, src_path, dst_path, archive=args.archive, follow_link=args.follow_link)
+    if report.skipped_devices:
+        # stderr: with "-" stdout carries the tar stream
+        print(_skipped_line(report.skipped_devices, report.why), file=sys.stderr)
     return 0
+
+
+def _skipped_line(paths: tuple[str, ...], why: str) -> str:
+    count = len(paths)
+    shown = ", ".join(paths[:3]) + (f" and {count - 3} more" if count > 3 else "")
+    return f"strata cp: left out {count} device node{'s' if count != 1 else ''} ({shown}): {why}"
 
 
 def _split_cp(spec: str) -> tuple[str | None, str]:

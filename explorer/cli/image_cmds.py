@@ -11,6 +11,7 @@ from typing import Any
 from ..api import Strata, TreeNode
 from ..digest import short
 from ..errors import InvalidArgument
+from ..store.index import shown
 from .each import each, print_lines
 from .format import human_ago, human_size, mode_string, table, truncate
 
@@ -206,8 +207,9 @@ def cmd_ls(app: Strata, args: argparse.Namespace) -> int:
         out.write("".join(dumps(r.to_json(), ensure_ascii=False) + "\n" for r in rows))
         return 0
     for r in rows:
-        link = f" -> {r.link}" if r.link and r.type == "symlink" else (f" link to {r.link}" if r.link else "")
-        name = r.path if args.recursive else r.path.rsplit("/", 1)[-1] or "/"
+        shown_link = shown(r.link) if r.link else ""
+        link = f" -> {shown_link}" if r.link and r.type == "symlink" else (f" link to {shown_link}" if r.link else "")
+        name = shown(r.path if args.recursive else r.path.rsplit("/", 1)[-1] or "/")
         out.write(f"{mode_string(r.type, r.mode)} {r.uid:>5} {r.gid:>5} {r.size:>10}  L{r.layer!s:<3} "
                   f"{r.status:<8} {name}{link}\n")
     return 0

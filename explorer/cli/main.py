@@ -137,7 +137,7 @@ def run(argv: list[str]) -> int:
         code: int = args.func(app, args)
         return code
     except StrataError as e:
-        print(f"Error: {e}", file=sys.stderr)
+        print(f"Error: {_shown(str(e))}", file=sys.stderr)
         if debug:
             import traceback
 
@@ -155,8 +155,15 @@ def run(argv: list[str]) -> int:
     except Exception as e:
         if debug:
             raise
-        print(f"Error: internal error ({type(e).__name__}: {e}); this is a bug in strata — "
+        print(f"Error: internal error ({type(e).__name__}: {_shown(str(e))}); this is a bug in strata — "
               "rerun with STRATA_DEBUG=1 and report it", file=sys.stderr)
         return 125
     finally:
         app.close()
+
+
+def _shown(message: str) -> str:
+    """A message naming a file whose name is not UTF-8, printable (see index.shown)."""
+    from ..store.index import shown
+
+    return shown(message)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import posixpath
 import stat
 from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
 
 # Entry types. ``whiteout`` marks a deletion of the same path in lower layers.
 FILE = "file"
@@ -111,6 +113,55 @@ def ancestors(path: str) -> list[str]:
         p = posixpath.dirname(p)
         out.append(p)
     return out
+
+
+# --- names that are not UTF-8 ------------------------------------------------------------
+#
+# A Linux file name is bytes; an image may hold names that are not UTF-8. Everywhere in
+# Python they are ``str`` with the undecodable bytes surrogate-escaped (as os.fsdecode
+# makes them and the tar code reads them). SQLite's text must be UTF-8, and the store
+# takes text that is not for damage, so such a name goes into the index as a BLOB of its
+# bytes: ``stored`` on the way in, ``loaded``/``loaded_rows`` on the way out. Valid names,
+# nearly all of them, stay text, so no existing database changes.
+
+
+def stored(path: str) -> str | bytes:
+    """``path`` as the metadata keeps it: text when it is UTF-8, else its bytes."""
+    if path.isascii():
+        return path
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape")
+    return path
+
+
+def stored_or_none(path: str | None) -> str | bytes | None:
+    return None if path is None else stored(path)
+
+
+def loaded(value: str | bytes) -> str:
+    """A name read from the metadata (see ``stored``)."""
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+def loaded_rows(rows: list[tuple[Any, ...]], columns: tuple[int, ...] = (0, 8)) -> list[tuple[Any, ...]]:
+    """``rows`` of the files table with the name ``columns`` (path and link in the usual
+    column order) as ``str``, whichever way they were stored."""
+    if not any(bytes in map(type, map(itemgetter(c), rows)) for c in columns):
+        return rows  # the usual case, found without a Python loop
+    return [tuple(loaded(v) if i in columns and v is not None else v for i, v in enumerate(row)) for row in rows]
+
+
+def shown(text: str) -> str:
+    """A name (or a message holding one) as text any terminal and JSON can hold: bytes that
+    are not UTF-8 written ``\\xff``, so printing never fails and never sends raw bytes."""
+    if text.isascii():
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file name decodes to (one from JSON)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def type_from_mode(st_mode: int) -> str:

@@ -23,7 +23,7 @@ from ..digest import chain_ids
 from ..errors import LayerInUse, LayerNotFound
 from ..fsutil import guard_enospc, rmtree
 from ..holds import hold
-from .index import DIR, WHITEOUT, FileEntry, parent_of
+from .index import DIR, WHITEOUT, FileEntry, loaded_rows, parent_of, stored, stored_or_none
 from .marks import mark_owner, owned_name
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ class LayerStore:
 
     def entries(self, layer_id: str) -> list[FileEntry]:
         rows = self.meta.query(f"SELECT {_FILE_COLS} FROM files WHERE layer=? ORDER BY path", (layer_id,))
-        return [entry_from_row(r) for r in rows]
+        return [entry_from_row(r) for r in loaded_rows(rows)]
 
     def diff_dir(self, layer_id: str) -> Path:
         return self.dir / layer_id / "diff"
@@ -357,8 +357,8 @@ def _insert_rows(conn: Any, layer_id: str, entries: list[FileEntry]) -> None:
     conn.executemany(
         f"INSERT OR REPLACE INTO files(layer, parent, {_FILE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
-            (layer_id, parent_of(e.path), e.path, e.type, e.mode, e.uid, e.gid, e.size, e.mtime,
-             e.digest, e.link, int(e.opaque), e.devmajor, e.devminor)
+            (layer_id, stored(parent_of(e.path)), stored(e.path), e.type, e.mode, e.uid, e.gid, e.size, e.mtime,
+             e.digest, stored_or_none(e.link), int(e.opaque), e.devmajor, e.devminor)
             for e in entries
         ),
     )
@@ -378,7 +378,7 @@ def _copy_rows(conn: Any, layer_id: str, entries: list[FileEntry], predecessor: 
         (layer_id, predecessor.layer_id),
     )
     conn.executemany("DELETE FROM files WHERE layer=? AND path=?",
-                     ((layer_id, path) for path in base if path not in present))
+                     ((layer_id, stored(path)) for path in base if path not in present))
     return changed
 
 

@@ -315,7 +315,8 @@ class Metadata:
 
     def _text_damage(self) -> str | None:
         """Which table holds text that is not UTF-8: SQLite stores any bytes it is given as
-        text and checks none of them, so ``quick_check`` passes what every read then fails on."""
+        text and checks none of them, so ``quick_check`` passes what every read then fails on.
+        Blobs are not texts (a file name that is not UTF-8 is kept as one: see index.stored)."""
         conn = self.conn
         conn.text_factory = bytes
         try:
@@ -324,7 +325,7 @@ class Metadata:
                 texts = [r[1].decode() for r in conn.execute(f'PRAGMA table_info("{table}")') if r[2] != b"BLOB"]
                 if not texts:
                     continue
-                columns = ", ".join(f'"{c}"' for c in texts)
+                columns = ", ".join(f"""CASE WHEN typeof("{c}")='text' THEN "{c}" END""" for c in texts)
                 for row in conn.execute(f'SELECT {columns} FROM "{table}"'):
                     for value in row:
                         if isinstance(value, bytes):

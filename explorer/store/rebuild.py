@@ -29,7 +29,7 @@ from typing import Any
 
 from ..errors import StrataError
 from ..fsutil import rmtree
-from .index import WHITEOUT, FileEntry, parent_of
+from .index import WHITEOUT, FileEntry, parent_of, stored, stored_or_none
 from .locks import gc_lock
 from .marks import mark_owner, owner_live
 from .quarantine import move_in, new_bin
@@ -336,8 +336,8 @@ def _chain_id(layers: dict[str, list[Any]], name: str, done: dict[str, str]) -> 
 
 
 def _file_row(layer: str, e: FileEntry) -> Row:
-    return (layer, e.path, parent_of(e.path), e.type, e.mode, e.uid, e.gid, e.size, e.mtime, e.digest, e.link,
-            int(e.opaque), e.devmajor, e.devminor)
+    return (layer, stored(e.path), stored(parent_of(e.path)), e.type, e.mode, e.uid, e.gid, e.size, e.mtime,
+            e.digest, stored_or_none(e.link), int(e.opaque), e.devmajor, e.devminor)
 
 
 def _index(path: Path, scratch_area: Path) -> tuple[list[FileEntry], str, int]:

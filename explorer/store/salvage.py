@@ -36,6 +36,15 @@ def _opt_text(v: object) -> bool:
     return v is None or isinstance(v, str)
 
 
+def _name(v: object) -> bool:
+    """A file name in the index: text, or bytes where it is not UTF-8 (see index.stored)."""
+    return isinstance(v, (str, bytes))
+
+
+def _opt_name(v: object) -> bool:
+    return v is None or isinstance(v, (str, bytes))
+
+
 def _int(v: object) -> bool:
     return isinstance(v, int)
 
@@ -75,7 +84,7 @@ def _opt_hex_id(v: object) -> bool:
 # The columns of each table of schema 1 (metadata.py), in record order, as checks.
 SHAPES: dict[str, tuple[Callable[[object], bool], ...]] = {
     "layers": (_hex_id, _digest, _digest, _opt_hex_id, _int, _int, _int, _int, _int, _int, _real, _text),
-    "files": (_hex_id, _text, _text, _text, _int, _int, _int, _int, _real, _opt_text, _opt_text, _int, _int,
+    "files": (_hex_id, _name, _name, _text, _int, _int, _int, _int, _real, _opt_text, _opt_name, _int, _int,
               _int),
     "images": (_digest, _blob, _opt_hex_id, _opt_digest, _real),
     "tags": (_text, _digest),

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from ..bulk import collector_paused
 from ..errors import PathNotFound, StrataError
-from .index import DIR, FILE, HARDLINK, SYMLINK, WHITEOUT, FileEntry, ancestors, normalize
+from .index import DIR, FILE, HARDLINK, SYMLINK, WHITEOUT, FileEntry, ancestors, loaded_rows, normalize, stored
 
 if TYPE_CHECKING:
     from .layers import Layer
@@ -76,21 +76,22 @@ class IndexedLayer:
 
     def all_rows(self) -> list[Row]:
         with collector_paused():
-            return self.store.meta.query(f"SELECT {self._COLS} FROM files WHERE layer=?", (self.layer.id,))
+            return loaded_rows(self.store.meta.query(f"SELECT {self._COLS} FROM files WHERE layer=?",
+                                                     (self.layer.id,)))
 
     def child_rows(self, directory: str) -> list[Row]:
-        return self.store.meta.query(
-            f"SELECT {self._COLS} FROM files WHERE layer=? AND parent=?", (self.layer.id, directory)
-        )
+        return loaded_rows(self.store.meta.query(
+            f"SELECT {self._COLS} FROM files WHERE layer=? AND parent=?", (self.layer.id, stored(directory))
+        ))
 
     def rows_for(self, paths: Sequence[str]) -> list[Row]:
         out: list[Row] = []
         for start in range(0, len(paths), 500):
-            chunk = list(paths[start : start + 500])
+            chunk = [stored(p) for p in paths[start : start + 500]]
             marks = ",".join("?" * len(chunk))
-            out += self.store.meta.query(
+            out += loaded_rows(self.store.meta.query(
                 f"SELECT {self._COLS} FROM files WHERE layer=? AND path IN ({marks})", [self.layer.id, *chunk]
-            )
+            ))
         return out
 
     def content_path(self, path: str) -> Path:
