@@ -179,17 +179,26 @@ class CopySteps(StepHost):
         return summary, lines
 
     def _download(self, url: str, step: Step) -> str:
+        """The URL's content in a scratch file. Redirects are followed, but not across the
+        edge of this machine, judged by the addresses connected to (``registry.peers``): a
+        server elsewhere cannot make the build read this machine's own services, nor a
+        local one send it to plain HTTP elsewhere."""
         import urllib.error
         import urllib.parse
-        import urllib.request
+
+        from ..registry.peers import RedirectRefused, open_url
 
         scratch = self._new_scratch("download")
         name = posixpath.basename(urllib.parse.urlparse(url).path) or "index.html"
         target = scratch / name
         try:
-            with urllib.request.urlopen(url, timeout=30) as response, open(target, "wb") as out:
+            with open_url(url, timeout=30) as response, open(target, "wb") as out:
                 while chunk := response.read(1 << 20):
                     out.write(chunk)
+        except RedirectRefused as err:
+            raise DockerfileError(
+                f"ADD {url}: {err}; if you trust it, download the file into the build context and ADD it from there",
+                step.line, self.filename) from None
         except (urllib.error.URLError, OSError, ValueError) as err:
             why = getattr(err, "reason", None) or err
             raise DockerfileError(

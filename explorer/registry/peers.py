@@ -4,7 +4,7 @@ Plain HTTP, and TLS with any certificate, are for this machine (and for what the
 lists as insecure). A name cannot tell: ``registry.localhost``, even ``localhost``, may
 resolve to another host. So the decision is taken on the socket's peer address right after
 the TCP connect, before a byte of the request or of the TLS hello is sent. The registry
-transport and the build's ``ADD http://…`` both connect through these classes.
+transport and the build's ``ADD http://…`` (``open_url``) both connect through these classes.
 
 Redirects are judged by the same addresses (``redirect_refusal``): one may not lead from
 a host elsewhere into this machine (a registry or a download out there cannot make us
@@ -17,8 +17,12 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import urllib.request
 from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
 
+from ..errors import StrataError
 from .settings import split_host_port
 
 # Raise to refuse a peer; for TLS, return the context to speak to it with.
@@ -101,3 +105,72 @@ class PeerTLSConnection(http.client.HTTPSConnection):
 
 
 Connection = PeerConnection | PeerTLSConnection
+
+
+class RedirectRefused(StrataError):
+    """A download was redirected across the edge of this machine (``redirect_refusal``)."""
+
+    def __init__(self, origin: str, target: str, why: str) -> None:
+        super().__init__(f"{origin} redirected to {target}, {why}; not following it")
+        self.origin = origin
+        self.target = target
+        self.why = why
+
+
+class _Hops:
+    """The addresses one download went through, checked hop by hop as each connects."""
+
+    def __init__(self) -> None:
+        self.previous: tuple[str, str] | None = None  # (netloc, peer) of the last hop
+
+    def admit(self, url: str, peer: str) -> None:
+        parts = urlsplit(url)
+        if self.previous is not None:
+            netloc, previous_peer = self.previous
+            why = redirect_refusal(previous_peer, parts.scheme, peer)
+            if why:
+                raise RedirectRefused(netloc, url, why)
+        self.previous = (parts.netloc, peer)
+
+
+class _PeerHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, hops: _Hops) -> None:
+        super().__init__()
+        self._hops = hops
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        url = req.full_url
+
+        def connection(host: str, /, *, timeout: float = 30.0, **_: Any) -> http.client.HTTPConnection:
+            return PeerConnection(host, timeout, lambda peer: self._hops.admit(url, peer))
+
+        return self.do_open(connection, req)
+
+
+class _PeerHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, hops: _Hops) -> None:
+        super().__init__()
+        self._hops = hops
+        self._verified = ssl.create_default_context()
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        url = req.full_url
+
+        def choose(peer: str) -> ssl.SSLContext:
+            self._hops.admit(url, peer)
+            return self._verified
+
+        def connection(host: str, /, *, timeout: float = 30.0, **_: Any) -> http.client.HTTPConnection:
+            return PeerTLSConnection(host, timeout, self._verified, choose)
+
+        return self.do_open(connection, req)
+
+
+def open_url(url: str, timeout: float) -> http.client.HTTPResponse:
+    """GET ``url`` as ``urllib`` does (proxies from the environment, its redirect limits,
+    verified certificates), except that a redirect across the edge of this machine raises
+    ``RedirectRefused`` before anything is sent to its target."""
+    hops = _Hops()
+    opener = urllib.request.build_opener(_PeerHTTPHandler(hops), _PeerHTTPSHandler(hops))
+    response: http.client.HTTPResponse = opener.open(url, timeout=timeout)
+    return response
