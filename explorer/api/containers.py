@@ -10,6 +10,7 @@ exited since), and reads the container layer for diff, ls and commit.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import time
@@ -113,10 +114,34 @@ class ContainerOps:
     # --- records ---------------------------------------------------------------------
 
     def _record(self, name: str) -> ContainerRecord:
+        """The record of ``name`` for a verb that changes the container: reconciled first
+        (an exit its monitor recorded is written down, an ended ``--rm`` one removed)."""
         return self._refresh(self.store.containers.get(name))
 
+    def _observed(self, name: str) -> ContainerRecord:
+        """The record of ``name`` as it is now, for a verb that only reads."""
+        return self._observe(self.store.containers.get(name))
+
+    def _observe(self, rec: ContainerRecord) -> ContainerRecord:
+        """``rec`` with what its run directory says about a process that has ended; the
+        store is not touched and nothing waits, so a listing never changes anything or
+        stalls on a container whose monitor has not written its exit code yet."""
+        if rec.state != "running":
+            return rec
+        run_dir = str(self.store.containers.run_dir(rec.id))
+        if runtime.is_alive(run_dir):
+            return rec
+        from ..runtime.state import exit_time
+
+        code = runtime.read_exit_code(run_dir)
+        ended = exit_time(run_dir) if code is not None else None
+        return dataclasses.replace(rec, state="exited", exit_code=code if code is not None else 137,
+                                   finished=ended or rec.finished or time.time(), pid=None)
+
     def _refresh(self, rec: ContainerRecord) -> ContainerRecord:
-        """Bring a 'running' record up to date if its process has gone."""
+        """Reconcile a 'running' record whose process has gone: write its exit down and
+        remove it when it was started with ``--rm`` (the step a daemon would take at the
+        exit; here the next verb that changes containers takes it)."""
         if rec.state != "running":
             return rec
         run_dir = str(self.store.containers.run_dir(rec.id))
@@ -138,27 +163,40 @@ class ContainerOps:
             self._remove_record(rec)
         return rec
 
+    def reconcile(self) -> list[str]:
+        """Write down every exit the monitors recorded and remove ended ``--rm``
+        containers; the names of the containers that changed."""
+        changed = []
+        for rec in self.store.containers.all():
+            if rec.state != "running":
+                continue
+            with contextlib.suppress(StrataError):
+                if self._refresh(rec).state != "running":
+                    changed.append(rec.name)
+        return changed
+
     def _info(self, rec: ContainerRecord) -> ContainerInfo:
         command = " ".join(self._argv(rec, check=False))
         return ContainerInfo(rec.id, rec.name, rec.image, rec.image_ref, command, rec.created, rec.state,
                              _status(rec), rec.exit_code, rec.driver)
 
     def containers(self, all: bool = True) -> list[ContainerInfo]:
+        """``docker ps``: read only. A ``--rm`` container whose process ended is gone for
+        the user already, though its record goes at the next ``reconcile``."""
         out = []
         for rec in self.store.containers.all():
-            with contextlib.suppress(StrataError):
-                rec = self._refresh(rec)
-            if rec.id and (all or rec.state == "running"):
-                with contextlib.suppress(StrataError):
-                    self.store.containers.get(rec.id)
-                    out.append(self._info(rec))
+            seen = self._observe(rec)
+            if seen.state != rec.state and seen.config.get("AutoRemove"):
+                continue
+            if all or seen.state == "running":
+                out.append(self._info(seen))
         return out
 
     def container(self, name: str) -> ContainerInfo:
-        return self._info(self._record(name))
+        return self._info(self._observed(name))
 
     def inspect_container(self, name: str) -> dict[str, Any]:
-        rec = self._record(name)
+        rec = self._observed(name)
         return {
             "Id": rec.id,
             "Name": "/" + rec.name,
@@ -436,14 +474,14 @@ class ContainerOps:
         return bool(row and row[0])
 
     def logs(self, name: str) -> tuple[bytes, bytes]:
-        rec = self._record(name)
+        rec = self._observed(name)
         base = self.store.containers.path(rec.id)
         out = (base / "stdout.log").read_bytes() if (base / "stdout.log").exists() else b""
         err = (base / "stderr.log").read_bytes() if (base / "stderr.log").exists() else b""
         return out, err
 
     def follow_logs(self, name: str, stdout: int, stderr: int, poll: float = 0.1) -> None:
-        rec = self._record(name)
+        rec = self._observed(name)
         base = self.store.containers.path(rec.id)
         offsets = {"stdout.log": 0, "stderr.log": 0}
         targets = {"stdout.log": stdout, "stderr.log": stderr}
@@ -457,7 +495,7 @@ class ContainerOps:
                     if data:
                         os.write(fd, data)
                         offsets[fname] += len(data)
-            if self._record(rec.id).state != "running":
+            if self._observed(rec.id).state != "running":
                 break
             time.sleep(poll)
 
@@ -506,7 +544,7 @@ class ContainerOps:
     def container_view(self, name: str) -> UnionView:
         from ..store.union import ListedLayer, UnionView
 
-        rec = self._record(name)
+        rec = self._observed(name)
         image = self.store.images.get(rec.image)
         entries, content, scratch = self._container_entries(rec)
         layers: list[Any] = list(UnionView.of_layers(self.store, self.store.images.layers(image)).layers)
@@ -515,7 +553,7 @@ class ContainerOps:
         return view
 
     def container_diff_dir(self, name: str) -> Path:
-        rec = self._record(name)
+        rec = self._observed(name)
         if rec.driver == "vfs":
             return self.store.containers.rootfs_dir(rec.id)
         return self.store.containers.diff_dir(rec.id)
@@ -524,7 +562,7 @@ class ContainerOps:
         from ..store.union import UnionView
         from .analysis import classify
 
-        rec = self._record(name)
+        rec = self._observed(name)
         image = self.store.images.get(rec.image)
         entries, _content, scratch = self._container_entries(rec)
         try:

@@ -30,6 +30,7 @@ class SystemOps:
     root: Path
     containers: Callable[..., list[ContainerInfo]]
     rm: Callable[..., str]
+    reconcile: Callable[[], list[str]]
     close: Callable[[], None]
 
     def info(self) -> SystemInfo:
@@ -119,6 +120,7 @@ class SystemOps:
 
         removed: list[str] = []
         freed = 0
+        self.reconcile()  # exits written down, ended --rm containers gone first
         for info in self.containers(all=True):
             if info.state == "running":
                 continue
