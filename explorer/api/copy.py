@@ -21,6 +21,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .. import runtime
@@ -44,8 +45,28 @@ def _broken_pipe(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno == errno.EPIPE
 
 
-def _exchange(helper: runtime.InRoot, host_side: Callable[[], None], host_produces: bool, where: str) -> None:
-    """Run the host's half of a copy while the helper runs its half.
+@dataclass(frozen=True)
+class CopyReport:
+    """What a cp left out: device nodes it could not make, and why (docker cp makes them
+    only as root, and skips them unseen in a user namespace)."""
+
+    skipped_devices: tuple[str, ...] = ()
+    why: str = ""
+
+    @classmethod
+    def from_reply(cls, reply: object) -> CopyReport:
+        """From ``tarcopy.receive``'s answer, which may come from inside a container."""
+        if not isinstance(reply, dict):
+            return cls()
+        devices = reply.get("devices")
+        why = reply.get("why")
+        if not isinstance(devices, list) or not isinstance(why, str):
+            return cls()
+        return cls(tuple(str(d) for d in devices), why)
+
+
+def _exchange(helper: runtime.InRoot, host_side: Callable[[], Any], host_produces: bool, where: str) -> Any:
+    """Run the host's half of a copy while the helper runs its half; returns the helper's result.
 
     When one side fails the other usually sees only a broken stream; the error
     reported is the cause: the producer's failure, or the consumer's when the
@@ -64,7 +85,7 @@ def _exchange(helper: runtime.InRoot, host_side: Callable[[], None], host_produc
                 raise _labelled(helper_error, where) from None
         raise _labelled(host_error, "host") from None
     try:
-        helper.wait()
+        return helper.wait()
     except OSError as e:
         raise _failure(e, where) from e
 
@@ -200,7 +221,7 @@ class CopyOps:
     # --- cp ----------------------------------------------------------------------------
 
     def cp_in(self, name: str, host_path: str, container_path: str, *, archive: bool = False,
-              follow_link: bool = False, stdin: BinaryIO | None = None) -> None:
+              follow_link: bool = False, stdin: BinaryIO | None = None) -> CopyReport:
         """docker cp HOST_PATH CONTAINER:PATH (``-``: a tar stream on ``stdin``,
         unpacked into the directory PATH). ``archive`` keeps the host's uid/gid;
         otherwise the copy belongs to the container's root."""
@@ -210,10 +231,10 @@ class CopyOps:
         def enter(fn: Callable[[], Any], keep: tuple[int, ...]) -> contextlib.AbstractContextManager[runtime.InRoot]:
             return self._inside(rec, fn, keep)
 
-        _copy_in(enter, receiver, host_path, follow_link, stdin, f"container {rec.name}")
+        return _copy_in(enter, receiver, host_path, follow_link, stdin, f"container {rec.name}")
 
     def cp_in_volume(self, name: str, host_path: str, path: str, *, archive: bool = False,
-                     follow_link: bool = False, stdin: BinaryIO | None = None) -> None:
+                     follow_link: bool = False, stdin: BinaryIO | None = None) -> CopyReport:
         """cp into a volume; ``path`` is inside the volume ("/" is its top)."""
         volume = self.store.volumes.get(name)
         where = f"volume {volume.name}"
@@ -225,10 +246,10 @@ class CopyOps:
             with runtime.in_directory(data, fn, keep_fds=keep, where=where) as helper:
                 yield helper
 
-        _copy_in(enter, receiver, host_path, follow_link, stdin, where)
+        return _copy_in(enter, receiver, host_path, follow_link, stdin, where)
 
     @staticmethod
-    def _receiver(dest: str, host_path: str, archive: bool, where: str) -> Callable[[int], None]:
+    def _receiver(dest: str, host_path: str, archive: bool, where: str) -> Callable[[int], Any]:
         from ..runtime import tarcopy
 
         dest = dest if dest.startswith("/") else "/" + dest
@@ -238,10 +259,11 @@ class CopyOps:
                                  raw=host_path == "-")
 
     def cp_out(self, name: str, container_path: str, host_path: str, *, archive: bool = False,
-               follow_link: bool = False, stdout: BinaryIO | None = None) -> None:
+               follow_link: bool = False, stdout: BinaryIO | None = None) -> CopyReport:
         """docker cp CONTAINER:PATH HOST_PATH (``-``: a tar stream on ``stdout``).
         The copy belongs to the caller unless ``archive`` (and real root); setuid and
-        setgid bits are dropped unless ``archive``; device nodes are not made."""
+        setgid bits are dropped unless ``archive``; device nodes are made only by real
+        root, as docker cp makes them (the report names those left out)."""
         from ..runtime import tarcopy
 
         rec = self._record(name)
@@ -251,7 +273,9 @@ class CopyOps:
         skip = runtime.pseudo_mounts(str(self.store.containers.run_dir(rec.id)))
         # Owners cross to the host only as real root: inside the store's user namespace
         # they would become subordinate ids the user could not remove.
-        rules = tarcopy.Rules(owners=archive and runtime.privileged(), strip_setid=not archive)
+        rules = tarcopy.Rules(owners=archive and runtime.privileged(), strip_setid=not archive,
+                              devices=runtime.privileged())
+        received: list[object] = []
         r, w = os.pipe()
         try:
             sender = functools.partial(tarcopy.send, w, source, where=where, skip_mounts=skip)
@@ -262,8 +286,12 @@ class CopyOps:
                     out = stdout if stdout is not None else sys.stdout.buffer
                     host_side: Callable[[], None] = functools.partial(_pump_out, r, out.write)
                 else:
-                    host_side = functools.partial(tarcopy.receive, r, host_path, contents=source.contents,
-                                                  where="host", rules=rules)
+                    unpack = functools.partial(tarcopy.receive, r, host_path, contents=source.contents,
+                                               where="host", rules=rules)
+
+                    def host_side() -> None:
+                        received.append(unpack())
+
                 r = -1  # the host side closes it
                 _exchange(helper, host_side, False, where)
                 if host_path == "-":
@@ -272,11 +300,12 @@ class CopyOps:
             for fd in (r, w):
                 if fd >= 0:
                     os.close(fd)
+        return CopyReport.from_reply(received[0] if received else None)
 
 
 def _copy_in(enter: Callable[[Callable[[], Any], tuple[int, ...]], contextlib.AbstractContextManager[runtime.InRoot]],
-             receiver: Callable[[int], None], host_path: str, follow_link: bool, stdin: BinaryIO | None,
-             where: str) -> None:
+             receiver: Callable[[int], Any], host_path: str, follow_link: bool, stdin: BinaryIO | None,
+             where: str) -> CopyReport:
     """The host packs (or relays stdin), the helper unpacks inside its root."""
     from ..runtime import tarcopy
 
@@ -295,8 +324,9 @@ def _copy_in(enter: Callable[[Callable[[], Any], tuple[int, ...]], contextlib.Ab
             os.close(r)
             r = -1
             feed, w = w, -1  # the host side closes it
-            _exchange(helper, functools.partial(host_side, feed), True, where)
+            reply = _exchange(helper, functools.partial(host_side, feed), True, where)
     finally:
         for fd in (r, w):
             if fd >= 0:
                 os.close(fd)
+    return CopyReport.from_reply(reply)

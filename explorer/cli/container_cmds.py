@@ -259,8 +259,8 @@ def cmd_cp(app: Strata, args: argparse.Namespace) -> int:
 
 def _skipped_line(paths: tuple[str, ...], why: str) -> str:
     count = len(paths)
-    shown = ", ".join(paths[:3]) + (f" and {count - 3} more" if count > 3 else "")
-    return f"strata cp: left out {count} device node{'s' if count != 1 else ''} ({shown}): {why}"
+    names = ", ".join(paths[:3]) + (f" and {count - 3} more" if count > 3 else "")
+    return f"strata cp: left out {count} device node{'s' if count != 1 else ''} ({names}): {why}"
 
 
 def _split_cp(spec: str) -> tuple[str | None, str]:

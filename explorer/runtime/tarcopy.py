@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
-from ..errors import ArchiveError, InvalidArgument, PathNotFound, UnsafeArchive
+from ..errors import ArchiveError, FileOperationFailed, InvalidArgument, PathNotFound, UnsafeArchive
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -61,6 +61,16 @@ class Rules:
     owners: bool = False  # chown to the archive's ids (cp -a); else the writer owns them
     strip_setid: bool = False  # drop setuid/setgid: the host must not gain a container's setuid file
     devices: bool = False  # try mknod (skipped where not permitted)
+
+
+NOT_ROOT = "only root can make device nodes (docker cp makes them only as root)"
+NO_MKNOD = ("the kernel refused to make it: device nodes need CAP_MKNOD outside any user namespace, "
+            "and a container's files are written from inside one")
+
+
+def _device_kind(m: tarfile.TarInfo) -> str:
+    kind = "character" if m.ischr() else "block"
+    return f"{kind} device {m.devmajor}:{m.devminor}"
 
 
 def _clean(name: str) -> list[str]:
@@ -298,6 +308,8 @@ class _Unpacker:
         self.dirs: list[tuple[str, tarfile.TarInfo]] = []
         self.counter = 0
         self.created: list[str] = []  # entries this copy made (not replaced): undone on failure
+        self.skipped: list[str] = []  # device nodes not made (as the stream names them), and why
+        self.why = ""
 
     def close(self) -> None:
         for fd in self.cache.values():
@@ -487,17 +499,25 @@ class _Unpacker:
             os.mkfifo(tmp, 0o600, dir_fd=pfd)
         else:
             if not self.rules.devices:
+                self._skip(m, NOT_ROOT)
                 return
             kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
             try:
                 os.mknod(tmp, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
             except PermissionError:
-                return  # device nodes need privilege; a container gets its /dev from the runtime
+                self._skip(m, NO_MKNOD)
+                return
         if self.rules.owners:
             with contextlib.suppress(OSError):
                 os.chown(tmp, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
         os.chmod(tmp, self._mode(m), dir_fd=pfd)
         self._place(pfd, tmp, leaf, rel)
+
+    def _skip(self, m: tarfile.TarInfo, why: str) -> None:
+        """As Docker in a user namespace, a node that cannot be made is left out; unlike it,
+        the copy says so (``receive`` returns what was left out, by source path)."""
+        self.skipped.append("/".join(_clean(m.name)))
+        self.why = why
 
     def rollback(self) -> None:
         """Remove what this copy created, newest first, so a failed copy (a full disk, a
@@ -550,16 +570,20 @@ def receive(
     where: str,
     rules: Rules,
     raw: bool = False,
-) -> None:
+) -> dict[str, Any]:
     """Unpack the tar stream on ``fd`` (closed here) at ``dest`` with docker cp's rules.
 
     The stream comes from ``send`` (its first member is the source). ``raw`` takes
     any tar (``cp - CONTAINER:DIR``): its members go into the directory ``dest``.
+
+    Returns the device nodes left out, as plain JSON (``{"devices": [paths], "why":
+    reason}``), which a helper inside a container can send back. A copy of one device
+    node that cannot be made fails instead: nothing at all would be copied.
     """
     with open(fd, "rb", buffering=_BUFFER) as stream:
         try:
             with _streaming(tarfile.open(fileobj=stream, mode="r|")) as tar:
-                _unpack(tar, dest, contents=contents, where=where, rules=rules, raw=raw)
+                return _unpack(tar, dest, contents=contents, where=where, rules=rules, raw=raw)
         except tarfile.ReadError as e:
             if "empty" in str(e):
                 raise EmptyStream("nothing was received") from None
@@ -568,7 +592,8 @@ def receive(
             raise ArchiveError(f"{where}: broken tar stream: {e}") from None
 
 
-def _unpack(tar: tarfile.TarFile, dest: str, *, contents: bool, where: str, rules: Rules, raw: bool) -> None:
+def _unpack(tar: tarfile.TarFile, dest: str, *, contents: bool, where: str, rules: Rules, raw: bool
+            ) -> dict[str, Any]:
     first = tar.next()
     if first is None:
         raise EmptyStream("nothing was received")
@@ -593,6 +618,9 @@ def _unpack(tar: tarfile.TarFile, dest: str, *, contents: bool, where: str, rule
         member: tarfile.TarInfo | None = first
         while member is not None:
             unpacker.add(tar, member)
+            if member is first and unpacker.skipped and not raw:
+                raise FileOperationFailed(
+                    f"{where}: cannot copy the device node {first.name} ({_device_kind(first)}): {unpacker.why}")
             _forget_members(tar)
             member = tar.next()
         unpacker.finish()
@@ -602,3 +630,4 @@ def _unpack(tar: tarfile.TarFile, dest: str, *, contents: bool, where: str, rule
     finally:
         unpacker.close()
         os.close(base_fd)
+    return {"devices": unpacker.skipped, "why": unpacker.why}
