@@ -92,7 +92,7 @@ class RegistryClient:
         for scheme in schemes:
             url = f"{scheme}://{self.host}/v2/"
             # A plain-HTTP server may never answer a TLS hello; do not wait a minute to find out.
-            probe = PROBE_TIMEOUT_S if scheme == "https" and len(schemes) > 1 else None
+            probe = min(PROBE_TIMEOUT_S, self.transport.timeout) if scheme == "https" and len(schemes) > 1 else None
             try:
                 response = self.transport.request("GET", url, timeout=probe)
             except RegistryUnreachable as e:

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from explorer.api import Strata
-from explorer.errors import RegistryError
+from explorer.errors import Cancelled, RegistryError
 from explorer.registry.login import login
 from explorer.registry.pull import pull
 from tests.capabilities import require_tool
@@ -344,3 +344,31 @@ def test_the_first_ctrl_c_stops_a_stalled_pull(app: Strata, fake_registry: FakeR
     assert proc.returncode == 130
     assert stderr_lines(done) == ["Error: interrupted"]
     assert_store_clean(app.root)
+
+
+def test_a_cancel_stops_a_stalled_pull(app: Strata, fake_registry: FakeRegistry) -> None:
+    """The GUI's cancel button, like Ctrl-C, does not wait for the registry to send more."""
+    fake_registry.add_image("slow/img", "1", [LAYER])
+    reached, release = threading.Event(), threading.Event()
+    fake_registry.routes[blob_path("slow/img")] = stall_halfway(reached, release)
+    cancel = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def pulling() -> None:
+        try:
+            pull(app.store, f"{fake_registry.address}/slow/img:1", cancel=cancel)
+            outcome.append(None)
+        except BaseException as e:
+            outcome.append(e)
+
+    worker = threading.Thread(target=pulling, daemon=True)
+    worker.start()
+    try:
+        assert reached.wait(SHORT_WAIT_S), "the pull never asked for the layer"
+        cancel.set()
+        worker.join(SHORT_WAIT_S)
+    finally:
+        release.set()
+    assert not worker.is_alive(), f"the pull was still running {SHORT_WAIT_S} s after the cancel"
+    assert len(outcome) == 1 and isinstance(outcome[0], Cancelled) and str(outcome[0]) == "pull cancelled"
+    assert app.store.images.all() == [] and app.store.layers.all() == [] and leftovers(app.store) == []
