@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QModelIndex, QPointF, Qt
-from PySide6.QtTest import QAbstractItemModelTester
 
 from explorer.api import Strata
 from explorer.api.usage import CacheUsage, ContainerUsage, DiskUsage, ImageUsage, VolumeUsage
@@ -21,6 +20,7 @@ from explorer.gui.main_window import MainWindow
 from explorer.gui.models.disk_usage_model import RECLAIMABLE, SHARED, SIZE, UNIQUE, DiskUsageModel, Role
 from explorer.gui.views.disk_view import DiskUsageView
 from tests.gui.conftest import wait_tasks
+from tests.gui.modeltest import checked
 from tests.gui.storekit import add_image, add_layer, two_images_sharing_steps
 
 MIB = 1024 * 1024
@@ -81,7 +81,7 @@ def test_plans_say_what_goes_and_what_it_frees() -> None:
 
 def test_disk_usage_model_passes_the_model_tester(qapp: Any) -> None:
     model = DiskUsageModel()
-    tester = QAbstractItemModelTester(model, QAbstractItemModelTester.FailureReportingMode.Fatal)
+    tester = checked(model)
     du = _usage()
     model.set_usage(du)
     images = model.kind_index(cleanup.IMAGES)

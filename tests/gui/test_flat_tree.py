@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QPersistentModelIndex, Qt
-from PySide6.QtTest import QAbstractItemModelTester
 
 from explorer.api import Strata
 from explorer.gui.models.file_source import CONTAINER, IMAGE, FileSource, open_snapshot
 from explorer.gui.models.file_tree_model import Col, FileTreeModel
 from explorer.gui.models.file_tree_model import Role as TreeRole
 from explorer.gui.models.flat_tree import FlatTreeModel, Role
+from tests.gui.modeltest import checked
 from tests.gui.storekit import two_images_sharing_steps
 
 
@@ -22,8 +22,8 @@ def _paths(flat: FlatTreeModel) -> list[str]:
 def _setup(qtbot: Any, strata: Strata, source: FileSource) -> tuple[FileTreeModel, FlatTreeModel]:
     tree = FileTreeModel()
     flat = FlatTreeModel(tree)
-    QAbstractItemModelTester(tree, QAbstractItemModelTester.FailureReportingMode.Fatal)
-    QAbstractItemModelTester(flat, QAbstractItemModelTester.FailureReportingMode.Fatal)
+    checked(tree)
+    checked(flat)
     with qtbot.waitSignal(tree.directoryLoaded, timeout=5000):
         tree.set_snapshot(open_snapshot(strata, source))
         tree.fetchMore(tree.index(-1, 0))

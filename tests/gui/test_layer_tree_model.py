@@ -5,21 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex
-from PySide6.QtTest import QAbstractItemModelTester
 
 from explorer.api import Strata
 from explorer.gui.models.layer_tree_model import Col, LayerTreeModel, Role
+from tests.gui.modeltest import checked
 from tests.gui.storekit import BASE, add_image, two_images_sharing_steps
-
-
-def _tested(model: LayerTreeModel) -> QAbstractItemModelTester:
-    return QAbstractItemModelTester(model, QAbstractItemModelTester.FailureReportingMode.Fatal)
 
 
 def test_two_builds_that_share_steps_share_a_trunk(strata: Strata, qapp: Any) -> None:
     two_images_sharing_steps(strata)
     model = LayerTreeModel()
-    _tested(model)
+    checked(model)
     model.set_forest(strata.layer_tree())
     assert model.rowCount() == 1  # one base layer
     base = model.index(0, 0)
@@ -39,7 +35,7 @@ def test_two_builds_that_share_steps_share_a_trunk(strata: Strata, qapp: Any) ->
 def test_new_build_joins_the_tree_without_reset(strata: Strata, qapp: Any) -> None:
     a, _ = two_images_sharing_steps(strata)
     model = LayerTreeModel()
-    _tested(model)
+    checked(model)
     model.set_forest(strata.layer_tree())
     shared_id = strata.store.layers.chain(a.top_layer)[1].id
     held = QPersistentModelIndex(model.index_for_layer(shared_id))
@@ -61,7 +57,7 @@ def test_new_build_joins_the_tree_without_reset(strata: Strata, qapp: Any) -> No
 def test_tags_move_with_retag(strata: Strata, qapp: Any) -> None:
     a, _ = two_images_sharing_steps(strata)
     model = LayerTreeModel()
-    _tested(model)
+    checked(model)
     model.set_forest(strata.layer_tree())
     changed: list[int] = []
     model.dataChanged.connect(lambda *_: changed.append(1))

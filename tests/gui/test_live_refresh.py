@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,7 @@ def test_watcher_names_what_changed(qtbot: Any, ctx: AppContext, strata: Strata)
         watcher.stop()
 
 
-def test_write_into_a_container_shows_within_a_second(qtbot: Any, live_window: MainWindow, strata: Strata) -> None:
+def test_write_into_a_container_shows_live(qtbot: Any, live_window: MainWindow, strata: Strata) -> None:
     info = strata.create("app:1", name="c1")
     qtbot.waitUntil(lambda: live_window.containers_view.model.rowCount() == 1, timeout=5000)
     browser = live_window.open_browser(FileSource(CONTAINER, "c1", ident=info.id))
@@ -63,11 +62,9 @@ def test_write_into_a_container_shows_within_a_second(qtbot: Any, live_window: M
     expanded_before = browser.tree.isExpanded(browser.index_for_path("/etc"))
     diff = strata.container_diff_dir("c1")
     (diff / "etc").mkdir()
-    started = time.monotonic()
     (diff / "etc" / "written-outside.conf").write_text("by another program\n")
-    qtbot.waitUntil(lambda: browser.model.index_for_path("/etc/written-outside.conf").isValid(), timeout=3000)
-    elapsed = time.monotonic() - started
-    assert elapsed < 1.0, f"took {elapsed:.2f} s"
+    # How soon is a benchmark's question (tests/gui/test_bench.py); here: it does arrive.
+    qtbot.waitUntil(lambda: browser.model.index_for_path("/etc/written-outside.conf").isValid(), timeout=5000)
     new = browser.model.index_for_path("/etc/written-outside.conf")
     assert browser.model.data(new, Role.JUST_CHANGED)
     assert browser.model.data(new, Role.ROW).status == "added"

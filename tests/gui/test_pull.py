@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtTest import QAbstractItemModelTester
 
 from explorer.api import Strata
 from explorer.errors import Cancelled
@@ -23,13 +22,14 @@ from tests.capabilities import require_registry
 from tests.fixtures.services import Registry
 from tests.gui.archives import write_docker_archive
 from tests.gui.conftest import wait_tasks
+from tests.gui.modeltest import checked
 
 MIB = 1024 * 1024
 
 
 def test_transfer_model_rows_follow_events(qapp: Any) -> None:
     model = TransferModel()
-    tester = QAbstractItemModelTester(model, QAbstractItemModelTester.FailureReportingMode.Fatal)
+    tester = checked(model)
     info: list[str] = []
     model.infoLine.connect(info.append)
     model.apply(TransferEvent("", "info", message="1: Pulling from library/app"))

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QPersistentModelIndex, Qt
-from PySide6.QtTest import QAbstractItemModelTester
 
 from explorer.gui.models.record_table import Column, RecordTableModel
+from tests.gui.modeltest import checked
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ def _model() -> RecordTableModel[Rec]:
 
 def test_merge_and_sort(qapp: Any) -> None:
     model = _model()
-    QAbstractItemModelTester(model, QAbstractItemModelTester.FailureReportingMode.Fatal)
+    checked(model)
     model.set_records([Rec("a", 3), Rec("b", 10), Rec("c", 2)])
     held = QPersistentModelIndex(model.index(1, 0))
     removed: list[int] = []

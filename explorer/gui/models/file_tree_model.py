@@ -305,24 +305,28 @@ class FileTreeModel(QAbstractItemModel):
         return node is self._root
 
     def _fill(self, node: Node, generation: int, rows: Any) -> None:
+        """The first listing of ``node`` arrived. A refresh asked for while it was on its
+        way (its rows may predate the change) runs now, also when another listing filled
+        the node first."""
         node.loading = False
-        if generation != self._generation or not self._attached(node) or node.children is not None:
+        if generation != self._generation or not self._attached(node):
             return
-        if not isinstance(rows, list):
-            self.loadFailed.emit(node.path, str(rows))
-            rows = []
-        rows = sorted(rows, key=_sort_key(self._sort_column),
-                      reverse=self._sort_order == Qt.SortOrder.DescendingOrder)
-        index = self._index_of(node)
-        if rows:
-            self.beginInsertRows(index, 0, len(rows) - 1)
-            node.children = [Node(r, node, i, self._writable) for i, r in enumerate(rows)]
-            self.endInsertRows()
-        else:
-            node.children = []
-            if index.isValid():
-                self.dataChanged.emit(index, index)
-        self.directoryLoaded.emit(node.path)
+        if node.children is None:
+            if not isinstance(rows, list):
+                self.loadFailed.emit(node.path, str(rows))
+                rows = []
+            rows = sorted(rows, key=_sort_key(self._sort_column),
+                          reverse=self._sort_order == Qt.SortOrder.DescendingOrder)
+            index = self._index_of(node)
+            if rows:
+                self.beginInsertRows(index, 0, len(rows) - 1)
+                node.children = [Node(r, node, i, self._writable) for i, r in enumerate(rows)]
+                self.endInsertRows()
+            else:
+                node.children = []
+                if index.isValid():
+                    self.dataChanged.emit(index, index)
+            self.directoryLoaded.emit(node.path)
         if node.path in self._pending_refresh:
             self._pending_refresh.discard(node.path)
             self._relist(node, True)
@@ -363,10 +367,10 @@ class FileTreeModel(QAbstractItemModel):
     # --- merging a fresh listing -------------------------------------------------------
 
     def _relist(self, node: Node, mark: bool) -> None:
-        if node.children is None:
-            return
-        if node.loading:
+        if node.loading:  # a listing is on its way: redo it once it is in
             self._pending_refresh.add(node.path)
+            return
+        if node.children is None:
             return
         snap = self._snapshot
         if snap is None:
