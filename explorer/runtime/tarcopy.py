@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import shutil
 import stat
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from typing import IO, Any, cast
 
 from ..errors import ArchiveError, FileOperationFailed, InvalidArgument, PathNotFound, UnsafeArchive
+from ..filelimits import out_of_range
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -557,6 +559,18 @@ class _Unpacker:
                 os.close(fd)
 
 
+def _check_values(m: tarfile.TarInfo, where: str) -> None:
+    """A stream from ``cp -`` may claim any owner or time: refuse what no file can hold
+    before chown or utime fail on it with a bare OverflowError."""
+    if not math.isfinite(m.mtime):
+        why: str | None = f"mtime {m.mtime} is not a time"
+    else:
+        why = out_of_range(m.uid, m.gid, int(m.mtime * 1_000_000_000), m.devmajor, m.devminor,
+                           mtime_text=m.pax_headers.get("mtime", ""))
+    if why is not None:
+        raise ArchiveError(f"{where}: tar entry {m.name!r}: {why}")
+
+
 class EmptyStream(ArchiveError):
     """The other side sent nothing: it failed before its first member, and its own
     error says why."""
@@ -617,6 +631,7 @@ def _unpack(tar: tarfile.TarFile, dest: str, *, contents: bool, where: str, rule
     try:
         member: tarfile.TarInfo | None = first
         while member is not None:
+            _check_values(member, where)
             unpacker.add(tar, member)
             if member is first and unpacker.skipped and not raw:
                 raise FileOperationFailed(

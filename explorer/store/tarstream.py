@@ -19,17 +19,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import ArchiveError, TruncatedArchive
+from ..filelimits import out_of_range
 
 BLOCK = 512
 CHUNK = 1 << 20
 ZERO_BLOCK = bytes(BLOCK)
 MAX_META = 16 << 20  # bytes of one PAX or GNU long-name record held in memory
 MAX_DIGITS = 100  # of a PAX number: far beyond any range we accept, far below what int() refuses
-MAX_ID = (1 << 32) - 2  # uid_t is 32 bits and (uid_t)-1 means "leave unchanged" to chown
-# Times are kept as 64-bit nanoseconds (1677-09-21 to 2262-04-11), the range Go's time.UnixNano
-# and Docker's Chtimes hold; the index's float seconds and utime carry all of it.
-MIN_TIME_NS = -(1 << 63)
-END_TIME_NS = 1 << 63
 
 # Member typeflags as they appear in headers.
 REG = "0"
@@ -424,7 +420,9 @@ class TarReader:
             self.current = name
         if size < 0:
             raise ArchiveError(f"tar entry {name!r} has a negative size")
-        _check_ranges(name, uid, gid, mtime_ns, devmajor, devminor)
+        why = out_of_range(uid, gid, mtime_ns, devmajor, devminor)
+        if why is not None:
+            raise ArchiveError(f"tar entry {name!r}: {why}")
         payload = size if flag in PAYLOAD_TYPES else 0
         self._left = payload
         self._pad = -payload % BLOCK
@@ -453,20 +451,6 @@ class TarReader:
 
     def _finish(self) -> None:
         self.ended = True
-
-
-def _check_ranges(name: str, uid: int, gid: int, mtime_ns: int, devmajor: int, devminor: int) -> None:
-    """Values no Linux file can hold are refused here, by name, before anything acts on them
-    (chown, utime, mknod and SQLite would otherwise fail with a bare OverflowError)."""
-    for what, value in (("uid", uid), ("gid", gid)):
-        if not 0 <= value <= MAX_ID:
-            raise ArchiveError(f"tar entry {name!r}: {what} {value} is out of range (0 to {MAX_ID})")
-    if not MIN_TIME_NS <= mtime_ns < END_TIME_NS:
-        seconds = mtime_ns // 1_000_000_000
-        raise ArchiveError(f"tar entry {name!r}: mtime {seconds} is out of range (years 1677 to 2262)")
-    for what, value in (("devmajor", devmajor), ("devminor", devminor)):
-        if not 0 <= value <= 0xFFFFFFFF:
-            raise ArchiveError(f"tar entry {name!r}: {what} {value} is out of range (0 to 4294967295)")
 
 
 # --- writer ----------------------------------------------------------------------------
