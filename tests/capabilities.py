@@ -33,8 +33,15 @@ def in_ci() -> bool:
 
 
 def is_unprivileged_run() -> bool:
-    """True in the pass of dev.sh that runs as the unprivileged user strata-test."""
-    return os.environ.get("STRATA_TEST_UNPRIV") == "1"
+    """True in the pass of dev.sh that runs as the unprivileged user strata-test. The
+    variable counts only there: set in a run as real root, it would skip the root and
+    Docker tests of a privileged run, so that is a failure."""
+    if os.environ.get("STRATA_TEST_UNPRIV") != "1":
+        return False
+    if real_root():
+        pytest.fail("STRATA_TEST_UNPRIV=1 is for dev.sh's unprivileged pass, not a run as root; "
+                    "unset it", pytrace=False)
+    return True
 
 
 def missing(reason: str) -> NoReturn:
