@@ -161,3 +161,32 @@ def test_json_nested_512_deep_still_loads(store: Path, tmp_path: Path) -> None:
     archive = tmp_path / "deep.tar"
     archive.write_bytes(docker_archive(MANIFEST, config, layer))
     assert run_strata("load", "-i", archive, check=True).stdout.endswith("Loaded image: hostile/x:1\n")
+
+
+@pytest.mark.parametrize(("uid", "why"), [(-1, "uid -1 is out of range (0 to 4294967294)"),
+                                          (2**40, "uid 1099511627776 is out of range (0 to 4294967294)")])
+def test_import_refuses_base256_ids_in_the_header_itself(store: Path, tmp_path: Path, uid: int, why: str) -> None:
+    """GNU tar writes big or negative numbers base-256 in the ustar field, no PAX record needed."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo("etc/f")
+        info.size, info.uid = 3, uid
+        tar.addfile(info, io.BytesIO(b"abc"))
+    archive = tmp_path / "gnu.tar"
+    archive.write_bytes(buf.getvalue())
+    before = _state(store)
+    line = _one_line_error(run_strata("import", archive, "hostile/x:1"))
+    assert line == f"Error: import {archive}: tar entry 'etc/f': {why}"
+    assert _state(store) == before
+
+
+def test_load_refuses_an_oci_layout_whose_index_nests_too_deeply(store: Path, tmp_path: Path) -> None:
+    layout = tmp_path / "layout"
+    (layout / "blobs" / "sha256").mkdir(parents=True)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (layout / "index.json").write_bytes(b'{"schemaVersion": 2, "manifests": ' + b"[" * 100_000)
+    before = _state(store)
+    line = _one_line_error(run_strata("load", "-i", layout))
+    assert line == ("Error: OCI layout: index.json is not valid JSON: "
+                    "arrays and objects nested deeper than 512 levels (at byte 545)")
+    assert _state(store) == before
