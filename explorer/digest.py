@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 from .errors import InvalidArgument
 
@@ -24,17 +24,6 @@ def sha256_bytes(data: bytes) -> str:
     import hashlib
 
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def sha256_stream(stream: BinaryIO) -> tuple[str, int]:
-    import hashlib
-
-    h = hashlib.sha256()
-    n = 0
-    while chunk := stream.read(CHUNK):
-        h.update(chunk)
-        n += len(chunk)
-    return "sha256:" + h.hexdigest(), n
 
 
 def check_digest(value: str) -> str:
@@ -52,16 +41,6 @@ def chain_ids(diff_ids: Iterable[str]) -> list[str]:
         else:
             out.append(sha256_bytes(f"{out[-1]} {diff_id}".encode()))
     return out
-
-
-def xxh3_file(path: str) -> str:
-    import xxhash
-
-    h = xxhash.xxh3_128()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def new_xxh3() -> xxhash.xxh3_128:

@@ -59,12 +59,6 @@ class Inspector(QWidget):
         if item is not None:
             QApplication.clipboard().setText(item.text(1) or item.text(0))
 
-    def clear_subject(self) -> None:
-        self._generation += 1
-        self.subject = None
-        self.heading.setText("Nothing selected")
-        self.tree.clear()
-
     def _section(self, title: str, rows: list[tuple[str, Any]], expanded: bool = True) -> QTreeWidgetItem:
         section = QTreeWidgetItem(self.tree, [title, ""])
         font = section.font(0)

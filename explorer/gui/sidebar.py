@@ -109,9 +109,6 @@ class Sidebar(QTreeWidget):
             item.setData(0, RECORD_ROLE, rec)
             item.setToolTip(0, label)
 
-    def select_section(self, kind: str) -> None:
-        self.setCurrentItem(self.sections[kind])
-
     def _current(self, current: QTreeWidgetItem | None, _: QTreeWidgetItem | None) -> None:
         if current is None:
             return

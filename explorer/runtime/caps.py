@@ -136,7 +136,3 @@ def settle(keep: frozenset[str]) -> None:
         bits = mask(keep)
         _capset(bits, bits, 0)
 
-
-def names_of(bits: int) -> list[str]:
-    """``CapEff`` bits as names, for probes and ``inspect``."""
-    return sorted(name for name, number in CAPABILITIES.items() if bits & (1 << number))

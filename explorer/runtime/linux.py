@@ -246,15 +246,6 @@ def mount_fs(
         os.close(fd)
 
 
-def has_new_mount_api() -> bool:
-    """True when fsopen exists (Linux 5.2+); overlay's ``lowerdir+`` needs 6.8+."""
-    fd = _syscall(_SYS_FSOPEN, b"tmpfs", FSOPEN_CLOEXEC)
-    if fd < 0:
-        return ctypes.get_errno() not in (38,)  # ENOSYS: no new mount API
-    os.close(fd)
-    return True
-
-
 def statvfs_mount_flags(path: str) -> int:
     """The MS_* flags of the mount holding ``path`` that a remount must keep."""
     st = os.statvfs(path)

@@ -96,13 +96,6 @@ def current() -> Mapping:
     return Mapping("single" if sum(c for _i, _o, c in ranges) <= 1 else "subids", uid_map, gid_map)
 
 
-def representable(uid: int, gid: int) -> bool:
-    """Whether a file of ``uid:gid`` can be owned so on disk by this process."""
-    if in_initial_ns():
-        return os.geteuid() == 0 or (uid, gid) == (os.geteuid(), os.getegid())
-    return _mapped(uid, "/proc/self/uid_map") and _mapped(gid, "/proc/self/gid_map")
-
-
 def _mapped(value: int, path: str) -> bool:
     return any(start <= value < start + count for start, _o, count in _parse(_read(path)))
 
@@ -305,7 +298,8 @@ def _host_uid() -> int:
 
 
 def owner_filter() -> Callable[[int, int], bool]:
-    """A fast ``representable`` for loops over many files: the maps are read once."""
+    """Whether an owner (uid, gid) can be held on disk here, for loops over many files:
+    the maps are read once."""
     if in_initial_ns():
         if os.geteuid() == 0:
             return lambda _uid, _gid: True

@@ -66,9 +66,6 @@ class Reference:
     def familiar(self) -> str:
         return familiar(self.name)
 
-    def with_tag(self, tag: str) -> Reference:
-        return Reference(self.domain, self.path, tag, None)
-
     def __str__(self) -> str:
         return self.name
 

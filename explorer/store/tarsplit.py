@@ -265,14 +265,6 @@ class TreeReader:
             return None
 
 
-def open_in_tree(root: str, relpath: str) -> int:
-    """Open regular file ``relpath`` under ``root`` for reading without following any
-    symlink (see ``TreeReader``, which does the same for many files at a time)."""
-    with TreeReader(root) as tree:
-        fd, _st = tree.open(relpath)
-        return fd
-
-
 def _open_leaf(dfd: int, name: str, relpath: str, root: str) -> int:
     """Open ``name`` in ``dfd``. When running rootless a file of ours may lack read
     permission (a 0000 file in an image): owner-read is added for the moment of opening
@@ -411,15 +403,6 @@ def read_plain(tarsplit_path: str, limit: int = -1) -> bytes:
             return bytes(out)
         except zstandard.ZstdError as e:
             raise TarSplitError(f"tar-split {tarsplit_path} is damaged: {e}") from e
-
-
-def iter_records(tarsplit_path: str) -> Iterator[bytes | tuple[int, str]]:
-    """Every record of a tar-split, lazily: raw tar bytes, or ``(size, relpath)`` where a
-    payload goes. (Spooled payloads are not told apart: see ``read_footer``.)"""
-    with open(tarsplit_path, "rb") as f:
-        footer = _footer(f, tarsplit_path)
-        f.seek(0)
-        yield from _records(f, int(footer["frame"]), tarsplit_path)  # type: ignore[call-overload]
 
 
 def reassemble(tarsplit_path: str, diff_dir: str, out: BinaryIO) -> int:

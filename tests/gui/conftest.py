@@ -18,11 +18,6 @@ from typing import Any
 import pytest
 
 from explorer.api import Strata
-from explorer.gui.compat import guard_singletons
-
-# As the app does at start-up: a binding that leaks references must not abort the run
-# (test_qt_binding.py still reports such a binding).
-guard_singletons()
 
 
 @pytest.fixture

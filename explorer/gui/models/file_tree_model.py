@@ -480,9 +480,6 @@ class FileTreeModel(QAbstractItemModel):
         if not self._marks:
             self._mark_timer.stop()
 
-    def is_marked(self, path: str) -> bool:
-        return path in self._marks
-
     # --- sorting -------------------------------------------------------------------------
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:

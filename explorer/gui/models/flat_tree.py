@@ -29,7 +29,6 @@ from PySide6.QtCore import (
 )
 
 from .file_tree_model import HEADERS, FileTreeModel, Node
-from .file_tree_model import Role as TreeRole
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -319,7 +318,3 @@ class FlatTreeModel(QAbstractTableModel):
 
     def index_for_path(self, path: str) -> QModelIndex:
         return self.index_of_node(self.source.node_for_path(path))
-
-    def path_at(self, index: Index) -> str | None:
-        value = self.data(index, TreeRole.PATH)
-        return value if isinstance(value, str) else None

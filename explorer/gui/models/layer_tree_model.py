@@ -126,16 +126,6 @@ class LayerTreeModel(QAbstractItemModel):
     def layer_ids(self) -> list[str]:
         return list(self._by_id)
 
-    def chain_to(self, layer_id: str) -> list[TreeNode]:
-        """The layers from the root down to ``layer_id``."""
-        item = self._by_id.get(layer_id)
-        out: list[TreeNode] = []
-        while item is not None and item.node is not None:
-            out.append(item.node)
-            item = item.parent
-        out.reverse()
-        return out
-
     # --- structure -------------------------------------------------------------------------
 
     def _item(self, index: Index) -> _Item:
