@@ -70,7 +70,7 @@ def context(tmp_path: Path, strata_root: Path) -> Path:
 def _state(root: Path) -> tuple[list[str], str]:
     tree = sorted(str(p.relative_to(root)) for p in root.rglob("*")
                   if p.relative_to(root).parts[0] != "tmp" and not p.name.startswith("metadata.db"))
-    return tree, run_strata("images", "-a", "--no-trunc", check=True).stdout
+    return tree, run_strata("images", "-a", "-q", "--no-trunc", check=True).stdout
 
 
 def _error_line(done: subprocess.CompletedProcess[str]) -> str:

@@ -77,7 +77,7 @@ def store(strata_root: Path, busybox_rootfs_tar: Path) -> Path:
 
 
 def _state(store: Path) -> tuple[list[str], str, str]:
-    images = run_strata("images", "-a", "--no-trunc", check=True).stdout
+    images = run_strata("images", "-a", "-q", "--no-trunc", check=True).stdout
     tree = run_strata("tree", check=True).stdout
     return _tree(store), images, tree
 
