@@ -8,7 +8,11 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or (len(args) == 2 and args[0] == "--root") or args[:1] == ["gui"] or _only_files(args):
+    from .cli.argv import leading
+
+    given = leading(args)
+    rest = given.rest
+    if given.missing_value is None and (not rest or rest[:1] == ["gui"] or _only_files(rest)):
         from .cli.launch import launch_gui
 
         return launch_gui(args)

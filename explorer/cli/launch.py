@@ -27,10 +27,15 @@ def has_display() -> bool:
 def parse_args(args: list[str]) -> tuple[str | None, list[Path]]:
     """``[gui] [--root DIR | --root=DIR] [--] [FILE …]`` → (root, files). Desktops hand
     over ``file://`` URLs when an entry asks for %U; they are accepted too."""
-    rest = list(args)
+    from .argv import leading
+
+    given = leading(list(args))
+    if given.missing_value is not None:
+        raise UsageError(f"strata gui: {given.missing_value} needs a value")
+    rest = given.rest
     if rest[:1] == ["gui"]:
         rest = rest[1:]
-    root: str | None = None
+    root: str | None = given.root
     files: list[Path] = []
     only_files = False
     while rest:

@@ -32,7 +32,6 @@ VERB_MODULES: dict[str, str] = {
     **dict.fromkeys(("pull", "push", "login", "logout"), "registry_cmds"),
     **dict.fromkeys(("system", "image", "container", "df", "info"), "system_cmds"),
 }
-_GLOBAL_WITH_VALUE = {"--root", "--storage-driver"}
 # Verbs that touch no layer, container or volume content: they stay outside the store's
 # user namespace (see ``runtime.storens``).
 NO_STORE_VERBS = {"login", "logout"}
@@ -55,17 +54,9 @@ def enter_store_namespace(verb: str | None = None) -> None:
 
 
 def _verb_of(argv: list[str]) -> str | None:
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in _GLOBAL_WITH_VALUE:
-            i += 2
-            continue
-        if arg.startswith("-"):
-            i += 1
-            continue
-        return arg
-    return None
+    from .argv import leading
+
+    return leading(argv).verb
 
 
 def _registrars(verb: str | None = None) -> list[Registrar]:

@@ -1,0 +1,58 @@
+"""The options that come before a verb, read the same way wherever argv is looked at.
+
+``strata`` decides between the window and a verb, the CLI finds the verb to build only
+its parser, and the window's launcher takes ``--root``: all three see ``--root DIR`` and
+``--root=DIR`` (and ``--storage-driver``) alike because they all read them here. The
+full parse of a verb's own options stays with argparse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+WITH_VALUE = ("--root", "--storage-driver")
+FLAGS = ("-D", "--debug")
+
+
+@dataclass
+class Leading:
+    """The global options before the first other word, and everything from there on."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    flags: set[str] = field(default_factory=set)
+    rest: list[str] = field(default_factory=list)
+    missing_value: str | None = None  # an option given last, without its value
+
+    @property
+    def root(self) -> str | None:
+        return self.values.get("--root")
+
+    @property
+    def verb(self) -> str | None:
+        """The first word that is not an option; None when there is none."""
+        return next((a for a in self.rest if not a.startswith("-")), None)
+
+
+def leading(argv: list[str]) -> Leading:
+    out = Leading()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if name in WITH_VALUE:
+            if eq:
+                out.values[name] = value
+            elif i + 1 < len(argv):
+                out.values[name] = argv[i + 1]
+                i += 1
+            else:
+                out.missing_value = name
+            i += 1
+            continue
+        if arg in FLAGS:
+            out.flags.add(arg)
+            i += 1
+            continue
+        break
+    out.rest = argv[i:]
+    return out
