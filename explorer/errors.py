@@ -8,6 +8,8 @@ can react without parsing text.
 
 from __future__ import annotations
 
+import os
+
 
 class StrataError(Exception):
     """Base of every error Strata reports to a user."""
@@ -309,3 +311,14 @@ class FileOperationFailed(StrataError):
 class CloneFailed(StrataError):
     """A background hard-link clone of a layer did not complete; the caller writes the
     layer without it (never shown to a user unless that fails too)."""
+
+
+class PathTooLong(StrataError):
+    """A path longer than PATH_MAX that a path-based copy cannot reach (the vfs driver)."""
+
+    def __init__(self, path: str, where: str) -> None:
+        self.path = path
+        self.where = where
+        head = path if len(path) <= 60 else path[:60] + "…"
+        super().__init__(f"{where}: cannot reach {head} ({len(os.fsencode(path))} bytes): its path on disk is "
+                         "longer than PATH_MAX (4096 bytes); the overlay storage driver handles such paths")

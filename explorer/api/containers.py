@@ -95,7 +95,7 @@ class ContainerOps:
     def driver(self) -> str:
         """The storage driver for new containers: the user's choice, else what this
         machine supports (probed once and remembered in the store)."""
-        chosen = getattr(self, "storage_driver", None)
+        chosen = self.storage_driver
         if chosen:
             if chosen not in ("overlay", "vfs"):
                 raise InvalidArgument(f"unknown storage driver {chosen!r}: use overlay or vfs")
@@ -676,7 +676,7 @@ def _copy_layer(src: str, dest: str, entries: list[FileEntry]) -> None:
     a walk would skip a directory it could not list."""
     from ..store.treecopy import copy_tree
 
-    copy_tree(src, dest)
-    missing = [e.path for e in entries if not os.path.lexists(dest + e.path)]
+    copied = copy_tree(src, dest)
+    missing = [e.path for e in entries if e.path not in copied]
     if missing:
         raise InvalidArgument(f"cannot read all of {src}: {missing[0]} was not copied")

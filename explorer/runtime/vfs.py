@@ -19,7 +19,9 @@ import errno
 import os
 import shutil
 import stat
+from collections.abc import Iterator
 
+from ..errors import PathTooLong
 from ..fsutil import rmtree
 from .initlayer import init_dir
 from .layerpath import OPAQUE_XATTRS, Found, LayerStack, is_opaque, is_whiteout
@@ -141,12 +143,31 @@ def _apply_layer(src: str, dest: str, links: dict[tuple[int, int], str]) -> None
         _copy_node(s, d, st, links)
 
 
+@contextlib.contextmanager
+def _within_path_max(what: str, roots: list[str]) -> Iterator[None]:
+    """This driver copies by path: a path past PATH_MAX (which overlay and the store's own
+    scans handle) is one clear error naming it as the container sees it (below one of
+    ``roots``), not an internal one."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+        path = os.fsdecode(e.filename or "")
+        for root in roots:
+            if path.startswith(root.rstrip("/") + "/"):
+                path = path[len(root.rstrip("/")):]
+                break
+        raise PathTooLong(path, f"vfs storage driver ({what})") from e
+
+
 def materialize(lowerdirs: list[str], dest: str) -> None:
     """Copy the image whose layers are ``lowerdirs`` (top-most first) into ``dest``,
     applying whiteouts and opaque directories bottom-up."""
     os.makedirs(dest, mode=0o755, exist_ok=True)
-    for layer in reversed(lowerdirs):
-        _apply_layer(layer, dest, {})
+    with _within_path_max("copying the image", [dest, *lowerdirs]):
+        for layer in reversed(lowerdirs):
+            _apply_layer(layer, dest, {})
 
 
 # --- diff --------------------------------------------------------------------------------
@@ -258,10 +279,12 @@ def diff(
     if os.listdir(dest):
         raise OSError(errno.ENOTEMPTY, "diff destination is not empty", dest)
     if not layers:
-        for name in sorted(os.listdir(rootdir)):
-            _copy_tree(os.path.join(rootdir, name), os.path.join(dest, name), {}, strict_owners)
+        with _within_path_max("finding the container's changes", [rootdir, dest, *layers]):
+            for name in sorted(os.listdir(rootdir)):
+                _copy_tree(os.path.join(rootdir, name), os.path.join(dest, name), {}, strict_owners)
         return
     stack = LayerStack(layers)
     differ = _Differ(stack, rootdir, dest, strict_owners)
-    differ.walk("", stack.root())
-    differ.finish()
+    with _within_path_max("finding the container's changes", [rootdir, dest, *layers]):
+        differ.walk("", stack.root())
+        differ.finish()

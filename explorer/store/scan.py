@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from ..digest import CHUNK, new_xxh3
 from .extract import EMPTY_DIGEST, disk_mode, seconds
@@ -22,10 +22,10 @@ from .tarsplit import TreeReader
 OPAQUE_XATTRS = ("user.overlay.opaque", "trusted.overlay.opaque")
 
 
-def _is_opaque(path: str) -> bool:
+def _is_opaque(fd: int) -> bool:
     for name in OPAQUE_XATTRS:
         try:
-            if os.getxattr(path, name, follow_symlinks=False) == b"y":
+            if os.getxattr(fd, name) == b"y":
                 return True
         except OSError:
             continue
@@ -71,32 +71,73 @@ def scan_dir(diff_dir: str, *, base: dict[str, FileEntry] | None = None) -> list
     """
     root = os.path.abspath(diff_dir)
     me = (os.geteuid(), os.getegid())
-    found: list[tuple[str, os.stat_result]] = []
-    stack = [("", root)]
-    while stack:
-        rel_dir, abs_dir = stack.pop()
-        with os.scandir(abs_dir) as it:
-            for dent in it:
-                rel = f"{rel_dir}/{dent.name}"
-                st = dent.stat(follow_symlinks=False)
-                found.append((rel, st))
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append((rel, dent.path))
+    found, links, opaque = _walk(root)
     found.sort(key=lambda item: item[0])
 
     from ..runtime.storens import owner_filter, privileged
 
     with TreeReader(root) as tree:
-        return _entries(root, found, tree, base, me, owner_filter(), privileged())
+        return _entries(found, links, opaque, tree, base, me, owner_filter(), privileged())
 
 
-def _entries(root: str, found: list[tuple[str, os.stat_result]], tree: TreeReader,
-             base: dict[str, FileEntry] | None, me: tuple[int, int],
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _walk(root: str) -> tuple[list[tuple[str, os.stat_result]], dict[str, str], set[str]]:
+    """Every path below ``root`` with its lstat, the targets of its symlinks and its opaque
+    directories.
+
+    Each directory is opened relative to its parent and read through that descriptor, so
+    a path longer than PATH_MAX (a RUN may make one: the kernel limits each call's path,
+    not a tree's depth) is scanned like any other. Only the directories from the root to
+    the one being read are open at a time.
+    """
+    found: list[tuple[str, os.stat_result]] = []
+    links: dict[str, str] = {}
+    opaque: set[str] = set()
+
+    def read(fd: int, rel_dir: str) -> Iterator[str]:
+        """Record the entries of directory ``fd``; the names of its subdirectories."""
+        subdirs: list[str] = []
+        with os.scandir(fd) as it:
+            for dent in it:
+                rel = f"{rel_dir}/{dent.name}"
+                st = dent.stat(follow_symlinks=False)
+                found.append((rel, st))
+                if stat.S_ISDIR(st.st_mode):
+                    subdirs.append(dent.name)
+                elif stat.S_ISLNK(st.st_mode):
+                    links[rel] = os.readlink(dent.name, dir_fd=fd)
+        return iter(subdirs)
+
+    top = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    stack = [(top, "", read(top, ""))]
+    try:
+        while stack:
+            fd, rel_dir, pending = stack[-1]
+            name = next(pending, None)
+            if name is None:
+                os.close(fd)
+                stack.pop()
+                continue
+            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            rel = f"{rel_dir}/{name}"
+            stack.append((child, rel, iter(())))  # on the stack before reading: an error closes it
+            if _is_opaque(child):
+                opaque.add(rel)
+            stack[-1] = (child, rel, read(child, rel))
+    finally:
+        for fd, _rel, _pending in stack:
+            os.close(fd)
+    return found, links, opaque
+
+
+def _entries(found: list[tuple[str, os.stat_result]], links: dict[str, str], opaque_dirs: set[str],
+             tree: TreeReader, base: dict[str, FileEntry] | None, me: tuple[int, int],
              can_own: Callable[[int, int], bool], devices: bool) -> list[FileEntry]:
     primaries: dict[tuple[int, int], str] = {}
     out: list[FileEntry] = []
     for path, st in found:
-        full = root + path
         kind = type_from_mode(st.st_mode)
         mode = stat.S_IMODE(st.st_mode)
         uid, gid = st.st_uid, st.st_gid
@@ -129,9 +170,9 @@ def _entries(root: str, found: list[tuple[str, os.stat_result]], tree: TreeReade
             size = st.st_size
             digest = _digest(tree, path[1:], size)
         elif kind == SYMLINK:
-            link = os.readlink(full)
+            link = links[path]
         elif kind == DIR:
-            opaque = _is_opaque(full)
+            opaque = path in opaque_dirs
         out.append(
             FileEntry(
                 path=path,
