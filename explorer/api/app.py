@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import InvalidArgument
@@ -250,18 +251,20 @@ class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps, BuildOps)
         with self.store.gc_lock():
             return self._import_rootfs(archive, source, name, message, changes, stdin)
 
-    def _import_rootfs(self, archive: Any, source: str, name: str | None, message: str,
+    def _import_rootfs(self, archive: ModuleType, source: str, name: str | None, message: str,
                        changes: dict[str, Any] | None, stdin: BinaryIO | None) -> Image:
         if source == "-":
             if stdin is None:
                 raise InvalidArgument("import from - needs standard input")
-            return archive.import_rootfs(self.store, stdin, name, "-", changes, message)
+            image: Image = archive.import_rootfs(self.store, stdin, name, "-", changes, message)
+            return image
         path = Path(source)
         if not path.is_file():
             raise InvalidArgument(f"{source}: no such file; give a root filesystem tarball")
         _check_readable(source)
         with open(path, "rb") as f:
-            return archive.import_rootfs(self.store, f, name, source, changes, message)
+            image = archive.import_rootfs(self.store, f, name, source, changes, message)
+            return image
 
     def load(self, path: str, progress: Progress = _noop) -> list[str]:
         from ..store import archive

@@ -8,7 +8,10 @@ full parse of a verb's own options stays with argparse.
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 WITH_VALUE = ("--root", "--storage-driver")
 FLAGS = ("-D", "--debug")
@@ -56,3 +59,12 @@ def leading(argv: list[str]) -> Leading:
         break
     out.rest = argv[i:]
     return out
+
+
+def show_help(parser: argparse.ArgumentParser) -> Callable[[Any, argparse.Namespace], int]:
+    """The action of a verb group given without its sub-verb (``strata system``): its help."""
+    def action(_app: Any, _args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 0
+
+    return action

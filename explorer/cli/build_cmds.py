@@ -24,7 +24,7 @@ from .format import human_size
 _TAIL_LINES = 6
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("build", help="build an image from a Dockerfile")
     p.add_argument("context", help="the build context directory")
     p.add_argument("-t", "--tag", action="append", default=[], help="name:tag for the image (repeatable)")

@@ -39,7 +39,7 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("create", help="create a container", add_help=False)
     p.add_argument("--help", action="help")
     _run_flags(p)

@@ -16,7 +16,7 @@ from .each import each, print_lines
 from .format import human_ago, human_size, mode_string, table, truncate
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("images", help="list images")
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true", help="only image ids")

@@ -11,13 +11,14 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from typing import cast
 
 from ..errors import StrataError
 
 # Verbs whose errors use docker run's convention (125); other verbs exit 1 like the docker CLI.
 RUN_VERBS = {"run", "create", "start", "exec", "cp"}
 
-Registrar = Callable[[argparse._SubParsersAction], None]
+Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
 # Which module registers which verbs: a command builds only its own verb's parser, so
@@ -95,7 +96,8 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
                         help="driver for new containers (default: $STRATA_STORAGE_DRIVER or detected)")
     parser.add_argument("-D", "--debug", action="store_true", help="show internal details of failures")
     parser.add_argument("--version", action="version", version=f"strata {__import__('explorer').__version__}")
-    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
+    sub = cast("argparse._SubParsersAction[argparse.ArgumentParser]",
+               parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser))
     gui = sub.add_parser("gui", help="open the window (with Dockerfiles, folders or image tars to open)")
     gui.add_argument("files", nargs="*")
     for register in _registrars(verb):

@@ -22,7 +22,7 @@ BAR_WIDTH = 30
 MOVING = (events.DOWNLOADING, events.UPLOADING, events.COPYING)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("pull", help="download an image from a registry (or docker-daemon:NAME, podman:NAME)")
     p.add_argument("name", metavar="NAME[:TAG|@DIGEST]")
     p.add_argument("--platform", help="os/arch[/variant] to pick from a multi-platform image (default: this host)")

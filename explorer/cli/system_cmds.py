@@ -8,13 +8,14 @@ import sys
 from ..api import Strata
 from ..digest import short
 from ..errors import InvalidArgument
+from .argv import show_help
 from .format import human_ago, human_size, table, truncate
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     system = sub.add_parser("system", help="disk usage, clean-up and store checks")
     ssub = system.add_subparsers(dest="system_verb", metavar="COMMAND", parser_class=type(system))
-    system.set_defaults(func=lambda app, args: (system.print_help(), 0)[1])
+    system.set_defaults(func=show_help(system))
 
     p = ssub.add_parser("df", help="where the space goes")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -40,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     image = sub.add_parser("image", help="manage images")
     isub = image.add_subparsers(dest="image_verb", metavar="COMMAND", parser_class=type(image))
-    image.set_defaults(func=lambda app, args: (image.print_help(), 0)[1])
+    image.set_defaults(func=show_help(image))
     p = isub.add_parser("prune", help="remove dangling images (-a: every image no container uses)")
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("-f", "--force", action="store_true")
@@ -48,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     container = sub.add_parser("container", help="manage containers")
     csub = container.add_subparsers(dest="container_verb", metavar="COMMAND", parser_class=type(container))
-    container.set_defaults(func=lambda app, args: (container.print_help(), 0)[1])
+    container.set_defaults(func=show_help(container))
     p = csub.add_parser("prune", help="remove all stopped containers")
     p.add_argument("-f", "--force", action="store_true")
     p.set_defaults(func=cmd_container_prune)

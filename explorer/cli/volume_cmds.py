@@ -8,14 +8,15 @@ import sys
 
 from ..api import Strata
 from ..errors import InvalidArgument, StrataError
+from .argv import show_help
 from .each import each, print_lines
 from .format import human_size, table
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     volume = sub.add_parser("volume", help="manage volumes")
     vsub = volume.add_subparsers(dest="volume_verb", metavar="COMMAND", parser_class=type(volume))
-    volume.set_defaults(func=lambda app, args: (volume.print_help(), 0)[1])
+    volume.set_defaults(func=show_help(volume))
 
     p = vsub.add_parser("create", help="create a volume")
     p.add_argument("name", nargs="?")

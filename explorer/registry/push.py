@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import DigestMismatch, InvalidArgument, RegistryError
 from ..store import reference
+from ..store.archive import MT_DOCKER_MANIFEST, MT_OCI_MANIFEST
 from ..store.layers import Layer
 from ..store.reference import Reference
 from . import events
@@ -27,8 +28,6 @@ from .manifests import (
     GZIP,
     LAYER_COMPRESSION,
     LAYER_MEDIA_TYPE,
-    MT_DOCKER_MANIFEST,
-    MT_OCI_MANIFEST,
     NONE,
     OCI,
     Descriptor,

@@ -13,6 +13,7 @@ import fcntl
 import os
 import stat
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import RuntimeUnavailable
@@ -320,8 +321,9 @@ def _mount_all(plan: RootPlan, root: str, root_fd: int, kernel_fs: bool) -> None
             ) from e
         finally:
             os.close(fd)
-        for path, setup in (("/dev", lambda p: _setup_dev(p, plan.devpts_gid)),
-                            ("/sys", lambda p: _setup_sys(p, plan.network))):
+        setups: tuple[tuple[str, Callable[[str], None]], ...] = (
+            ("/dev", lambda p: _setup_dev(p, plan.devpts_gid)), ("/sys", lambda p: _setup_sys(p, plan.network)))
+        for path, setup in setups:
             fd = target(path, True)
             try:
                 setup(os.readlink(_fd_path(fd)))

@@ -184,8 +184,8 @@ class UnionView:
             keys = sorted(merged, key=tree_order)
             return [UnionEntry(_row_entry(merged[k][0]), merged[k][1], merged[k][2]) for k in keys]
 
-    def _merge_all(self) -> dict[str, list]:
-        result: dict[str, list] = {}
+    def _merge_all(self) -> dict[str, list[Any]]:
+        result: dict[str, list[Any]] = {}
         hidden_self: set[str] = set()  # whiteouts: the path and everything below
         hidden_below: set[str] = set()  # whiteouts, opaque dirs, non-dirs: everything below
         for index in range(len(self.layers) - 1, -1, -1):
@@ -228,7 +228,7 @@ class UnionView:
                 raise PathNotFound("image", path)
             if found.entry.type != DIR:
                 return [found]
-        seen: dict[str, list] = {}
+        seen: dict[str, list[Any]] = {}
         deleted: set[str] = set()
         chain = [path, *ancestors(path)] if path != "/" else ["/"]
         for index in range(len(self.layers) - 1, -1, -1):
@@ -269,7 +269,7 @@ class UnionView:
         if path == "/":
             return UnionEntry(FileEntry("/", DIR, 0o755), 0, ADDED)
         chain = [path, *ancestors(path)]
-        found: list | None = None
+        found: list[Any] | None = None
         for index in range(len(self.layers) - 1, -1, -1):
             here = {r[_PATH]: r for r in self.layers[index].rows_for(chain)}
             row = here.get(path)
