@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import jsoninput
 from ..digest import DIGEST_RE, sha256_bytes
 from ..errors import RegistryProtocolError
 from ..store.archive import (
@@ -124,7 +125,7 @@ def parse(raw: bytes, content_type: str, where: str) -> ImageManifest | ImageInd
         raise RegistryProtocolError(
             f"{where} answered with an HTML page instead of a manifest; is this address a registry?")
     try:
-        data = json.loads(raw)
+        data = jsoninput.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise RegistryProtocolError(f"{where} answered with something that is not a JSON manifest") from None
     if not isinstance(data, dict):

@@ -24,12 +24,12 @@ moments, with the store as consistent as after any other failure.
 
 from __future__ import annotations
 
-import json
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .. import jsoninput
 from ..digest import DIGEST_RE, chain_ids
 from ..errors import (
     Cancelled,
@@ -113,7 +113,7 @@ class _BlobStream:
 
 def _diff_ids(config_raw: bytes, manifest: ImageManifest, where: str, platform: str | None) -> list[str]:
     try:
-        config = json.loads(config_raw)
+        config = jsoninput.loads(config_raw)
         diff_ids = [str(d) for d in config["rootfs"]["diff_ids"]]
     except (ValueError, KeyError, TypeError):
         raise RegistryProtocolError(f"{where}: the image config has no rootfs.diff_ids") from None
@@ -137,7 +137,7 @@ def _created_by(config_raw: bytes) -> list[str]:
     """The instruction behind each layer, from the config's history (best effort: a
     malformed history only costs the labels)."""
     try:
-        history = [h for h in json.loads(config_raw).get("history") or [] if not h.get("empty_layer")]
+        history = [h for h in jsoninput.loads(config_raw).get("history") or [] if not h.get("empty_layer")]
         return [str(h.get("created_by") or "") for h in history]
     except (AttributeError, TypeError, ValueError):
         return []
