@@ -1,15 +1,17 @@
 """What the window's editor needs to know about Dockerfiles, from the build's own front end.
 
-The editor flags exactly what the build will reject and colours exactly the keywords
-the parser knows, so both come from ``explorer.build`` through here: the GUI talks to
-the API layer only, and the keyword list lives in one place.
+The editor flags exactly what the build will reject, colours exactly the keywords the
+parser knows and offers exactly the stages ``--target`` accepts, so all three come from
+``explorer.build`` through here: the GUI talks to the API layer only, and the grammar
+lives in one place.
 """
 
 from __future__ import annotations
 
 from ..build.events import BuildEvent, BuildResult
 from ..build.parser import INSTRUCTIONS, Diagnostic, diagnostics
+from ..build.stages import stage_names
 
 KEYWORDS: tuple[str, ...] = tuple(word.upper() for word in INSTRUCTIONS)
 
-__all__ = ["KEYWORDS", "BuildEvent", "BuildResult", "Diagnostic", "diagnostics"]
+__all__ = ["KEYWORDS", "BuildEvent", "BuildResult", "Diagnostic", "diagnostics", "stage_names"]

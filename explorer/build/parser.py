@@ -757,6 +757,12 @@ def parse(text: str, filename: str = "Dockerfile") -> ParsedDockerfile:
         raise DockerfileError(err.message, err.line, filename) from None
 
 
+def parse_leniently(text: str, filename: str = "Dockerfile") -> ParsedDockerfile:
+    """What the parser can read of ``text``, going on past each syntax error: the editor
+    works on a file while it is being typed, so half a line must not hide the rest."""
+    return _parse(text, filename, lambda _err: None)
+
+
 def to_result_line(node: Node) -> str:
     """The node in BuildKit's dump format: ``(cmd ["--flag"] "arg" …)``."""
     return "(" + _dump(node) + ")"

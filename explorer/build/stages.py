@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from explorer.build.instructions import Arg, Copy, Env, From, Instruction, Run, parse_instruction
-from explorer.build.parser import Diagnostic, Node, ParsedDockerfile, suggest
+from explorer.build.parser import Diagnostic, Node, ParsedDockerfile, parse_leniently, suggest
 from explorer.build.parser import go_quote as _q
 from explorer.build.shell import ShellExpansionError, expand_word
 from explorer.errors import DockerfileError
@@ -25,6 +25,7 @@ __all__ = [
     "Stage",
     "check_instructions",
     "parse_stages",
+    "stage_names",
 ]
 
 
@@ -297,3 +298,24 @@ def check_instructions(parsed: ParsedDockerfile) -> list[Diagnostic]:
     except Exception as err:  # the editor must survive any input
         found.append(Diagnostic(1, 1, f"internal error while checking: {err}", "error"))
     return found
+
+
+def stage_names(text: str) -> list[str]:
+    """The stage names a ``--target`` can pick in ``text``, in order, read as the build reads
+    them (continuations joined, the escape directive honoured, names folded to lower case,
+    invalid names left out); never raises, since the editor calls it on every edit."""
+    try:
+        parsed = parse_leniently(text)
+    except Exception:  # the editor must survive any input
+        return []
+    names: list[str] = []
+    for node in parsed.nodes:
+        if node.cmd != "from":
+            continue
+        try:
+            instruction = parse_instruction(node, parsed.filename)
+        except DockerfileError:
+            continue
+        if isinstance(instruction, From) and instruction.stage_name and instruction.stage_name not in names:
+            names.append(instruction.stage_name)
+    return names

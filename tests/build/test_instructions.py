@@ -32,7 +32,7 @@ from explorer.build.instructions import (
 from explorer.build.mounts import Mount, parse_mount
 from explorer.build.parser import parse
 from explorer.build.shell import expand_word
-from explorer.build.stages import BuildPlan, parse_stages
+from explorer.build.stages import BuildPlan, parse_stages, stage_names
 from explorer.errors import DockerfileError
 
 
@@ -471,3 +471,28 @@ def test_blank_base_after_expansion() -> None:
         plan.required_stages()
     assert str(info.value) == "Dockerfile:2: base name ($BASE) should not be blank"
     assert plan.base_of(plan.stages[0], {"BASE": "debian"}) == "debian"
+
+
+def test_stage_names_are_the_ones_target_accepts() -> None:
+    """The editor's target list: what the build itself reads as stage names, so a name on a
+    continued line counts, case folds as --target does, and an invalid or repeated name or a
+    FROM inside a heredoc adds nothing."""
+    text = (
+        "FROM alpine AS Base\n"
+        "FROM --platform=linux/amd64 \\\n  base \\\n  AS build\n"
+        "RUN <<EOF\nFROM x AS not_a_stage\nEOF\n"
+        "FROM build AS 1bad\n"
+        "FROM build AS base\n"
+        "FROM build AS final\n"
+    )
+    assert stage_names(text) == ["base", "build", "final"]
+    valid = text.replace("FROM build AS 1bad\n", "").replace("FROM build AS base\n", "")
+    assert [stage.name for stage in plan_of(valid).stages] == stage_names(valid)
+    assert stage_names("# escape=`\nFROM a `\n  AS tick\n") == ["tick"]
+    assert stage_names("") == []
+
+
+def test_stage_names_go_on_past_a_syntax_error() -> None:
+    text = "FROM a AS one\nRUN <<EOF\nFROM b AS two\n"
+    assert stage_names(text) == ["one"]
+    assert stage_names("FROM a AS one\nENV a\nFROM a AS two\n") == ["one", "two"]  # parse() raises here

@@ -15,7 +15,7 @@ from explorer.build.events import BuildEvent, BuildResult
 from explorer.errors import BuildError, Cancelled
 from explorer.gui.context import AppContext
 from explorer.gui.editor.code_editor import CACHED, FAILED, REBUILT
-from explorer.gui.editor.dockerfile_editor import DockerfileEditor, parse_build_args, stages
+from explorer.gui.editor.dockerfile_editor import DockerfileEditor, parse_build_args
 from explorer.gui.editor.highlighter import CONTINUED, NORMAL, DockerfileHighlighter
 from tests.capabilities import require_userns
 from tests.gui.conftest import wait_tasks
@@ -75,7 +75,17 @@ def test_build_args_and_stages() -> None:
     assert parse_build_args('A=1 B="two words", C') == {"A": "1", "B": "two words", "C": ""}
     with pytest.raises(Exception, match="NAME=value"):
         parse_build_args("1A=x")
-    assert stages(DOCKERFILE + "FROM base AS final\n") == ["base", "final"]
+
+
+def test_the_target_list_holds_the_stages_the_build_reads(qtbot: Any, ctx: AppContext) -> None:
+    editor = DockerfileEditor(ctx)
+    qtbot.addWidget(editor)
+    editor.set_text("FROM scratch AS Base\nFROM base \\\n  AS final\nFROM base AS 2x\n")
+
+    def targets() -> list[str]:
+        return [editor.target_box.itemText(i) for i in range(editor.target_box.count())]
+
+    qtbot.waitUntil(lambda: targets() == ["", "base", "final"], timeout=5000)
 
 
 def test_live_diagnostics_mark_the_line(qtbot: Any, ctx: AppContext) -> None:

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...api.dockerfile import BuildEvent, BuildResult
+from ...api.dockerfile import BuildEvent, BuildResult, stage_names
 from ...errors import BuildError, DockerfileError, InvalidArgument
 from ..context import AppContext
 from ..icons import icon
@@ -44,7 +44,6 @@ from .diagnostics import diagnose
 from .highlighter import DockerfileHighlighter, is_dark
 
 DIAGNOSE_DELAY_MS = 300
-_STAGE = re.compile(r"(?im)^\s*FROM\s+(?:--\S+\s+)*\S+\s+AS\s+(\S+)\s*$")
 
 TEMPLATE = """\
 # syntax=docker/dockerfile:1
@@ -68,10 +67,6 @@ def parse_build_args(text: str) -> dict[str, str]:
             raise InvalidArgument(f"build arg {word!r}: write it as NAME=value")
         out[name] = value if eq else ""
     return out
-
-
-def stages(text: str) -> list[str]:
-    return [m.group(1) for m in _STAGE.finditer(text)]
 
 
 @dataclass
@@ -366,7 +361,7 @@ class DockerfileEditor(QWidget):
 
     def _refresh_targets(self) -> None:
         current = self.target_box.currentText()
-        names = stages(self.text())
+        names = stage_names(self.text())
         if [self.target_box.itemText(i) for i in range(self.target_box.count())] != ["", *names]:
             self.target_box.blockSignals(True)
             self.target_box.clear()
