@@ -26,7 +26,8 @@ class RegistryOps:
              cancel: threading.Event | None = None) -> PullResult:
         """``name``: ``alpine``, ``host:5000/app:1``, ``app@sha256:…``, ``docker-daemon:NAME``
         or ``podman:NAME``."""
-        from ..registry.daemon import daemon_source, import_from_daemon
+        from ..registry.daemon import import_from_daemon
+        from ..store.reference import daemon_source
 
         with self.store.gc_lock():  # a prune must not take the layers this pull builds on
             if daemon_source(name) is not None:

@@ -35,6 +35,7 @@ from ..fsutil import rmtree
 from ..holds import hold
 from ..store.images import Image, canonical_json, host_architecture, new_config, now_rfc3339
 from ..store.index import DIR, normalize
+from ..store.reference import is_daemon_reference
 from ..store.union import UnionView
 from .cache import BuildCache, CacheEntry, base_key, step_key
 from .checksum import StatCache, fingerprints
@@ -74,8 +75,6 @@ if TYPE_CHECKING:
     from ..store.store import Store
 
 EventSink = Callable[[BuildEvent], None]
-# References ensure_image fetches from a local daemon (registry.daemon.TRANSPORTS).
-DAEMON_PREFIXES = ("docker-daemon:", "podman:")
 
 
 # --- the one place a base image is found ---------------------------------------------------
@@ -85,7 +84,7 @@ def find_base_image(store: Store, reference: str, line: int = 0, filename: str =
                     pull: bool = False) -> Image:
     """The image ``FROM reference`` builds on: from the store, pulled from its registry
     when missing (or always with ``--pull``)."""
-    if not pull and not reference.startswith(DAEMON_PREFIXES):
+    if not pull and not is_daemon_reference(reference):
         # The common case needs no registry code (its imports cost a tenth of a second).
         try:
             return store.images.resolve(reference)

@@ -16,6 +16,7 @@ from ..errors import InvalidArgument
 from ..registry import events
 from ..registry.events import TransferEvent
 from ..store import reference
+from ..store.reference import DAEMON_FORMS, is_daemon_reference
 from .format import human_size
 
 BAR_WIDTH = 30
@@ -23,7 +24,7 @@ MOVING = (events.DOWNLOADING, events.UPLOADING, events.COPYING)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("pull", help="download an image from a registry (or docker-daemon:NAME, podman:NAME)")
+    p = sub.add_parser("pull", help=f"download an image from a registry (or {DAEMON_FORMS})")
     p.add_argument("name", metavar="NAME[:TAG|@DIGEST]")
     p.add_argument("--platform", help="os/arch[/variant] to pick from a multi-platform image (default: this host)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image name")
@@ -125,7 +126,7 @@ def _live(stream: TextIO) -> bool:
 
 def cmd_pull(app: Strata, args: argparse.Namespace) -> int:
     name: str = args.name
-    daemon = name.startswith(("docker-daemon:", "podman:"))
+    daemon = is_daemon_reference(name)
     if not daemon and not args.quiet:
         ref = reference.parse(name, default_tag=False)
         if ref.tag is None and ref.digest is None:

@@ -20,6 +20,7 @@ from ..errors import ImageNotFound, InvalidArgument, RegistryError
 from ..fsutil import guard_enospc, rmtree
 from ..store import archive, reference
 from ..store.marks import mark_owner
+from ..store.reference import DAEMON_FORMS, daemon_source
 from . import events
 from .events import Progress, Reporter
 from .pull import PullResult
@@ -27,19 +28,7 @@ from .pull import PullResult
 if TYPE_CHECKING:
     from ..store.store import Store
 
-TRANSPORTS = {"docker-daemon:": "docker", "podman:": "podman"}
 CHUNK = 1 << 20
-
-
-def daemon_source(text: str) -> tuple[str, str] | None:
-    """(``docker``|``podman``, image name) for a daemon reference, else None."""
-    for prefix, tool in TRANSPORTS.items():
-        if text.startswith(prefix):
-            name = text[len(prefix) :]
-            if not name:
-                raise InvalidArgument(f"{text}: give an image name after {prefix}")
-            return tool, name
-    return None
 
 
 def _save_command(tool: str, program: str, name: str) -> list[str]:
@@ -52,7 +41,7 @@ def import_from_daemon(store: Store, text: str, *, progress: Progress | None = N
                        cancel: threading.Event | None = None) -> PullResult:
     source = daemon_source(text)
     if source is None:
-        raise InvalidArgument(f"{text} is not a docker-daemon: or podman: reference")
+        raise InvalidArgument(f"{text} is not a daemon reference ({DAEMON_FORMS})")
     tool, name = source
     program = shutil.which(tool)
     if program is None:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ImageNotFound
 from ..store import reference
 from ..store.images import Image
-from .daemon import daemon_source, import_from_daemon
+from ..store.reference import daemon_source
+from .daemon import import_from_daemon
 from .events import Progress
 from .pull import pull as pull_image
 from .settings import RegistrySettings

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import InvalidReference
+from ..errors import InvalidArgument, InvalidReference
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DOMAINS = ("index.docker.io", "registry-1.docker.io")
@@ -32,6 +32,12 @@ DOMAIN_RE = re.compile(rf"\A{_DOMAIN}\Z")
 TAG_RE = re.compile(rf"\A{_TAG}\Z")
 DIGEST_RE = re.compile(rf"\A{_DIGEST}\Z")
 IMAGE_ID_RE = re.compile(r"\A(?:sha256:)?[0-9a-f]{64}\Z")
+
+# Not registry references: ``docker-daemon:NAME`` and ``podman:NAME`` name an image held by a
+# local Docker or Podman, which registry/daemon.py copies out through its save command.
+# Prefix → the program that holds the image.
+DAEMON_TRANSPORTS: dict[str, str] = {"docker-daemon:": "docker", "podman:": "podman"}
+DAEMON_FORMS = " or ".join(f"{prefix}NAME" for prefix in DAEMON_TRANSPORTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,3 +150,19 @@ def split_name(name: str) -> tuple[str, str]:
 def looks_like_id(text: str) -> bool:
     t = text.removeprefix("sha256:")
     return 4 <= len(t) <= 64 and all(c in "0123456789abcdef" for c in t)
+
+
+def is_daemon_reference(text: str) -> bool:
+    """Whether ``text`` names an image in a local daemon rather than in a registry."""
+    return text.startswith(tuple(DAEMON_TRANSPORTS))
+
+
+def daemon_source(text: str) -> tuple[str, str] | None:
+    """(``docker``|``podman``, image name) for a daemon reference, else None."""
+    for prefix, tool in DAEMON_TRANSPORTS.items():
+        if text.startswith(prefix):
+            name = text[len(prefix) :]
+            if not name:
+                raise InvalidArgument(f"{text}: give an image name after {prefix}")
+            return tool, name
+    return None

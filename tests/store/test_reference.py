@@ -1,6 +1,6 @@
 import pytest
 
-from explorer.errors import InvalidReference
+from explorer.errors import InvalidArgument, InvalidReference
 from explorer.store import reference
 
 
@@ -53,3 +53,22 @@ def test_uppercase_message_is_docker_like() -> None:
 )
 def test_familiar_form(name: str, short: str) -> None:
     assert reference.familiar(name) == short
+
+
+def test_daemon_references_are_known_in_one_place() -> None:
+    """The build's FROM, ``strata pull`` and the CLI's output all ask these two functions
+    whether a name is a local daemon's."""
+    assert reference.daemon_source("docker-daemon:busybox:1") == ("docker", "busybox:1")
+    assert reference.daemon_source("podman:localhost/app:1") == ("podman", "localhost/app:1")
+    assert reference.daemon_source("docker.io/library/busybox") is None
+    assert reference.daemon_source("localhost:5000/podman:1") is None
+    assert [reference.is_daemon_reference(t) for t in ("docker-daemon:x", "podman:x", "podman", "x")] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    with pytest.raises(InvalidArgument, match="give an image name after podman:"):
+        reference.daemon_source("podman:")
+    assert reference.DAEMON_FORMS == "docker-daemon:NAME or podman:NAME"
+
