@@ -23,7 +23,7 @@ PACKAGE = REPO_ROOT / "explorer"
 # Higher may import lower, never the other way; equal ranks never import each other.
 RANK = {"__main__": 9, "cli": 8, "gui": 7, "api": 6, "build": 5, "registry": 4, "store": 3, "runtime": 2}
 BASE = 0  # the package's own top-level modules and explorer/__init__.py
-BASE_MODULES = {"", "errors", "fsutil", "digest", "bulk", "timestamps", "holds", "filelimits", "jsoninput"}
+BASE_MODULES = {"", "errors", "fsutil", "digest", "bulk", "timestamps", "holds", "filelimits", "jsoninput", "overlayfs"}
 
 
 def _part(module: str) -> str:

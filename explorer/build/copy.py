@@ -43,6 +43,7 @@ import xxhash
 import zstandard
 
 from ..errors import ArchiveError, DockerfileError, TruncatedArchive
+from ..overlayfs import mark_opaque
 from ..store import tarstream
 from ..store.extract import EMPTY_DIGEST, disk_mode
 from ..store.index import DIR, FIFO, FILE, HARDLINK, SYMLINK, FileEntry, ancestors, normalize
@@ -50,7 +51,6 @@ from ..store.tarstream import ByteSource, TarReader
 from ..store.union import UnionEntry, UnionView
 from .context import BuildContext, ContextEntry, SourceMatch
 
-OPAQUE_XATTR = "user.overlay.opaque"
 _AS_ROOT = os.geteuid() == 0
 
 
@@ -323,7 +323,7 @@ class LayerWriter:
         if not (self._left and self._keep_dir(path)):
             self._on_disk(functools.partial(self._make_dir, path, disk, entry.mode))
         if entry.opaque:
-            self._on_disk(functools.partial(os.setxattr, disk, OPAQUE_XATTR, b"y", follow_symlinks=False))
+            self._on_disk(functools.partial(mark_opaque, disk))
         if entry.path != path or entry.type != DIR or entry.size or entry.digest or entry.link:
             entry = replace(entry, path=path, type=DIR, size=0, digest=None, link=None)
         self.entries[path] = entry

@@ -16,23 +16,9 @@ import stat
 from dataclasses import dataclass
 
 from ..errors import InvalidArgument
+from ..overlayfs import is_opaque, is_whiteout
 
-OPAQUE_XATTRS = ("user.overlay.opaque", "trusted.overlay.opaque")
 _MAX_LINKS = 40
-
-
-def is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def is_opaque(path: str) -> bool:
-    for name in OPAQUE_XATTRS:
-        try:
-            if os.getxattr(path, name, follow_symlinks=False) == b"y":
-                return True
-        except OSError:
-            continue
-    return False
 
 
 @dataclass(frozen=True)

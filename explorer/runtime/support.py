@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 
 from ..errors import RuntimeUnavailable
 from ..fsutil import rmtree
+from ..overlayfs import OPAQUE_VALUE, OPAQUE_XATTR, is_whiteout
 from . import idmap, linux
 from .rootfs import mount_overlay
 from .userns import call_in_userns
-
-_XATTR_OPAQUE = "user.overlay.opaque"
 
 
 def _sysctl(name: str) -> str | None:
@@ -89,10 +87,10 @@ def _probe_overlay(base: str) -> bool:
     os.unlink(os.path.join(merged, "gone"))
     os.rmdir(os.path.join(merged, "dir"))
     os.mkdir(os.path.join(merged, "dir"))
-    st = os.lstat(os.path.join(upper, "gone"))
-    if not (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0):
+    if not is_whiteout(os.lstat(os.path.join(upper, "gone"))):
         return False
-    return os.getxattr(os.path.join(upper, "dir"), _XATTR_OPAQUE, follow_symlinks=False) == b"y"
+    # the user. name only: that is the one a rootless mount (userxattr) writes and reads
+    return os.getxattr(os.path.join(upper, "dir"), OPAQUE_XATTR, follow_symlinks=False) == OPAQUE_VALUE
 
 
 def detect_driver(probe_dir: str) -> str:

@@ -23,8 +23,9 @@ from collections.abc import Iterator
 
 from ..errors import PathTooLong
 from ..fsutil import rmtree
+from ..overlayfs import is_opaque, is_whiteout, mark_opaque
 from .initlayer import init_dir
-from .layerpath import OPAQUE_XATTRS, Found, LayerStack, is_opaque, is_whiteout
+from .layerpath import Found, LayerStack
 
 _OVERLAY_XATTR_PREFIXES = ("user.overlay.", "trusted.overlay.")
 
@@ -254,7 +255,7 @@ class _Differ:
         dest = os.path.join(self.dest, rel)
         for name in names:
             _copy_tree(os.path.join(self.rootdir, rel, name), os.path.join(dest, name), self.links, self.strict)
-        os.setxattr(dest, OPAQUE_XATTRS[0], b"y", follow_symlinks=False)
+        mark_opaque(dest)
 
     def finish(self) -> None:
         for st, src, dest in reversed(self.fixups):

@@ -25,6 +25,7 @@ import zstandard
 from ..digest import new_xxh3
 from ..errors import ArchiveError, InvalidArgument, StrataError, UnsafeArchive
 from ..fsutil import guard_enospc, rmtree
+from ..overlayfs import OPAQUE_XATTR, mark_opaque
 from . import tarstream
 from .index import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, WHITEOUT, FileEntry
 from .tarsplit import SplitWriter
@@ -35,7 +36,6 @@ MiB = 1 << 20
 READ = 1 << 20
 WH_PREFIX = ".wh."
 WH_OPAQUE = ".wh..wh..opq"
-OPAQUE_XATTR = "user.overlay.opaque"
 EMPTY_DIGEST = new_xxh3().hexdigest()
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -493,7 +493,7 @@ class _Extractor:
 
     def set_opaque(self, path: str) -> None:
         try:
-            os.setxattr(self.disk(path), OPAQUE_XATTR, b"y", follow_symlinks=False)
+            mark_opaque(self.disk(path))
         except OSError as e:
             raise WhiteoutUnsupported(
                 f"{self.what}: cannot mark {path} opaque (xattr {OPAQUE_XATTR}): {e.strerror};"

@@ -15,21 +15,10 @@ import stat
 from collections.abc import Callable, Iterator
 
 from ..digest import CHUNK, new_xxh3
+from ..overlayfs import is_opaque
 from .extract import EMPTY_DIGEST, disk_mode, seconds
 from .index import BLOCK, CHAR, DIR, FILE, HARDLINK, SYMLINK, WHITEOUT, FileEntry, type_from_mode
 from .tarsplit import TreeReader
-
-OPAQUE_XATTRS = ("user.overlay.opaque", "trusted.overlay.opaque")
-
-
-def _is_opaque(fd: int) -> bool:
-    for name in OPAQUE_XATTRS:
-        try:
-            if os.getxattr(fd, name) == b"y":
-                return True
-        except OSError:
-            continue
-    return False
 
 
 def _digest(tree: TreeReader, rel: str, size: int) -> str:
@@ -123,7 +112,7 @@ def _walk(root: str) -> tuple[list[tuple[str, os.stat_result]], dict[str, str], 
             child = os.open(name, _DIR_FLAGS, dir_fd=fd)
             rel = f"{rel_dir}/{name}"
             stack.append((child, rel, iter(())))  # on the stack before reading: an error closes it
-            if _is_opaque(child):
+            if is_opaque(child):
                 opaque.add(rel)
             stack[-1] = (child, rel, read(child, rel))
     finally:

@@ -9,8 +9,7 @@ import errno
 import os
 import stat
 
-OPAQUE_XATTRS = ("user.overlay.opaque", "trusted.overlay.opaque")
-
+from ..overlayfs import is_opaque, mark_opaque
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _LEAF_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -178,11 +177,6 @@ def _copy_meta_fd(fd: int, st: os.stat_result) -> None:
 
 
 def _copy_opaque(src: int, dst: int) -> None:
-    for name in OPAQUE_XATTRS:
-        try:
-            value = os.getxattr(src, name)
-        except OSError:
-            continue
-        if value == b"y":
-            with contextlib.suppress(OSError):
-                os.setxattr(dst, "user.overlay.opaque", b"y")
+    if is_opaque(src):
+        with contextlib.suppress(OSError):
+            mark_opaque(dst)
