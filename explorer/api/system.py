@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import StoreDamaged, StrataError
+from ..fsutil import dir_size
 
 if TYPE_CHECKING:
     from ..store.rebuild import Rebuilt
@@ -44,7 +45,6 @@ class SystemOps:
     # --- disk usage --------------------------------------------------------------------
 
     def df(self) -> DiskUsage:
-        from ..store.volumes import tree_size
         from .usage import CacheUsage, ContainerUsage, DiskUsage, ImageUsage, VolumeUsage
 
         store = self.store
@@ -78,9 +78,9 @@ class SystemOps:
             rec = store.containers.get(info.id)
             path = store.containers.rootfs_dir(rec.id) if rec.driver == "vfs" else store.containers.diff_dir(rec.id)
             usage.containers.append(ContainerUsage(info.id, info.name, info.image_ref, info.command,
-                                                   tree_size(path), info.status, info.created, len(rec.volumes)))
+                                                   dir_size(path), info.status, info.created, len(rec.volumes)))
         for v in store.volumes.all():
-            usage.volumes.append(VolumeUsage(v.name, len(v.users), tree_size(v.mountpoint)))
+            usage.volumes.append(VolumeUsage(v.name, len(v.users), dir_size(v.mountpoint)))
         counted: set[str] = set()
         for key, layer_id, instruction, created, last_used in store.meta.query(
                 "SELECT key, layer, instruction, created, last_used FROM build_cache ORDER BY last_used"):
@@ -116,8 +116,6 @@ class SystemOps:
     def container_prune(self) -> tuple[list[str], int]:
         """Remove stopped containers, passing over those a process is creating or
         starting right now (``ContainerStore.claim``)."""
-        from ..store.volumes import tree_size
-
         removed: list[str] = []
         freed = 0
         self.reconcile()  # exits written down, ended --rm containers gone first
@@ -135,7 +133,7 @@ class SystemOps:
                     continue
                 path = self.store.containers.rootfs_dir(rec.id) if rec.driver == "vfs" else \
                     self.store.containers.diff_dir(rec.id)
-                size = tree_size(path)
+                size = dir_size(path)
                 with contextlib.suppress(StrataError):
                     self.rm(info.id)
                     removed.append(info.id)
@@ -245,21 +243,25 @@ class SystemOps:
         def keep_aside(path: Path) -> None:
             move_in(store.root, bin_dir, path)
 
-        def add(kind: str, what: str, detail: str, repairable: bool, fix: Callable[[], None] | None = None) -> None:
+        def add(kind: str, what: str, detail: str, repairable: bool, fix: Callable[[], None] | None = None,
+                frees: Path | None = None) -> None:
             p = Problem(kind, what, detail, repairable)
+            if frees is not None:
+                p.size = dir_size(frees)  # measured before the repair moves it aside
             if repair and repairable and fix is not None:
                 fix()
                 p.repaired = True
             problems.append(p)
 
         for name in store.clean_staging() if repair else _dead_staging(store):
-            add("leftover", f"tmp/{name}", "staging left by a process that died", True, lambda: None)
+            add("leftover", f"tmp/{name}", "staging left by a process that died", True, lambda: None,
+                store.tmp / name)
         layer_rows = {r[0]: r for r in meta.query("SELECT id, chain_id, diff_id, parent, size FROM layers")}
         for entry in sorted(os.listdir(store.layers.dir)):
             if entry not in layer_rows and not _in_progress(store.layers.dir / entry):
                 path = store.layers.dir / entry
                 add("orphan-dir", f"layers/{entry}", f"a layer directory no record names (moved to {bin_dir})",
-                    True, lambda path=path: keep_aside(path))  # type: ignore[misc]
+                    True, lambda path=path: keep_aside(path), path)  # type: ignore[misc]
         for lid, (_, _chain_id, diff_id, parent, _size) in layer_rows.items():
             if parent is not None and parent not in layer_rows:
                 add("missing-layer", f"layer {lid[:12]}", f"its parent {parent[:12]} is missing", False)
@@ -294,7 +296,7 @@ class SystemOps:
             if entry not in container_ids:
                 path = store.containers.dir / entry
                 add("orphan-dir", f"containers/{entry}", "a container directory no record names (moved to "
-                    f"{bin_dir})", True, lambda path=path: keep_aside(path))  # type: ignore[misc]
+                    f"{bin_dir})", True, lambda path=path: keep_aside(path), path)  # type: ignore[misc]
         volume_names = {r[0] for r in meta.query("SELECT name FROM volumes")}
         for entry in sorted(os.listdir(store.volumes.dir)):
             path = store.volumes.dir / entry
@@ -307,7 +309,7 @@ class SystemOps:
                         (entry, path.stat().st_mtime)))
             else:
                 add("orphan-dir", f"volumes/{entry}", f"a directory that is not a volume (moved to {bin_dir})",
-                    True, lambda path=path: keep_aside(path))  # type: ignore[misc]
+                    True, lambda path=path: keep_aside(path), path)  # type: ignore[misc]
         for cid, volume in meta.query("SELECT container, volume FROM container_volumes"):
             if cid not in container_ids or volume not in volume_names:
                 add("dangling-mount", f"container {cid[:12]} / volume {volume}", "a mount record without its "

@@ -78,3 +78,4 @@ class Problem:
     detail: str
     repairable: bool
     repaired: bool = False
+    size: int = 0  # bytes below the directory a repair moves aside (orphan-dir, leftover), as found

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from .. import runtime
 from ..errors import InvalidArgument, StrataError, VolumeInUse
+from ..fsutil import dir_size
 from ..store.images import Image, now_rfc3339
 from ..store.index import normalize
-from ..store.volumes import Volume, check_name, tree_size, walk_rows
+from ..store.volumes import Volume, check_name, walk_rows
 
 if TYPE_CHECKING:
     from ..store.containers import ContainerRecord
@@ -156,7 +157,7 @@ class VolumeOps:
         for v in self.store.volumes.all():
             if v.users or (not v.anonymous and not all):
                 continue
-            size = tree_size(v.mountpoint)
+            size = dir_size(v.mountpoint)
             try:
                 self.store.volumes.remove(v.name)
             except VolumeInUse:
@@ -166,7 +167,7 @@ class VolumeOps:
         return removed, freed
 
     def volume_size(self, name: str) -> int:
-        return tree_size(self.store.volumes.get(name).mountpoint)
+        return dir_size(self.store.volumes.get(name).mountpoint)
 
     def volume_view(self, name: str) -> UnionView:
         return self.volume_listing(name)[0]

@@ -18,7 +18,6 @@ migration.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LayerNotFound
+from ..fsutil import dir_size, rmtree
 from ..store.metadata import Metadata
 
 if TYPE_CHECKING:
@@ -285,19 +285,9 @@ class BuildCache:
         if everything:
             mounts = Path(self.store.root) / MOUNTS_DIR
             if mounts.exists():
-                reclaimed += _tree_size(mounts)
-                from ..fsutil import rmtree
-
+                reclaimed += dir_size(mounts)
                 rmtree(mounts)
         return PruneReport(len(doomed), freed, reclaimed)
-
-
-def _tree_size(path: Path) -> int:
-    from ..fsutil import dir_size
-
-    with contextlib.suppress(OSError):
-        return dir_size(path)
-    return 0
 
 
 def mounts_dir(store: Store) -> Path:

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..fsutil import dir_size
+
 NAME = "quarantine"
 
 
@@ -44,8 +46,6 @@ def move_in(root: Path, bin_dir: Path, path: Path) -> Path:
 
 
 def entries(root: Path) -> list[QuarantineEntry]:
-    from .volumes import tree_size
-
     base = root / NAME
     try:
         names = sorted(os.listdir(base))
@@ -58,5 +58,5 @@ def entries(root: Path) -> list[QuarantineEntry]:
             items = sum(len(files) + len(dirs) for _p, dirs, files in os.walk(path) if _p == str(path))
         except OSError:
             items = 0
-        out.append(QuarantineEntry(path, items, tree_size(path)))
+        out.append(QuarantineEntry(path, items, dir_size(path)))
     return out

@@ -222,32 +222,3 @@ def walk_rows(root: Path) -> tuple[list[tuple[Any, ...]], int]:
             else:
                 stack.pop()
     return rows, total
-
-
-def tree_size(root: Path) -> int:
-    """Bytes of regular files below ``root``, each inode once."""
-    total = 0
-    seen: set[int] = set()
-    stack = [str(root)]
-    is_dir, is_reg = stat.S_ISDIR, stat.S_ISREG
-    while stack:
-        current = stack.pop()
-        try:
-            it = os.scandir(current)
-        except OSError:
-            continue
-        with it:
-            for entry in it:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if is_dir(st.st_mode):
-                    stack.append(entry.path)
-                elif is_reg(st.st_mode):
-                    if st.st_nlink > 1:
-                        if st.st_ino in seen:
-                            continue
-                        seen.add(st.st_ino)
-                    total += st.st_size
-    return total

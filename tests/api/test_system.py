@@ -62,6 +62,24 @@ def test_check_reports_and_repairs_without_touching_referenced_data(app: Strata)
     assert app.ls(IMAGE, "/bin")  # the image still reads
 
 
+def test_check_says_what_each_directory_repair_frees(app: Strata) -> None:
+    """The size the window shows beside a repair comes from the check itself, measured as
+    ``system df`` measures (each inode once), before the repair moves the directory aside."""
+    stray = app.store.root / "layers" / "stray"
+    (stray / "diff").mkdir(parents=True)
+    (stray / "diff" / "blob").write_bytes(bytes(5000))
+    os.link(stray / "diff" / "blob", stray / "diff" / "blob-again")
+    (app.store.root / "containers" / "empty").mkdir()
+    found = {p.what: p.size for p in app.check()}
+    assert found == {"layers/stray": 5000, "containers/empty": 0}
+    repaired = app.check(repair=True)
+    assert {p.what: (p.size, p.repaired) for p in repaired} == {
+        "layers/stray": (5000, True),
+        "containers/empty": (0, True),
+    }
+    assert not stray.exists()
+
+
 def test_check_detects_corrupted_layer_content(app: Strata) -> None:
     layer = app.store.images.layers(app.image(IMAGE))[0]
     target = app.store.layers.diff_dir(layer.id) / "etc" / "passwd"

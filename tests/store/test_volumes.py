@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from explorer.fsutil import dir_size
 from explorer.store.union import ListedLayer, UnionView, tree_order
-from explorer.store.volumes import tree_size, walk_rows
+from explorer.store.volumes import walk_rows
 
 
 def _tree(root: Path) -> None:
@@ -28,7 +29,7 @@ def test_rows_come_in_tree_order_with_every_entry(tmp_path: Path) -> None:
     assert paths == sorted(paths, key=tree_order)
     expected = {"/" + str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")}
     assert set(paths) == expected and len(paths) == len(expected)
-    assert size == 5 + 1 + 3 == tree_size(tmp_path)
+    assert size == 5 + 1 + 3 == dir_size(tmp_path)
     by_path = {r[0]: r for r in rows}
     assert by_path["/b/sym"][1] == "symlink" and by_path["/b/sym"][8] == "../a/f"
     assert by_path["/dangling"][8] == "/nowhere"

@@ -8,9 +8,7 @@ steps); a single prune or check is one backend call that runs to its end.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -54,19 +52,6 @@ from ..workers import Control, Task, TaskFailure
 from .disk_chart import DiskChart
 
 SYSTEM = "system"
-REPAIRABLE_DIRS = ("orphan-dir", "leftover")  # check problems whose repair deletes a directory
-
-
-def _tree_bytes(path: Path) -> int:
-    """Bytes under ``path`` (files and links, not following links); for what a repair frees."""
-    total = 0
-    for top, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(top, name)).st_size
-            except OSError:
-                pass
-    return total
 
 
 class DiskUsageView(QWidget):
@@ -319,9 +304,7 @@ class DiskUsageView(QWidget):
             api = self.ctx.api()
             control.progress("repairing" if repair else "re-hashing every layer")
             problems = list(api.check(repair=repair))
-            root = Path(api.root)
-            sizes = {p.what: _tree_bytes(root / p.what) for p in problems
-                     if p.kind in REPAIRABLE_DIRS and not p.repaired and (root / p.what).is_dir()}
+            sizes = {p.what: p.size for p in problems if p.size and not p.repaired}
             return problems, sizes
 
         def done(result: tuple[list[Any], dict[str, int]]) -> None:
