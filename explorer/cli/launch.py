@@ -92,6 +92,11 @@ def launch_gui(args: list[str]) -> int:
 
     try:
         enter_store_namespace()
+        # Before Qt starts its threads: every later fork (a start, a RUN, a cp) from
+        # a worker thread goes through this one-threaded server (runtime/forking.py).
+        from ..runtime.forking import ensure_server
+
+        ensure_server()
     except StrataError as e:
         print(f"strata: {e}", file=sys.stderr)
         return 1

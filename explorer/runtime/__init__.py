@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .command import DEFAULT_PATH, combine_command
     from .config import ContainerConfig, Mount, Process, RootFS, Security
-    from .container import RunningContainer, exit_code_of, start
+    from .container import RunningContainer, start
+    from .forking import exit_code_of
     from .inroot import InRoot, in_container, in_directory, in_rootfs, pseudo_mounts
     from .nsenter import exec_in
     from .rootfs import mount_overlay
@@ -47,7 +48,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Security": ("config", "Security"),
     "check_security": ("security", "check"),
     "RunningContainer": ("container", "RunningContainer"),
-    "exit_code_of": ("container", "exit_code_of"),
+    "exit_code_of": ("forking", "exit_code_of"),
     "start": ("container", "start"),
     "InRoot": ("inroot", "InRoot"),
     "in_container": ("inroot", "in_container"),

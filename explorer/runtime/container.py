@@ -22,10 +22,13 @@ import json
 import os
 import select
 import signal
+import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
 from ..errors import (
+    Cancelled,
     CommandNotExecutable,
     CommandNotFound,
     ContainerStateError,
@@ -33,9 +36,10 @@ from ..errors import (
     RuntimeUnavailable,
     StrataError,
 )
-from . import idmap, linux, pty, security, state
+from . import forking, idmap, linux, pty, seccomp, security, state
 from .command import ExecFailure, exec_program, final_env
 from .config import ContainerConfig, Process
+from .forking import Child, exit_code_of
 from .initlayer import (
     BASE_TARGETS,
     ROOTFS_DIR,
@@ -75,12 +79,6 @@ _RESET_SIGNALS = (
     signal.SIGTTOU,
     signal.SIGWINCH,
 )
-
-
-def exit_code_of(status: int) -> int:
-    """Docker's convention: the process's own code, or 128+N when killed by signal N."""
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
 
 
 # --- failures crossing the process boundary -----------------------------------------
@@ -435,9 +433,23 @@ def _plan(config: ContainerConfig, maps: idmap.IdMaps) -> RootPlan:
     )
 
 
-def _read_line(fd: int) -> str:
+START_TIMEOUT = 120.0  # seconds a monitor may take to set up a container (a slow disk, a big vfs root)
+
+
+def _read_line(fd: int, cancel: threading.Event | None = None, timeout: float = START_TIMEOUT) -> str:
+    """One line from the monitor: raises when it takes longer than ``timeout`` or
+    ``cancel`` is set (the caller then kills the monitor)."""
     out = b""
+    deadline = time.monotonic() + timeout
     while not out.endswith(b"\n"):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("container start")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RuntimeUnavailable(f"the container's monitor did not answer within {timeout:.0f} s")
+        ready, _w, _x = select.select([fd], [], [], min(left, 0.2))
+        if not ready:
+            continue
         try:
             chunk = os.read(fd, 1)
         except InterruptedError:
@@ -448,33 +460,39 @@ def _read_line(fd: int) -> str:
     return out.decode().strip()
 
 
+def _monitor_entry(config: ContainerConfig, plan: RootPlan, launch: _Launch, ready_w: int, go_r: int,
+                   detach: bool, tty_fds: tuple[int, int] | None) -> NoReturn:
+    """``_monitor_main`` in a child of ``forking``: the tty sockets come as descriptors."""
+    if tty_fds is not None:
+        import socket
+
+        launch.tty_socks = (socket.socket(fileno=tty_fds[0]), socket.socket(fileno=tty_fds[1]))
+    if launch.prepared.filter is not None:
+        seccomp.prepare()  # a fork server's child loads it here, before the root changes
+    _monitor_main(config, plan, launch, ready_w, go_r, detach)
+
+
 class RunningContainer:
     """A started container. ``wait`` works from the starting process; any other
     process uses the functions in ``state`` with the same runtime_dir."""
 
-    def __init__(self, runtime_dir: str, pid: int, monitor_pid: int, is_child: bool) -> None:
+    def __init__(self, runtime_dir: str, pid: int, monitor_pid: int, monitor: Child | None) -> None:
         self.runtime_dir = runtime_dir
         self.pid = pid
         self.monitor_pid = monitor_pid
-        self._is_child = is_child
+        self._monitor = monitor  # None when detached: then the state files tell
         self._code: int | None = None
 
     def wait(self, timeout: float | None = None) -> int | None:
         """The exit code (docker conventions); None if still running after ``timeout``."""
         if self._code is not None:
             return self._code
-        if not self._is_child:
+        if self._monitor is None:
             self._code = state.wait_exit(self.runtime_dir, timeout)
             return self._code
-        if timeout is not None:
-            fd = os.pidfd_open(self.monitor_pid)
-            try:
-                ready, _w, _x = select.select([fd], [], [], timeout)
-            finally:
-                os.close(fd)
-            if not ready:
-                return None
-        status_code = _wait_child(self.monitor_pid)
+        status_code = self._monitor.wait(timeout)
+        if status_code is None:
+            return None
         recorded = state.read_exit_code(self.runtime_dir)
         self._code = recorded if recorded is not None else status_code
         return self._code
@@ -501,8 +519,12 @@ def start(
     stderr: int | None = None,
     *,
     detach: bool = False,
+    cancel: threading.Event | None = None,
 ) -> RunningContainer:
     """Start the container and return once its process has been exec'd.
+
+    Every wait for the monitor has a deadline (``START_TIMEOUT``) and stops when
+    ``cancel`` is set; the fork itself goes through ``forking`` (see there why).
 
     stdio are file descriptors, None to inherit the caller's (``detach``: /dev/null).
     A command that is missing or cannot run raises CommandNotFound (127) or
@@ -525,20 +547,18 @@ def start(
     socks = _socket_pair() if config.process.tty else None
     winsize = pty.get_winsize(stdio[1]) if config.process.tty else None
     launch = _Launch(config.process, config.hostname or host_hostname(), stdio, winsize, report_w, socks, prepared)
-    fork_pid = os.fork()
-    if fork_pid == 0:
-        _monitor_main(config, plan, launch, ready_w, go_r, detach)
-    if socks is not None:
-        for sock in socks:
-            sock.close()
-    for fd in (ready_w, go_r, report_w, *opened):
+    tty_fds = tuple(sock.detach() for sock in socks) if socks is not None else None
+    launch.tty_socks = None  # sockets do not pickle: their descriptors travel (tty_fds)
+    child = forking.fork_call(_monitor_entry, config, plan, launch, ready_w, go_r, detach, tty_fds,
+                              fds=[ready_w, go_r, report_w, *stdio, *(tty_fds or ())])
+    for fd in (ready_w, go_r, report_w, *opened, *(tty_fds or ())):
         os.close(fd)
     reaped = False
     try:
         if detach:
-            _wait_child(fork_pid)
+            child.wait()
             reaped = True
-        line = _read_line(ready_r)
+        line = _read_line(ready_r, cancel)
         if not line.startswith("U "):
             _raise_report(_read_all(report_r))
             raise RuntimeUnavailable("the container's monitor process died while starting")
@@ -547,12 +567,13 @@ def start(
         os.write(go_w, b"G")
         os.close(go_w)
         go_w = -1
-        line = _read_line(ready_r)
+        line = _read_line(ready_r, cancel)
         report = _read_all(report_r)
         if not line.startswith("P "):
             _raise_report(report)
             raise RuntimeUnavailable("the container's monitor process died while starting")
-        running = RunningContainer(config.runtime_dir, int(line.split()[1]), monitor_pid, not detach)
+        running = RunningContainer(config.runtime_dir, int(line.split()[1]), monitor_pid,
+                                   None if detach else child)
         if report:
             if not detach:
                 running.wait()
@@ -561,10 +582,9 @@ def start(
         return running
     except BaseException:
         if not reaped:
-            with contextlib.suppress(OSError):
-                os.kill(fork_pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                _wait_child(fork_pid)
+            child.kill()
+            with contextlib.suppress(ChildProcessError, RuntimeUnavailable):
+                child.wait(10)
         raise
     finally:
         for fd in (ready_r, report_r, go_w):

@@ -25,6 +25,7 @@ JSON, never pickle: the reply comes from inside the container.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.machinery
 import json
 import os
@@ -88,21 +89,24 @@ def _rebuild(reply: object, where: str) -> BaseException:
 
 
 def _body(plan: RootPlan | None, fn: Callable[..., Any], args: tuple[Any, ...]) -> Callable[[int], None]:
-    def body(out: int) -> None:
-        try:
-            if plan is not None:
-                setup_root(plan, kernel_fs=False)
-            _seal()
-            reply: dict[str, Any] = {"ok": fn(*args)}
-        except BaseException as e:  # described to the caller, which raises it
-            reply = {"error": _describe(e)}
-        try:
-            data = json.dumps(reply)
-        except (TypeError, ValueError) as e:
-            data = json.dumps({"error": _describe(e)})
-        write_all(out, data.encode())
+    """The helper's work as data (a partial of module-level functions), so it can
+    cross to the fork server when this process has threads (see ``forking``)."""
+    return functools.partial(_run_body, plan, fn, args)
 
-    return body
+
+def _run_body(plan: RootPlan | None, fn: Callable[..., Any], args: tuple[Any, ...], out: int) -> None:
+    try:
+        if plan is not None:
+            setup_root(plan, kernel_fs=False)
+        _seal()
+        reply: dict[str, Any] = {"ok": fn(*args)}
+    except BaseException as e:  # described to the caller, which raises it
+        reply = {"error": _describe(e)}
+    try:
+        data = json.dumps(reply)
+    except (TypeError, ValueError) as e:
+        data = json.dumps({"error": _describe(e)})
+    write_all(out, data.encode())
 
 
 @dataclass

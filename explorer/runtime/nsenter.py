@@ -13,7 +13,7 @@ import signal
 from typing import NoReturn
 
 from ..errors import ContainerStateError, InvalidArgument, StrataError
-from . import linux
+from . import forking, linux, seccomp
 from . import security as isolation
 from .config import Process, Security
 from .container import (
@@ -133,22 +133,32 @@ def exec_in(
     socks = _socket_pair() if process.tty else None
     prepared = isolation.Prepared(security if security is not None else Security())
     launch = _Launch(process, "", stdio, get_winsize(stdio[1]) if process.tty else None, report_w, socks, prepared)
+    tty_fds = tuple(sock.detach() for sock in socks) if socks is not None else None
+    launch.tty_socks = None  # sockets do not pickle: their descriptors travel (tty_fds)
     try:
-        child = os.fork()
-        if child == 0:
-            _exec_child(namespaces, launch)
+        child = forking.fork_call(_exec_entry, namespaces, launch, tty_fds,
+                                  fds=[*(fd for fd, _flag in namespaces), *stdio, report_w, *(tty_fds or ())])
     finally:
         for fd, _flag in namespaces:
             os.close(fd)
-        if socks is not None:
-            for sock in socks:
-                sock.close()
-        for fd in (report_w, *opened):
+        for fd in (report_w, *opened, *(tty_fds or ())):
             os.close(fd)
     try:
         report = _read_all(report_r)
     finally:
         os.close(report_r)
-    code = _wait_child(child)
+    code = child.wait()
+    assert code is not None
     _raise_report(report)
     return code
+
+
+def _exec_entry(namespaces: list[tuple[int, int]], launch: _Launch, tty_fds: tuple[int, int] | None) -> NoReturn:
+    """``_exec_child`` in a child of ``forking``: the tty sockets come as descriptors."""
+    if tty_fds is not None:
+        import socket
+
+        launch.tty_socks = (socket.socket(fileno=tty_fds[0]), socket.socket(fileno=tty_fds[1]))
+    if launch.prepared.filter is not None:
+        seccomp.prepare()  # a fork server's child loads it here, before the root changes
+    _exec_child(namespaces, launch)

@@ -16,6 +16,7 @@ must not hold a way back to the host.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 from collections.abc import Callable, Iterable
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..errors import RuntimeUnavailable
-from . import idmap, linux
+from . import forking, idmap, linux
 
 T = TypeVar("T")
 
@@ -80,6 +81,16 @@ def _enter(how: Unshare | Join, out: int, go: int) -> bool:
     return True
 
 
+def _helper_entry(body: Callable[[int], None], how: Unshare | Join, out: int, go: int, keep: list[int]) -> None:
+    code = 1
+    try:
+        code = _helper_main(body, how, out, go, keep)
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
 def _helper_main(body: Callable[[int], None], how: Unshare | Join, out: int, go: int, keep: Iterable[int]) -> int:
     ns_fds = [fd for fd, _flag in how.namespaces] if isinstance(how, Join) else []
     kept = {out, go, *keep, *ns_fds}
@@ -111,8 +122,9 @@ class Helper:
     """A forked helper process. Its body writes one reply on a pipe; ``reply``
     returns those bytes once the helper has exited."""
 
-    def __init__(self, pid: int, out_r: int) -> None:
-        self.pid = pid
+    def __init__(self, child: forking.Child, out_r: int) -> None:
+        self.child = child
+        self.pid = child.pid
         self._out_r = out_r
         self._done = False
 
@@ -128,21 +140,14 @@ class Helper:
     def abort(self) -> None:
         """Kill the helper (the caller failed and will not read its reply)."""
         if not self._done:
-            with contextlib.suppress(OSError):
-                os.kill(self.pid, signal.SIGKILL)
+            self.child.kill(signal.SIGKILL)
             self._finish()
 
     def _finish(self) -> None:
         self._done = True
         os.close(self._out_r)
-        while True:
-            try:
-                os.waitpid(self.pid, 0)
-                return
-            except InterruptedError:
-                continue
-            except ChildProcessError:
-                return
+        with contextlib.suppress(ChildProcessError, RuntimeUnavailable):
+            self.child.wait()
 
 
 def fork_helper(body: Callable[[int], None], how: Unshare | Join, keep_fds: Iterable[int] = ()) -> Helper:
@@ -154,18 +159,18 @@ def fork_helper(body: Callable[[int], None], how: Unshare | Join, keep_fds: Iter
     keep = list(keep_fds)
     out_r, out_w = os.pipe()
     go_r, go_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            code = _helper_main(body, how, out_w, go_r, keep)
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(out_w)
-    os.close(go_r)
-    helper = Helper(pid, out_r)
+    ns_fds = [fd for fd, _flag in how.namespaces] if isinstance(how, Join) else []
+    try:
+        child = forking.fork_call(_helper_entry, body, how, out_w, go_r, keep, fds=[out_w, go_r, *keep, *ns_fds])
+    except BaseException:
+        for fd in (out_r, go_w):
+            os.close(fd)
+        raise
+    finally:
+        os.close(out_w)
+        os.close(go_r)
+    pid = child.pid
+    helper = Helper(child, out_r)
     try:
         first = os.read(out_r, 1)
         if first == b"E":
@@ -200,17 +205,7 @@ def call_in_userns(
     """
     import pickle  # here: the container start path should not pay for it
 
-    def body(out: int) -> None:
-        try:
-            payload = pickle.dumps((True, fn(*args, **kwargs)))
-        except BaseException as e:  # the caller re-raises it
-            try:
-                payload = pickle.dumps((False, e))
-                pickle.loads(payload)
-            except Exception:
-                payload = pickle.dumps((False, RuntimeUnavailable(f"{type(e).__name__}: {e}")))
-        write_all(out, b"O" + payload)
-
+    body = functools.partial(_call_and_reply, fn, args, kwargs)
     data = fork_helper(body, Unshare(maps or idmap.plan(), mount_ns)).reply()
     if not data.startswith(b"O"):
         raise RuntimeUnavailable("the user namespace helper process died")
@@ -219,6 +214,21 @@ def call_in_userns(
         raise value
     result: T = value
     return result
+
+
+def _call_and_reply(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], out: int) -> None:
+    """``call_in_userns``'s helper body: the result (or the exception) pickled on ``out``."""
+    import pickle
+
+    try:
+        payload = pickle.dumps((True, fn(*args, **kwargs)))
+    except BaseException as e:  # the caller re-raises it
+        try:
+            payload = pickle.dumps((False, e))
+            pickle.loads(payload)
+        except Exception:
+            payload = pickle.dumps((False, RuntimeUnavailable(f"{type(e).__name__}: {e}")))
+    write_all(out, b"O" + payload)
 
 
 def _unshare_message(err: str) -> str:
