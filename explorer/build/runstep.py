@@ -16,6 +16,7 @@ the build, writable bind mounts are copies, so nothing a RUN does reaches the co
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import secrets
@@ -212,23 +213,31 @@ class RunSteps(StepHost):
                 write_fd = -1
             pending = b""
             killed = False
-            while True:
-                ready, _w, _x = select.select([read_fd], [], [], 0.25)
-                if self.cancel is not None and self.cancel.is_set() and not killed:
-                    running.kill()
-                    killed = True
-                if not ready:
-                    continue
-                data = os.read(read_fd, 65536)
-                if not data:
-                    break
-                pending += data
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    self.emit(self._event(step, OUTPUT, output=raw.decode("utf-8", "replace")))
-            if pending:
-                self.emit(self._event(step, OUTPUT, output=pending.decode("utf-8", "replace")))
-            code = running.wait()
+            try:
+                while True:
+                    ready, _w, _x = select.select([read_fd], [], [], 0.25)
+                    if self.cancel is not None and self.cancel.is_set() and not killed:
+                        running.kill()
+                        killed = True
+                    if not ready:
+                        continue
+                    data = os.read(read_fd, 65536)
+                    if not data:
+                        break
+                    pending += data
+                    *lines, pending = pending.split(b"\n")
+                    for raw in lines:
+                        self.emit(self._event(step, OUTPUT, output=raw.decode("utf-8", "replace")))
+                if pending:
+                    self.emit(self._event(step, OUTPUT, output=pending.decode("utf-8", "replace")))
+                code = running.wait()
+            except BaseException:
+                # Ctrl-C or an error while it runs: the container and its monitor end
+                # before the step's scratch (which they write into) is removed.
+                running.kill()
+                with contextlib.suppress(StrataError, OSError):
+                    running.wait(10)
+                raise
             if killed:
                 raise Cancelled("build")
             return code if code is not None else 125
