@@ -501,7 +501,9 @@ class ContainerOps:
 
     def exec(self, name: str, cmd: list[str], *, env: list[str] | None = None, user: str | None = None,
              workdir: str | None = None, tty: bool = False, stdin: bool = False, stdio: tuple[
-                 int | None, int | None, int | None] = (None, None, None)) -> int:
+                 int | None, int | None, int | None] = (None, None, None), detach: bool = False) -> int:
+        """``docker exec``: the process's exit code; with ``detach`` 0 once it runs
+        (its output goes to /dev/null, as with Docker's ``exec -d``)."""
         rec = self._record(name)
         if rec.state != "running":
             raise ContainerStateError(f"container {rec.name} is not running")
@@ -517,7 +519,13 @@ class ContainerOps:
         process = runtime.Process(args=cmd, env=base_env, cwd=workdir or rec.config.get("WorkingDir") or "/",
                                   user=user if user is not None else rec.config.get("User") or "", tty=tty,
                                   stdin=stdin)
-        return runtime.exec_in(pid, process, *stdio, security=security_of(rec.config))
+        if not detach:
+            return runtime.exec_in(pid, process, *stdio, security=security_of(rec.config))
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            return runtime.exec_in(pid, process, null, null, null, security=security_of(rec.config), detach=True)
+        finally:
+            os.close(null)
 
     # --- the container layer -----------------------------------------------------------
 

@@ -209,13 +209,10 @@ def cmd_logs(app: Strata, args: argparse.Namespace) -> int:
 
 def cmd_exec(app: Strata, args: argparse.Namespace) -> int:
     stdin = sys.stdin.fileno() if args.interactive else None
-    if args.detach:
-        stdio: tuple[int | None, int | None, int | None] = (None, os.open(os.devnull, os.O_WRONLY),
-                                                            os.open(os.devnull, os.O_WRONLY))
-    else:
-        stdio = (stdin, sys.stdout.fileno(), sys.stderr.fileno())
+    stdio = (stdin, sys.stdout.fileno(), sys.stderr.fileno())
     return app.exec(args.container, list(args.command), env=args.env, user=args.user, workdir=args.workdir,
-                    tty=args.tty, stdin=args.interactive, stdio=stdio)
+                    tty=args.tty and not args.detach, stdin=args.interactive and not args.detach, stdio=stdio,
+                    detach=args.detach)
 
 
 def cmd_wait(app: Strata, args: argparse.Namespace) -> int:

@@ -63,7 +63,7 @@ def _open_namespaces(pid: int) -> list[tuple[int, int]]:
     return opened
 
 
-def _exec_child(namespaces: list[tuple[int, int]], launch: _Launch) -> NoReturn:
+def _exec_child(namespaces: list[tuple[int, int]], launch: _Launch, detach: bool = False) -> NoReturn:
     code = 125
     try:
         keep = {*launch.stdio, launch.report_w, *(fd for fd, _f in namespaces)}
@@ -90,6 +90,8 @@ def _exec_child(namespaces: list[tuple[int, int]], launch: _Launch) -> NoReturn:
             finally:
                 os._exit(child_code)
         os.close(launch.report_w)
+        if detach:  # exec -d: the process goes on alone, reparented; nothing here waits for it
+            os._exit(0)
         if launch.tty_socks is not None:
             launch.tty_socks[1].close()
         _forward_to(pid)
@@ -116,8 +118,10 @@ def exec_in(
     stderr: int | None = None,
     *,
     security: Security | None = None,
+    detach: bool = False,
 ) -> int:
     """Run ``process`` in the container whose init has host pid ``pid``; its exit code.
+    With ``detach`` (``exec -d``) return 0 once it runs, without waiting for it.
 
     ``security`` is the container's profile (``state.read_security``): an exec'd
     process is held to the same capabilities and seccomp filter as the container's.
@@ -136,7 +140,7 @@ def exec_in(
     tty_fds = tuple(sock.detach() for sock in socks) if socks is not None else None
     launch.tty_socks = None  # sockets do not pickle: their descriptors travel (tty_fds)
     try:
-        child = forking.fork_call(_exec_entry, namespaces, launch, tty_fds,
+        child = forking.fork_call(_exec_entry, namespaces, launch, tty_fds, detach,
                                   fds=[*(fd for fd, _flag in namespaces), *stdio, report_w, *(tty_fds or ())])
     finally:
         for fd, _flag in namespaces:
@@ -153,7 +157,8 @@ def exec_in(
     return code
 
 
-def _exec_entry(namespaces: list[tuple[int, int]], launch: _Launch, tty_fds: tuple[int, int] | None) -> NoReturn:
+def _exec_entry(namespaces: list[tuple[int, int]], launch: _Launch, tty_fds: tuple[int, int] | None,
+                detach: bool) -> NoReturn:
     """``_exec_child`` in a child of ``forking``: the tty sockets come as descriptors."""
     if tty_fds is not None:
         import socket
@@ -161,4 +166,4 @@ def _exec_entry(namespaces: list[tuple[int, int]], launch: _Launch, tty_fds: tup
         launch.tty_socks = (socket.socket(fileno=tty_fds[0]), socket.socket(fileno=tty_fds[1]))
     if launch.prepared.filter is not None:
         seccomp.prepare()  # a fork server's child loads it here, before the root changes
-    _exec_child(namespaces, launch)
+    _exec_child(namespaces, launch, detach)
