@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     given = leading(args)
     rest = given.rest
     if given.missing_value is None and (not rest or rest[:1] == ["gui"] or _only_files(rest)):
-        from .cli.launch import launch_gui
+        from .launcher import launch_gui
 
         return launch_gui(args)
     from .cli.main import run

@@ -111,10 +111,9 @@ def run(argv: list[str]) -> int:
     if args.verb is None:
         parser.print_help()
         return 0
-    if args.verb == "gui":
-        from .launch import launch_gui
-
-        return launch_gui((["--root", args.root] if args.root else []) + ["gui", *args.files])
+    if args.verb == "gui":  # the entry point opens the window before the CLI is reached
+        print("strata: run `strata gui` (or `python -m explorer gui`) to open the window", file=sys.stderr)
+        return 2
     debug = args.debug or os.environ.get("STRATA_DEBUG") == "1"
     if args.verb not in NO_STORE_VERBS:
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import explorer.__main__ as entry
-from explorer.cli import launch
+from explorer import launcher as launch
 from explorer.cli.argv import leading
 from explorer.cli.main import _verb_of
 
@@ -32,7 +32,7 @@ def test_the_cli_finds_the_verb_after_either_spelling(argv: list[str], verb: str
 @pytest.fixture
 def chosen(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
     calls: list[tuple[str, list[str]]] = []
-    monkeypatch.setattr("explorer.cli.launch.launch_gui", lambda args: calls.append(("window", args)) or 0)
+    monkeypatch.setattr("explorer.launcher.launch_gui", lambda args: calls.append(("window", args)) or 0)
     monkeypatch.setattr("explorer.cli.main.run", lambda args: calls.append(("cli", args)) or 0)
     return calls
 

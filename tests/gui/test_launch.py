@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from explorer.cli.launch import USAGE, UsageError, launch_gui, parse_args
 from explorer.gui.main_window import MainWindow
+from explorer.launcher import USAGE, UsageError, launch_gui, parse_args
 from tests.gui.archives import write_docker_archive
 from tests.gui.conftest import wait_tasks
 

@@ -1,5 +1,8 @@
 """Starting the window from the command line, or saying in one line why it cannot start.
 
+The entry point (``explorer/__main__``) sends ``strata``, ``strata gui …`` and
+``strata FILE …`` here; the CLI never imports the window (nor the window the CLI).
+
 ``strata gui [--root DIR] [FILE …]`` (and the desktop entry's ``strata gui %F``): each
 FILE opens once the window is up: a Dockerfile, or a folder holding one, in the editor
 with its folder as the build context; an image archive (.tar, OCI layout) is loaded.
@@ -27,7 +30,7 @@ def has_display() -> bool:
 def parse_args(args: list[str]) -> tuple[str | None, list[Path]]:
     """``[gui] [--root DIR | --root=DIR] [--] [FILE …]`` → (root, files). Desktops hand
     over ``file://`` URLs when an entry asks for %U; they are accepted too."""
-    from .argv import leading
+    from .cli.argv import leading
 
     given = leading(list(args))
     if given.missing_value is not None:
@@ -87,21 +90,21 @@ def launch_gui(args: list[str]) -> int:
         print("strata: no display found (DISPLAY and WAYLAND_DISPLAY are unset); "
               "the window needs one — use the CLI instead: strata --help", file=sys.stderr)
         return 1
-    from ..errors import StrataError
-    from .main import enter_store_namespace
+    from .cli.main import enter_store_namespace
+    from .errors import StrataError
 
     try:
         enter_store_namespace()
         # Before Qt starts its threads: every later fork (a start, a RUN, a cp) from
         # a worker thread goes through this one-threaded server (runtime/forking.py).
-        from ..runtime.forking import ensure_server
+        from .runtime.forking import ensure_server
 
         ensure_server()
     except StrataError as e:
         print(f"strata: {e}", file=sys.stderr)
         return 1
     try:
-        from ..gui.app import run_app
+        from .gui.app import run_app
     except ImportError as e:
         print(f"strata: the window cannot start: {e}; install PySide6 or use the CLI: strata --help",
               file=sys.stderr)
