@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .. import runtime
 from ..errors import InvalidArgument, StrataError, VolumeInUse
 from ..fsutil import dir_size
+from ..store.export import VOLUME_FILL, export_view
 from ..store.images import Image, now_rfc3339
 from ..store.index import normalize
 from ..store.volumes import Volume, check_name, walk_rows
@@ -248,7 +248,7 @@ class VolumeOps:
             found = view.lookup(view.resolve_path(target))
             if found is None or found.entry.type != "dir":
                 continue
-            copy_from_view(view, found.path, data)
+            export_view(view, found.path, data, VOLUME_FILL, into=True)
 
     def runtime_mounts(self, rec: ContainerRecord) -> list[runtime.Mount]:
         mounts = [runtime.Mount(str(self.store.volumes.data_dir(v)), target, "bind", readonly)
@@ -269,58 +269,3 @@ def _label_matches(labels: dict[str, str], spec: str) -> bool:
     if key not in labels:
         return False
     return not sep or labels[key] == value
-
-
-def copy_from_view(view: UnionView, source: str, dest: Path) -> None:
-    """Materialise the subtree ``source`` of a union view into ``dest`` (an existing dir)."""
-    prefix = source.rstrip("/") + "/"
-    top = view.lookup(source)
-    entries = [h for h in view.walk() if h.path.startswith(prefix)]
-    copied: dict[str, str] = {}
-    dirs: list[tuple[str, Any]] = []
-    is_root = os.geteuid() == 0
-    for hit in entries:
-        e = hit.entry
-        rel = e.path[len(prefix):]
-        out = os.path.join(dest, rel)
-        if e.type == "dir":
-            os.mkdir(out, 0o700)
-            dirs.append((out, e))
-            continue
-        if e.type == "symlink":
-            os.symlink(e.link or "", out)
-        elif e.type in ("file", "hardlink"):
-            if e.type == "hardlink" and e.link in copied:
-                os.link(copied[e.link], out)
-                continue
-            with view.open(e.path) if e.type == "file" else _open_layer_file(view, hit) as src, \
-                    open(out, "wb") as dst:
-                while chunk := src.read(1 << 20):
-                    dst.write(chunk)
-            copied[e.path] = out
-        elif e.type == "fifo":
-            os.mkfifo(out)
-        else:
-            continue
-        _apply_meta(out, e, is_root)
-    for out, e in reversed(dirs):
-        _apply_meta(out, e, is_root)
-    if top is not None:
-        _apply_meta(str(dest), top.entry, is_root)
-
-
-def _open_layer_file(view: UnionView, hit: Any) -> Any:
-    fd = os.open(view.layers[hit.layer].content_path(hit.path), os.O_RDONLY | os.O_NOFOLLOW)
-    return os.fdopen(fd, "rb")
-
-
-def _apply_meta(path: str, e: Any, is_root: bool) -> None:
-    if is_root:
-        with contextlib.suppress(OSError):
-            os.lchown(path, e.uid, e.gid)
-    if e.type != "symlink":
-        os.chmod(path, stat.S_IMODE(e.mode))
-    with contextlib.suppress(OSError):
-        os.utime(path, (e.mtime, e.mtime), follow_symlinks=False)
-
-

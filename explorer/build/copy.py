@@ -45,6 +45,7 @@ import zstandard
 from ..errors import ArchiveError, DockerfileError, TruncatedArchive
 from ..overlayfs import mark_opaque
 from ..store import tarstream
+from ..store.export import ExportRules, export_view
 from ..store.extract import EMPTY_DIGEST, disk_mode
 from ..store.index import DIR, FIFO, FILE, HARDLINK, SYMLINK, FileEntry, ancestors, normalize
 from ..store.tarstream import ByteSource, TarReader
@@ -947,42 +948,12 @@ def inline_items(contents: Iterable[tuple[str, bytes]], dest: str, dest_as_dir: 
 
 
 def export_subtree(view: UnionView, path: str, dest: str) -> None:
-    """Copy what ``view`` shows at ``path`` into the host directory ``dest`` (RUN --mount
-    from a stage or image needs real files to bind)."""
+    """Copy what ``view`` shows at ``path`` (symlinks on the way followed inside the view)
+    to ``dest`` on the host: RUN --mount from a stage or image needs real files to bind.
+    Modes are kept as the layers keep them on disk (rootless, the owner can still read)."""
     real = view.resolve_path(path)
-    hit = view.lookup(real)
-    if hit is None:
+    if view.lookup(real) is None:
         raise FileNotFoundError(errno.ENOENT, "no such file or directory in the source image", path)
-    if hit.entry.type != DIR:
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        _export_one(view, hit, dest)
-        return
-    os.makedirs(dest, mode=0o755, exist_ok=True)
-    prefix = real.rstrip("/") + "/"
-    dirs: list[tuple[str, int]] = []
-    for u in view.walk():
-        if not u.path.startswith(prefix):
-            continue
-        target = os.path.join(dest, u.path[len(prefix):])
-        if u.entry.type == DIR:
-            os.makedirs(target, mode=0o700, exist_ok=True)
-            dirs.append((target, u.entry.mode))
-        else:
-            _export_one(view, u, target)
-    for target, mode in reversed(dirs):
-        os.chmod(target, disk_mode(DIR, mode, _AS_ROOT))
-
-
-def _export_one(view: UnionView, u: UnionEntry, target: str) -> None:
-    e = u.entry
-    if e.type == SYMLINK:
-        os.symlink(e.link or "", target)
-    elif e.type in (FILE, HARDLINK):
-        source = str(view.layers[u.layer].content_path(e.path))
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            size = os.lstat(source).st_size
-            _copy_content(source, fd, size)
-            os.fchmod(fd, disk_mode(FILE, e.mode, _AS_ROOT))
-        finally:
-            os.close(fd)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    rules = ExportRules(special_bits=True, file_bits=0 if _AS_ROOT else 0o400, dir_bits=0 if _AS_ROOT else 0o500)
+    export_view(view, real, dest, rules)

@@ -338,6 +338,24 @@ def test_heredocs_mounts_and_shell(runs: Strata, ctx: Path) -> None:
         assert fh.read().strip() == b"2"  # the cache mount outlived the first build
 
 
+def test_a_bind_mount_from_a_stage_sees_its_files_links_and_modes(runs: Strata, ctx: Path) -> None:
+    """RUN --mount=type=bind,from=STAGE goes through the store's one export: contents, a
+    symlink kept as a link (never followed on the host), modes as the stage has them."""
+    text = f"FROM {BUSYBOX_TAG} AS made\n" + (
+        "RUN mkdir -p /out/sub && echo data > /out/sub/file && chmod 4750 /out/sub/file"
+        " && ln -s /etc/passwd /out/link && ln /out/sub/file /out/again\n"
+        f"FROM {BUSYBOX_TAG}\n"
+        "RUN --mount=type=bind,from=made,source=/out,target=/in"
+        " cat /in/sub/file > /got && readlink /in/link > /link"
+        " && stat -c %a /in/sub/file > /mode && cat /in/again > /again\n"
+    )
+    run = build(runs, ctx, text)
+    view = runs.image_view(run.result.image_id)
+    got = {name: view.open(name).read() for name in ("/got", "/link", "/mode", "/again")}
+    assert got == {"/got": b"data\n", "/link": b"/etc/passwd\n", "/mode": b"4750\n", "/again": b"data\n"}
+    assert "/in" not in listing(runs, run.result.image_id)
+
+
 def test_cancel_kills_a_running_step(runs: Strata, ctx: Path) -> None:
     cancel = threading.Event()
     timer = threading.Timer(0.5, cancel.set)
