@@ -78,7 +78,8 @@ class SystemOps:
             rec = store.containers.get(info.id)
             path = store.containers.rootfs_dir(rec.id) if rec.driver == "vfs" else store.containers.diff_dir(rec.id)
             usage.containers.append(ContainerUsage(info.id, info.name, info.image_ref, info.command,
-                                                   dir_size(path), info.status, info.created, len(rec.volumes)))
+                                                   dir_size(path), info.status, info.state, info.created,
+                                                   len(rec.volumes)))
         for v in store.volumes.all():
             usage.volumes.append(VolumeUsage(v.name, len(v.users), dir_size(v.mountpoint)))
         counted: set[str] = set()

@@ -23,9 +23,15 @@ class ContainerUsage:
     image: str
     command: str
     size: int
-    status: str
+    status: str  # docker's STATUS text ("Up 3 minutes"), for showing only
+    state: str  # created | running | exited: what counts as active and what a prune removes
     created: float
     volumes: int
+
+    @property
+    def running(self) -> bool:
+        """Active in ``df``; everything else is what ``container prune`` removes."""
+        return self.state == "running"
 
 
 @dataclass(frozen=True)

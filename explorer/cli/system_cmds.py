@@ -74,14 +74,14 @@ def cmd_df(app: Strata, args: argparse.Namespace) -> int:
     u = app.df()
     active_images = sum(1 for i in u.images if i.containers)
     containers_size = sum(c.size for c in u.containers)
-    stopped_size = sum(c.size for c in u.containers if not c.status.startswith("Up"))
+    stopped_size = sum(c.size for c in u.containers if not c.running)
     volumes_size = sum(v.size for v in u.volumes)
     unused_volumes = sum(v.size for v in u.volumes if v.links == 0)
     if not args.verbose:
         print(table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], [
             ["Images", str(len(u.images)), str(active_images), human_size(u.layers_size),
              _pct(u.images_reclaimable, u.layers_size)],
-            ["Containers", str(len(u.containers)), str(sum(1 for c in u.containers if c.status.startswith("Up"))),
+            ["Containers", str(len(u.containers)), str(sum(1 for c in u.containers if c.running)),
              human_size(containers_size), _pct(stopped_size, containers_size)],
             ["Local Volumes", str(len(u.volumes)), str(sum(1 for v in u.volumes if v.links)),
              human_size(volumes_size), _pct(unused_volumes, volumes_size)],

@@ -45,11 +45,6 @@ class CategoryUsage:
         return max(0, self.size - self.reclaimable)
 
 
-def is_running(status: str) -> bool:
-    """``ContainerUsage`` carries docker's status text; "Up …" is a running container."""
-    return status.startswith("Up")
-
-
 def summarize(du: DiskUsage) -> dict[str, CategoryUsage]:
     """The four rows ``strata system df`` prints, from the same ``DiskUsage``."""
     images = list(du.images)
@@ -60,9 +55,9 @@ def summarize(du: DiskUsage) -> dict[str, CategoryUsage]:
     return {
         IMAGES: CategoryUsage(IMAGES, len(images), sum(1 for i in images if i.containers), du.layers_size,
                               du.images_reclaimable, shared=max(0, du.layers_size - unique), unique=unique),
-        CONTAINERS: CategoryUsage(CONTAINERS, len(containers), sum(1 for c in containers if is_running(c.status)),
+        CONTAINERS: CategoryUsage(CONTAINERS, len(containers), sum(1 for c in containers if c.running),
                                   sum(c.size for c in containers),
-                                  sum(c.size for c in containers if not is_running(c.status))),
+                                  sum(c.size for c in containers if not c.running)),
         VOLUMES: CategoryUsage(VOLUMES, len(volumes), sum(1 for v in volumes if v.links),
                                sum(v.size for v in volumes), sum(v.size for v in volumes if not v.links)),
         CACHE: CategoryUsage(CACHE, len(cache), 0, du.cache_size, du.cache_reclaimable),
@@ -99,7 +94,7 @@ class CleanupPlan:
 
 
 def plan_container_prune(du: DiskUsage) -> CleanupPlan:
-    stopped = [c for c in du.containers if not is_running(c.status)]
+    stopped = [c for c in du.containers if not c.running]
     return CleanupPlan("container prune", [f"{c.name} ({c.id[:12]}, {fmt.size(c.size)})" for c in stopped],
                        sum(c.size for c in stopped), note="every container is running")
 

@@ -32,8 +32,9 @@ def _usage() -> DiskUsage:
         images=[ImageUsage("sha256:" + "a" * 64, ["app:1"], "", 5 * MIB, 3 * MIB, 2 * MIB, 1),
                 ImageUsage("sha256:" + "b" * 64, ["app:2"], "", 4 * MIB, 3 * MIB, 1 * MIB, 0),
                 ImageUsage("sha256:" + "c" * 64, [], "", 1 * MIB, 0, 1 * MIB, 0)],
-        containers=[ContainerUsage("1" * 64, "web", "app:1", "sh", 2 * MIB, "Up 3 seconds", 0.0, 0),
-                    ContainerUsage("2" * 64, "old", "app:1", "sh", 1 * MIB, "Exited (0) 1 minute ago", 0.0, 1)],
+        containers=[ContainerUsage("1" * 64, "web", "app:1", "sh", 2 * MIB, "Up 3 seconds", "running", 0.0, 0),
+                    ContainerUsage("2" * 64, "old", "app:1", "sh", 1 * MIB, "Exited (0) 1 minute ago", "exited",
+                                   0.0, 1)],
         volumes=[VolumeUsage("named", 0, 3 * MIB), VolumeUsage("anon", 0, 1 * MIB), VolumeUsage("used", 1, MIB)],
         build_cache=[CacheUsage("k1", "RUN a", 2 * MIB, False, 1.0, 1.0),
                      CacheUsage("k2", "RUN b", MIB, True, 2.0, 2.0),
@@ -58,6 +59,22 @@ def test_summary_matches_system_df_and_counts_shared_once() -> None:
     assert (volumes.total, volumes.active, volumes.size, volumes.reclaimable) == (3, 1, 5 * MIB, 4 * MIB)
     assert rows[cleanup.CACHE].size == 5 * MIB
     assert cleanup.store_total(rows) == 20 * MIB
+
+
+def test_running_is_the_api_state_not_the_status_text() -> None:
+    """The window decides what a prune removes by the state the API reports, as the prune
+    itself does: a status text that reads "Up …" (a container named so, a stale or
+    translated text) does not make a stopped container active, nor does a running one
+    whose text says something else count as removable."""
+    du = DiskUsage(containers=[
+        ContainerUsage("3" * 64, "looks-up", "app:1", "sh", 4 * MIB, "Up to date", "exited", 0.0, 0),
+        ContainerUsage("4" * 64, "busy", "app:1", "sh", 2 * MIB, "Restarting", "running", 0.0, 0),
+        ContainerUsage("5" * 64, "new", "app:1", "sh", 1 * MIB, "Created", "created", 0.0, 0),
+    ])
+    rows = cleanup.summarize(du)
+    assert (rows[cleanup.CONTAINERS].active, rows[cleanup.CONTAINERS].reclaimable) == (1, 5 * MIB)
+    plan = cleanup.plan_container_prune(du)
+    assert [item.split(" ")[0] for item in plan.items] == ["looks-up", "new"] and plan.freed == 5 * MIB
 
 
 def test_plans_say_what_goes_and_what_it_frees() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 
 from .. import fmt
-from ..cleanup import CACHE, CATEGORIES, CONTAINERS, IMAGES, VOLUMES, CategoryUsage, is_running, summarize
+from ..cleanup import CACHE, CATEGORIES, CONTAINERS, IMAGES, VOLUMES, CategoryUsage, summarize
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -59,7 +59,7 @@ def _images(du: Any) -> list[Item]:
 
 
 def _containers(du: Any) -> list[Item]:
-    return [Item(c.id, c, c.name, c.size, None, None, 0 if is_running(c.status) else c.size,
+    return [Item(c.id, c, c.name, c.size, None, None, 0 if c.running else c.size,
                  f"{c.status} · {c.image}", f"{c.name} ({c.id[:12]})\n{c.command}\nits own layer: {fmt.size(c.size)}")
             for c in du.containers]
 
