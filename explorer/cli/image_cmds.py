@@ -78,6 +78,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def cmd_images(app: Strata, args: argparse.Namespace) -> int:
     rows = app.images()
+    if not args.all:
+        # docker hides intermediate images (untagged, and the parent of another image)
+        # unless -a asks for them; dangling ones, which nothing builds on, stay listed.
+        parents = {app.image(r.id).parent for r in rows}
+        rows = [r for r in rows if r.repository != "<none>" or r.id not in parents]
     if args.quiet:
         seen = []
         for r in rows:
@@ -99,17 +104,34 @@ def cmd_images(app: Strata, args: argparse.Namespace) -> int:
     return 0
 
 
+def _history_ids(app: Strata, image_id: str, count: int) -> list[str]:
+    """The IMAGE column of docker history: the id of each image of the parent chain on
+    the row of its newest step, ``<missing>`` for steps no local image ends with."""
+    from ..errors import NotFound
+
+    ids = ["<missing>"] * count
+    current: str | None = image_id
+    while current:
+        try:
+            image = app.image(current)
+        except NotFound:
+            break
+        row = count - len(app.history(image.id))
+        if 0 <= row < count:
+            ids[row] = image.id
+        current = image.parent
+    return ids
+
+
 def cmd_history(app: Strata, args: argparse.Namespace) -> int:
     image = app.image(args.image)
     rows = app.history(args.image)
+    ids = [i if i == "<missing>" or args.no_trunc else short(i) for i in _history_ids(app, image.id, len(rows))]
     if args.quiet:
-        print(image.id if args.no_trunc else short(image.id))
-        for _ in rows[1:]:
-            print("<missing>")
+        print("\n".join(ids)) if ids else None
         return 0
     out = []
-    for i, r in enumerate(rows):
-        ident = (image.id if args.no_trunc else short(image.id)) if i == 0 else "<missing>"
+    for ident, r in zip(ids, rows, strict=True):
         created_by = r.created_by if args.no_trunc else truncate(r.created_by, 45)
         size = human_size(r.size) if args.human else str(r.size)
         out.append([ident, human_ago(r.created), created_by, size, r.comment])
