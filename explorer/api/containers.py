@@ -475,26 +475,23 @@ class ContainerOps:
 
     def logs(self, name: str) -> tuple[bytes, bytes]:
         rec = self._observed(name)
-        base = self.store.containers.path(rec.id)
-        out = (base / "stdout.log").read_bytes() if (base / "stdout.log").exists() else b""
-        err = (base / "stderr.log").read_bytes() if (base / "stderr.log").exists() else b""
-        return out, err
+        out, err = self.store.containers.log_paths(rec.id)
+        return (out.read_bytes() if out.exists() else b""), (err.read_bytes() if err.exists() else b"")
 
     def follow_logs(self, name: str, stdout: int, stderr: int, poll: float = 0.1) -> None:
         rec = self._observed(name)
-        base = self.store.containers.path(rec.id)
-        offsets = {"stdout.log": 0, "stderr.log": 0}
-        targets = {"stdout.log": stdout, "stderr.log": stderr}
+        out, err = self.store.containers.log_paths(rec.id)
+        offsets = {out: 0, err: 0}
+        targets = {out: stdout, err: stderr}
         while True:
-            for fname, fd in targets.items():
-                path = base / fname
+            for path, fd in targets.items():
                 if path.exists():
                     with open(path, "rb") as f:
-                        f.seek(offsets[fname])
+                        f.seek(offsets[path])
                         data = f.read()
                     if data:
                         os.write(fd, data)
-                        offsets[fname] += len(data)
+                        offsets[path] += len(data)
             if self._observed(rec.id).state != "running":
                 break
             time.sleep(poll)

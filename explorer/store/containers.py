@@ -3,8 +3,8 @@
 A container is an image id, a run configuration and a directory of its own:
 ``containers/<id>/diff`` (the writable layer: overlay's upperdir, or the vfs root's
 changes), ``work`` beside it, ``run/`` for the runtime's private files (pid, exit code,
-hosts) and the log. The directory lives until the container is removed; stopping
-keeps it.
+hosts) and the logs (``stdout.log``, ``stderr.log``: ``log_paths``). The directory
+lives until the container is removed; stopping keeps it.
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ class ContainerRecord:
 
 
 USE_LOCK = "use.lock"
+# A detached container's output, appended by its process, read by ``strata logs``.
+STDOUT_LOG = "stdout.log"
+STDERR_LOG = "stderr.log"
 
 
 class ContainerStore:
@@ -155,8 +158,10 @@ class ContainerStore:
         """vfs only: the container's full private root."""
         return self.dir / container_id / "rootfs"
 
-    def log_path(self, container_id: str) -> Path:
-        return self.dir / container_id / "container.log"
+    def log_paths(self, container_id: str) -> tuple[Path, Path]:
+        """Where a detached container's standard output and error go (``strata logs``)."""
+        base = self.dir / container_id
+        return base / STDOUT_LOG, base / STDERR_LOG
 
     def _from_row(self, row: tuple[Any, ...]) -> ContainerRecord:
         rec = ContainerRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7],

@@ -123,6 +123,18 @@ def test_detached_output_is_logged(app: Strata) -> None:
     assert app.wait(info.id) == 0
     out, err = app.logs(info.id)
     assert out == b"out\n" and err == b"err\n"
+    # what start writes is where the store says the logs are: one definition of the names
+    stdout_log, stderr_log = app.store.containers.log_paths(info.id)
+    assert (stdout_log.read_bytes(), stderr_log.read_bytes()) == (b"out\n", b"err\n")
+    assert (stdout_log.name, stderr_log.name) == ("stdout.log", "stderr.log")
+    r, w = os.pipe()
+    r2, w2 = os.pipe()
+    app.follow_logs(info.id, w, w2)  # an exited container: what is there, then it returns
+    os.close(w)
+    os.close(w2)
+    assert (os.read(r, 100), os.read(r2, 100)) == (b"out\n", b"err\n")
+    os.close(r)
+    os.close(r2)
 
 
 def test_exec_into_running_container(app: Strata) -> None:
