@@ -11,9 +11,9 @@ with them says why: first build of this step, the parent changed, the instructio
 changed, these files changed, this ARG changed. Source file lists are kept per checksum
 (``build_source_sets``, zstd-compressed) so the changed names can be shown.
 
-The two tables this module adds (``build_stat_cache``, ``build_source_sets``) are created
-here with IF NOT EXISTS; they hold nothing that cannot be rebuilt, so they need no
-migration.
+The tables this module reads and writes (``build_cache``, ``build_stat_cache``,
+``build_tree_sums``, ``build_source_sets``) are the store's, defined and versioned with the
+rest of its schema in ``store/metadata.py``.
 """
 
 from __future__ import annotations
@@ -28,49 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import LayerNotFound
 from ..fsutil import dir_size, rmtree
-from ..store.metadata import Metadata
 
 if TYPE_CHECKING:
     from ..store.store import Store
 
 KEY_VERSION = 1
 MOUNTS_DIR = "build-mounts"
-
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS build_stat_cache(
-        root    TEXT PRIMARY KEY,    -- absolute path of a build context
-        format  TEXT NOT NULL,       -- see checksum._format
-        data    BLOB NOT NULL,       -- zlib(marshal({rel: ((dev, ino, size, mtime_ns, ctime_ns), xxh3)}))
-        updated REAL NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS build_tree_sums(
-        snapshot TEXT PRIMARY KEY,   -- digest of the stat fields of a set of context files
-        checksum TEXT NOT NULL,      -- their content checksum
-        created  REAL NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS build_source_sets(
-        checksum TEXT PRIMARY KEY,   -- the sources checksum a COPY/ADD key used
-        files    BLOB NOT NULL,      -- zstd of "path NUL fingerprint LF" lines
-        created  REAL NOT NULL
-    )""",
-)
-
-_ensured: set[str] = set()
-
-
-def ensure_schema(meta: Metadata) -> None:
-    """Create the build tables this module owns, once per database per process."""
-    where = str(meta.path)
-    if where in _ensured:
-        return
-    have = {r[0] for r in meta.query(
-        "SELECT name FROM sqlite_master WHERE type='table' AND name IN "
-        "('build_stat_cache','build_source_sets','build_tree_sums')")}
-    if len(have) < 3:
-        with meta.transaction() as conn:
-            for statement in _SCHEMA:
-                conn.execute(statement)
-    _ensured.add(where)
 
 
 def step_key(parent: str, instruction: str, args: Mapping[str, str], env: Sequence[str],
@@ -121,7 +84,6 @@ class BuildCache:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.meta = store.meta
-        ensure_schema(self.meta)
 
     # --- lookups ---------------------------------------------------------------------
 
@@ -302,7 +264,6 @@ __all__ = [
     "CacheEntry",
     "PruneReport",
     "base_key",
-    "ensure_schema",
     "mounts_dir",
     "step_key",
 ]

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import StoreBusy, StoreDamaged, StoreError, StoreFull, StoreReadOnly
 from ..fsutil import FREE_SPACE_HINT
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 60.0
 
 _SCHEMA_V1 = """
@@ -132,7 +132,39 @@ CREATE INDEX build_cache_layer ON build_cache(layer);
 CREATE INDEX build_cache_parent ON build_cache(parent_key);
 """
 
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+# The build's own caches, which the builder once created by itself beside this schema.
+# IF NOT EXISTS because a store at version 1 may hold them already, made that way; they
+# hold only what a build can compute again, so a store without them loses nothing.
+_SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS build_stat_cache(
+    root    TEXT PRIMARY KEY,    -- absolute path of a build context
+    format  TEXT NOT NULL,       -- see build/checksum._format
+    data    BLOB NOT NULL,       -- zlib(marshal({rel: ((dev, ino, size, mtime_ns, ctime_ns), xxh3)}))
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS build_tree_sums(
+    snapshot TEXT PRIMARY KEY,   -- digest of the stat fields of a set of context files
+    checksum TEXT NOT NULL,      -- their content checksum
+    created  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS build_source_sets(
+    checksum TEXT PRIMARY KEY,   -- the sources checksum a COPY/ADD key used
+    files    BLOB NOT NULL,      -- zstd of "path NUL fingerprint LF" lines
+    created  REAL NOT NULL
+);
+"""
+
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+
+
+def migrate_from(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a database at schema ``version`` (0: empty) to ``SCHEMA_VERSION``, one
+    migration after the other, inside the caller's transaction."""
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        for statement in _MIGRATIONS[target].split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={target}")
 
 TIGHT_BYTES = 1 << 20
 """Below this much free space the database is opened in place (see ``Metadata._open``)."""
@@ -278,12 +310,7 @@ class Metadata:
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={target}")
+            migrate_from(conn, conn.execute("PRAGMA user_version").fetchone()[0])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

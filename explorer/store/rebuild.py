@@ -87,13 +87,10 @@ class _Rebuild:
         fresh = self.root / f"metadata.db.rebuild-{os.getpid()}"
         conn = sqlite3.connect(fresh, isolation_level=None)
         try:
-            from .metadata import _MIGRATIONS, SCHEMA_VERSION
+            from .metadata import migrate_from
 
             conn.execute("BEGIN")
-            for statement in _MIGRATIONS[1].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            migrate_from(conn, 0)
             _put(conn, "layers", list(layers.values()))
             for rows_of in files.values():
                 _put(conn, "files", rows_of)

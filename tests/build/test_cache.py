@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from explorer.build.cache import BuildCache, CacheEntry, base_key, ensure_schema, step_key
+from explorer.build.cache import BuildCache, CacheEntry, base_key, step_key
 from explorer.store.store import Store
 
 
@@ -68,14 +68,14 @@ def test_source_sets_and_tree_sums_round_trip(cache: BuildCache) -> None:
     assert cache.tree_sum("snap") == "xxh3:1"
 
 
-def test_schema_is_created_once_and_survives_reopening(tmp_path: Path) -> None:
+def test_the_build_tables_are_the_stores_and_survive_reopening(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
-    ensure_schema(store.meta)
-    ensure_schema(store.meta)
+    BuildCache(store).put_tree_sum("snap", "xxh3:1")
     store.close()
     again = Store(tmp_path / "store")
     names = {r[0] for r in again.meta.query("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"build_stat_cache", "build_source_sets", "build_tree_sums", "build_cache"} <= names
+    assert BuildCache(again).tree_sum("snap") == "xxh3:1"
     again.close()
 
 

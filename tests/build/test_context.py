@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from explorer.build import checksum as checksum_module
-from explorer.build.cache import ensure_schema
 from explorer.build.checksum import StatCache, checksum, context_records, fingerprints, stat_snapshot
 from explorer.build.context import BuildContext, match_regex
 from explorer.build.dockerignore import IgnoreMatcher, load_dockerignore
@@ -102,7 +101,6 @@ def test_sources_cannot_leave_the_context(tmp_path: Path, ctx_dir: Path) -> None
 
 def test_checksum_ignores_mtime_but_not_content_or_mode(tmp_path: Path, ctx_dir: Path) -> None:
     store = Store(tmp_path / "store")
-    ensure_schema(store.meta)
     for path in ctx_dir.rglob("*"):
         old(path)
 
@@ -162,7 +160,6 @@ def test_many_files_are_hashed_in_order_with_reads_announced_ahead(tmp_path: Pat
     files = {f"d{i % 4}/f{i:03d}": f"content {i}" * (i % 7) for i in range(120)}
     root = make_tree(tmp_path / "many", files)
     store = Store(tmp_path / "store")
-    ensure_schema(store.meta)
     ctx = BuildContext(root)
     digests: dict[str, str] = {}
     fds_before = len(os.listdir("/proc/self/fd"))
