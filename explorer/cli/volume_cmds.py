@@ -9,7 +9,7 @@ import sys
 from ..api import Strata
 from ..errors import InvalidArgument, StrataError
 from .argv import show_help
-from .each import each, print_lines
+from .each import each
 from .format import human_size, table
 
 
@@ -104,7 +104,8 @@ def cmd_inspect(app: Strata, args: argparse.Namespace) -> int:
 
 
 def cmd_rm(app: Strata, args: argparse.Namespace) -> int:
-    return each(args.names, lambda name: print_lines(app.volume_rm([name], force=args.force)))
+    # docker prints every name it did not fail on, also one -f let go of because it was missing
+    return each(args.names, lambda name: (app.volume_rm([name], force=args.force), print(name)))
 
 
 def cmd_prune(app: Strata, args: argparse.Namespace) -> int:
