@@ -31,7 +31,8 @@ if TYPE_CHECKING:
         wait_exit,
     )
     from .storens import privileged
-    from .support import check_support, detect_driver, userns_problem
+    from .support import check_support, detect_driver
+    from .sysctls import userns_problem
     from .userns import call_in_userns
     from .users import ExecUser, resolve_user
     from .vfs import diff as vfs_diff
@@ -66,7 +67,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "privileged": ("storens", "privileged"),
     "check_support": ("support", "check_support"),
     "detect_driver": ("support", "detect_driver"),
-    "userns_problem": ("support", "userns_problem"),
+    "userns_problem": ("sysctls", "userns_problem"),
     "call_in_userns": ("userns", "call_in_userns"),
     "ExecUser": ("users", "ExecUser"),
     "resolve_user": ("users", "resolve_user"),

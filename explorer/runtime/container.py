@@ -18,28 +18,22 @@ exec succeeded.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import select
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
 from ..errors import (
     Cancelled,
-    CommandNotExecutable,
-    CommandNotFound,
     ContainerStateError,
     InvalidArgument,
     RuntimeUnavailable,
-    StrataError,
 )
 from . import forking, idmap, linux, pty, seccomp, security, state
-from .command import ExecFailure, exec_program, final_env
 from .config import ContainerConfig, Process
-from .forking import Child, exit_code_of
+from .forking import Child
 from .initlayer import (
     BASE_TARGETS,
     ROOTFS_DIR,
@@ -50,201 +44,39 @@ from .initlayer import (
     wanted_targets,
     write_etc_files,
 )
+from .process import (
+    FORWARDED_SIGNALS,
+    Launch,
+    forward_to,
+    pipe,
+    raise_report,
+    read_all,
+    relay_tty,
+    report,
+    report_exception,
+    run_process,
+    socket_pair,
+    stdio_for,
+    wait_child,
+)
 from .rootfs import RootPlan, loopback_up, setup_root
-from .users import ExecUser, resolve_user
 
 if TYPE_CHECKING:
-    import socket
+    pass
 
-FORWARDED_SIGNALS = (
-    signal.SIGINT,
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-)
-_RESET_SIGNALS = (
-    signal.SIGPIPE,
-    signal.SIGXFSZ,
-    signal.SIGINT,
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGCHLD,
-    signal.SIGTSTP,
-    signal.SIGTTIN,
-    signal.SIGTTOU,
-    signal.SIGWINCH,
-)
 
 
 # --- failures crossing the process boundary -----------------------------------------
 
 
-def _report(fd: int, code: int, kind: str, message: str) -> None:
-    with contextlib.suppress(OSError):
-        os.write(fd, json.dumps({"code": code, "kind": kind, "message": message}).encode())
-
-
-def _report_exception(fd: int, err: BaseException) -> int:
-    if isinstance(err, ExecFailure):
-        _report(fd, err.code, err.kind, err.message)
-        return err.code
-    if isinstance(err, InvalidArgument):
-        _report(fd, 125, "invalid", str(err))
-    elif isinstance(err, StrataError):
-        _report(fd, 125, "runtime", str(err))
-    elif isinstance(err, OSError):
-        _report(fd, 125, "runtime", f"{err.strerror or err}{f': {err.filename}' if err.filename else ''}")
-    else:
-        _report(fd, 125, "runtime", f"{type(err).__name__}: {err}")
-    return 125
-
-
-def _read_all(fd: int) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except InterruptedError:
-            continue
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
-def _raise_report(data: bytes) -> None:
-    if not data:
-        return
-    try:
-        report = json.loads(data)
-        kind, message = report["kind"], report["message"]
-    except (ValueError, KeyError, TypeError):
-        raise RuntimeUnavailable("the container failed to start") from None
-    if kind == "notfound":
-        raise CommandNotFound(message)
-    if kind == "notexec":
-        raise CommandNotExecutable(message)
-    if kind == "invalid":
-        raise InvalidArgument(message)
-    from .support import userns_problem  # only on failure: start does not pay for it
-
-    if kind == "userns":
-        raise RuntimeUnavailable(userns_problem() or message)
-    if kind == "runtime" and "Operation not permitted" in message:
-        problem = userns_problem()
-        if problem:
-            raise RuntimeUnavailable(problem)
-    raise RuntimeUnavailable(message)
-
-
-def _socket_pair() -> tuple[socket.socket, socket.socket]:
-    """For ``-t`` only: hands the pty master out of the container (socket is not
-    imported otherwise; ``run`` without a terminal does not pay for it)."""
-    import socket
-
-    return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-
-
-def _pipe() -> tuple[int, int]:
-    """A close-on-exec pipe whose ends are never 0-2, whatever the caller closed."""
-    r, w = os.pipe()
-    hr, hw = linux.dup_high(r, 3), linux.dup_high(w, 3)
-    os.close(r)
-    os.close(w)
-    return hr, hw
 
 
 # --- the process inside ---------------------------------------------------------------
 
 
-def _install_stdio(fds: tuple[int, int, int]) -> None:
-    high = [linux.dup_high(fd) for fd in fds]
-    for target, fd in enumerate(high):
-        os.dup2(fd, target)
-        os.close(fd)
 
 
-def _switch_user(user: ExecUser) -> None:
-    try:
-        os.setgroups(user.groups)
-    except PermissionError:
-        pass  # setgroups is denied in a namespace mapped without newgidmap
-    try:
-        os.setresgid(user.gid, user.gid, user.gid)
-    except OSError as e:
-        raise RuntimeUnavailable(
-            f"group {user.gid} is not mapped in the container: give your user a range in /etc/subgid "
-            "(and install newgidmap)"
-        ) from e
-    try:
-        os.setresuid(user.uid, user.uid, user.uid)
-    except OSError as e:
-        raise RuntimeUnavailable(
-            f"user {user.uid} is not mapped in the container: give your user a range in /etc/subuid "
-            "(and install newuidmap)"
-        ) from e
-
-
-def _reset_signals() -> None:
-    for sig in _RESET_SIGNALS:
-        with contextlib.suppress(OSError, ValueError):
-            signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-
-
-@dataclass
-class _Launch:
-    """What the processes inside need, prepared by the caller before fork."""
-
-    process: Process
-    hostname: str
-    stdio: tuple[int, int, int]
-    winsize: bytes | None
-    report_w: int
-    tty_socks: tuple[socket.socket, socket.socket] | None  # (monitor's end, init's end)
-    prepared: security.Prepared
-
-
-def _run_process(launch: _Launch) -> NoReturn:
-    """USER, WORKDIR, Env, stdio or pty, exec; after the root is in place."""
-    proc = launch.process
-    user = resolve_user(proc.user)
-    env = final_env(proc.env, hostname=launch.hostname, home=user.home, tty=proc.tty)
-    cwd = proc.cwd or "/"
-    if not cwd.startswith("/"):
-        raise InvalidArgument(f"the working directory must be an absolute path: {cwd}")
-    if not os.path.isdir(cwd):
-        try:
-            os.makedirs(cwd, 0o755, exist_ok=True)
-        except OSError as e:
-            raise InvalidArgument(f"cannot create the working directory {cwd}: {e.strerror}") from e
-    if proc.tty and launch.tty_socks is not None:
-        master, slave = os.openpty()
-        pty.set_winsize(slave, launch.winsize)
-        pty.send_fd(launch.tty_socks[1], master)
-        os.close(master)
-        launch.tty_socks[1].close()
-        with contextlib.suppress(OSError):
-            os.fchown(slave, user.uid, -1)
-        pty.make_controlling(slave)
-    else:
-        _install_stdio(launch.stdio)
-    security.before_user_switch(launch.prepared)
-    _switch_user(user)
-    security.after_user_switch(launch.prepared)
-    try:
-        os.chdir(cwd)
-    except OSError as e:
-        raise ExecFailure(126, "notexec", f"chdir to cwd ({cwd!r}) failed: {e.strerror}") from e
-    _reset_signals()
-    exec_program(proc.args, env)
-
-
-def _init_main(plan: RootPlan, launch: _Launch, network: str) -> NoReturn:
+def _init_main(plan: RootPlan, launch: Launch, network: str) -> NoReturn:
     code = 125
     try:
         flags = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
@@ -259,49 +91,17 @@ def _init_main(plan: RootPlan, launch: _Launch, network: str) -> NoReturn:
         if launch.hostname:
             linux.sethostname(launch.hostname)
         setup_root(plan)
-        _run_process(launch)
+        run_process(launch)
     except BaseException as e:
-        code = _report_exception(launch.report_w, e)
+        code = report_exception(launch.report_w, e)
     finally:
         os._exit(code)
 
 
-def _forward_to(pid: int) -> None:
-    def forward(sig: int, _frame: object) -> None:
-        with contextlib.suppress(OSError):
-            os.kill(pid, sig)
-
-    for sig in FORWARDED_SIGNALS:
-        signal.signal(sig, forward)
-
-
-def _wait_child(pid: int) -> int:
-    while True:
-        try:
-            _pid, status = os.waitpid(pid, 0)
-            return exit_code_of(status)
-        except InterruptedError:
-            continue
-
-
-def _relay_tty(launch: _Launch, pid: int) -> None:
-    if launch.tty_socks is None:
-        return
-    master = pty.recv_fd(launch.tty_socks[0])
-    launch.tty_socks[0].close()
-    if master is None:
-        return
-    pidfd = os.pidfd_open(pid)
-    in_fd = launch.stdio[0] if launch.process.stdin else None
-    try:
-        pty.relay(master, in_fd, launch.stdio[1], pidfd)
-    finally:
-        os.close(pidfd)
-        os.close(master)
 
 
 def _monitor_main(
-    config: ContainerConfig, plan: RootPlan, launch: _Launch, ready_w: int, go_r: int, detach: bool
+    config: ContainerConfig, plan: RootPlan, launch: Launch, ready_w: int, go_r: int, detach: bool
 ) -> NoReturn:
     code = 125
     try:
@@ -321,7 +121,7 @@ def _monitor_main(
         try:
             linux.unshare(linux.CLONE_NEWUSER | linux.CLONE_NEWPID)
         except OSError as e:
-            _report(launch.report_w, 125, "userns", f"cannot create a user namespace: {e.strerror}")
+            report(launch.report_w, 125, "userns", f"cannot create a user namespace: {e.strerror}")
             os._exit(125)
         os.write(ready_w, f"U {os.getpid()}\n".encode())
         if os.read(go_r, 1) != b"G":
@@ -344,16 +144,16 @@ def _monitor_main(
         state.write_state(config.runtime_dir, state.State(pid, info[0] if info else 0, os.getpid(), me[0] if me else 0))
         os.write(ready_w, f"P {pid}\n".encode())
         os.close(ready_w)
-        _forward_to(pid)
+        forward_to(pid)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
         if launch.process.tty:
             with contextlib.suppress(OSError):
-                _relay_tty(launch, pid)
+                relay_tty(launch, pid)
         else:
             for fd in set(launch.stdio):
                 if fd > 2:
                     os.close(fd)
-        code = _wait_child(pid)
+        code = wait_child(pid)
         state.write_exit_code(config.runtime_dir, code)
     except BaseException:
         code = 125
@@ -364,25 +164,6 @@ def _monitor_main(
 # --- the caller's side ------------------------------------------------------------------
 
 
-def _stdio(
-    process: Process, stdin: int | None, stdout: int | None, stderr: int | None, detach: bool
-) -> tuple[tuple[int, int, int], list[int]]:
-    opened: list[int] = []
-
-    def null() -> int:
-        if not opened:
-            opened.append(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
-        return opened[0]
-
-    fallback_in, fallback_out, fallback_err = (None, None, None) if detach else (0, 1, 2)
-    in_fd = (stdin if stdin is not None else fallback_in) if process.stdin else None
-    out_fd = stdout if stdout is not None else fallback_out
-    err_fd = stderr if stderr is not None else fallback_err
-    return (
-        in_fd if in_fd is not None else null(),
-        out_fd if out_fd is not None else null(),
-        err_fd if err_fd is not None else null(),
-    ), opened
 
 
 def _plan(config: ContainerConfig, maps: idmap.IdMaps) -> RootPlan:
@@ -460,7 +241,7 @@ def _read_line(fd: int, cancel: threading.Event | None = None, timeout: float = 
     return out.decode().strip()
 
 
-def _monitor_entry(config: ContainerConfig, plan: RootPlan, launch: _Launch, ready_w: int, go_r: int,
+def _monitor_entry(config: ContainerConfig, plan: RootPlan, launch: Launch, ready_w: int, go_r: int,
                    detach: bool, tty_fds: tuple[int, int] | None) -> NoReturn:
     """``_monitor_main`` in a child of ``forking``: the tty sockets come as descriptors."""
     if tty_fds is not None:
@@ -540,13 +321,13 @@ def start(
     plan = _plan(config, maps)
     state.write_security(config.runtime_dir, config.security)
     state.clear(config.runtime_dir)
-    stdio, opened = _stdio(config.process, stdin, stdout, stderr, detach)
-    ready_r, ready_w = _pipe()
-    go_r, go_w = _pipe()
-    report_r, report_w = _pipe()
-    socks = _socket_pair() if config.process.tty else None
+    stdio, opened = stdio_for(config.process, stdin, stdout, stderr, detach)
+    ready_r, ready_w = pipe()
+    go_r, go_w = pipe()
+    report_r, report_w = pipe()
+    socks = socket_pair() if config.process.tty else None
     winsize = pty.get_winsize(stdio[1]) if config.process.tty else None
-    launch = _Launch(config.process, config.hostname or host_hostname(), stdio, winsize, report_w, socks, prepared)
+    launch = Launch(config.process, config.hostname or host_hostname(), stdio, winsize, report_w, socks, prepared)
     tty_fds = tuple(sock.detach() for sock in socks) if socks is not None else None
     launch.tty_socks = None  # sockets do not pickle: their descriptors travel (tty_fds)
     child = forking.fork_call(_monitor_entry, config, plan, launch, ready_w, go_r, detach, tty_fds,
@@ -560,7 +341,7 @@ def start(
             reaped = True
         line = _read_line(ready_r, cancel)
         if not line.startswith("U "):
-            _raise_report(_read_all(report_r))
+            raise_report(read_all(report_r))
             raise RuntimeUnavailable("the container's monitor process died while starting")
         monitor_pid = int(line.split()[1])
         idmap.write(monitor_pid, maps)
@@ -568,9 +349,9 @@ def start(
         os.close(go_w)
         go_w = -1
         line = _read_line(ready_r, cancel)
-        report = _read_all(report_r)
+        report = read_all(report_r)
         if not line.startswith("P "):
-            _raise_report(report)
+            raise_report(report)
             raise RuntimeUnavailable("the container's monitor process died while starting")
         running = RunningContainer(config.runtime_dir, int(line.split()[1]), monitor_pid,
                                    None if detach else child)
@@ -578,7 +359,7 @@ def start(
             if not detach:
                 running.wait()
                 reaped = True
-            _raise_report(report)
+            raise_report(report)
         return running
     except BaseException:
         if not reaped:

@@ -7,7 +7,9 @@ edits on worker threads) it is not: a lock another thread held at the moment of 
 fork (an import lock, a stream's buffer lock, a library's own) stays held for ever in
 the child, which then hangs, and so does whoever waits for it.
 
-So ``fork_call`` forks directly only while this process has one thread (counted from
+So a program that runs the runtime from several threads starts a *fork server* first
+(``ensure_server``; the window does, before Qt makes threads), and from then on
+``fork_call`` forks directly only while this process has one thread (counted from
 ``/proc/self/task``, which sees Qt's threads too). Otherwise the
 fork happens in the *fork server*: a fresh interpreter (started by ``posix_spawn``-style
 ``subprocess``, which runs no Python between fork and exec) that has one thread for
@@ -131,12 +133,16 @@ def fork_call(target: Callable[..., Any], *args: Any, fds: Sequence[int] = ()) -
     """Run ``target(*args)`` in a forked child that holds ``fds`` (under the same
     numbers) and 0, 1 and 2; the child's exit code is what ``target`` passes to
     ``os._exit`` (0 when it returns)."""
-    if _one_thread():
+    with _lock:
+        server = _server
+    if server is None or _one_thread():
         pid = os.fork()
         if pid == 0:
             _run_child(target, args)
         return Child(pid)
-    return ensure_server().call(target, args, fds)
+    if not server.alive():
+        server = ensure_server()
+    return server.call(target, args, fds)
 
 
 def _one_thread() -> bool:
@@ -148,13 +154,24 @@ def _one_thread() -> bool:
 
 
 def ensure_server() -> _Server:
-    """The fork server of this process, started on first use (the window starts it
-    before Qt makes threads, so no start waits for it)."""
+    """Start this process's fork server (once). A program that runs the runtime from
+    several threads calls it first: the window does, before Qt makes threads. Without
+    a server, ``fork_call`` forks directly, as a one-threaded CLI command always may."""
     global _server
     with _lock:
         if _server is None or not _server.alive():
             _server = _Server.spawn()
         return _server
+
+
+def stop_server() -> None:
+    """End this process's fork server (children it forked go on)."""
+    global _server
+    with _lock:
+        server, _server = _server, None
+    if server is not None:
+        server.control.close()
+        server.proc.wait(10)
 
 
 def _run_child(target: Callable[..., Any], args: tuple[Any, ...]) -> None:

@@ -16,19 +16,19 @@ from ..errors import ContainerStateError, InvalidArgument, StrataError
 from . import forking, linux, seccomp
 from . import security as isolation
 from .config import Process, Security
-from .container import (
+from .process import (
     FORWARDED_SIGNALS,
-    _forward_to,
-    _Launch,
-    _pipe,
-    _raise_report,
-    _read_all,
-    _relay_tty,
-    _report_exception,
-    _run_process,
-    _socket_pair,
-    _stdio,
-    _wait_child,
+    Launch,
+    forward_to,
+    pipe,
+    raise_report,
+    read_all,
+    relay_tty,
+    report_exception,
+    run_process,
+    socket_pair,
+    stdio_for,
+    wait_child,
 )
 from .pty import get_winsize
 
@@ -63,7 +63,7 @@ def _open_namespaces(pid: int) -> list[tuple[int, int]]:
     return opened
 
 
-def _exec_child(namespaces: list[tuple[int, int]], launch: _Launch, detach: bool = False) -> NoReturn:
+def _exec_child(namespaces: list[tuple[int, int]], launch: Launch, detach: bool = False) -> NoReturn:
     code = 125
     try:
         keep = {*launch.stdio, launch.report_w, *(fd for fd, _f in namespaces)}
@@ -84,9 +84,9 @@ def _exec_child(namespaces: list[tuple[int, int]], launch: _Launch, detach: bool
                 if launch.tty_socks is not None:
                     launch.tty_socks[0].close()
                 launch.hostname = os.uname().nodename  # the container's: its uts namespace is joined
-                _run_process(launch)
+                run_process(launch)
             except BaseException as e:
-                child_code = _report_exception(launch.report_w, e)
+                child_code = report_exception(launch.report_w, e)
             finally:
                 os._exit(child_code)
         os.close(launch.report_w)
@@ -94,18 +94,18 @@ def _exec_child(namespaces: list[tuple[int, int]], launch: _Launch, detach: bool
             os._exit(0)
         if launch.tty_socks is not None:
             launch.tty_socks[1].close()
-        _forward_to(pid)
+        forward_to(pid)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
         if launch.process.tty:
             with contextlib.suppress(OSError):
-                _relay_tty(launch, pid)
+                relay_tty(launch, pid)
         else:
             for fd in set(launch.stdio):
                 if fd > 2:
                     os.close(fd)
-        code = _wait_child(pid)
+        code = wait_child(pid)
     except BaseException as e:
-        code = _report_exception(launch.report_w, e)
+        code = report_exception(launch.report_w, e)
     finally:
         os._exit(code)
 
@@ -132,11 +132,11 @@ def exec_in(
     if not process.args:
         raise InvalidArgument("no command specified")
     namespaces = _open_namespaces(pid)
-    stdio, opened = _stdio(process, stdin, stdout, stderr, detach=False)
-    report_r, report_w = _pipe()
-    socks = _socket_pair() if process.tty else None
+    stdio, opened = stdio_for(process, stdin, stdout, stderr, detach=False)
+    report_r, report_w = pipe()
+    socks = socket_pair() if process.tty else None
     prepared = isolation.Prepared(security if security is not None else Security())
-    launch = _Launch(process, "", stdio, get_winsize(stdio[1]) if process.tty else None, report_w, socks, prepared)
+    launch = Launch(process, "", stdio, get_winsize(stdio[1]) if process.tty else None, report_w, socks, prepared)
     tty_fds = tuple(sock.detach() for sock in socks) if socks is not None else None
     launch.tty_socks = None  # sockets do not pickle: their descriptors travel (tty_fds)
     try:
@@ -148,16 +148,16 @@ def exec_in(
         for fd in (report_w, *opened, *(tty_fds or ())):
             os.close(fd)
     try:
-        report = _read_all(report_r)
+        report = read_all(report_r)
     finally:
         os.close(report_r)
     code = child.wait()
     assert code is not None
-    _raise_report(report)
+    raise_report(report)
     return code
 
 
-def _exec_entry(namespaces: list[tuple[int, int]], launch: _Launch, tty_fds: tuple[int, int] | None,
+def _exec_entry(namespaces: list[tuple[int, int]], launch: Launch, tty_fds: tuple[int, int] | None,
                 detach: bool) -> NoReturn:
     """``_exec_child`` in a child of ``forking``: the tty sockets come as descriptors."""
     if tty_fds is not None:

@@ -192,7 +192,7 @@ def _start_keeper(maps: idmap.IdMaps) -> int:
         keeper = int(text)
         reply = os.read(ready_r, 512)
         if reply[:1] != b"R":
-            from .support import userns_problem
+            from .sysctls import userns_problem
 
             raise RuntimeUnavailable(userns_problem()
                                      or f"cannot create a user namespace: {reply[1:].decode(errors='replace')}")

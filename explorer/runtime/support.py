@@ -15,39 +15,8 @@ from ..fsutil import rmtree
 from ..overlayfs import OPAQUE_VALUE, OPAQUE_XATTR, is_whiteout
 from . import idmap, linux
 from .rootfs import mount_overlay
+from .sysctls import userns_problem as userns_problem  # here too: the runtime's checks in one module
 from .userns import call_in_userns
-
-
-def _sysctl(name: str) -> str | None:
-    try:
-        with open("/proc/sys/" + name.replace(".", "/"), encoding="ascii") as fh:
-            return fh.read().strip()
-    except OSError:
-        return None
-
-
-def userns_problem() -> str | None:
-    """The one-line reason user namespaces are unavailable, or None if no setting forbids them."""
-    if _sysctl("user.max_user_namespaces") == "0":
-        return (
-            "user namespaces are disabled (user.max_user_namespaces=0); "
-            "allow them with: sudo sysctl -w user.max_user_namespaces=28633"
-        )
-    if os.geteuid() == 0:
-        return None
-    if _sysctl("kernel.unprivileged_userns_clone") == "0":
-        return (
-            "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone=0); "
-            "allow them with: sudo sysctl -w kernel.unprivileged_userns_clone=1"
-        )
-    if _sysctl("kernel.apparmor_restrict_unprivileged_userns") == "1":
-        return (
-            "AppArmor restricts unprivileged user namespaces "
-            "(kernel.apparmor_restrict_unprivileged_userns=1); allow them with: "
-            "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 "
-            "(or an AppArmor profile that grants 'userns' to strata)"
-        )
-    return None
 
 
 def _single_maps() -> idmap.IdMaps:

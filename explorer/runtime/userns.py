@@ -232,7 +232,7 @@ def _call_and_reply(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
 
 
 def _unshare_message(err: str) -> str:
-    from .support import userns_problem
+    from .sysctls import userns_problem
 
     return userns_problem() or f"cannot create a user namespace: {err}"
 

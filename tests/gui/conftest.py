@@ -20,6 +20,17 @@ import pytest
 from explorer.api import Strata
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fork_server() -> Iterator[None]:
+    """As ``strata`` does before the window's threads: forks from worker threads (starts,
+    RUN steps, cp) go through the one-threaded fork server (runtime/forking.py)."""
+    from explorer.runtime import forking
+
+    forking.ensure_server()
+    yield
+    forking.stop_server()
+
+
 @pytest.fixture
 def store_root(tmp_path: Path) -> Path:
     root = tmp_path / "store"

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,15 @@ from explorer.runtime import forking
 from tests.capabilities import require_userns
 from tests.fixtures import REPO_ROOT
 from tests.runtime import forking_targets
+
+
+@pytest.fixture(autouse=True)
+def server() -> Iterator[None]:
+    """As the window does: the server first (then threads); gone after each test, so
+    other tests' monkeypatches keep reaching the children they fork."""
+    forking.ensure_server()
+    yield
+    forking.stop_server()
 
 
 def _read_some(fd: int, timeout: float) -> bytes:
@@ -85,7 +95,10 @@ def test_descriptors_keep_their_numbers_and_exit_codes_come_back() -> None:
 SCRIPT = r"""
 import os, sys, threading, time
 from explorer import runtime
+from explorer.runtime import forking
 from tests.runtime import forking_targets
+
+forking.ensure_server()  # as the window does, before its threads
 
 rootfs, runs, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 hold = threading.Event()
@@ -96,10 +109,13 @@ threading.Thread(target=holder, daemon=True).start()
 codes, errors = [], []
 lock = threading.Lock()
 def worker(n):
+    import shutil
+    mine = os.path.join(sys.argv[4], f"root-{n}")  # a root per worker: starts on one root race over mount points
+    shutil.copytree(rootfs, mine, symlinks=True)
     for i in range(runs // workers):
         run_dir = os.path.join(sys.argv[4], f"{n}-{i}")
         os.makedirs(run_dir)
-        config = runtime.ContainerConfig(rootfs=runtime.RootFS("vfs", rootdir=rootfs),
+        config = runtime.ContainerConfig(rootfs=runtime.RootFS("vfs", rootdir=mine),
                                          process=runtime.Process(args=["/bin/sh", "-c", f"exit {i % 3}"]),
                                          runtime_dir=run_dir, network="host")
         try:

@@ -18,12 +18,13 @@ from explorer.runtime import (
     detect_driver,
     start,
     support,
+    sysctls,
 )
 from tests.capabilities import require_userns
 
 
 def _fake_sysctls(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
-    monkeypatch.setattr(support, "_sysctl", lambda name: values.get(name))
+    monkeypatch.setattr(sysctls, "_sysctl", lambda name: values.get(name))
 
 
 @pytest.mark.parametrize(
