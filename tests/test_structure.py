@@ -106,6 +106,92 @@ def cycles(found: dict[tuple[str, str], list[str]]) -> list[list[str]]:
     return out
 
 
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """Nodes under ``if TYPE_CHECKING:``: imports for annotations only, never run."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                skip.update(id(n) for n in ast.walk(child))
+    return skip
+
+
+def module_imports(root: Path = PACKAGE) -> dict[str, set[str]]:
+    """module → the package's modules it imports when it runs (at the top or inside a
+    function; ``if TYPE_CHECKING`` blocks left out). ``from pkg import name`` counts
+    as importing ``pkg.name`` when that is a module."""
+    modules: dict[str, Path] = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+    found: dict[str, set[str]] = defaultdict(set)
+    for here, path in modules.items():
+        parts = here.split(".")
+        is_package = path.name == "__init__.py"
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        skip = _type_checking_nodes(tree)
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = parts if is_package else parts[:-1]
+                    base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                    module = ".".join([*base, node.module] if node.module else base)
+                else:
+                    module = node.module or ""
+                targets += [module, *(f"{module}.{alias.name}" for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                targets += [alias.name for alias in node.names]
+            for target in targets:
+                if target in modules and target != here and not here.startswith(target + "."):
+                    found[here].add(target)
+    return found
+
+
+def module_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Groups of modules that import each other, directly or round a circle (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return groups
+
+
+def test_no_modules_import_each_other_in_a_circle() -> None:
+    """Not even through an import hidden inside a function."""
+    assert module_cycles(module_imports()) == []
+
+
 def test_every_import_between_packages_points_down() -> None:
     assert upward(imports_between_parts()) == []
 
@@ -127,6 +213,12 @@ def test_the_check_sees_an_upward_import_even_inside_a_function(tmp_path: Path) 
     found = imports_between_parts(fake)
     assert upward(found) == ["store → api: explorer/store/thing.py"]
     assert cycles(found) == [["api", "store", "api"]]
+    (fake / "store" / "other.py").write_text("import typing\nif typing.TYPE_CHECKING:\n    from . import thing\n")
+    (fake / "store" / "third.py").write_text("from . import other\ndef g():\n    from .fourth import x\n")
+    (fake / "store" / "fourth.py").write_text("from .third import g\nx = 1\n")
+    graph = module_imports(fake)
+    assert ["explorer.store.fourth", "explorer.store.third"] in module_cycles(graph)
+    assert "explorer.store.thing" not in graph.get("explorer.store.other", set()), "TYPE_CHECKING is not a cycle"
 
 
 @pytest.mark.parametrize("module", sorted(RANK))

@@ -9,8 +9,8 @@ lives in one place.
 from __future__ import annotations
 
 from ..build.events import BuildEvent, BuildResult
-from ..build.parser import INSTRUCTIONS, Diagnostic, diagnostics
-from ..build.stages import stage_names
+from ..build.parser import INSTRUCTIONS, Diagnostic
+from ..build.stages import diagnostics, stage_names
 
 KEYWORDS: tuple[str, ...] = tuple(word.upper() for word in INSTRUCTIONS)
 

@@ -30,10 +30,10 @@ __all__ = [
     "Heredoc",
     "Node",
     "ParsedDockerfile",
-    "diagnostics",
     "go_quote",
     "parse",
     "suggest",
+    "syntax_diagnostics",
     "to_result_line",
 ]
 
@@ -786,13 +786,10 @@ def _dump(node: Node) -> str:
     return " ".join(parts)
 
 
-def diagnostics(text: str, filename: str = "Dockerfile") -> list[Diagnostic]:
-    """Every problem the editor can show for ``text``, sorted by line; never raises.
-
-    Syntax errors come from the parser (which keeps going after each one); the meaning of
-    each instruction (arguments, flags, stages) is checked by ``instructions.py`` and ``stages.py``.
-    Unknown instructions are warnings with a spelling suggestion.
-    """
+def syntax_diagnostics(text: str, filename: str = "Dockerfile") -> tuple[ParsedDockerfile | None, list[Diagnostic]]:
+    """The parse of ``text`` (None when the parser itself failed) and what it found:
+    syntax errors (it keeps going after each one), its warnings, and unknown
+    instructions with a spelling suggestion. ``stages.diagnostics`` adds the meaning."""
     found: list[Diagnostic] = []
 
     def collect(err: _ParseError) -> None:
@@ -802,7 +799,7 @@ def diagnostics(text: str, filename: str = "Dockerfile") -> list[Diagnostic]:
     try:
         parsed = _parse(text, filename, collect)
     except Exception as err:  # the editor must survive any input
-        return [Diagnostic(1, 1, f"internal parser error: {err}", "error")]
+        return None, [Diagnostic(1, 1, f"internal parser error: {err}", "error")]
     found += parsed.warnings
     for node in parsed.nodes:
         target = node.sub if node.sub is not None else node
@@ -810,10 +807,4 @@ def diagnostics(text: str, filename: str = "Dockerfile") -> list[Diagnostic]:
             hint = suggest(target.keyword, [c.upper() for c in INSTRUCTIONS])
             message = f"unknown instruction: {target.keyword}" + (f" (did you mean {hint}?)" if hint else "")
             found.append(Diagnostic(node.start_line, node.end_line, message, "warning"))
-
-    if parsed.nodes:
-        from explorer.build.stages import check_instructions
-
-        found += check_instructions(parsed)
-    found.sort(key=lambda d: (d.line, d.severity != "error"))
-    return found
+    return parsed, found

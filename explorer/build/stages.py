@@ -15,7 +15,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from explorer.build.instructions import Arg, Copy, Env, From, Instruction, Run, parse_instruction
-from explorer.build.parser import Diagnostic, Node, ParsedDockerfile, parse_leniently, suggest
+from explorer.build.parser import (
+    Diagnostic,
+    Node,
+    ParsedDockerfile,
+    parse_leniently,
+    suggest,
+    syntax_diagnostics,
+)
 from explorer.build.parser import go_quote as _q
 from explorer.build.shell import ShellExpansionError, expand_word
 from explorer.errors import DockerfileError
@@ -319,3 +326,17 @@ def stage_names(text: str) -> list[str]:
         if isinstance(instruction, From) and instruction.stage_name and instruction.stage_name not in names:
             names.append(instruction.stage_name)
     return names
+
+
+def diagnostics(text: str, filename: str = "Dockerfile") -> list[Diagnostic]:
+    """Every problem the editor can show for ``text``, sorted by line; never raises.
+
+    Syntax errors come from the parser (which keeps going after each one); the meaning of
+    each instruction (arguments, flags, stages) is checked by ``instructions.py`` and here.
+    Unknown instructions are warnings with a spelling suggestion.
+    """
+    parsed, found = syntax_diagnostics(text, filename)
+    if parsed is not None and parsed.nodes:
+        found += check_instructions(parsed)
+    found.sort(key=lambda d: (d.line, d.severity != "error"))
+    return found

@@ -14,11 +14,11 @@ import pytest
 from explorer.build.parser import (
     Diagnostic,
     Node,
-    diagnostics,
     go_quote,
     parse,
     to_result_line,
 )
+from explorer.build.stages import diagnostics
 from explorer.errors import DockerfileError
 from tests.capabilities import missing
 
