@@ -6,7 +6,7 @@ fails on any import that points up or goes round in a circle between these parts
     __main__, launcher   the entry point: the window (launcher → gui) or a verb (cli)
     cli, gui             the two front ends; they never import each other
     api                  the operations a user names; the GUI's one typed seam (``Strata``)
-    build                Dockerfile → steps, cache keys, the executor (uses registry for FROM)
+    builder              Dockerfile → steps, cache keys, the executor (uses registry for FROM)
     registry             OCI distribution: pull, push, auth; stands on store
     store                metadata, layers and their index, images, containers, volumes, archives
     runtime              namespaces, mounts, processes; every fork through runtime.forking

@@ -18,7 +18,7 @@ set -euo pipefail
 umask 022
 
 # Test directories (and files) that must also pass as an unprivileged user. Missing ones are skipped.
-UNPRIV_TEST_DIRS=(tests/runtime tests/store tests/api tests/build tests/cli tests/distro)
+UNPRIV_TEST_DIRS=(tests/runtime tests/store tests/api tests/builder tests/cli tests/distro)
 
 APT_PACKAGES=(
     python3-venv docker.io busybox-static docker-registry skopeo umoci buildah podman uidmap debootstrap libseccomp2

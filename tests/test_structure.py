@@ -1,7 +1,7 @@
 """The package's layering, checked on every import statement (issue 14).
 
 Dependencies point down: the two front ends (``cli``, ``gui``) use ``api``, which uses
-``build``, ``registry``, ``store`` and ``runtime`` in that order; the base modules at the
+``builder``, ``registry``, ``store`` and ``runtime`` in that order; the base modules at the
 top of the package (``errors``, ``fsutil``, ``digest``, ``bulk``, ``timestamps``, ``holds``) use
 nothing above them. ``cli`` and ``gui`` never import each other: the entry point and
 ``launcher`` (``strata`` with no verb opens the window) sit over both. An import
@@ -21,7 +21,7 @@ from tests.fixtures import REPO_ROOT
 PACKAGE = REPO_ROOT / "explorer"
 
 # Higher may import lower, never the other way; equal ranks never import each other.
-RANK = {"__main__": 10, "launcher": 9, "cli": 7, "gui": 7, "api": 6, "build": 5, "registry": 4, "store": 3,
+RANK = {"__main__": 10, "launcher": 9, "cli": 7, "gui": 7, "api": 6, "builder": 5, "registry": 4, "store": 3,
         "runtime": 2}
 BASE = 0  # the package's own top-level modules and explorer/__init__.py
 BASE_MODULES = {"", "errors", "fsutil", "digest", "bulk", "timestamps", "holds", "filelimits", "jsoninput", "overlayfs"}

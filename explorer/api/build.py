@@ -1,6 +1,6 @@
 """Dockerfile builds and the build cache, as the CLI and the GUI ask for them.
 
-``BuildOps`` is mixed into ``Strata``. The work happens in ``explorer.build``; this layer
+``BuildOps`` is mixed into ``Strata``. The work happens in ``explorer.builder``; this layer
 turns keyword arguments into build options, picks the storage driver the containers of
 RUN steps use (the same one ``strata run`` uses) and hands progress events through.
 """
@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..build.cache import CacheEntry, PruneReport
-    from ..build.events import BuildEvent, BuildResult
+    from ..builder.cache import CacheEntry, PruneReport
+    from ..builder.events import BuildEvent, BuildResult
     from ..store.store import Store
 
 __all__ = ["BuildOps"]
@@ -46,7 +46,7 @@ class BuildOps:
         between steps or kills a running RUN. Bad Dockerfiles raise ``DockerfileError``
         before anything is written; a failing RUN raises ``BuildError`` with its exit code.
         """
-        from ..build.executor import BuildOptions, build
+        from ..builder.executor import BuildOptions, build
 
         options = BuildOptions(
             context_dir=str(context_dir),
@@ -66,13 +66,13 @@ class BuildOps:
     def builder_prune(self, all: bool = False) -> PruneReport:
         """Remove build cache: by default the entries whose layers no image uses; with
         ``all`` every entry, the context stat cache and RUN cache mounts too."""
-        from ..build.cache import BuildCache
+        from ..builder.cache import BuildCache
 
         with self.store.gc_lock(exclusive=True):
             return BuildCache(self.store).prune(everything=all)
 
     def build_cache(self) -> list[CacheEntry]:
         """Every cache entry, oldest first (for ``df`` and the GUI)."""
-        from ..build.cache import BuildCache
+        from ..builder.cache import BuildCache
 
         return BuildCache(self.store).entries()

@@ -2,15 +2,15 @@
 
 The editor flags exactly what the build will reject, colours exactly the keywords the
 parser knows and offers exactly the stages ``--target`` accepts, so all three come from
-``explorer.build`` through here: the GUI talks to the API layer only, and the grammar
+``explorer.builder`` through here: the GUI talks to the API layer only, and the grammar
 lives in one place.
 """
 
 from __future__ import annotations
 
-from ..build.events import BuildEvent, BuildResult
-from ..build.parser import INSTRUCTIONS, Diagnostic
-from ..build.stages import diagnostics, stage_names
+from ..builder.events import BuildEvent, BuildResult
+from ..builder.parser import INSTRUCTIONS, Diagnostic
+from ..builder.stages import diagnostics, stage_names
 
 KEYWORDS: tuple[str, ...] = tuple(word.upper() for word in INSTRUCTIONS)
 

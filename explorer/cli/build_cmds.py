@@ -17,7 +17,7 @@ import time
 from typing import TextIO
 
 from ..api import Strata
-from ..build.events import BuildEvent
+from ..builder.events import BuildEvent
 from ..errors import BuildError, InvalidArgument
 from .format import human_size
 

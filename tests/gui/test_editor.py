@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtGui import QTextCursor
 
 from explorer.api import Strata
-from explorer.build.events import BuildEvent, BuildResult
+from explorer.builder.events import BuildEvent, BuildResult
 from explorer.errors import BuildError, Cancelled
 from explorer.gui.context import AppContext
 from explorer.gui.editor.code_editor import CACHED, FAILED, REBUILT

@@ -11,7 +11,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
 from explorer.api import Strata
-from explorer.build.events import BuildEvent
+from explorer.builder.events import BuildEvent
 from explorer.gui.context import AppContext
 from explorer.gui.editor.dockerfile_editor import DockerfileEditor
 from explorer.gui.main_window import MainWindow, default_tag

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer.build.cache import BuildCache
+from explorer.builder.cache import BuildCache
 from explorer.errors import StoreError
 from explorer.store import metadata
 from explorer.store.store import Store

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer.build.dockerignore import IgnoreMatcher, clean_path, load_dockerignore, read_patterns
+from explorer.builder.dockerignore import IgnoreMatcher, clean_path, load_dockerignore, read_patterns
 from explorer.errors import DockerfileError
 
 

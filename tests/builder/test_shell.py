@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer.build.shell import (
+from explorer.builder.shell import (
     Lexer,
     ShellExpansionError,
     expand_with_matches,

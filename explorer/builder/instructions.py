@@ -17,15 +17,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, ClassVar, Self, TypedDict
 
-from explorer.build.parser import INSTRUCTIONS, Heredoc, Node, parse_heredoc_marker, suggest
-from explorer.build.parser import go_quote as _q
-from explorer.build.shell import ShellExpansionError, expand_with_matches
+from explorer.builder.parser import INSTRUCTIONS, Heredoc, Node, parse_heredoc_marker, suggest
+from explorer.builder.parser import go_quote as _q
+from explorer.builder.shell import ShellExpansionError, expand_with_matches
 from explorer.errors import DockerfileError
 
-# ``explorer.build.mounts`` is imported inside the functions that use it, so importing the
+# ``explorer.builder.mounts`` is imported inside the functions that use it, so importing the
 # builder does not pay for csv and the ``Mount`` record until a RUN has a --mount.
 if TYPE_CHECKING:
-    from explorer.build.mounts import Mount
+    from explorer.builder.mounts import Mount
 
 __all__ = [
     "AUTOMATIC_PLATFORM_ARGS",
@@ -251,13 +251,13 @@ class Run(Instruction):
 
     def mounts(self, expand: Expander | None = None) -> list[Mount]:
         """The parsed mounts; pass the build's expander to resolve ``$VAR`` in values."""
-        from explorer.build.mounts import parse_mount
+        from explorer.builder.mounts import parse_mount
 
         return [parse_mount(spec, expand) for spec in self.mount_specs]
 
     def mount_sources(self) -> list[str]:
         """The ``from=`` of each mount that names one (a stage or an image)."""
-        from explorer.build.mounts import mount_fields
+        from explorer.builder.mounts import mount_fields
 
         found = []
         for spec in self.mount_specs:
@@ -584,7 +584,7 @@ def _parse_run(node: Node) -> Run:
         )
     specs = flags.strings("mount")
     if specs:
-        from explorer.build.mounts import MountSpecError, check_mount_spec
+        from explorer.builder.mounts import MountSpecError, check_mount_spec
 
         for spec in specs:
             try:

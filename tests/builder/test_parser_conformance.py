@@ -11,14 +11,14 @@ from pathlib import Path
 import dockerfile
 import pytest
 
-from explorer.build.parser import (
+from explorer.builder.parser import (
     Diagnostic,
     Node,
     go_quote,
     parse,
     to_result_line,
 )
-from explorer.build.stages import diagnostics
+from explorer.builder.stages import diagnostics
 from explorer.errors import DockerfileError
 from tests.capabilities import missing
 

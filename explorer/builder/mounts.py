@@ -16,8 +16,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from explorer.build.parser import go_quote as _q
-from explorer.build.parser import suggest
+from explorer.builder.parser import go_quote as _q
+from explorer.builder.parser import suggest
 from explorer.errors import DockerfileError
 
 __all__ = [

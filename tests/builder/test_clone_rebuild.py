@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from explorer.api import Strata
-from explorer.build import checksum as checksum_module
-from explorer.build import copystep
-from explorer.build.events import BuildEvent
+from explorer.builder import checksum as checksum_module
+from explorer.builder import copystep
+from explorer.builder.events import BuildEvent
 from explorer.errors import CloneFailed
 from explorer.store import linkclone
 from explorer.store.index import DIR, FILE, HARDLINK, SYMLINK

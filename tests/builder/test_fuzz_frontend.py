@@ -7,9 +7,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from explorer.build.parser import parse
-from explorer.build.shell import expand_word
-from explorer.build.stages import diagnostics, parse_stages
+from explorer.builder.parser import parse
+from explorer.builder.shell import expand_word
+from explorer.builder.stages import diagnostics, parse_stages
 from explorer.errors import StrataError
 
 KEYWORDS = ["FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "LABEL", "EXPOSE", "VOLUME",

@@ -17,8 +17,8 @@ import pytest
 
 from explorer.api import Strata
 from explorer.api.build import BuildOps
-from explorer.build import checksum as checksum_module
-from explorer.build.events import BuildEvent
+from explorer.builder import checksum as checksum_module
+from explorer.builder.events import BuildEvent
 from explorer.errors import BuildError, Cancelled, DockerfileError
 from tests.capabilities import require_userns
 from tests.fixtures.images import BUSYBOX_TAG

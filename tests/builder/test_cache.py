@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from explorer.build.cache import BuildCache, CacheEntry, base_key, step_key
+from explorer.builder.cache import BuildCache, CacheEntry, base_key, step_key
 from explorer.store.store import Store
 
 

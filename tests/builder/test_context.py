@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from explorer.build import checksum as checksum_module
-from explorer.build.checksum import StatCache, checksum, context_records, fingerprints, stat_snapshot
-from explorer.build.context import BuildContext, match_regex
-from explorer.build.dockerignore import IgnoreMatcher, load_dockerignore
+from explorer.builder import checksum as checksum_module
+from explorer.builder.checksum import StatCache, checksum, context_records, fingerprints, stat_snapshot
+from explorer.builder.context import BuildContext, match_regex
+from explorer.builder.dockerignore import IgnoreMatcher, load_dockerignore
 from explorer.errors import DockerfileError
 from explorer.store.store import Store
 

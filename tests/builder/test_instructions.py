@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from explorer.build.instructions import (
+from explorer.builder.instructions import (
     PREDEFINED_ARGS,
     Add,
     Arg,
@@ -29,10 +29,10 @@ from explorer.build.instructions import (
     Workdir,
     parse_duration,
 )
-from explorer.build.mounts import Mount, parse_mount
-from explorer.build.parser import parse
-from explorer.build.shell import expand_word
-from explorer.build.stages import BuildPlan, parse_stages, stage_names
+from explorer.builder.mounts import Mount, parse_mount
+from explorer.builder.parser import parse
+from explorer.builder.shell import expand_word
+from explorer.builder.stages import BuildPlan, parse_stages, stage_names
 from explorer.errors import DockerfileError
 
 

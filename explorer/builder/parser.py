@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from explorer.build.shell import Lexer, ShellExpansionError, go_isspace
+from explorer.builder.shell import Lexer, ShellExpansionError, go_isspace
 from explorer.errors import DockerfileError
 
 __all__ = [

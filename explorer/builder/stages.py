@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from explorer.build.instructions import Arg, Copy, Env, From, Instruction, Run, parse_instruction
-from explorer.build.parser import (
+from explorer.builder.instructions import Arg, Copy, Env, From, Instruction, Run, parse_instruction
+from explorer.builder.parser import (
     Diagnostic,
     Node,
     ParsedDockerfile,
@@ -23,8 +23,8 @@ from explorer.build.parser import (
     suggest,
     syntax_diagnostics,
 )
-from explorer.build.parser import go_quote as _q
-from explorer.build.shell import ShellExpansionError, expand_word
+from explorer.builder.parser import go_quote as _q
+from explorer.builder.shell import ShellExpansionError, expand_word
 from explorer.errors import DockerfileError
 
 __all__ = [
