@@ -27,8 +27,7 @@ _OPENABLE = ("Dockerfile", ".dockerfile", ".tar", ".tar.gz", ".tgz", ".tar.zst")
 def _only_files(args: list[str]) -> bool:
     """`strata Dockerfile`, `strata app/` or `strata image.tar` (as the desktop entry calls
     it) opens the window with those files; anything else is a CLI verb."""
-    return bool(args) and all(
-        os.path.isdir(a) or (os.path.isfile(a) and a.endswith(_OPENABLE)) for a in args)
+    return bool(args) and all(os.path.isdir(a) or (os.path.isfile(a) and a.endswith(_OPENABLE)) for a in args)
 
 
 def entry() -> None:

@@ -194,11 +194,15 @@ class StoreDamaged(StoreError):
 
     def __init__(self, where: str, what: str, lost: bool = False) -> None:
         if lost:
-            text = (f"the store's database {where} is {what} while layers/, containers/ or volumes/ hold data; "
-                    "`strata system check --repair` rebuilds it from those directories (it deletes nothing)")
+            text = (
+                f"the store's database {where} is {what} while layers/, containers/ or volumes/ hold data; "
+                "`strata system check --repair` rebuilds it from those directories (it deletes nothing)"
+            )
         else:
-            text = (f"the store's database {where} is damaged ({what}); `strata system check --repair` "
-                    "salvages the rows it can read and rebuilds the rest from the store's directories")
+            text = (
+                f"the store's database {where} is damaged ({what}); `strata system check --repair` "
+                "salvages the rows it can read and rebuilds the rest from the store's directories"
+            )
         super().__init__(text)
         self.where = where
         self.what = what
@@ -275,7 +279,8 @@ class TransferInterrupted(RegistryUnreachable):
 
     def __init__(self, host: str, what: str, got: int, expected: int) -> None:
         RegistryError.__init__(
-            self, f"{what} from {host} was cut short after {got} of {expected} bytes; pull again to finish")
+            self, f"{what} from {host} was cut short after {got} of {expected} bytes; pull again to finish"
+        )
         self.host = host
         self.why = "truncated"
         self.got = got
@@ -320,5 +325,7 @@ class PathTooLong(StrataError):
         self.path = path
         self.where = where
         head = path if len(path) <= 60 else path[:60] + "…"
-        super().__init__(f"{where}: cannot reach {head} ({len(os.fsencode(path))} bytes): its path on disk is "
-                         "longer than PATH_MAX (4096 bytes); the overlay storage driver handles such paths")
+        super().__init__(
+            f"{where}: cannot reach {head} ({len(os.fsencode(path))} bytes): its path on disk is "
+            "longer than PATH_MAX (4096 bytes); the overlay storage driver handles such paths"
+        )

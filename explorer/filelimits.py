@@ -14,8 +14,9 @@ MIN_TIME_NS = -(1 << 63)
 END_TIME_NS = 1 << 63
 
 
-def out_of_range(uid: int, gid: int, mtime_ns: int, devmajor: int = 0, devminor: int = 0, *,
-                 mtime_text: str = "") -> str | None:
+def out_of_range(
+    uid: int, gid: int, mtime_ns: int, devmajor: int = 0, devminor: int = 0, *, mtime_text: str = ""
+) -> str | None:
     """Why these values fit no file, or None when they fit; ``mtime_text`` is the time as the
     archive wrote it, shown instead of whole seconds when given."""
     for what, value in (("uid", uid), ("gid", gid)):

@@ -36,8 +36,10 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -
         fsync_dir(path.parent)
 
 
-FREE_SPACE_HINT = ("free space with `strata builder prune`, `strata system prune` or `strata rmi` "
-                   "(`strata system df` shows what takes it; they work on a full disk) and retry")
+FREE_SPACE_HINT = (
+    "free space with `strata builder prune`, `strata system prune` or `strata rmi` "
+    "(`strata system df` shows what takes it; they work on a full disk) and retry"
+)
 
 
 @contextlib.contextmanager

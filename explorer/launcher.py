@@ -63,8 +63,9 @@ def parse_args(args: list[str]) -> tuple[str | None, list[Path]]:
             files.append(_path(arg))
     for f in files:
         if not f.exists():
-            raise UsageError(f"strata gui: {f}: no such file or folder; give a Dockerfile, a folder "
-                             "with one, or an image archive")
+            raise UsageError(
+                f"strata gui: {f}: no such file or folder; give a Dockerfile, a folder with one, or an image archive"
+            )
     return root, files
 
 
@@ -87,8 +88,11 @@ def launch_gui(args: list[str]) -> int:
         return 2
     root = root or os.environ.get("STRATA_ROOT") or None
     if not has_display():
-        print("strata: no display found (DISPLAY and WAYLAND_DISPLAY are unset); "
-              "the window needs one — use the CLI instead: strata --help", file=sys.stderr)
+        print(
+            "strata: no display found (DISPLAY and WAYLAND_DISPLAY are unset); "
+            "the window needs one — use the CLI instead: strata --help",
+            file=sys.stderr,
+        )
         return 1
     from .cli.main import enter_store_namespace
     from .errors import StrataError
@@ -106,7 +110,6 @@ def launch_gui(args: list[str]) -> int:
     try:
         from .gui.app import run_app
     except ImportError as e:
-        print(f"strata: the window cannot start: {e}; install PySide6 or use the CLI: strata --help",
-              file=sys.stderr)
+        print(f"strata: the window cannot start: {e}; install PySide6 or use the CLI: strata --help", file=sys.stderr)
         return 1
     return run_app(root, files)

@@ -39,8 +39,9 @@ def is_unprivileged_run() -> bool:
     if os.environ.get("STRATA_TEST_UNPRIV") != "1":
         return False
     if real_root():
-        pytest.fail("STRATA_TEST_UNPRIV=1 is for dev.sh's unprivileged pass, not a run as root; "
-                    "unset it", pytrace=False)
+        pytest.fail(
+            "STRATA_TEST_UNPRIV=1 is for dev.sh's unprivileged pass, not a run as root; unset it", pytrace=False
+        )
     return True
 
 
@@ -64,7 +65,7 @@ def real_root() -> bool:
 
 
 def store_ns_mode() -> str:
-    """"root", "subids", "single" or "host": how this test process sees ids."""
+    """ "root", "subids", "single" or "host": how this test process sees ids."""
     from explorer.runtime.storens import current
 
     return current().mode

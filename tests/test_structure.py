@@ -21,8 +21,17 @@ from tests.fixtures import REPO_ROOT
 PACKAGE = REPO_ROOT / "explorer"
 
 # Higher may import lower, never the other way; equal ranks never import each other.
-RANK = {"__main__": 10, "launcher": 9, "cli": 7, "gui": 7, "api": 6, "builder": 5, "registry": 4, "store": 3,
-        "runtime": 2}
+RANK = {
+    "__main__": 10,
+    "launcher": 9,
+    "cli": 7,
+    "gui": 7,
+    "api": 6,
+    "builder": 5,
+    "registry": 4,
+    "store": 3,
+    "runtime": 2,
+}
 BASE = 0  # the package's own top-level modules and explorer/__init__.py
 BASE_MODULES = {"", "errors", "fsutil", "digest", "bulk", "timestamps", "holds", "filelimits", "jsoninput", "overlayfs"}
 
@@ -94,7 +103,7 @@ def cycles(found: dict[tuple[str, str], list[str]]) -> list[list[str]]:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                out.append([*stack[stack.index(nxt):], nxt])
+                out.append([*stack[stack.index(nxt) :], nxt])
             elif nxt not in state:
                 visit(nxt)
         stack.pop()

@@ -30,14 +30,17 @@ def zone(request: pytest.FixtureRequest) -> Iterator[str]:
     time.tzset()
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("2024-07-01T12:00:00Z", NOON_JULY),
-    ("2024-07-01T12:00:00.123456789Z", NOON_JULY + 0.123456),
-    ("2024-07-01T14:00:00+02:00", NOON_JULY),
-    ("2024-07-01T06:30:00-05:30", NOON_JULY),
-    ("2024-07-01T12:00:00", NOON_JULY),  # no offset: UTC, as Docker writes
-    ("2024-07-01T12:00:00.5z", NOON_JULY + 0.5),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2024-07-01T12:00:00Z", NOON_JULY),
+        ("2024-07-01T12:00:00.123456789Z", NOON_JULY + 0.123456),
+        ("2024-07-01T14:00:00+02:00", NOON_JULY),
+        ("2024-07-01T06:30:00-05:30", NOON_JULY),
+        ("2024-07-01T12:00:00", NOON_JULY),  # no offset: UTC, as Docker writes
+        ("2024-07-01T12:00:00.5z", NOON_JULY + 0.5),
+    ],
+)
 def test_rfc3339_in_summer_in_any_zone(zone: str, text: str, expected: float) -> None:
     assert parse_rfc3339(text) == pytest.approx(expected)
     assert fmt.to_epoch(text) == pytest.approx(expected)
@@ -55,7 +58,14 @@ def test_ages_read_as_docker_words() -> None:
     assert human_ago(NOON_JULY, NOON_JULY + 0.2) == "Less than a second ago"
     assert human_ago(None) == "N/A" and human_ago(0) == "N/A"
     assert [human_duration(s) for s in (59, 60, 3599, 3600, 7200, 86400 * 3, 86400 * 20)] == [
-        "59 seconds", "About a minute", "59 minutes", "About an hour", "2 hours", "3 days", "2 weeks"]
+        "59 seconds",
+        "About a minute",
+        "59 minutes",
+        "About an hour",
+        "2 hours",
+        "3 days",
+        "2 weeks",
+    ]
 
 
 def test_mode_strings_are_ls_modes() -> None:

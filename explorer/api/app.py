@@ -93,9 +93,16 @@ class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps, BuildOps)
         for h in history:
             empty = bool(h.get("empty_layer"))
             layer = None if empty else next(layer_iter, None)
-            rows.append(HistoryRow(
-                layer.id if layer else None, str(h.get("created", "")), str(h.get("created_by", "")),
-                layer.content_size if layer else 0, str(h.get("comment", "")), empty))
+            rows.append(
+                HistoryRow(
+                    layer.id if layer else None,
+                    str(h.get("created", "")),
+                    str(h.get("created_by", "")),
+                    layer.content_size if layer else 0,
+                    str(h.get("comment", "")),
+                    empty,
+                )
+            )
         rows.reverse()
         return rows
 
@@ -148,8 +155,16 @@ class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps, BuildOps)
 
         nodes: dict[str, TreeNode] = {}
         for layer in self.store.layers.all():
-            nodes[layer.id] = TreeNode(layer.id, layer.chain_id, layer.diff_id, layer.created_by,
-                                       layer.content_size, layer.added, layer.modified, layer.deleted)
+            nodes[layer.id] = TreeNode(
+                layer.id,
+                layer.chain_id,
+                layer.diff_id,
+                layer.created_by,
+                layer.content_size,
+                layer.added,
+                layer.modified,
+                layer.deleted,
+            )
         for image in self.store.images.all():
             if image.top_layer in nodes:
                 node = nodes[image.top_layer]
@@ -236,23 +251,46 @@ class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps, BuildOps)
         else:
             hits = view.list_dir(path)
         return [
-            LsEntry(h.entry.path, h.entry.type, h.entry.mode, h.entry.uid, h.entry.gid, size, h.entry.link,
-                    "container" if view.layers[h.layer].kind == "container" else h.layer, h.status,
-                    h.entry.mtime, view.layers[h.layer].label)
+            LsEntry(
+                h.entry.path,
+                h.entry.type,
+                h.entry.mode,
+                h.entry.uid,
+                h.entry.gid,
+                size,
+                h.entry.link,
+                "container" if view.layers[h.layer].kind == "container" else h.layer,
+                h.status,
+                h.entry.mtime,
+                view.layers[h.layer].label,
+            )
             for h, size in zip(hits, view.sizes(hits), strict=True)
         ]
 
     # --- archives ------------------------------------------------------------------
 
-    def import_rootfs(self, source: str, name: str | None, message: str = "",
-                      changes: dict[str, Any] | None = None, stdin: BinaryIO | None = None) -> Image:
+    def import_rootfs(
+        self,
+        source: str,
+        name: str | None,
+        message: str = "",
+        changes: dict[str, Any] | None = None,
+        stdin: BinaryIO | None = None,
+    ) -> Image:
         from ..store import archive
 
         with self.store.gc_lock():
             return self._import_rootfs(archive, source, name, message, changes, stdin)
 
-    def _import_rootfs(self, archive: ModuleType, source: str, name: str | None, message: str,
-                       changes: dict[str, Any] | None, stdin: BinaryIO | None) -> Image:
+    def _import_rootfs(
+        self,
+        archive: ModuleType,
+        source: str,
+        name: str | None,
+        message: str,
+        changes: dict[str, Any] | None,
+        stdin: BinaryIO | None,
+    ) -> Image:
         if source == "-":
             if stdin is None:
                 raise InvalidArgument("import from - needs standard input")

@@ -135,8 +135,13 @@ class ContainerOps:
 
         code = runtime.read_exit_code(run_dir)
         ended = exit_time(run_dir) if code is not None else None
-        return dataclasses.replace(rec, state="exited", exit_code=code if code is not None else 137,
-                                   finished=ended or rec.finished or time.time(), pid=None)
+        return dataclasses.replace(
+            rec,
+            state="exited",
+            exit_code=code if code is not None else 137,
+            finished=ended or rec.finished or time.time(),
+            pid=None,
+        )
 
     def _refresh(self, rec: ContainerRecord) -> ContainerRecord:
         """Reconcile a 'running' record whose process has gone: write its exit down and
@@ -156,8 +161,9 @@ class ContainerOps:
         from ..runtime.state import exit_time
 
         ended = exit_time(run_dir) if code is not None else None
-        self.store.containers.set_state(rec.id, state="exited", exit_code=code if code is not None else 137,
-                                        finished=ended or time.time(), pid=None)
+        self.store.containers.set_state(
+            rec.id, state="exited", exit_code=code if code is not None else 137, finished=ended or time.time(), pid=None
+        )
         rec = self.store.containers.get(rec.id)
         if rec.config.get("AutoRemove"):
             self._remove_record(rec)
@@ -177,8 +183,18 @@ class ContainerOps:
 
     def _info(self, rec: ContainerRecord) -> ContainerInfo:
         command = " ".join(self._argv(rec, check=False))
-        return ContainerInfo(rec.id, rec.name, rec.image, rec.image_ref, command, rec.created, rec.state,
-                             _status(rec), rec.exit_code, rec.driver)
+        return ContainerInfo(
+            rec.id,
+            rec.name,
+            rec.image,
+            rec.image_ref,
+            command,
+            rec.created,
+            rec.state,
+            _status(rec),
+            rec.exit_code,
+            rec.driver,
+        )
 
     def containers(self, all: bool = True) -> list[ContainerInfo]:
         """``docker ps``: read only. A ``--rm`` container whose process ended is gone for
@@ -213,24 +229,31 @@ class ContainerOps:
             },
             "Image": rec.image,
             "Config": {**rec.config, "Image": rec.image_ref},
-            "HostConfig": {"NetworkMode": rec.config.get("NetworkMode") or "host",
-                           "AutoRemove": bool(rec.config.get("AutoRemove")),
-                           "Privileged": bool(rec.config.get("Privileged")),
-                           "CapAdd": rec.config.get("CapAdd") or None, "CapDrop": rec.config.get("CapDrop") or None,
-                           "SecurityOpt": rec.config.get("SecurityOpt") or None},
+            "HostConfig": {
+                "NetworkMode": rec.config.get("NetworkMode") or "host",
+                "AutoRemove": bool(rec.config.get("AutoRemove")),
+                "Privileged": bool(rec.config.get("Privileged")),
+                "CapAdd": rec.config.get("CapAdd") or None,
+                "CapDrop": rec.config.get("CapDrop") or None,
+                "SecurityOpt": rec.config.get("SecurityOpt") or None,
+            },
             "Driver": rec.driver,
-            "GraphDriver": {"Name": rec.driver, "Data": {
-                "UpperDir": str(self.store.containers.diff_dir(rec.id)),
-                "WorkDir": str(self.store.containers.work_dir(rec.id)),
-            }},
+            "GraphDriver": {
+                "Name": rec.driver,
+                "Data": {
+                    "UpperDir": str(self.store.containers.diff_dir(rec.id)),
+                    "WorkDir": str(self.store.containers.work_dir(rec.id)),
+                },
+            },
             "Mounts": [{"Type": "volume", "Name": v, "Destination": t, "RW": not ro} for v, t, ro in rec.volumes]
             + [m for m in rec.config.get("Binds", [])],
         }
 
     # --- create / start ----------------------------------------------------------------
 
-    def create(self, image_name: str, options: RunOptions | None = None, name: str | None = None,
-               hold: bool = False) -> ContainerInfo:
+    def create(
+        self, image_name: str, options: RunOptions | None = None, name: str | None = None, hold: bool = False
+    ) -> ContainerInfo:
         """``docker create``. With ``hold`` (``run``: a create and a start in one go) this
         process keeps the container from every prune until it has started it; without,
         the new container is an ordinary stopped one for a prune, as Docker's is."""
@@ -272,8 +295,9 @@ class ContainerOps:
             config["Entrypoint"] = []
         driver = self.driver()
         mounts_plan = self._plan_mounts(image, options)
-        rec = self.store.containers.create(image.id, image_name, config, driver, name,
-                                           volumes=[(v, t, ro) for v, t, ro in mounts_plan.volumes])
+        rec = self.store.containers.create(
+            image.id, image_name, config, driver, name, volumes=[(v, t, ro) for v, t, ro in mounts_plan.volumes]
+        )
         try:
             config["Hostname"] = options.hostname or rec.id[:12]
             config["Binds"] = mounts_plan.binds
@@ -317,21 +341,34 @@ class ContainerOps:
     def _runtime_config(self, rec: ContainerRecord) -> runtime.ContainerConfig:
         image = self.store.images.get(rec.image)
         c = rec.config
-        process = runtime.Process(args=self._argv(rec), env=list(c.get("Env") or []),
-                                  cwd=c.get("WorkingDir") or "/", user=c.get("User") or "",
-                                  tty=bool(c.get("Tty")), stdin=bool(c.get("OpenStdin")))
+        process = runtime.Process(
+            args=self._argv(rec),
+            env=list(c.get("Env") or []),
+            cwd=c.get("WorkingDir") or "/",
+            user=c.get("User") or "",
+            tty=bool(c.get("Tty")),
+            stdin=bool(c.get("OpenStdin")),
+        )
         if rec.driver == "vfs":
             rootfs = runtime.RootFS("vfs", rootdir=str(self.store.containers.rootfs_dir(rec.id)))
         else:
-            rootfs = runtime.RootFS("overlay", lowerdirs=self._lowerdirs(image),
-                                    upperdir=str(self.store.containers.diff_dir(rec.id)),
-                                    workdir=str(self.store.containers.work_dir(rec.id)))
+            rootfs = runtime.RootFS(
+                "overlay",
+                lowerdirs=self._lowerdirs(image),
+                upperdir=str(self.store.containers.diff_dir(rec.id)),
+                workdir=str(self.store.containers.work_dir(rec.id)),
+            )
         mounts_for: Callable[..., list[runtime.Mount]] | None = getattr(self, "runtime_mounts", None)
         mounts = mounts_for(rec) if mounts_for is not None else []
-        return runtime.ContainerConfig(rootfs=rootfs, process=process,
-                                       runtime_dir=str(self.store.containers.run_dir(rec.id)),
-                                       hostname=c.get("Hostname") or rec.id[:12], mounts=mounts,
-                                       network=c.get("NetworkMode") or "host", security=security_of(c))
+        return runtime.ContainerConfig(
+            rootfs=rootfs,
+            process=process,
+            runtime_dir=str(self.store.containers.run_dir(rec.id)),
+            hostname=c.get("Hostname") or rec.id[:12],
+            mounts=mounts,
+            network=c.get("NetworkMode") or "host",
+            security=security_of(c),
+        )
 
     def _begin(self, rec: ContainerRecord) -> runtime.ContainerConfig:
         self.store.containers.hold(rec.id)  # no prune takes it while it starts (issue 13)
@@ -340,8 +377,9 @@ class ContainerOps:
         return self._runtime_config(rec)
 
     def _started(self, rec: ContainerRecord, running: runtime.RunningContainer) -> None:
-        self.store.containers.set_state(rec.id, state="running", started=time.time(), finished=None,
-                                        exit_code=None, pid=running.pid)
+        self.store.containers.set_state(
+            rec.id, state="running", started=time.time(), finished=None, exit_code=None, pid=running.pid
+        )
 
     def _finished(self, rec: ContainerRecord, code: int) -> None:
         self.store.containers.set_state(rec.id, state="exited", exit_code=code, finished=time.time(), pid=None)
@@ -368,8 +406,9 @@ class ContainerOps:
         self.store.containers.release(rec.id)  # running: no prune takes it, and its exit is the monitor's
         return self._info(self.store.containers.get(rec.id))
 
-    def _start_failed_cleanup(self, rec: ContainerRecord,
-                              launch: Callable[[], runtime.RunningContainer]) -> runtime.RunningContainer:
+    def _start_failed_cleanup(
+        self, rec: ContainerRecord, launch: Callable[[], runtime.RunningContainer]
+    ) -> runtime.RunningContainer:
         try:
             return launch()
         except StrataError as e:
@@ -400,8 +439,9 @@ class ContainerOps:
             child_stdin = stdin if rec.config.get("OpenStdin") else None
             try:
                 running = self._start_failed_cleanup(
-                    rec, lambda: runtime.start(config, child_stdin if child_stdin is not None else _devnull(),
-                                               out_w, err_w))
+                    rec,
+                    lambda: runtime.start(config, child_stdin if child_stdin is not None else _devnull(), out_w, err_w),
+                )
             finally:
                 os.close(out_w)
                 os.close(err_w)
@@ -452,8 +492,10 @@ class ContainerOps:
         if rec.state == "running":
             if not force:
                 raise ContainerRunning(
-                    f"container {rec.name}", ["its running process"],
-                    "stop the container before removing it, or use rm -f")
+                    f"container {rec.name}",
+                    ["its running process"],
+                    "stop the container before removing it, or use rm -f",
+                )
             runtime.kill(str(self.store.containers.run_dir(rec.id)), signal.SIGKILL)
             runtime.wait_exit(str(self.store.containers.run_dir(rec.id)), 10)
         self._remove_record(rec, volumes=volumes)
@@ -496,9 +538,19 @@ class ContainerOps:
                 break
             time.sleep(poll)
 
-    def exec(self, name: str, cmd: list[str], *, env: list[str] | None = None, user: str | None = None,
-             workdir: str | None = None, tty: bool = False, stdin: bool = False, stdio: tuple[
-                 int | None, int | None, int | None] = (None, None, None), detach: bool = False) -> int:
+    def exec(
+        self,
+        name: str,
+        cmd: list[str],
+        *,
+        env: list[str] | None = None,
+        user: str | None = None,
+        workdir: str | None = None,
+        tty: bool = False,
+        stdin: bool = False,
+        stdio: tuple[int | None, int | None, int | None] = (None, None, None),
+        detach: bool = False,
+    ) -> int:
         """``docker exec``: the process's exit code; with ``detach`` 0 once it runs
         (its output goes to /dev/null, as with Docker's ``exec -d``)."""
         rec = self._record(name)
@@ -513,9 +565,14 @@ class ContainerOps:
         for item in env or []:
             key = item.partition("=")[0]
             base_env = [e for e in base_env if e.partition("=")[0] != key] + [item]
-        process = runtime.Process(args=cmd, env=base_env, cwd=workdir or rec.config.get("WorkingDir") or "/",
-                                  user=user if user is not None else rec.config.get("User") or "", tty=tty,
-                                  stdin=stdin)
+        process = runtime.Process(
+            args=cmd,
+            env=base_env,
+            cwd=workdir or rec.config.get("WorkingDir") or "/",
+            user=user if user is not None else rec.config.get("User") or "",
+            tty=tty,
+            stdin=stdin,
+        )
         if not detach:
             return runtime.exec_in(pid, process, *stdio, security=security_of(rec.config))
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -540,8 +597,12 @@ class ContainerOps:
             rmtree(scratch)
             (scratch).mkdir(mode=0o700)
             mark_owner(scratch)
-            runtime.vfs_diff(self._lowerdirs(image), str(self.store.containers.rootfs_dir(rec.id)),
-                             str(scratch / "diff"), runtime_dir=str(self.store.containers.run_dir(rec.id)))
+            runtime.vfs_diff(
+                self._lowerdirs(image),
+                str(self.store.containers.rootfs_dir(rec.id)),
+                str(scratch / "diff"),
+                runtime_dir=str(self.store.containers.run_dir(rec.id)),
+            )
             return scan_dir(str(scratch / "diff")), scratch / "diff", scratch
         diff = self.store.containers.diff_dir(rec.id)
         return scan_dir(str(diff)), diff, None
@@ -577,14 +638,21 @@ class ContainerOps:
             if scratch is not None:
                 rmtree(scratch)
 
-    def commit(self, name: str, reference_name: str | None = None, message: str = "",
-               author: str = "", changes: dict[str, Any] | None = None) -> Image:
+    def commit(
+        self,
+        name: str,
+        reference_name: str | None = None,
+        message: str = "",
+        author: str = "",
+        changes: dict[str, Any] | None = None,
+    ) -> Image:
         """docker commit: the container layer becomes a new image layer on top of its image."""
         with self.store.gc_lock():
             return self._commit(name, reference_name, message, author, changes)
 
-    def _commit(self, name: str, reference_name: str | None, message: str, author: str,
-                changes: dict[str, Any] | None) -> Image:
+    def _commit(
+        self, name: str, reference_name: str | None, message: str, author: str, changes: dict[str, Any] | None
+    ) -> Image:
         rec = self._record(name)
         image = self.store.images.get(rec.image)
         entries, content, scratch = self._container_entries(rec)
@@ -600,10 +668,13 @@ class ContainerOps:
         config = image.config
         container_config = dict(config.get("config") or {})
         c = rec.config
-        container_config.update({
-            "Env": c.get("Env") or [], "WorkingDir": c.get("WorkingDir") or "",
-            "User": c.get("User") or "",
-        })
+        container_config.update(
+            {
+                "Env": c.get("Env") or [],
+                "WorkingDir": c.get("WorkingDir") or "",
+                "User": c.get("User") or "",
+            }
+        )
         if c.get("Cmd") is not None:
             container_config["Cmd"] = c.get("Cmd")
         if c.get("EntrypointOverridden"):

@@ -158,20 +158,27 @@ class CopyOps:
             rootfs = runtime.RootFS("vfs", rootdir=str(containers.rootfs_dir(rec.id)))
         else:
             image = self.store.images.get(rec.image)
-            rootfs = runtime.RootFS("overlay", lowerdirs=self._lowerdirs(image),
-                                    upperdir=str(containers.diff_dir(rec.id)),
-                                    workdir=str(containers.work_dir(rec.id)))
+            rootfs = runtime.RootFS(
+                "overlay",
+                lowerdirs=self._lowerdirs(image),
+                upperdir=str(containers.diff_dir(rec.id)),
+                workdir=str(containers.work_dir(rec.id)),
+            )
         mounts_for: Callable[..., list[runtime.Mount]] | None = getattr(self, "runtime_mounts", None)
         c = rec.config
-        return runtime.ContainerConfig(rootfs=rootfs, process=runtime.Process(args=["true"]),
-                                       runtime_dir=str(containers.run_dir(rec.id)),
-                                       hostname=c.get("Hostname") or rec.id[:12],
-                                       mounts=mounts_for(rec) if mounts_for is not None else [],
-                                       network=c.get("NetworkMode") or "host")
+        return runtime.ContainerConfig(
+            rootfs=rootfs,
+            process=runtime.Process(args=["true"]),
+            runtime_dir=str(containers.run_dir(rec.id)),
+            hostname=c.get("Hostname") or rec.id[:12],
+            mounts=mounts_for(rec) if mounts_for is not None else [],
+            network=c.get("NetworkMode") or "host",
+        )
 
     @contextlib.contextmanager
-    def _inside(self, rec: ContainerRecord, fn: Callable[[], Any], keep_fds: tuple[int, ...] = ()
-                ) -> Iterator[runtime.InRoot]:
+    def _inside(
+        self, rec: ContainerRecord, fn: Callable[[], Any], keep_fds: tuple[int, ...] = ()
+    ) -> Iterator[runtime.InRoot]:
         """A helper running ``fn`` with the container's root as ``/``: its own
         namespaces while it runs, a private mount of its layers while it is stopped."""
         where = f"container {rec.name}"
@@ -193,7 +200,8 @@ class CopyOps:
         if normalize(path) in RUNTIME_FILES:
             raise InvalidArgument(
                 f"{where}: {normalize(path)} is provided by strata at every start (as docker does); "
-                "set it with --hostname or edit the image instead")
+                "set it with --hostname or edit the image instead"
+            )
         with _reported(where), self._inside(rec, functools.partial(fn, *args, where)) as helper:
             helper.wait()
 
@@ -220,8 +228,16 @@ class CopyOps:
 
     # --- cp ----------------------------------------------------------------------------
 
-    def cp_in(self, name: str, host_path: str, container_path: str, *, archive: bool = False,
-              follow_link: bool = False, stdin: BinaryIO | None = None) -> CopyReport:
+    def cp_in(
+        self,
+        name: str,
+        host_path: str,
+        container_path: str,
+        *,
+        archive: bool = False,
+        follow_link: bool = False,
+        stdin: BinaryIO | None = None,
+    ) -> CopyReport:
         """docker cp HOST_PATH CONTAINER:PATH (``-``: a tar stream on ``stdin``,
         unpacked into the directory PATH). ``archive`` keeps the host's uid/gid;
         otherwise the copy belongs to the container's root."""
@@ -233,8 +249,16 @@ class CopyOps:
 
         return _copy_in(enter, receiver, host_path, follow_link, stdin, f"container {rec.name}")
 
-    def cp_in_volume(self, name: str, host_path: str, path: str, *, archive: bool = False,
-                     follow_link: bool = False, stdin: BinaryIO | None = None) -> CopyReport:
+    def cp_in_volume(
+        self,
+        name: str,
+        host_path: str,
+        path: str,
+        *,
+        archive: bool = False,
+        follow_link: bool = False,
+        stdin: BinaryIO | None = None,
+    ) -> CopyReport:
         """cp into a volume; ``path`` is inside the volume ("/" is its top)."""
         volume = self.store.volumes.get(name)
         where = f"volume {volume.name}"
@@ -255,11 +279,20 @@ class CopyOps:
         dest = dest if dest.startswith("/") else "/" + dest
         contents = tarcopy.Source.parse(host_path).contents if host_path != "-" else False
         rules = tarcopy.Rules(owners=archive, devices=True)
-        return functools.partial(tarcopy.receive, dest=dest, contents=contents, where=where, rules=rules,
-                                 raw=host_path == "-")
+        return functools.partial(
+            tarcopy.receive, dest=dest, contents=contents, where=where, rules=rules, raw=host_path == "-"
+        )
 
-    def cp_out(self, name: str, container_path: str, host_path: str, *, archive: bool = False,
-               follow_link: bool = False, stdout: BinaryIO | None = None) -> CopyReport:
+    def cp_out(
+        self,
+        name: str,
+        container_path: str,
+        host_path: str,
+        *,
+        archive: bool = False,
+        follow_link: bool = False,
+        stdout: BinaryIO | None = None,
+    ) -> CopyReport:
         """docker cp CONTAINER:PATH HOST_PATH (``-``: a tar stream on ``stdout``).
         The copy belongs to the caller unless ``archive`` (and real root); setuid and
         setgid bits are dropped unless ``archive``; device nodes are made only by real
@@ -273,8 +306,9 @@ class CopyOps:
         skip = runtime.pseudo_mounts(str(self.store.containers.run_dir(rec.id)))
         # Owners cross to the host only as real root: inside the store's user namespace
         # they would become subordinate ids the user could not remove.
-        rules = tarcopy.Rules(owners=archive and runtime.privileged(), strip_setid=not archive,
-                              devices=runtime.privileged())
+        rules = tarcopy.Rules(
+            owners=archive and runtime.privileged(), strip_setid=not archive, devices=runtime.privileged()
+        )
         received: list[object] = []
         r, w = os.pipe()
         try:
@@ -286,8 +320,9 @@ class CopyOps:
                     out = stdout if stdout is not None else sys.stdout.buffer
                     host_side: Callable[[], None] = functools.partial(_pump_out, r, out.write)
                 else:
-                    unpack = functools.partial(tarcopy.receive, r, host_path, contents=source.contents,
-                                               where="host", rules=rules)
+                    unpack = functools.partial(
+                        tarcopy.receive, r, host_path, contents=source.contents, where="host", rules=rules
+                    )
 
                     def host_side() -> None:
                         received.append(unpack())
@@ -303,9 +338,14 @@ class CopyOps:
         return CopyReport.from_reply(received[0] if received else None)
 
 
-def _copy_in(enter: Callable[[Callable[[], Any], tuple[int, ...]], contextlib.AbstractContextManager[runtime.InRoot]],
-             receiver: Callable[[int], Any], host_path: str, follow_link: bool, stdin: BinaryIO | None,
-             where: str) -> CopyReport:
+def _copy_in(
+    enter: Callable[[Callable[[], Any], tuple[int, ...]], contextlib.AbstractContextManager[runtime.InRoot]],
+    receiver: Callable[[int], Any],
+    host_path: str,
+    follow_link: bool,
+    stdin: BinaryIO | None,
+    where: str,
+) -> CopyReport:
     """The host packs (or relays stdin), the helper unpacks inside its root."""
     from ..runtime import tarcopy
 
@@ -314,8 +354,7 @@ def _copy_in(enter: Callable[[Callable[[], Any], tuple[int, ...]], contextlib.Ab
         source = sys.stdin.buffer if stdin is None else stdin
         host_side = functools.partial(_pump_in, source.read)
     else:
-        host_side = functools.partial(tarcopy.send, source=tarcopy.Source.parse(host_path, follow_link),
-                                      where="host")
+        host_side = functools.partial(tarcopy.send, source=tarcopy.Source.parse(host_path, follow_link), where="host")
         if not os.path.lexists(host_path):
             raise PathNotFound("host", host_path)
     r, w = os.pipe()

@@ -15,8 +15,9 @@ from ..store.export import USER_COPY, export_view
 from ..store.union import UnionView
 
 
-def export_to_host(view: UnionView, path: str, dest: str | os.PathLike[str],
-                   check: Callable[[], None] | None = None) -> None:
+def export_to_host(
+    view: UnionView, path: str, dest: str | os.PathLike[str], check: Callable[[], None] | None = None
+) -> None:
     """Write ``path`` of ``view`` (a file, a link or a whole directory) as ``dest``, which
     must not exist; ``check`` raises to cancel between entries."""
     export_view(view, path, dest, USER_COPY, check=check)

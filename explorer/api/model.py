@@ -68,7 +68,13 @@ class LsEntry:
     def to_json(self) -> dict[str, Any]:
         """Names that are not UTF-8 are written as ``shown`` writes them: JSON holds only text."""
         return {
-            "path": shown(self.path), "type": self.type, "mode": self.mode, "uid": self.uid, "gid": self.gid,
-            "size": self.size, "link": None if self.link is None else shown(self.link), "layer": self.layer,
+            "path": shown(self.path),
+            "type": self.type,
+            "mode": self.mode,
+            "uid": self.uid,
+            "gid": self.gid,
+            "size": self.size,
+            "link": None if self.link is None else shown(self.link),
+            "layer": self.layer,
             "status": self.status,
         }

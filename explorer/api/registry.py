@@ -22,8 +22,14 @@ class RegistryOps:
 
     store: Store
 
-    def pull(self, name: str, *, platform: str | None = None, progress: Progress | None = None,
-             cancel: threading.Event | None = None) -> PullResult:
+    def pull(
+        self,
+        name: str,
+        *,
+        platform: str | None = None,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> PullResult:
         """``name``: ``alpine``, ``host:5000/app:1``, ``app@sha256:…``, ``docker-daemon:NAME``
         or ``podman:NAME``."""
         from ..registry.daemon import import_from_daemon
@@ -36,8 +42,15 @@ class RegistryOps:
 
             return pull(self.store, name, platform=platform, progress=progress, cancel=cancel)
 
-    def push(self, name: str, *, compression: str = "gzip", fmt: str | None = None,
-             progress: Progress | None = None, cancel: threading.Event | None = None) -> PushResult:
+    def push(
+        self,
+        name: str,
+        *,
+        compression: str = "gzip",
+        fmt: str | None = None,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> PushResult:
         """``compression``: gzip (default), zstd or none; ``fmt``: docker or oci (default:
         docker for gzip, oci otherwise)."""
         from ..registry.push import push
@@ -54,8 +67,9 @@ class RegistryOps:
 
         return logout(server)
 
-    def ensure_image(self, name: str, pull: bool = False, *, progress: Progress | None = None,
-                     cancel: threading.Event | None = None) -> Image:
+    def ensure_image(
+        self, name: str, pull: bool = False, *, progress: Progress | None = None, cancel: threading.Event | None = None
+    ) -> Image:
         """The image a build's FROM names: from the store, pulled when missing or when ``pull``."""
         from ..registry.ensure import ensure_image
 

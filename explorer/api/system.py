@@ -72,19 +72,31 @@ class SystemOps:
             size = sum(layers[lid].content_size for lid in chain)
             shared = sum(layers[lid].content_size for lid in chain if len(users_of[lid]) > 1)
             count = sum(1 for row in store.meta.query("SELECT 1 FROM containers WHERE image=?", (image.id,)))
-            usage.images.append(ImageUsage(image.id, image.familiar_tags, image.created, size, shared,
-                                           size - shared, count))
+            usage.images.append(
+                ImageUsage(image.id, image.familiar_tags, image.created, size, shared, size - shared, count)
+            )
         for info in self.containers(all=True):
             rec = store.containers.get(info.id)
             path = store.containers.rootfs_dir(rec.id) if rec.driver == "vfs" else store.containers.diff_dir(rec.id)
-            usage.containers.append(ContainerUsage(info.id, info.name, info.image_ref, info.command,
-                                                   dir_size(path), info.status, info.state, info.created,
-                                                   len(rec.volumes)))
+            usage.containers.append(
+                ContainerUsage(
+                    info.id,
+                    info.name,
+                    info.image_ref,
+                    info.command,
+                    dir_size(path),
+                    info.status,
+                    info.state,
+                    info.created,
+                    len(rec.volumes),
+                )
+            )
         for v in store.volumes.all():
             usage.volumes.append(VolumeUsage(v.name, len(v.users), dir_size(v.mountpoint)))
         counted: set[str] = set()
         for key, layer_id, instruction, created, last_used in store.meta.query(
-                "SELECT key, layer, instruction, created, last_used FROM build_cache ORDER BY last_used"):
+            "SELECT key, layer, instruction, created, last_used FROM build_cache ORDER BY last_used"
+        ):
             size = layers[layer_id].content_size if layer_id in layers else 0
             shared = layer_id in image_layers
             usage.build_cache.append(CacheUsage(key, instruction, size, shared, created, last_used))
@@ -132,8 +144,11 @@ class SystemOps:
                     continue
                 if rec.state == "running":
                     continue
-                path = self.store.containers.rootfs_dir(rec.id) if rec.driver == "vfs" else \
-                    self.store.containers.diff_dir(rec.id)
+                path = (
+                    self.store.containers.rootfs_dir(rec.id)
+                    if rec.driver == "vfs"
+                    else self.store.containers.diff_dir(rec.id)
+                )
                 size = dir_size(path)
                 with contextlib.suppress(StrataError):
                     self.rm(info.id)
@@ -237,15 +252,20 @@ class SystemOps:
         if store.forgets_everything():
             # A database swapped for an empty one: the directories would all look like
             # orphans. Rebuild from them instead, as for a lost database.
-            raise StoreDamaged(str(meta.path), "empty of records",
-                               lost=True)
+            raise StoreDamaged(str(meta.path), "empty of records", lost=True)
         bin_dir = new_bin(store.root)
 
         def keep_aside(path: Path) -> None:
             move_in(store.root, bin_dir, path)
 
-        def add(kind: str, what: str, detail: str, repairable: bool, fix: Callable[[], None] | None = None,
-                frees: Path | None = None) -> None:
+        def add(
+            kind: str,
+            what: str,
+            detail: str,
+            repairable: bool,
+            fix: Callable[[], None] | None = None,
+            frees: Path | None = None,
+        ) -> None:
             p = Problem(kind, what, detail, repairable)
             if frees is not None:
                 p.size = dir_size(frees)  # measured before the repair moves it aside
@@ -255,14 +275,19 @@ class SystemOps:
             problems.append(p)
 
         for name in store.clean_staging() if repair else _dead_staging(store):
-            add("leftover", f"tmp/{name}", "staging left by a process that died", True, lambda: None,
-                store.tmp / name)
+            add("leftover", f"tmp/{name}", "staging left by a process that died", True, lambda: None, store.tmp / name)
         layer_rows = {r[0]: r for r in meta.query("SELECT id, chain_id, diff_id, parent, size FROM layers")}
         for entry in sorted(os.listdir(store.layers.dir)):
             if entry not in layer_rows and not _in_progress(store.layers.dir / entry):
                 path = store.layers.dir / entry
-                add("orphan-dir", f"layers/{entry}", f"a layer directory no record names (moved to {bin_dir})",
-                    True, lambda path=path: keep_aside(path), path)  # type: ignore[misc]
+                add(
+                    "orphan-dir",
+                    f"layers/{entry}",
+                    f"a layer directory no record names (moved to {bin_dir})",
+                    True,
+                    lambda path=path: keep_aside(path),  # type: ignore[misc]
+                    path,
+                )
         for lid, (_, _chain_id, diff_id, parent, _size) in layer_rows.items():
             if parent is not None and parent not in layer_rows:
                 add("missing-layer", f"layer {lid[:12]}", f"its parent {parent[:12]} is missing", False)
@@ -273,50 +298,93 @@ class SystemOps:
             if verify_content:
                 got = _layer_digest(store, lid)
                 if got != diff_id:
-                    add("corrupt-layer", f"layer {lid[:12]}",
-                        f"content digest {got or 'unreadable'} does not match its diff id {diff_id}", False)
+                    add(
+                        "corrupt-layer",
+                        f"layer {lid[:12]}",
+                        f"content digest {got or 'unreadable'} does not match its diff id {diff_id}",
+                        False,
+                    )
         for iid, top in meta.query("SELECT id, top_layer FROM images"):
             if top is not None and top not in layer_rows:
                 add("missing-layer", f"image {iid[7:19]}", f"its top layer {top[:12]} is missing", False)
         for tag, iid in meta.query("SELECT name, image FROM tags"):
             if meta.one("SELECT 1 FROM images WHERE id=?", (iid,)) is None:
-                add("dangling-tag", tag, f"points at missing image {iid[7:19]}", True,
-                    lambda tag=tag: _exec(store, "DELETE FROM tags WHERE name=?", (tag,)))  # type: ignore[misc]
+                add(
+                    "dangling-tag",
+                    tag,
+                    f"points at missing image {iid[7:19]}",
+                    True,
+                    lambda tag=tag: _exec(store, "DELETE FROM tags WHERE name=?", (tag,)),  # type: ignore[misc]
+                )
         for key, layer_id in meta.query("SELECT key, layer FROM build_cache"):
             if layer_id is not None and layer_id not in layer_rows:
-                add("dangling-cache", f"cache {key[:12]}", f"names missing layer {layer_id[:12]}", True,
-                    lambda key=key: _exec(store, "DELETE FROM build_cache WHERE key=?", (key,)))  # type: ignore[misc]
+                add(
+                    "dangling-cache",
+                    f"cache {key[:12]}",
+                    f"names missing layer {layer_id[:12]}",
+                    True,
+                    lambda key=key: _exec(store, "DELETE FROM build_cache WHERE key=?", (key,)),  # type: ignore[misc]
+                )
         container_ids = {r[0] for r in meta.query("SELECT id FROM containers")}
         for cid, image in meta.query("SELECT id, image FROM containers"):
             if meta.one("SELECT 1 FROM images WHERE id=?", (image,)) is None:
                 add("missing-image", f"container {cid[:12]}", f"its image {image[7:19]} is missing", False)
             if not store.containers.path(cid).is_dir():
-                add("missing-dir", f"container {cid[:12]}", "its directory is missing", True,
-                    lambda cid=cid: _forget_container(store, cid))  # type: ignore[misc]
+                add(
+                    "missing-dir",
+                    f"container {cid[:12]}",
+                    "its directory is missing",
+                    True,
+                    lambda cid=cid: _forget_container(store, cid),  # type: ignore[misc]
+                )
         for entry in sorted(os.listdir(store.containers.dir)):
             if entry not in container_ids:
                 path = store.containers.dir / entry
-                add("orphan-dir", f"containers/{entry}", "a container directory no record names (moved to "
-                    f"{bin_dir})", True, lambda path=path: keep_aside(path), path)  # type: ignore[misc]
+                add(
+                    "orphan-dir",
+                    f"containers/{entry}",
+                    f"a container directory no record names (moved to {bin_dir})",
+                    True,
+                    lambda path=path: keep_aside(path),  # type: ignore[misc]
+                    path,
+                )
         volume_names = {r[0] for r in meta.query("SELECT name FROM volumes")}
         for entry in sorted(os.listdir(store.volumes.dir)):
             path = store.volumes.dir / entry
             if entry in volume_names or _in_progress(path):
                 continue
             if (path / "_data").is_dir():
-                add("orphan-dir", f"volumes/{entry}", "a volume directory no record names (recorded again)", True,
+                add(
+                    "orphan-dir",
+                    f"volumes/{entry}",
+                    "a volume directory no record names (recorded again)",
+                    True,
                     lambda entry=entry, path=path: _exec(  # type: ignore[misc]
-                        store, "INSERT OR IGNORE INTO volumes(name, created) VALUES (?, ?)",
-                        (entry, path.stat().st_mtime)))
+                        store,
+                        "INSERT OR IGNORE INTO volumes(name, created) VALUES (?, ?)",
+                        (entry, path.stat().st_mtime),
+                    ),
+                )
             else:
-                add("orphan-dir", f"volumes/{entry}", f"a directory that is not a volume (moved to {bin_dir})",
-                    True, lambda path=path: keep_aside(path), path)  # type: ignore[misc]
+                add(
+                    "orphan-dir",
+                    f"volumes/{entry}",
+                    f"a directory that is not a volume (moved to {bin_dir})",
+                    True,
+                    lambda path=path: keep_aside(path),  # type: ignore[misc]
+                    path,
+                )
         for cid, volume in meta.query("SELECT container, volume FROM container_volumes"):
             if cid not in container_ids or volume not in volume_names:
-                add("dangling-mount", f"container {cid[:12]} / volume {volume}", "a mount record without its "
-                    "container or volume", True,
+                add(
+                    "dangling-mount",
+                    f"container {cid[:12]} / volume {volume}",
+                    "a mount record without its container or volume",
+                    True,
                     lambda cid=cid, volume=volume: _exec(  # type: ignore[misc]
-                        store, "DELETE FROM container_volumes WHERE container=? AND volume=?", (cid, volume)))
+                        store, "DELETE FROM container_volumes WHERE container=? AND volume=?", (cid, volume)
+                    ),
+                )
         return problems
 
 
@@ -324,8 +392,15 @@ def _rebuild_problems(done: Rebuilt, damage: StoreDamaged) -> list[Problem]:
     from .usage import Problem
 
     kept = f"; the damaged file is kept in {done.bin}" if done.bin is not None and not damage.lost else ""
-    out = [Problem("damaged-db", damage.where, f"{damage.what}: rebuilt from {done.salvaged} salvaged rows and the "
-                   f"store's directories{kept}", True, True)]
+    out = [
+        Problem(
+            "damaged-db",
+            damage.where,
+            f"{damage.what}: rebuilt from {done.salvaged} salvaged rows and the store's directories{kept}",
+            True,
+            True,
+        )
+    ]
     for path in done.adopted:
         out.append(Problem("rebuilt", path, "recorded again from its directory", True, True))
     for path in done.recomputed:
@@ -337,8 +412,15 @@ def _rebuild_problems(done: Rebuilt, damage: StoreDamaged) -> list[Problem]:
     for path in done.quarantined:
         if not path.startswith("metadata.db"):
             why = done.unreadable.get(path, "no record of it survived")
-            out.append(Problem("quarantined", path, f"{why}: moved to {done.bin}; inspect it, then "
-                               "`strata system prune --quarantine` removes it", True, True))
+            out.append(
+                Problem(
+                    "quarantined",
+                    path,
+                    f"{why}: moved to {done.bin}; inspect it, then `strata system prune --quarantine` removes it",
+                    True,
+                    True,
+                )
+            )
     return out
 
 

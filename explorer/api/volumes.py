@@ -65,8 +65,7 @@ def parse_volume_flag(spec: str) -> dict[str, Any]:
     """``-v`` syntax: ``/path``, ``NAME:/path[:opts]``, ``/host:/path[:opts]``."""
     parts = spec.split(":")
     if len(parts) == 1:
-        return {"type": "volume", "source": None, "target": _target(parts[0], spec), "readonly": False,
-                "nocopy": False}
+        return {"type": "volume", "source": None, "target": _target(parts[0], spec), "readonly": False, "nocopy": False}
     if len(parts) > 3:
         raise InvalidArgument(f"invalid volume specification {spec!r}: use SOURCE:TARGET[:ro]")
     source, target = parts[0], parts[1]
@@ -77,8 +76,13 @@ def parse_volume_flag(spec: str) -> dict[str, Any]:
     if not source:
         raise InvalidArgument(f"invalid volume specification {spec!r}: empty source")
     kind = "bind" if source.startswith(("/", ".")) else "volume"
-    return {"type": kind, "source": source, "target": _target(target, spec), "readonly": "ro" in options,
-            "nocopy": "nocopy" in options}
+    return {
+        "type": kind,
+        "source": source,
+        "target": _target(target, spec),
+        "readonly": "ro" in options,
+        "nocopy": "nocopy" in options,
+    }
 
 
 def parse_mount_flag(spec: str) -> dict[str, Any]:
@@ -102,7 +106,7 @@ def parse_mount_flag(spec: str) -> dict[str, Any]:
     mode = fields.pop("tmpfs-mode", "")
     for ignored in ("bind-propagation", "consistency", "volume-driver", "bind-recursive"):
         fields.pop(ignored, None)
-    labels = {k[len("volume-label="):]: v for k, v in fields.items() if k.startswith("volume-label")}
+    labels = {k[len("volume-label=") :]: v for k, v in fields.items() if k.startswith("volume-label")}
     leftovers = [k for k in fields if not k.startswith("volume-label")]
     if leftovers:
         raise InvalidArgument(f"invalid mount {spec!r}: unknown field {leftovers[0]!r}")
@@ -110,8 +114,16 @@ def parse_mount_flag(spec: str) -> dict[str, Any]:
         raise InvalidArgument(f"invalid mount {spec!r}: a bind mount needs source=")
     if kind == "tmpfs" and source:
         raise InvalidArgument(f"invalid mount {spec!r}: tmpfs takes no source")
-    return {"type": kind, "source": source, "target": _target(target, spec), "readonly": readonly,
-            "nocopy": nocopy, "size": size, "mode": mode, "labels": labels}
+    return {
+        "type": kind,
+        "source": source,
+        "target": _target(target, spec),
+        "readonly": readonly,
+        "nocopy": nocopy,
+        "size": size,
+        "mode": mode,
+        "labels": labels,
+    }
 
 
 class VolumeOps:
@@ -178,14 +190,22 @@ class VolumeOps:
 
         v = self.store.volumes.get(name)
         rows, size = walk_rows(v.mountpoint)
-        return UnionView([ListedLayer(f"volume {name}", (), v.mountpoint, kind="volume", rows=rows,
-                                      ordered=True)]), size
+        return UnionView(
+            [ListedLayer(f"volume {name}", (), v.mountpoint, kind="volume", rows=rows, ordered=True)]
+        ), size
 
     def inspect_volume(self, name: str) -> dict[str, Any]:
         v = self.store.volumes.get(name)
-        return {"CreatedAt": now_rfc3339(v.created), "Driver": "local", "Labels": v.labels,
-                "Mountpoint": str(v.mountpoint), "Name": v.name, "Options": v.options or None, "Scope": "local",
-                "UsedBy": v.users}
+        return {
+            "CreatedAt": now_rfc3339(v.created),
+            "Driver": "local",
+            "Labels": v.labels,
+            "Mountpoint": str(v.mountpoint),
+            "Name": v.name,
+            "Options": v.options or None,
+            "Scope": "local",
+            "UsedBy": v.users,
+        }
 
     def _remove_volume_quietly(self, name: str) -> None:
         with contextlib.suppress(StrataError):
@@ -204,8 +224,7 @@ class VolumeOps:
         for path in image_volumes:
             target = normalize(path)
             if target not in seen and target != "/":
-                specs.append({"type": "volume", "source": None, "target": target, "readonly": False,
-                              "nocopy": False})
+                specs.append({"type": "volume", "source": None, "target": target, "readonly": False, "nocopy": False})
                 seen.add(target)
         plan = MountPlan()
         for spec in specs:
@@ -213,14 +232,29 @@ class VolumeOps:
                 source = os.path.abspath(spec["source"])
                 if not os.path.exists(source):
                     raise InvalidArgument(
-                        f"bind source path does not exist: {source}; create it first (strata never creates it)")
-                plan.binds.append({"Type": "bind", "Source": source, "Destination": spec["target"],
-                                   "RW": not spec["readonly"]})
+                        f"bind source path does not exist: {source}; create it first (strata never creates it)"
+                    )
+                plan.binds.append(
+                    {"Type": "bind", "Source": source, "Destination": spec["target"], "RW": not spec["readonly"]}
+                )
             elif spec["type"] == "tmpfs":
-                tmpfs_options = [o for o in (f"size={spec['size']}" if spec.get("size") else "",
-                                             f"mode={spec['mode']}" if spec.get("mode") else "") if o]
-                plan.binds.append({"Type": "tmpfs", "Source": "", "Destination": spec["target"],
-                                   "RW": not spec["readonly"], "Options": tmpfs_options})
+                tmpfs_options = [
+                    o
+                    for o in (
+                        f"size={spec['size']}" if spec.get("size") else "",
+                        f"mode={spec['mode']}" if spec.get("mode") else "",
+                    )
+                    if o
+                ]
+                plan.binds.append(
+                    {
+                        "Type": "tmpfs",
+                        "Source": "",
+                        "Destination": spec["target"],
+                        "RW": not spec["readonly"],
+                        "Options": tmpfs_options,
+                    }
+                )
             else:
                 name = spec["source"]
                 if name is not None:
@@ -251,12 +285,15 @@ class VolumeOps:
             export_view(view, found.path, data, VOLUME_FILL, into=True)
 
     def runtime_mounts(self, rec: ContainerRecord) -> list[runtime.Mount]:
-        mounts = [runtime.Mount(str(self.store.volumes.data_dir(v)), target, "bind", readonly)
-                  for v, target, readonly in rec.volumes]
+        mounts = [
+            runtime.Mount(str(self.store.volumes.data_dir(v)), target, "bind", readonly)
+            for v, target, readonly in rec.volumes
+        ]
         for b in rec.config.get("Binds") or []:
             if b["Type"] == "tmpfs":
-                mounts.append(runtime.Mount("tmpfs", b["Destination"], "tmpfs", not b["RW"],
-                                            list(b.get("Options") or [])))
+                mounts.append(
+                    runtime.Mount("tmpfs", b["Destination"], "tmpfs", not b["RW"], list(b.get("Options") or []))
+                )
             else:
                 if not os.path.exists(b["Source"]):
                     raise InvalidArgument(f"bind source path does not exist: {b['Source']}")

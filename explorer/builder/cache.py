@@ -36,12 +36,20 @@ KEY_VERSION = 1
 MOUNTS_DIR = "build-mounts"
 
 
-def step_key(parent: str, instruction: str, args: Mapping[str, str], env: Sequence[str],
-             sources: str | None) -> str:
+def step_key(parent: str, instruction: str, args: Mapping[str, str], env: Sequence[str], sources: str | None) -> str:
     payload = json.dumps(
-        {"v": KEY_VERSION, "parent": parent, "instruction": instruction, "args": sorted(args.items()),
-         "env": list(env), "sources": sources},
-        sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        {
+            "v": KEY_VERSION,
+            "parent": parent,
+            "instruction": instruction,
+            "args": sorted(args.items()),
+            "env": list(env),
+            "sources": sources,
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(payload.encode("utf-8", "surrogateescape")).hexdigest()
 
 
@@ -94,8 +102,8 @@ class BuildCache:
     def siblings(self, parent_key: str, limit: int = 50) -> list[CacheEntry]:
         """Earlier steps built on the same parent, most recently used first."""
         rows = self.meta.query(
-            f"SELECT {_COLS} FROM build_cache WHERE parent_key=? ORDER BY last_used DESC LIMIT ?",
-            (parent_key, limit))
+            f"SELECT {_COLS} FROM build_cache WHERE parent_key=? ORDER BY last_used DESC LIMIT ?", (parent_key, limit)
+        )
         return [_entry(r) for r in rows]
 
     def seen_instruction(self, instruction: str) -> bool:
@@ -111,8 +119,17 @@ class BuildCache:
         with self.meta.transaction() as conn:
             conn.execute(
                 f"INSERT OR REPLACE INTO build_cache({_COLS}) VALUES (?,?,?,?,?,?,?,?)",
-                (entry.key, entry.parent_key, entry.layer, entry.config, entry.instruction,
-                 json.dumps(entry.detail, ensure_ascii=False), entry.created or now, now))
+                (
+                    entry.key,
+                    entry.parent_key,
+                    entry.layer,
+                    entry.config,
+                    entry.instruction,
+                    json.dumps(entry.detail, ensure_ascii=False),
+                    entry.created or now,
+                    now,
+                ),
+            )
 
     def touch(self, keys: Iterable[str]) -> None:
         keys = list(keys)
@@ -130,8 +147,10 @@ class BuildCache:
 
     def put_tree_sum(self, snapshot: str, summary: str) -> None:
         with self.meta.transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO build_tree_sums(snapshot, checksum, created) VALUES (?,?,?)",
-                         (snapshot, summary, time.time()))
+            conn.execute(
+                "INSERT OR REPLACE INTO build_tree_sums(snapshot, checksum, created) VALUES (?,?,?)",
+                (snapshot, summary, time.time()),
+            )
 
     # --- source file lists -------------------------------------------------------------
 
@@ -143,8 +162,10 @@ class BuildCache:
         text = "".join(f"{path}\0{fp}\n" for path, fp in files.items())
         blob = zstandard.ZstdCompressor(level=3).compress(text.encode("utf-8", "surrogateescape"))
         with self.meta.transaction() as conn:
-            conn.execute("INSERT OR IGNORE INTO build_source_sets(checksum, files, created) VALUES (?,?,?)",
-                         (checksum, blob, time.time()))
+            conn.execute(
+                "INSERT OR IGNORE INTO build_source_sets(checksum, files, created) VALUES (?,?,?)",
+                (checksum, blob, time.time()),
+            )
 
     def load_sources(self, checksum: str) -> dict[str, str] | None:
         row = self.meta.one("SELECT files FROM build_source_sets WHERE checksum=?", (checksum,))
@@ -162,8 +183,9 @@ class BuildCache:
 
     # --- explaining a miss ---------------------------------------------------------------
 
-    def explain(self, parent_key: str, parent_rebuilt: bool, detail: Mapping[str, Any],
-                files: Mapping[str, str] | None) -> str:
+    def explain(
+        self, parent_key: str, parent_rebuilt: bool, detail: Mapping[str, Any], files: Mapping[str, str] | None
+    ) -> str:
         """Why no row has this step's key; ``detail`` is what the key is being made of."""
         if parent_rebuilt:
             return "parent changed: an earlier step was rebuilt"
@@ -226,7 +248,8 @@ class BuildCache:
             else:
                 conn.execute(
                     "DELETE FROM build_source_sets WHERE checksum NOT IN (SELECT json_extract(detail, '$.sources') "
-                    "FROM build_cache WHERE json_extract(detail, '$.sources') IS NOT NULL)")
+                    "FROM build_cache WHERE json_extract(detail, '$.sources') IS NOT NULL)"
+                )
         freed: list[str] = []
         reclaimed = 0
         for _key, layer_id in doomed:

@@ -198,8 +198,10 @@ class StatCache:
                 del known[rel]
         blob = zlib.compress(marshal.dumps(known), 1)
         with self.meta.transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO build_stat_cache(root, format, data, updated) VALUES (?,?,?,?)",
-                         (self.root, _format(), blob, time.time()))
+            conn.execute(
+                "INSERT OR REPLACE INTO build_stat_cache(root, format, data, updated) VALUES (?,?,?,?)",
+                (self.root, _format(), blob, time.time()),
+            )
 
 
 def _format() -> str:
@@ -210,8 +212,9 @@ def _format() -> str:
 # --- records from the two kinds of source ----------------------------------------------
 
 
-def context_records(ctx: BuildContext, cache: StatCache, entries: Iterable[ContextEntry],
-                    digests: dict[str, str]) -> list[str]:
+def context_records(
+    ctx: BuildContext, cache: StatCache, entries: Iterable[ContextEntry], digests: dict[str, str]
+) -> list[str]:
     """Record lines of context entries (paths relative to the context); file digests are
     also put in ``digests``.
 
@@ -229,8 +232,9 @@ def context_records(ctx: BuildContext, cache: StatCache, entries: Iterable[Conte
     return out
 
 
-def _records_into(out: list[str], entries: list[ContextEntry], file_digests: Iterator[str],
-                  digests: dict[str, str]) -> None:
+def _records_into(
+    out: list[str], entries: list[ContextEntry], file_digests: Iterator[str], digests: dict[str, str]
+) -> None:
     for entry in entries:
         mode = entry.mode
         perm = mode & 0o7777

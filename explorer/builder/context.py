@@ -117,8 +117,9 @@ def match_regex(pattern: str) -> re.Pattern[str]:
 class BuildContext:
     """A context directory and its ignore rules; lazily stat-walked."""
 
-    def __init__(self, root: str | os.PathLike[str], ignore: IgnoreMatcher | None = None,
-                 filename: str = "Dockerfile") -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], ignore: IgnoreMatcher | None = None, filename: str = "Dockerfile"
+    ) -> None:
         self.root = os.path.realpath(os.fspath(root))
         self.ignore = ignore or IgnoreMatcher()
         self.filename = filename
@@ -146,8 +147,9 @@ class BuildContext:
         except (FileNotFoundError, NotADirectoryError):
             return None
         link = os.readlink(self.abspath(rel)) if stat.S_ISLNK(st.st_mode) else None
-        return ContextEntry(rel, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_dev, st.st_ino,
-                            st.st_nlink, link)
+        return ContextEntry(
+            rel, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_dev, st.st_ino, st.st_nlink, link
+        )
 
     def _walk(self, rel_dir: str) -> list[ContextEntry]:
         """Every included path strictly below ``rel_dir``, in path order."""
@@ -173,8 +175,9 @@ class BuildContext:
             except (FileNotFoundError, NotADirectoryError):
                 continue
             except PermissionError as e:
-                raise DockerfileError(f"cannot read the build context: {e.filename}: permission denied",
-                                      0, self.filename) from None
+                raise DockerfileError(
+                    f"cannot read the build context: {e.filename}: permission denied", 0, self.filename
+                ) from None
             try:
                 prefix = current + "/" if current else ""
                 with os.scandir(fd) as it:
@@ -183,14 +186,31 @@ class BuildContext:
                         mode = st.st_mode
                         rel = prefix + dent.name
                         link = os.readlink(dent.name, dir_fd=fd) if is_link(mode) else None
-                        found.append(make(ContextEntry, (rel, mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-                                                         st.st_dev, st.st_ino, st.st_nlink, link)))
+                        found.append(
+                            make(
+                                ContextEntry,
+                                (
+                                    rel,
+                                    mode,
+                                    st.st_size,
+                                    st.st_mtime_ns,
+                                    st.st_ctime_ns,
+                                    st.st_dev,
+                                    st.st_ino,
+                                    st.st_nlink,
+                                    link,
+                                ),
+                            )
+                        )
                         if is_dir(mode):
                             pending.append(rel)
             except PermissionError as e:
                 raise DockerfileError(
                     f"cannot read the build context: {os.path.join(self.abspath(current), e.filename or '')}: "
-                    f"permission denied", 0, self.filename) from None
+                    f"permission denied",
+                    0,
+                    self.filename,
+                ) from None
             finally:
                 os.close(fd)
 
@@ -202,8 +222,9 @@ class BuildContext:
         except (FileNotFoundError, NotADirectoryError):
             return False
         except PermissionError as e:
-            raise DockerfileError(f"cannot read the build context: {e.filename}: permission denied",
-                                  0, self.filename) from None
+            raise DockerfileError(
+                f"cannot read the build context: {e.filename}: permission denied", 0, self.filename
+            ) from None
         any_included = False
         for dent in dents:
             rel = f"{rel_dir}/{dent.name}" if rel_dir else dent.name
@@ -213,8 +234,9 @@ class BuildContext:
             if is_dir and ignored and self.ignore.can_skip_dir(rel):
                 continue
             link = os.readlink(dent.path) if stat.S_ISLNK(st.st_mode) else None
-            entry = ContextEntry(rel, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_dev,
-                                 st.st_ino, st.st_nlink, link)
+            entry = ContextEntry(
+                rel, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_dev, st.st_ino, st.st_nlink, link
+            )
             if is_dir:
                 at = len(found)
                 found.append(entry)
@@ -308,8 +330,7 @@ class BuildContext:
             part = parts.pop(0)
             if part == "..":
                 if not done:
-                    raise self._error(
-                        f"{keyword} failed: {shown or rel} points outside the build context", line)
+                    raise self._error(f"{keyword} failed: {shown or rel} points outside the build context", line)
                 done.pop()
                 continue
             candidate = "/".join([*done, part])
@@ -328,15 +349,15 @@ class BuildContext:
                 inside = os.path.normpath(target)
                 if inside != self.root and not inside.startswith(self.root + "/"):
                     raise self._error(
-                        f"{keyword} failed: {candidate} is a symlink to {target}, outside the build context",
-                        line)
+                        f"{keyword} failed: {candidate} is a symlink to {target}, outside the build context", line
+                    )
                 done = []
                 target = inside[len(self.root) + 1 :] if inside != self.root else ""
             else:
                 if self._climbs_out(done, target):
                     raise self._error(
-                        f"{keyword} failed: {candidate} is a symlink to {target}, outside the build context",
-                        line)
+                        f"{keyword} failed: {candidate} is a symlink to {target}, outside the build context", line
+                    )
             parts = [p for p in target.split("/") if p not in ("", ".")] + parts
         return "/".join(done)
 
@@ -374,11 +395,13 @@ class BuildContext:
             return matches
         if rel and self.ignore and self.lookup(rel) is None and self._stat(rel) is not None:
             raise self._error(
-                f"{keyword} failed: file not found in build context or excluded by .dockerignore: {src}", line)
+                f"{keyword} failed: file not found in build context or excluded by .dockerignore: {src}", line
+            )
         return [self._follow(rel, None, line, keyword, src)]
 
-    def _follow(self, written: str, entry: ContextEntry | None, line: int, keyword: str,
-                shown: str | None = None) -> SourceMatch:
+    def _follow(
+        self, written: str, entry: ContextEntry | None, line: int, keyword: str, shown: str | None = None
+    ) -> SourceMatch:
         """Resolve ``written`` (symlinks followed, never outside) to the entry holding the content."""
         if entry is not None and not stat.S_ISLNK(entry.mode):
             return SourceMatch(written, entry.rel, entry)
@@ -386,6 +409,7 @@ class BuildContext:
         target = self.lookup(real) if real else self._stat("")
         if target is None:
             raise self._error(
-                f"{keyword} failed: file not found in build context or excluded by .dockerignore: "
-                f"{shown or written}", line)
+                f"{keyword} failed: file not found in build context or excluded by .dockerignore: {shown or written}",
+                line,
+            )
         return SourceMatch(written, real, target)

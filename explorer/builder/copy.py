@@ -127,8 +127,9 @@ def resolve_owner(view: UnionView, spec: str | None, line: int, filename: str, k
         return ROOT
     parts = spec.split(":")
     if len(parts) > 2 or not parts[0]:
-        raise CopyError(f"{keyword} --chown: invalid owner {spec!r} (use user, user:group, uid or uid:gid)",
-                        line, filename)
+        raise CopyError(
+            f"{keyword} --chown: invalid owner {spec!r} (use user, user:group, uid or uid:gid)", line, filename
+        )
     user, group = (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1] or parts[0])
 
     def lookup(name: str, table: str, what: str) -> int:
@@ -137,8 +138,9 @@ def resolve_owner(view: UnionView, spec: str | None, line: int, filename: str, k
         for row in _table(view, table):
             if len(row) >= 3 and row[0] == name and row[2].isdigit():
                 return int(row[2])
-        raise CopyError(f"{keyword} --chown: unable to find {what} {name}: no matching entries in {table}",
-                        line, filename)
+        raise CopyError(
+            f"{keyword} --chown: unable to find {what} {name}: no matching entries in {table}", line, filename
+        )
 
     return Owner(lookup(user, "/etc/passwd", "user"), lookup(group, "/etc/group", "group"))
 
@@ -176,10 +178,18 @@ def _is_dir(view: UnionView, path: str) -> bool:
 class LayerWriter:
     """Places items into a staging ``diff`` directory over ``view`` and indexes them."""
 
-    def __init__(self, diff_dir: str, view: UnionView, filename: str = "Dockerfile", line: int = 0,
-                 keyword: str = "COPY", reuse: Mapping[str, tuple[str, str | None]] | None = None,
-                 base: Mapping[str, FileEntry] | None = None, base_ready: Callable[[], None] | None = None,
-                 side_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        diff_dir: str,
+        view: UnionView,
+        filename: str = "Dockerfile",
+        line: int = 0,
+        keyword: str = "COPY",
+        reuse: Mapping[str, tuple[str, str | None]] | None = None,
+        base: Mapping[str, FileEntry] | None = None,
+        base_ready: Callable[[], None] | None = None,
+        side_dir: str | None = None,
+    ) -> None:
         """``reuse`` maps paths to an earlier layer's file there (its disk path and digest), to
         hard-link instead of copy. ``base`` is instead the index of a tree that ``diff_dir``
         holds already — a hard-link clone of an earlier result of the same step, possibly
@@ -375,8 +385,9 @@ class LayerWriter:
         old = self._left.pop(path, None)
         if old is None:
             return False
-        if item.kind == FILE and old == FileEntry(path, FILE, item.mode, item.owner.uid, item.owner.gid,
-                                                  item.size, mtime, item.digest or EMPTY_DIGEST):
+        if item.kind == FILE and old == FileEntry(
+            path, FILE, item.mode, item.owner.uid, item.owner.gid, item.size, mtime, item.digest or EMPTY_DIGEST
+        ):
             self.entries[path] = old
             self.same.add(path)
             self.linked += 1
@@ -396,8 +407,7 @@ class LayerWriter:
                 self._clear(path)
             hit = self._below(path) if have is None else None
             opaque = have.opaque if have is not None else (hit is not None and hit.entry.type != DIR)
-            self._mkdir(path, FileEntry(path, DIR, item.mode, item.owner.uid, item.owner.gid, 0, mtime,
-                                        opaque=opaque))
+            self._mkdir(path, FileEntry(path, DIR, item.mode, item.owner.uid, item.owner.gid, 0, mtime, opaque=opaque))
             if have is None and (hit is None or hit.entry.type != DIR):
                 self._fresh.add(path)
             return
@@ -417,19 +427,20 @@ class LayerWriter:
                 self._on_disk(functools.partial(os.rename, side, disk))
             else:
                 self._on_disk(functools.partial(self._write_file, item, disk))
-            entry = FileEntry(path, FILE, item.mode, item.owner.uid, item.owner.gid, item.size, mtime,
-                              item.digest or EMPTY_DIGEST)
+            entry = FileEntry(
+                path, FILE, item.mode, item.owner.uid, item.owner.gid, item.size, mtime, item.digest or EMPTY_DIGEST
+            )
         elif item.kind == HARDLINK:
             target = self.entries.get(item.link or "")
             if target is None or target.type != FILE:
                 raise self._fail(f"{self.keyword} failed: hard link {path} to {item.link}, which is not copied")
             self._on_disk(functools.partial(os.link, self._disk(target.path), disk))
-            entry = FileEntry(path, HARDLINK, target.mode, target.uid, target.gid, 0, target.mtime,
-                              None, target.path)
+            entry = FileEntry(path, HARDLINK, target.mode, target.uid, target.gid, 0, target.mtime, None, target.path)
         elif item.kind == SYMLINK:
             self._on_disk(functools.partial(self._make_symlink, item, disk))
-            entry = FileEntry(path, SYMLINK, item.mode or 0o777, item.owner.uid, item.owner.gid, 0, mtime,
-                              None, item.link)
+            entry = FileEntry(
+                path, SYMLINK, item.mode or 0o777, item.owner.uid, item.owner.gid, 0, mtime, None, item.link
+            )
         elif item.kind == FIFO:
             self._on_disk(functools.partial(self._make_fifo, item, disk))
             entry = FileEntry(path, FIFO, item.mode, item.owner.uid, item.owner.gid, 0, mtime)
@@ -460,8 +471,12 @@ class LayerWriter:
             self.linked += 1
             return
         earlier = self.reuse.get(item.dest)
-        if (earlier is not None and item.digest is not None and earlier[1] == item.digest
-                and self._try_link(earlier[0], disk, item, want_mode)):
+        if (
+            earlier is not None
+            and item.digest is not None
+            and earlier[1] == item.digest
+            and self._try_link(earlier[0], disk, item, want_mode)
+        ):
             self.linked += 1
             self.same.add(item.dest)
             return
@@ -523,8 +538,7 @@ class LayerWriter:
         if _AS_ROOT and (st.st_uid, st.st_gid) != (item.owner.uid, item.owner.gid):
             return False
         try:
-            os.link(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=self._dir_fd(1, dst_dir),
-                    follow_symlinks=False)
+            os.link(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=self._dir_fd(1, dst_dir), follow_symlinks=False)
         except OSError:
             return False
         return True
@@ -657,9 +671,18 @@ def _check_dest_dir(view: UnionView, path: str, keyword: str, line: int, filenam
         raise CopyError(f"{keyword} failed: destination {path} exists and is not a directory", line, filename)
 
 
-def plan_context_copy(ctx: BuildContext, matches: list[SourceMatch], digests: Mapping[str, str], dest: str,
-                      dest_as_dir: bool, view: UnionView, owner: Owner, chmod: int | None, line: int,
-                      keyword: str = "COPY") -> CopyPlan:
+def plan_context_copy(
+    ctx: BuildContext,
+    matches: list[SourceMatch],
+    digests: Mapping[str, str],
+    dest: str,
+    dest_as_dir: bool,
+    view: UnionView,
+    owner: Owner,
+    chmod: int | None,
+    line: int,
+    keyword: str = "COPY",
+) -> CopyPlan:
     """Items for sources from the build context (after wildcard expansion)."""
     items: list[CopyItem] = []
     dir_targets: list[tuple[str, Owner, int]] = []
@@ -683,14 +706,16 @@ def plan_context_copy(ctx: BuildContext, matches: list[SourceMatch], digests: Ma
     return CopyPlan(items, dir_targets, parents)
 
 
-def _context_item(ctx: BuildContext, entry: ContextEntry, path: str, digests: Mapping[str, str], owner: Owner,
-                  chmod: int | None) -> CopyItem:
+def _context_item(
+    ctx: BuildContext, entry: ContextEntry, path: str, digests: Mapping[str, str], owner: Owner, chmod: int | None
+) -> CopyItem:
     if stat.S_ISREG(entry.mode):
         mode = chmod if chmod is not None else entry.mode & 0o7777
         # The link field holds a placeholder until hard links are grouped.
         link = f"\0{entry.dev}:{entry.ino}" if entry.nlink > 1 else None
-        return CopyItem(path, FILE, mode, owner, entry.mtime_ns, entry.size, digests.get(entry.rel), link,
-                        ctx.abspath(entry.rel))
+        return CopyItem(
+            path, FILE, mode, owner, entry.mtime_ns, entry.size, digests.get(entry.rel), link, ctx.abspath(entry.rel)
+        )
     kind = entry.kind
     if kind == SYMLINK:
         return CopyItem(path, kind, entry.mode & 0o7777, owner, entry.mtime_ns, link=entry.link)
@@ -711,9 +736,18 @@ def _link_hardlinks(items: list[CopyItem]) -> None:
             item.link = None
 
 
-def plan_image_copy(src_view: UnionView, sources: list[str], dest: str, dest_as_dir: bool, view: UnionView,
-                    owner: Owner | None, chmod: int | None, line: int, filename: str,
-                    keyword: str = "COPY") -> tuple[CopyPlan, list[FileEntry]]:
+def plan_image_copy(
+    src_view: UnionView,
+    sources: list[str],
+    dest: str,
+    dest_as_dir: bool,
+    view: UnionView,
+    owner: Owner | None,
+    chmod: int | None,
+    line: int,
+    filename: str,
+    keyword: str = "COPY",
+) -> tuple[CopyPlan, list[FileEntry]]:
     """Items for COPY --from=<stage|image>; also the source entries (for the checksum).
 
     Without --chown (``owner`` None) files keep the owners they have in the source image,
@@ -736,16 +770,16 @@ def plan_image_copy(src_view: UnionView, sources: list[str], dest: str, dest_as_
             regex = match_regex(pattern.lstrip("/"))
             paths = [u.path for u in walk if regex.fullmatch(u.path.lstrip("/"))]
             if not paths:
-                raise CopyError(f"{keyword} failed: no source files were specified: no match for {src}",
-                                line, filename)
+                raise CopyError(f"{keyword} failed: no source files were specified: no match for {src}", line, filename)
         else:
             paths = [pattern]
         for written in paths:
             real = src_view.resolve_path(written)
             hit = src_view.lookup(real)
             if hit is None:
-                raise CopyError(f"{keyword} failed: {src}: no such file or directory in the source image",
-                                line, filename)
+                raise CopyError(
+                    f"{keyword} failed: {src}: no such file or directory in the source image", line, filename
+                )
             if hit.entry.type == DIR:
                 target = view.resolve_path(dest)
                 _check_dest_dir(view, target, keyword, line, filename)
@@ -755,7 +789,7 @@ def plan_image_copy(src_view: UnionView, sources: list[str], dest: str, dest_as_
                 prefix = real.rstrip("/") + "/"
                 below = [u for u in walk if u.path.startswith(prefix)]
                 for u in below:
-                    path = target.rstrip("/") + "/" + u.path[len(prefix):]
+                    path = target.rstrip("/") + "/" + u.path[len(prefix) :]
                     item = _image_item(src_view, u, path, owner, chmod)
                     items.append(item)
                     placed[u.path] = item
@@ -777,8 +811,7 @@ def plan_image_copy(src_view: UnionView, sources: list[str], dest: str, dest_as_
     return CopyPlan(items, dir_targets, parents), seen
 
 
-def _image_item(src_view: UnionView, u: UnionEntry, path: str, owner: Owner | None,
-                chmod: int | None) -> CopyItem:
+def _image_item(src_view: UnionView, u: UnionEntry, path: str, owner: Owner | None, chmod: int | None) -> CopyItem:
     e = u.entry
     mode = chmod if chmod is not None and e.type != SYMLINK else e.mode
     who = owner if owner is not None else Owner(e.uid, e.gid)
@@ -932,19 +965,33 @@ def place_all(writer: LayerWriter, plan: CopyPlan) -> None:
         writer.place(item, plan.parents_owner.get(item.dest))
 
 
-def inline_items(contents: Iterable[tuple[str, bytes]], dest: str, dest_as_dir: bool, view: UnionView,
-                 owner: Owner, chmod: int | None, mtime_ns: int) -> CopyPlan:
+def inline_items(
+    contents: Iterable[tuple[str, bytes]],
+    dest: str,
+    dest_as_dir: bool,
+    view: UnionView,
+    owner: Owner,
+    chmod: int | None,
+    mtime_ns: int,
+) -> CopyPlan:
     """Heredoc sources: ``(name, data)`` pairs become files."""
     items: list[CopyItem] = []
     parents: dict[str, Owner] = {}
     for name, data in contents:
         target = _file_target(view, dest, dest_as_dir, name)
-        item = CopyItem(target, FILE, chmod if chmod is not None else 0o644, owner, mtime_ns, len(data),
-                        xxhash.xxh3_128_hexdigest(data) if data else EMPTY_DIGEST, data=data)
+        item = CopyItem(
+            target,
+            FILE,
+            chmod if chmod is not None else 0o644,
+            owner,
+            mtime_ns,
+            len(data),
+            xxhash.xxh3_128_hexdigest(data) if data else EMPTY_DIGEST,
+            data=data,
+        )
         items.append(item)
         parents[target] = owner
     return CopyPlan(items, [], parents)
-
 
 
 def export_subtree(view: UnionView, path: str, dest: str) -> None:

@@ -74,6 +74,7 @@ class CopySteps(StepHost):
     _head_start: _HeadStart | None
 
     if TYPE_CHECKING:
+
         @property
         def cache(self) -> BuildCache: ...
 
@@ -97,8 +98,18 @@ class CopySteps(StepHost):
             else:
                 assert isinstance(ref, Image)
                 src_view = UnionView.of_layers(self.store, self.store.images.layers(ref))
-            plan, seen = plan_image_copy(src_view, list(ins.sources), dest, dest_as_dir, view,
-                                         owner if ins.chown else None, chmod, step.line, self.filename, keyword)
+            plan, seen = plan_image_copy(
+                src_view,
+                list(ins.sources),
+                dest,
+                dest_as_dir,
+                view,
+                owner if ins.chown else None,
+                chmod,
+                step.line,
+                self.filename,
+                keyword,
+            )
             prepared["plan"] = plan
             records += index_records(seen)
         else:
@@ -140,8 +151,7 @@ class CopySteps(StepHost):
                 inline.append((content.path, raw))
                 import xxhash
 
-                records.append(record("<<" + content.path, FILE, 0, 0, 0, len(raw), "",
-                                      xxhash.xxh3_128_hexdigest(raw)))
+                records.append(record("<<" + content.path, FILE, 0, 0, 0, len(raw), "", xxhash.xxh3_128_hexdigest(raw)))
             prepared["inline"] = inline
             records.sort()
             own = [r for r in records if not r.startswith("\0context\0")]
@@ -198,12 +208,17 @@ class CopySteps(StepHost):
         except RedirectRefused as err:
             raise DockerfileError(
                 f"ADD {url}: {err}; if you trust it, download the file into the build context and ADD it from there",
-                step.line, self.filename) from None
+                step.line,
+                self.filename,
+            ) from None
         except (urllib.error.URLError, OSError, ValueError) as err:
             why = getattr(err, "reason", None) or err
             raise DockerfileError(
                 f"ADD {url}: cannot download it ({why}); check the network, or download the file into the "
-                f"build context and ADD it from there", step.line, self.filename) from None
+                f"build context and ADD it from there",
+                step.line,
+                self.filename,
+            ) from None
         return str(target)
 
     def _verify_checksum(self, url: str, path: str, expected: str, step: Step) -> None:
@@ -212,15 +227,19 @@ class CopySteps(StepHost):
 
         algorithm, _, want = expected.partition(":")
         if algorithm not in ("sha256", "sha384", "sha512") or not want:
-            raise DockerfileError(f"ADD --checksum={expected}: use sha256:<hex> (or sha384, sha512)",
-                                  step.line, self.filename)
+            raise DockerfileError(
+                f"ADD --checksum={expected}: use sha256:<hex> (or sha384, sha512)", step.line, self.filename
+            )
         h = hashlib.new(algorithm)
         with open(path, "rb") as fh:
             while chunk := fh.read(1 << 20):
                 h.update(chunk)
         if h.hexdigest() != want.lower():
-            raise DockerfileError(f"ADD {url}: checksum mismatch: expected {expected}, got {algorithm}:{h.hexdigest()}",
-                                  step.line, self.filename)
+            raise DockerfileError(
+                f"ADD {url}: checksum mismatch: expected {expected}, got {algorithm}:{h.hexdigest()}",
+                step.line,
+                self.filename,
+            )
 
     def _earlier_layer(self, step: Step, snap: Snapshot) -> str | None:
         """The layer this step made the last time on this parent: the new layer is most
@@ -329,8 +348,16 @@ class CopySteps(StepHost):
         with self.store.layers.staging() as st:
             return self._write_copy(step, snap, prepared, earlier, base, st, None)
 
-    def _write_copy(self, step: Step, snap: Snapshot, prepared: dict[str, Any], earlier: str | None,
-                    base: dict[str, FileEntry], st: Staging, cloning: LinkClone | None) -> str:
+    def _write_copy(
+        self,
+        step: Step,
+        snap: Snapshot,
+        prepared: dict[str, Any],
+        earlier: str | None,
+        base: dict[str, FileEntry],
+        st: Staging,
+        cloning: LinkClone | None,
+    ) -> str:
         """Write the COPY/ADD layer into ``st``. With ``cloning`` the staging directory is
         becoming a hard-link clone of ``earlier`` (``cp -lRP``, while the items are worked
         out) and only what differs is written; without, unchanged files are still
@@ -343,19 +370,27 @@ class CopySteps(StepHost):
         keyword = ins.keyword
         layers = self.store.layers
         earlier_dir = str(layers.diff_dir(earlier)) if earlier is not None else ""
-        reuse = {} if cloning else {
-            path: (earlier_dir + path, e.digest) for path, e in base.items() if e.type == FILE}
+        reuse = {} if cloning else {path: (earlier_dir + path, e.digest) for path, e in base.items() if e.type == FILE}
         side_dir = None
         if cloning is not None:
             side_dir = str(st.path / "incoming")
             os.mkdir(side_dir, 0o700)
-        writer = LayerWriter(str(st.diff), view, self.filename, step.line, keyword, reuse=reuse,
-                             base=base if cloning else None, base_ready=cloning.wait if cloning else None,
-                             side_dir=side_dir)
+        writer = LayerWriter(
+            str(st.diff),
+            view,
+            self.filename,
+            step.line,
+            keyword,
+            reuse=reuse,
+            base=base if cloning else None,
+            base_ready=cloning.wait if cloning else None,
+            side_dir=side_dir,
+        )
 
         def failed(e: OSError) -> DockerfileError:
-            return DockerfileError(f"{keyword} failed: {e.strerror or e}: {e.filename or ''}".rstrip(": "),
-                                   step.line, self.filename)
+            return DockerfileError(
+                f"{keyword} failed: {e.strerror or e}: {e.filename or ''}".rstrip(": "), step.line, self.filename
+            )
 
         def settle() -> None:
             try:
@@ -368,8 +403,15 @@ class CopySteps(StepHost):
                 if "plan" in prepared:
                     place_all(writer, prepared["plan"])
                 else:
-                    self._place_context(writer, step, prepared, prepared["dest"], prepared["dest_as_dir"],
-                                        prepared["owner"], prepared["chmod"])
+                    self._place_context(
+                        writer,
+                        step,
+                        prepared,
+                        prepared["dest"],
+                        prepared["dest_as_dir"],
+                        prepared["owner"],
+                        prepared["chmod"],
+                    )
                 # With a clone, the tree is completed (settle) after its tar is hashed.
                 entries = writer.finish(settle=cloning is None)
             except (CopyError, CloneFailed):
@@ -378,16 +420,30 @@ class CopySteps(StepHost):
                 raise failed(e) from None
             same = frozenset(path[1:] for path in writer.same if path in writer.entries)
             predecessor = Predecessor(earlier, base, same) if earlier is not None else None
-            return layers.add_dir(st, entries, snap.top_layer, self._created_by(step), predecessor,
-                                  elsewhere=writer.elsewhere if cloning else None,
-                                  settle=settle if cloning else None).id
+            return layers.add_dir(
+                st,
+                entries,
+                snap.top_layer,
+                self._created_by(step),
+                predecessor,
+                elsewhere=writer.elsewhere if cloning else None,
+                settle=settle if cloning else None,
+            ).id
         finally:
             writer.close()
             if cloning is not None:
                 cloning.cancel()
 
-    def _place_context(self, writer: LayerWriter, step: Step, prepared: dict[str, Any], dest: str,
-                       dest_as_dir: bool, owner: Owner, chmod: int | None) -> None:
+    def _place_context(
+        self,
+        writer: LayerWriter,
+        step: Step,
+        prepared: dict[str, Any],
+        dest: str,
+        dest_as_dir: bool,
+        owner: Owner,
+        chmod: int | None,
+    ) -> None:
         from .copy import ROOT, CopyError, archive_items, inline_items, opened_archive, place_all
 
         ins = step.expanded
@@ -407,11 +463,17 @@ class CopySteps(StepHost):
                             for item in archive_items(tar, target, step.line, self.filename):
                                 writer.place(item, ROOT)
                         except TruncatedArchive:
-                            raise CopyError(f"{keyword} {match.written}: {match.written} is truncated (unexpected EOF)",
-                                            step.line, self.filename) from None
+                            raise CopyError(
+                                f"{keyword} {match.written}: {match.written} is truncated (unexpected EOF)",
+                                step.line,
+                                self.filename,
+                            ) from None
                         except ArchiveError as e:
-                            raise CopyError(f"{keyword} {match.written}: {match.written} is a damaged archive: {e}",
-                                            step.line, self.filename) from None
+                            raise CopyError(
+                                f"{keyword} {match.written}: {match.written} is a damaged archive: {e}",
+                                step.line,
+                                self.filename,
+                            ) from None
                         continue
             plain.append(match)
         self._place_plain(writer, plain, prepared, dest, dest_as_dir, owner, chmod, step)
@@ -420,23 +482,43 @@ class CopySteps(StepHost):
             from .copy import CopyItem, _file_target
 
             target = _file_target(view, dest, dest_as_dir, name)
-            item = CopyItem(target, FILE, chmod if chmod is not None else 0o600, owner, time.time_ns(), size,
-                            digest, source=path)
+            item = CopyItem(
+                target, FILE, chmod if chmod is not None else 0o600, owner, time.time_ns(), size, digest, source=path
+            )
             writer.place(item, owner)
         if prepared.get("inline"):
             plan = inline_items(prepared["inline"], dest, dest_as_dir, view, owner, chmod, time.time_ns())
             place_all(writer, plan)
         del keyword
 
-    def _place_plain(self, writer: LayerWriter, matches: list[SourceMatch], prepared: dict[str, Any], dest: str,
-                     dest_as_dir: bool, owner: Owner, chmod: int | None, step: Step) -> None:
+    def _place_plain(
+        self,
+        writer: LayerWriter,
+        matches: list[SourceMatch],
+        prepared: dict[str, Any],
+        dest: str,
+        dest_as_dir: bool,
+        owner: Owner,
+        chmod: int | None,
+        step: Step,
+    ) -> None:
         from .copy import place_all, plan_context_copy
 
         if not matches:
             return
         assert self.ctx is not None
-        plan: CopyPlan = plan_context_copy(self.ctx, matches, prepared["digests"](), dest, dest_as_dir,
-                                           prepared["view"], owner, chmod, step.line, step.expanded.keyword)
+        plan: CopyPlan = plan_context_copy(
+            self.ctx,
+            matches,
+            prepared["digests"](),
+            dest,
+            dest_as_dir,
+            prepared["view"],
+            owner,
+            chmod,
+            step.line,
+            step.expanded.keyword,
+        )
         place_all(writer, plan)
 
 
@@ -444,4 +526,3 @@ def _expand_heredoc(data: str, env: Mapping[str, str], escape: str) -> str:
     from .shell import Lexer
 
     return Lexer(escape, raw_quotes=True, raw_escapes=True).process(data, env).value
-

@@ -65,8 +65,9 @@ class BuildEvent:
             return {"status": "done", "image": self.image, "tags": list(self.tags)}
         out: dict[str, Any] = {"status": self.status}
         if self.step:
-            out.update(step=self.step, total=self.total, stage=self.stage, instruction=self.instruction,
-                       vertex=self.vertex)
+            out.update(
+                step=self.step, total=self.total, stage=self.stage, instruction=self.instruction, vertex=self.vertex
+            )
         if self.line:
             out["line"] = self.line
         if self.duration_s is not None:

@@ -80,8 +80,9 @@ EventSink = Callable[[BuildEvent], None]
 # --- the one place a base image is found ---------------------------------------------------
 
 
-def find_base_image(store: Store, reference: str, line: int = 0, filename: str = "Dockerfile",
-                    pull: bool = False) -> Image:
+def find_base_image(
+    store: Store, reference: str, line: int = 0, filename: str = "Dockerfile", pull: bool = False
+) -> Image:
     """The image ``FROM reference`` builds on: from the store, pulled from its registry
     when missing (or always with ``--pull``)."""
     if not pull and not is_daemon_reference(reference):
@@ -95,8 +96,9 @@ def find_base_image(store: Store, reference: str, line: int = 0, filename: str =
     try:
         return ensure_image(store, reference, pull)
     except ImageNotFound:
-        raise DockerfileError(f"image {reference} not found locally and it names no registry to pull from",
-                              line, filename) from None
+        raise DockerfileError(
+            f"image {reference} not found locally and it names no registry to pull from", line, filename
+        ) from None
     except StrataError as err:
         raise DockerfileError(f"FROM {reference}: {err}", line, filename) from None
 
@@ -227,8 +229,11 @@ def _apply_config(c: dict[str, Any], ins: Instruction, state: _StageState) -> No
     elif isinstance(ins, Healthcheck):
         hc: dict[str, Any] = {"Test": list(ins.test)}
         durations: list[tuple[str, float | None]] = [
-            ("Interval", ins.interval), ("Timeout", ins.timeout), ("StartPeriod", ins.start_period),
-            ("StartInterval", ins.start_interval)]
+            ("Interval", ins.interval),
+            ("Timeout", ins.timeout),
+            ("StartPeriod", ins.start_period),
+            ("StartInterval", ins.start_interval),
+        ]
         for name, seconds in durations:
             if seconds is not None:
                 hc[name] = int(seconds * 1e9)
@@ -255,8 +260,14 @@ class Builder(CopySteps, RunSteps):
     """One build. ``run`` does both passes and returns the image it made. Running COPY/ADD
     and RUN steps is in the mixins (``copystep``, ``runstep``); the rest is here."""
 
-    def __init__(self, store: Store, options: BuildOptions, on_event: EventSink | None = None,
-                 cancel: threading.Event | None = None, driver: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        options: BuildOptions,
+        on_event: EventSink | None = None,
+        cancel: threading.Event | None = None,
+        driver: Callable[[], str] | None = None,
+    ) -> None:
         self.store = store
         self.options = options
         self.emit: EventSink = on_event or (lambda _e: None)
@@ -288,8 +299,14 @@ class Builder(CopySteps, RunSteps):
         except BaseException as err:
             if isinstance(err, StrataError) and not self._failed_step:
                 line = err.line if isinstance(err, (DockerfileError, BuildError)) else 0
-                self.emit(BuildEvent(ERROR, line=line, message=str(err),
-                                     exit_code=err.exit_status if isinstance(err, BuildError) else None))
+                self.emit(
+                    BuildEvent(
+                        ERROR,
+                        line=line,
+                        message=str(err),
+                        exit_code=err.exit_status if isinstance(err, BuildError) else None,
+                    )
+                )
             raise
         finally:
             self._drop_head_start()
@@ -345,8 +362,14 @@ class Builder(CopySteps, RunSteps):
             planned[stage.index] = self._plan_stage(stage, plan, meta, args, planned)
         self.stage_plans = [planned[s.index] for s in required]
 
-    def _plan_stage(self, stage: Stage, plan: BuildPlan, meta: Mapping[str, str], build_args: Mapping[str, str],
-                    planned: Mapping[int, StagePlan]) -> StagePlan:
+    def _plan_stage(
+        self,
+        stage: Stage,
+        plan: BuildPlan,
+        meta: Mapping[str, str],
+        build_args: Mapping[str, str],
+        planned: Mapping[int, StagePlan],
+    ) -> StagePlan:
         base = plan.base_of(stage, build_args)
         base_ref: Stage | Image | None
         if isinstance(base, Stage):
@@ -372,8 +395,21 @@ class Builder(CopySteps, RunSteps):
         state = _StageState()
         state.predefined = {k: v for k, v in build_args.items() if k in PREDEFINED_ARGS}
         shown = (base.name or str(base.index)) if isinstance(base, Stage) else base
-        from_step = Step(stage, 1, total, from_ins, from_ins, f"FROM {shown}", from_ins.line, {}, {},
-                         list(config.get("Env") or []), config, copy.deepcopy(config), from_ref=base_ref)
+        from_step = Step(
+            stage,
+            1,
+            total,
+            from_ins,
+            from_ins,
+            f"FROM {shown}",
+            from_ins.line,
+            {},
+            {},
+            list(config.get("Env") or []),
+            config,
+            copy.deepcopy(config),
+            from_ref=base_ref,
+        )
         steps = [from_step]
         automatic = _automatic_args()
         for number, ins in enumerate(instructions, start=2):
@@ -404,8 +440,9 @@ class Builder(CopySteps, RunSteps):
             else:
                 _apply_config(after, expanded, state)
             text = ins.source if ins.line != stage.line or number == 1 else f"ONBUILD {ins.source}"
-            step = Step(stage, number, total, ins, expanded, text, ins.line, used_args, run_args,
-                        env_list, before, after)
+            step = Step(
+                stage, number, total, ins, expanded, text, ins.line, used_args, run_args, env_list, before, after
+            )
             self._check_step(step, plan, planned)
             steps.append(step)
         return StagePlan(stage, base_ref, steps)
@@ -433,7 +470,9 @@ class Builder(CopySteps, RunSteps):
             raise DockerfileError(
                 f"{step.instruction.keyword} --from={ref}: no stage or image named {ref} "
                 f"(stages: {', '.join(s.name for s in plan.stages if s.name) or 'none named'})",
-                step.line, self.filename) from None
+                step.line,
+                self.filename,
+            ) from None
 
     def _check_step(self, step: Step, plan: BuildPlan, planned: Mapping[int, StagePlan]) -> None:
         ins = step.expanded
@@ -446,8 +485,9 @@ class Builder(CopySteps, RunSteps):
                 for src in ins.sources:
                     if src.startswith(URL_PREFIXES):
                         if isinstance(ins, Copy):
-                            raise DockerfileError(f"COPY: source can't be a URL: {src} (use ADD)", step.line,
-                                                  self.filename)
+                            raise DockerfileError(
+                                f"COPY: source can't be a URL: {src} (use ADD)", step.line, self.filename
+                            )
                         continue
                     step.sources += self.ctx.sources(src, step.line, keyword)
             count = len(step.sources) + len(ins.contents) + sum(s.startswith(URL_PREFIXES) for s in ins.sources)
@@ -456,7 +496,10 @@ class Builder(CopySteps, RunSteps):
             if count > 1 and not ins.dest.endswith("/"):
                 raise DockerfileError(
                     f"When using {keyword} with more than one source file, the destination must be a directory "
-                    f"and end with a /", step.line, self.filename)
+                    f"and end with a /",
+                    step.line,
+                    self.filename,
+                )
             if ins.chmod:
                 from .copy import parse_chmod
 
@@ -473,11 +516,13 @@ class Builder(CopySteps, RunSteps):
                 if mount.from_:
                     step.mount_refs[mount.from_] = self._resolve_ref(mount.from_, step, plan, planned)
                 elif mount.type == "bind":
-                    self.ctx.resolve(self.ctx.clean_source(mount.source or ".", step.line, "RUN --mount"),
-                                     step.line, "RUN --mount")
+                    self.ctx.resolve(
+                        self.ctx.clean_source(mount.source or ".", step.line, "RUN --mount"), step.line, "RUN --mount"
+                    )
                 if mount.type in ("secret", "ssh") and mount.required:
-                    raise DockerfileError(f"RUN --mount=type={mount.type}: not supported by strata build",
-                                          step.line, self.filename)
+                    raise DockerfileError(
+                        f"RUN --mount=type={mount.type}: not supported by strata build", step.line, self.filename
+                    )
 
     # --- pass 2: execute ---
 
@@ -495,8 +540,9 @@ class Builder(CopySteps, RunSteps):
         assert result is not None
         base_image = result.base_image
         self._check_cancel()
-        image = self.store.images.create(result.config, result.top_layer, parent=base_image,
-                                         tags=list(self.options.tags))
+        image = self.store.images.create(
+            result.config, result.top_layer, parent=base_image, tags=list(self.options.tags)
+        )
         self.emit(BuildEvent(FINISHED, image=image.id, tags=image.familiar_tags))
         return BuildResult(image.id, image.familiar_tags, self.steps_run + self.steps_cached, self.steps_cached)
 
@@ -505,8 +551,16 @@ class Builder(CopySteps, RunSteps):
             raise Cancelled("build")
 
     def _event(self, step: Step, status: str, **extra: Any) -> BuildEvent:
-        return BuildEvent(status, step=step.number, total=step.total, stage=step.stage_label,  # type: ignore[arg-type]
-                          instruction=step.text, line=step.line, vertex=self.vertex, **extra)
+        return BuildEvent(
+            status,  # type: ignore[arg-type]
+            step=step.number,
+            total=step.total,
+            stage=step.stage_label,
+            instruction=step.text,
+            line=step.line,
+            vertex=self.vertex,
+            **extra,
+        )
 
     def _run_stage(self, sp: StagePlan) -> Snapshot:
         first = sp.steps[0]
@@ -531,8 +585,9 @@ class Builder(CopySteps, RunSteps):
             config["config"] = copy.deepcopy(config_after)
             return Snapshot(prev.key, config, prev.top_layer, prev.base_image)
         if base is None:
-            config = new_config([], [], copy.deepcopy(config_after), architecture=host_architecture(),
-                                created=now_rfc3339())
+            config = new_config(
+                [], [], copy.deepcopy(config_after), architecture=host_architecture(), created=now_rfc3339()
+            )
             return Snapshot(base_key("scratch"), config, None, None)
         config = copy.deepcopy(base.config)
         config["config"] = copy.deepcopy(config_after)
@@ -551,9 +606,16 @@ class Builder(CopySteps, RunSteps):
             sources_sum, lines, prepared = self._copy_sources(step, snap)
         canonical = _canonical(ins)
         key = step_key(snap.key, canonical, step.used_args, step.env, sources_sum)
-        detail = {"instruction": step.instruction.source, "expanded": canonical, "args": step.used_args,
-                  "env": step.env, "sources": sources_sum, "stage": step.stage_label, "line": step.line,
-                  "keyword": ins.keyword}
+        detail = {
+            "instruction": step.instruction.source,
+            "expanded": canonical,
+            "args": step.used_args,
+            "env": step.env,
+            "sources": sources_sum,
+            "stage": step.stage_label,
+            "line": step.line,
+            "keyword": ins.keyword,
+        }
         if isinstance(prepared, dict) and "shape" in prepared:
             detail["shape"] = prepared["shape"]
         hit = None if self.options.no_cache else self.cache.get(key)
@@ -572,13 +634,20 @@ class Builder(CopySteps, RunSteps):
             new_layer, empty = self._execute_step(step, snap, key, prepared)
         except BuildError as err:
             self._failed_step = True
-            self.emit(self._event(step, ERROR, reason=reason, message=str(err), exit_code=err.exit_status,
-                                  duration_s=time.monotonic() - started))
+            self.emit(
+                self._event(
+                    step,
+                    ERROR,
+                    reason=reason,
+                    message=str(err),
+                    exit_code=err.exit_status,
+                    duration_s=time.monotonic() - started,
+                )
+            )
             raise
         except StrataError as err:
             self._failed_step = True
-            self.emit(self._event(step, ERROR, reason=reason, message=str(err),
-                                  duration_s=time.monotonic() - started))
+            self.emit(self._event(step, ERROR, reason=reason, message=str(err), duration_s=time.monotonic() - started))
             raise
         hold(f"build.step{step.number}.executed")  # its layer made, the cache not told
         config = copy.deepcopy(snap.config)
@@ -587,8 +656,11 @@ class Builder(CopySteps, RunSteps):
             config["author"] = ins.name
         now = now_rfc3339()
         config["created"] = now
-        history: dict[str, Any] = {"created": now, "created_by": self._created_by(step),
-                                   "comment": "strata.dockerfile.v0"}
+        history: dict[str, Any] = {
+            "created": now,
+            "created_by": self._created_by(step),
+            "comment": "strata.dockerfile.v0",
+        }
         if empty:
             history["empty_layer"] = True
         else:
@@ -598,15 +670,19 @@ class Builder(CopySteps, RunSteps):
             rootfs["diff_ids"] = [*rootfs.get("diff_ids", []), layer.diff_id]
         config["history"] = [*(config.get("history") or []), history]
         top = new_layer if not empty else snap.top_layer
-        entry = CacheEntry(key, snap.key, None if empty else new_layer, canonical_json(config),
-                           step.instruction.source, detail)
+        entry = CacheEntry(
+            key, snap.key, None if empty else new_layer, canonical_json(config), step.instruction.source, detail
+        )
         self.cache.put(entry)
         if lines is not None and sources_sum is not None:
             self.cache.save_sources(sources_sum, files if files is not None else fingerprints(lines()))
         hold(f"build.step{step.number}.recorded")  # cached, not yet reported done
         self.steps_run += 1
-        self.emit(self._event(step, DONE, reason=reason, layer=None if empty else new_layer,
-                              duration_s=time.monotonic() - started))
+        self.emit(
+            self._event(
+                step, DONE, reason=reason, layer=None if empty else new_layer, duration_s=time.monotonic() - started
+            )
+        )
         return Snapshot(key, config, top, snap.base_image), True
 
     def _created_by(self, step: Step) -> str:
@@ -644,8 +720,7 @@ class Builder(CopySteps, RunSteps):
         hit = view.lookup(real)
         if hit is not None:
             if hit.entry.type != DIR:
-                raise DockerfileError(f"WORKDIR {path}: {real} exists and is not a directory", step.line,
-                                      self.filename)
+                raise DockerfileError(f"WORKDIR {path}: {real} exists and is not a directory", step.line, self.filename)
             return None, True
         with self.store.layers.staging() as st:
             writer = LayerWriter(str(st.diff), view, self.filename, step.line, "WORKDIR")
@@ -660,8 +735,13 @@ class Builder(CopySteps, RunSteps):
         return path
 
 
-def build(store: Store, options: BuildOptions, on_event: EventSink | None = None,
-          cancel: threading.Event | None = None, driver: Callable[[], str] | None = None) -> BuildResult:
+def build(
+    store: Store,
+    options: BuildOptions,
+    on_event: EventSink | None = None,
+    cancel: threading.Event | None = None,
+    driver: Callable[[], str] | None = None,
+) -> BuildResult:
     """Build ``options`` in ``store``; see ``Builder``."""
     return Builder(store, options, on_event, cancel, driver).run()
 

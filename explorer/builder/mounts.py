@@ -214,9 +214,7 @@ def check_mount_spec(spec: str) -> None:
     """What can be checked before the build: everything, unless values hold variables."""
     for key, value in mount_fields(spec):
         if key == "from" and value is not None and re.search(r"\$.", value):
-            raise MountSpecError(
-                "RUN --mount: 'from' doesn't support variable expansion, define alias stage instead"
-            )
+            raise MountSpecError("RUN --mount: 'from' doesn't support variable expansion, define alias stage instead")
     if "$" not in spec:
         _build_mount(spec, None)
 
@@ -227,4 +225,3 @@ def parse_mount(spec: str, expand: Callable[[str], str] | None = None) -> Mount:
         return _build_mount(spec, expand)
     except MountSpecError as err:
         raise DockerfileError(str(err)) from None
-

@@ -54,6 +54,7 @@ class RunSteps(StepHost):
     _driver: str | None
 
     if TYPE_CHECKING:
+
         def _event(self, step: Step, status: str, **extra: Any) -> BuildEvent: ...
 
     def _driver_name(self) -> str:
@@ -75,8 +76,7 @@ class RunSteps(StepHost):
         argv, script = self._run_argv(step, ins)
         env = list(c.get("Env") or [])
         env_keys = {e.partition("=")[0] for e in env}
-        env += [f"{k}={v}" for k, v in sorted({**self._predefined(step), **step.run_args}.items())
-                if k not in env_keys]
+        env += [f"{k}={v}" for k, v in sorted({**self._predefined(step), **step.run_args}.items()) if k not in env_keys]
         process = runtime.Process(args=argv, env=env, cwd=c.get("WorkingDir") or "/", user=c.get("User") or "")
         chain = self.store.layers.chain(snap.top_layer)
         lowerdirs = [str(self.store.layers.diff_dir(layer.id)) for layer in reversed(chain)]
@@ -93,21 +93,29 @@ class RunSteps(StepHost):
                 rootfs = runtime.RootFS("vfs", rootdir=str(rootdir))
             else:
                 (scratch / "work").mkdir()
-                rootfs = runtime.RootFS("overlay", lowerdirs=lowerdirs, upperdir=str(st.diff),
-                                        workdir=str(scratch / "work"))
-            config = runtime.ContainerConfig(rootfs=rootfs, process=process, runtime_dir=str(scratch / "run"),
-                                             hostname=secrets.token_hex(6), mounts=mounts,
-                                             network=network)  # type: ignore[arg-type]
+                rootfs = runtime.RootFS(
+                    "overlay", lowerdirs=lowerdirs, upperdir=str(st.diff), workdir=str(scratch / "work")
+                )
+            config = runtime.ContainerConfig(
+                rootfs=rootfs,
+                process=process,
+                runtime_dir=str(scratch / "run"),
+                hostname=secrets.token_hex(6),
+                mounts=mounts,
+                network=network,  # type: ignore[arg-type]
+            )
             code = self._run_container(config, step)
             if code != 0:
                 _raise_if_store_full(self.store.root, step.text)
                 shown = " ".join(argv)
                 raise BuildError(
-                    f"{self.filename}:{step.line}: {step.text}: process \"{shown}\" did not complete "
-                    f"successfully: exit code: {code}{_single_id_hint()}", step.line, code)
+                    f'{self.filename}:{step.line}: {step.text}: process "{shown}" did not complete '
+                    f"successfully: exit code: {code}{_single_id_hint()}",
+                    step.line,
+                    code,
+                )
             if driver == "vfs":
-                runtime.vfs_diff(lowerdirs, str(scratch / "rootfs"), str(st.diff),
-                                 runtime_dir=str(scratch / "run"))
+                runtime.vfs_diff(lowerdirs, str(scratch / "rootfs"), str(st.diff), runtime_dir=str(scratch / "run"))
             rmtree(scratch / "work")
             entries = self._scan(str(st.diff), chain)
             return self.store.layers.add_dir(st, entries, snap.top_layer, self._created_by(step)).id
@@ -126,8 +134,14 @@ class RunSteps(StepHost):
             docs = list(ins.heredocs)
             only = command.strip().lstrip("0123456789")
             name = docs[0].name
-            if len(docs) == 1 and only in (f"<<{name}", f"<<-{name}", f'<<"{name}"', f"<<'{name}'",
-                                           f'<<-"{name}"', f"<<-'{name}'"):
+            if len(docs) == 1 and only in (
+                f"<<{name}",
+                f"<<-{name}",
+                f'<<"{name}"',
+                f"<<'{name}'",
+                f'<<-"{name}"',
+                f"<<-'{name}'",
+            ):
                 body = docs[0].chomped_content()
                 if body.startswith("#!"):
                     script = self._new_scratch("script") / "script"
@@ -168,12 +182,14 @@ class RunSteps(StepHost):
             elif mount.type == "bind":
                 ref = step.mount_refs.get(mount.from_) if mount.from_ else None
                 if ref is None:
-                    rel = self.ctx.resolve(self.ctx.clean_source(mount.source or ".", step.line, "RUN --mount"),
-                                           step.line, "RUN --mount")
+                    rel = self.ctx.resolve(
+                        self.ctx.clean_source(mount.source or ".", step.line, "RUN --mount"), step.line, "RUN --mount"
+                    )
                     source = self.ctx.abspath(rel)
                     if not os.path.exists(source):
-                        raise DockerfileError(f"RUN --mount: {mount.source} not found in the build context",
-                                              step.line, self.filename)
+                        raise DockerfileError(
+                            f"RUN --mount: {mount.source} not found in the build context", step.line, self.filename
+                        )
                     if not mount.readonly:
                         copy_to = scratch / f"mount-{index}"
                         _copy_host_tree(source, str(copy_to))
@@ -187,8 +203,9 @@ class RunSteps(StepHost):
                     try:
                         export_subtree(src_view, mount.source or "/", str(copy_to))
                     except FileNotFoundError:
-                        raise DockerfileError(f"RUN --mount: {mount.source} not found in {mount.from_}",
-                                              step.line, self.filename) from None
+                        raise DockerfileError(
+                            f"RUN --mount: {mount.source} not found in {mount.from_}", step.line, self.filename
+                        ) from None
                     source = str(copy_to)
                 out.append(runtime.Mount(source, target, "bind", readonly=mount.readonly))
         return out
@@ -205,8 +222,9 @@ class RunSteps(StepHost):
                 running = runtime.start(config, stdout=write_fd, stderr=write_fd)
             except (StrataError, OSError) as err:
                 code = getattr(err, "exit_code", 125)
-                raise BuildError(f"{self.filename}:{step.line}: {step.text}: {err}", step.line,
-                                 code if code in (126, 127) else 125) from None
+                raise BuildError(
+                    f"{self.filename}:{step.line}: {step.text}: {err}", step.line, code if code in (126, 127) else 125
+                ) from None
             finally:
                 os.umask(saved)
                 os.close(write_fd)
@@ -253,7 +271,7 @@ class RunSteps(StepHost):
 
         paths: list[str] = []
         for root, dirs, files in os.walk(diff):
-            rel = root[len(diff):]
+            rel = root[len(diff) :]
             paths += [f"{rel}/{name}" for name in dirs + files]
         if not paths:
             return []
@@ -281,8 +299,9 @@ def _raise_if_store_full(root: os.PathLike[str] | str, what: str) -> None:
     except OSError:
         return
     if fs.f_bavail * fs.f_frsize < 64 * 1024:
-        raise StoreFull(f"no space left on device for the store at {root} while running {what}; "
-                        "free space and build again")
+        raise StoreFull(
+            f"no space left on device for the store at {root} while running {what}; free space and build again"
+        )
 
 
 def _copy_host_tree(source: str, dest: str) -> None:

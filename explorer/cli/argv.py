@@ -63,6 +63,7 @@ def leading(argv: list[str]) -> Leading:
 
 def show_help(parser: argparse.ArgumentParser) -> Callable[[Any, argparse.Namespace], int]:
     """The action of a verb group given without its sub-verb (``strata system``): its help."""
+
     def action(_app: Any, _args: argparse.Namespace) -> int:
         parser.print_help()
         return 0

@@ -29,16 +29,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("context", help="the build context directory")
     p.add_argument("-t", "--tag", action="append", default=[], help="name:tag for the image (repeatable)")
     p.add_argument("-f", "--file", help="the Dockerfile (default: CONTEXT/Dockerfile; - for standard input)")
-    p.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]",
-                   help="set a build-time variable (KEY alone takes it from the environment)")
+    p.add_argument(
+        "--build-arg",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]",
+        help="set a build-time variable (KEY alone takes it from the environment)",
+    )
     p.add_argument("--target", help="build only up to this stage")
     p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
     p.add_argument("--pull", action="store_true", help="always pull a newer version of the base images")
-    p.add_argument("--progress", choices=["auto", "plain", "json", "tty", "quiet"], default="auto",
-                   help="how to show progress (default auto: live on a terminal, plain otherwise)")
+    p.add_argument(
+        "--progress",
+        choices=["auto", "plain", "json", "tty", "quiet"],
+        default="auto",
+        help="how to show progress (default auto: live on a terminal, plain otherwise)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
-    p.add_argument("--network", choices=["host", "none", "default"], default="host",
-                   help="network for RUN steps (default host)")
+    p.add_argument(
+        "--network", choices=["host", "none", "default"], default="host", help="network for RUN steps (default host)"
+    )
     p.set_defaults(func=cmd_build)
 
     builder = sub.add_parser("builder", help="manage the build cache")
@@ -90,9 +100,18 @@ def cmd_build(app: Strata, args: argparse.Namespace) -> int:
     cancel = threading.Event()
     try:
         result = app.build(
-            args.context, dockerfile=dockerfile, tags=args.tag, build_args=_build_args(args.build_arg),
-            target=args.target, no_cache=args.no_cache, on_event=renderer.handle, cancel=cancel,
-            dockerfile_text=text, network="host" if args.network == "default" else args.network, pull=args.pull)
+            args.context,
+            dockerfile=dockerfile,
+            tags=args.tag,
+            build_args=_build_args(args.build_arg),
+            target=args.target,
+            no_cache=args.no_cache,
+            on_event=renderer.handle,
+            cancel=cancel,
+            dockerfile_text=text,
+            network="host" if args.network == "default" else args.network,
+            pull=args.pull,
+        )
     except BuildError as err:
         renderer.close()
         print(f"Error: {err}", file=sys.stderr)

@@ -35,7 +35,6 @@ def confirm(what: str, force: bool) -> None:
 def refused(err: NotConfirmed) -> int:
     """The exit status (and message) of a prune the user did not confirm."""
     if err.at_eof:
-        print("Error: nothing removed: no answer on standard input; use -f to remove without asking",
-              file=sys.stderr)
+        print("Error: nothing removed: no answer on standard input; use -f to remove without asking", file=sys.stderr)
         return 1
     return 0

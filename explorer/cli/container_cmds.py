@@ -33,8 +33,9 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--privileged", action="store_true", help="every capability, no seccomp filter, nothing masked")
     p.add_argument("--cap-add", action="append", default=[], help="add a Linux capability (NET_ADMIN, ALL …)")
     p.add_argument("--cap-drop", action="append", default=[], help="drop a Linux capability (or ALL)")
-    p.add_argument("--security-opt", action="append", default=[],
-                   help="seccomp=unconfined|PROFILE.json, no-new-privileges")
+    p.add_argument(
+        "--security-opt", action="append", default=[], help="seccomp=unconfined|PROFILE.json, no-new-privileges"
+    )
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -133,10 +134,23 @@ def _options(args: argparse.Namespace) -> RunOptions:
     if args.entrypoint is not None:
         entrypoint = [args.entrypoint] if args.entrypoint else [""]
     return RunOptions(
-        cmd=list(args.command) or None, entrypoint=entrypoint, env=env, workdir=args.workdir,
-        user=args.user, tty=args.tty, stdin=args.interactive, network=args.network, hostname=args.hostname,
-        auto_remove=args.rm, volumes=list(args.volume), mounts=list(args.mount), privileged=args.privileged,
-        cap_add=list(args.cap_add), cap_drop=list(args.cap_drop), security_opt=list(args.security_opt))
+        cmd=list(args.command) or None,
+        entrypoint=entrypoint,
+        env=env,
+        workdir=args.workdir,
+        user=args.user,
+        tty=args.tty,
+        stdin=args.interactive,
+        network=args.network,
+        hostname=args.hostname,
+        auto_remove=args.rm,
+        volumes=list(args.volume),
+        mounts=list(args.mount),
+        privileged=args.privileged,
+        cap_add=list(args.cap_add),
+        cap_drop=list(args.cap_drop),
+        security_opt=list(args.security_opt),
+    )
 
 
 def cmd_create(app: Strata, args: argparse.Namespace) -> int:
@@ -184,14 +198,34 @@ def cmd_ps(app: Strata, args: argparse.Namespace) -> int:
         return 0
     if args.format == "json":
         for r in rows:
-            print(json.dumps({"ID": r.id, "Names": r.name, "Image": r.image_ref, "Command": r.command,
-                              "State": r.state, "Status": r.status, "ExitCode": r.exit_code}))
+            print(
+                json.dumps(
+                    {
+                        "ID": r.id,
+                        "Names": r.name,
+                        "Image": r.image_ref,
+                        "Command": r.command,
+                        "State": r.state,
+                        "Status": r.status,
+                        "ExitCode": r.exit_code,
+                    }
+                )
+            )
         return 0
     out = []
     for r in rows:
         command = r.command if args.no_trunc else truncate(r.command, 20)
-        out.append([r.id if args.no_trunc else r.id[:12], r.image_ref, f'"{command}"', human_ago(r.created),
-                    r.status, "", r.name])
+        out.append(
+            [
+                r.id if args.no_trunc else r.id[:12],
+                r.image_ref,
+                f'"{command}"',
+                human_ago(r.created),
+                r.status,
+                "",
+                r.name,
+            ]
+        )
     print(table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], out))
     return 0
 
@@ -210,9 +244,17 @@ def cmd_logs(app: Strata, args: argparse.Namespace) -> int:
 def cmd_exec(app: Strata, args: argparse.Namespace) -> int:
     stdin = sys.stdin.fileno() if args.interactive else None
     stdio = (stdin, sys.stdout.fileno(), sys.stderr.fileno())
-    return app.exec(args.container, list(args.command), env=args.env, user=args.user, workdir=args.workdir,
-                    tty=args.tty and not args.detach, stdin=args.interactive and not args.detach, stdio=stdio,
-                    detach=args.detach)
+    return app.exec(
+        args.container,
+        list(args.command),
+        env=args.env,
+        user=args.user,
+        workdir=args.workdir,
+        tty=args.tty and not args.detach,
+        stdin=args.interactive and not args.detach,
+        stdio=stdio,
+        detach=args.detach,
+    )
 
 
 def cmd_wait(app: Strata, args: argparse.Namespace) -> int:
@@ -228,8 +270,9 @@ def cmd_diff(app: Strata, args: argparse.Namespace) -> int:
 def cmd_commit(app: Strata, args: argparse.Namespace) -> int:
     from .image_cmds import _parse_changes
 
-    image = app.commit(args.container, args.reference, message=args.message, author=args.author,
-                       changes=_parse_changes(args.change))
+    image = app.commit(
+        args.container, args.reference, message=args.message, author=args.author, changes=_parse_changes(args.change)
+    )
     print(image.id)
     return 0
 

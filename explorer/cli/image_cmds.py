@@ -93,14 +93,28 @@ def cmd_images(app: Strata, args: argparse.Namespace) -> int:
         return 0
     if args.format == "json":
         for r in rows:
-            print(json.dumps({"ID": r.id, "Repository": r.repository, "Tag": r.tag, "CreatedAt": r.created,
-                              "Size": r.size, "Layers": r.layers}))
+            print(
+                json.dumps(
+                    {
+                        "ID": r.id,
+                        "Repository": r.repository,
+                        "Tag": r.tag,
+                        "CreatedAt": r.created,
+                        "Size": r.size,
+                        "Layers": r.layers,
+                    }
+                )
+            )
         return 0
-    print(table(
-        ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
-        [[r.repository, r.tag, r.id if args.no_trunc else short(r.id), human_ago(r.created), human_size(r.size)]
-         for r in rows],
-    ))
+    print(
+        table(
+            ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
+            [
+                [r.repository, r.tag, r.id if args.no_trunc else short(r.id), human_ago(r.created), human_size(r.size)]
+                for r in rows
+            ],
+        )
+    )
     return 0
 
 
@@ -232,8 +246,10 @@ def cmd_ls(app: Strata, args: argparse.Namespace) -> int:
         shown_link = shown(r.link) if r.link else ""
         link = f" -> {shown_link}" if r.link and r.type == "symlink" else (f" link to {shown_link}" if r.link else "")
         name = shown(r.path if args.recursive else r.path.rsplit("/", 1)[-1] or "/")
-        out.write(f"{mode_string(r.type, r.mode)} {r.uid:>5} {r.gid:>5} {r.size:>10}  L{r.layer!s:<3} "
-                  f"{r.status:<8} {name}{link}\n")
+        out.write(
+            f"{mode_string(r.type, r.mode)} {r.uid:>5} {r.gid:>5} {r.size:>10}  L{r.layer!s:<3} "
+            f"{r.status:<8} {name}{link}\n"
+        )
     return 0
 
 

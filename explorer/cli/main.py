@@ -24,10 +24,13 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 # Which module registers which verbs: a command builds only its own verb's parser, so
 # `strata run` does not pay for importing and describing forty other verbs.
 VERB_MODULES: dict[str, str] = {
-    **dict.fromkeys(("images", "history", "inspect", "tag", "rmi", "tree", "ls", "import", "load", "save"),
-                    "image_cmds"),
-    **dict.fromkeys(("create", "run", "start", "stop", "kill", "rm", "ps", "logs", "exec", "wait", "diff",
-                     "commit", "cp"), "container_cmds"),
+    **dict.fromkeys(
+        ("images", "history", "inspect", "tag", "rmi", "tree", "ls", "import", "load", "save"), "image_cmds"
+    ),
+    **dict.fromkeys(
+        ("create", "run", "start", "stop", "kill", "rm", "ps", "logs", "exec", "wait", "diff", "commit", "cp"),
+        "container_cmds",
+    ),
     **dict.fromkeys(("build", "builder"), "build_cmds"),
     "volume": "volume_cmds",
     **dict.fromkeys(("pull", "push", "login", "logout"), "registry_cmds"),
@@ -92,12 +95,17 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         "With no arguments, opens the window.",
     )
     parser.add_argument("--root", help="store directory (default: $STRATA_ROOT or $XDG_DATA_HOME/strata)")
-    parser.add_argument("--storage-driver", choices=["overlay", "vfs"],
-                        help="driver for new containers (default: $STRATA_STORAGE_DRIVER or detected)")
+    parser.add_argument(
+        "--storage-driver",
+        choices=["overlay", "vfs"],
+        help="driver for new containers (default: $STRATA_STORAGE_DRIVER or detected)",
+    )
     parser.add_argument("-D", "--debug", action="store_true", help="show internal details of failures")
     parser.add_argument("--version", action="version", version=f"strata {__import__('explorer').__version__}")
-    sub = cast("argparse._SubParsersAction[argparse.ArgumentParser]",
-               parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser))
+    sub = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser),
+    )
     gui = sub.add_parser("gui", help="open the window (with Dockerfiles, folders or image tars to open)")
     gui.add_argument("files", nargs="*")
     for register in _registrars(verb):
@@ -123,8 +131,10 @@ def run(argv: list[str]) -> int:
             return 125 if args.verb in RUN_VERBS else 1
     from ..api import Strata
 
-    app = Strata(args.root or os.environ.get("STRATA_ROOT") or None,
-                 storage_driver=args.storage_driver or os.environ.get("STRATA_STORAGE_DRIVER") or None)
+    app = Strata(
+        args.root or os.environ.get("STRATA_ROOT") or None,
+        storage_driver=args.storage_driver or os.environ.get("STRATA_STORAGE_DRIVER") or None,
+    )
     try:
         code: int = args.func(app, args)
         return code
@@ -147,8 +157,11 @@ def run(argv: list[str]) -> int:
     except Exception as e:
         if debug:
             raise
-        print(f"Error: internal error ({type(e).__name__}: {_shown(str(e))}); this is a bug in strata — "
-              "rerun with STRATA_DEBUG=1 and report it", file=sys.stderr)
+        print(
+            f"Error: internal error ({type(e).__name__}: {_shown(str(e))}); this is a bug in strata — "
+            "rerun with STRATA_DEBUG=1 and report it",
+            file=sys.stderr,
+        )
         return 125
     finally:
         app.close()

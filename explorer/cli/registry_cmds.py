@@ -32,10 +32,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("push", help="upload an image to a registry")
     p.add_argument("name", metavar="NAME[:TAG]")
-    p.add_argument("--compression", choices=["gzip", "zstd", "none"], default="gzip",
-                   help="how layers are compressed (default gzip, what every client reads)")
-    p.add_argument("--format", choices=["docker", "oci"], default=None, dest="fmt",
-                   help="manifest format (default: docker for gzip, oci otherwise)")
+    p.add_argument(
+        "--compression",
+        choices=["gzip", "zstd", "none"],
+        default="gzip",
+        help="how layers are compressed (default gzip, what every client reads)",
+    )
+    p.add_argument(
+        "--format",
+        choices=["docker", "oci"],
+        default=None,
+        dest="fmt",
+        help="manifest format (default: docker for gzip, oci otherwise)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print only the final digest line")
     p.set_defaults(func=cmd_push)
 
@@ -68,8 +77,7 @@ def describe(event: TransferEvent) -> str:
         return event.message
     text = f"{event.layer}: {event.message}"
     if event.status in MOVING:
-        amount = f"{human_size(event.current)}/{human_size(event.total)}" if event.total else human_size(
-            event.current)
+        amount = f"{human_size(event.current)}/{human_size(event.total)}" if event.total else human_size(event.current)
         rate = f" {human_size(event.rate)}/s" if event.rate else ""
         text = f"{text} {_bar(event.current, event.total)} {amount}{rate}".replace("  ", " ")
     return text

@@ -24,8 +24,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = ssub.add_parser("prune", help="remove stopped containers, dangling images and build cache")
     p.add_argument("-a", "--all", action="store_true", help="all unused images, not only dangling ones")
     p.add_argument("--volumes", action="store_true", help="prune anonymous volumes too")
-    p.add_argument("--quarantine", action="store_true",
-                   help="also delete what `system check --repair` set aside under quarantine/")
+    p.add_argument(
+        "--quarantine", action="store_true", help="also delete what `system check --repair` set aside under quarantine/"
+    )
     p.add_argument("-f", "--force", action="store_true")
     p.set_defaults(func=cmd_system_prune)
 
@@ -78,37 +79,111 @@ def cmd_df(app: Strata, args: argparse.Namespace) -> int:
     volumes_size = sum(v.size for v in u.volumes)
     unused_volumes = sum(v.size for v in u.volumes if v.links == 0)
     if not args.verbose:
-        print(table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], [
-            ["Images", str(len(u.images)), str(active_images), human_size(u.layers_size),
-             _pct(u.images_reclaimable, u.layers_size)],
-            ["Containers", str(len(u.containers)), str(sum(1 for c in u.containers if c.running)),
-             human_size(containers_size), _pct(stopped_size, containers_size)],
-            ["Local Volumes", str(len(u.volumes)), str(sum(1 for v in u.volumes if v.links)),
-             human_size(volumes_size), _pct(unused_volumes, volumes_size)],
-            ["Build Cache", str(len(u.build_cache)), "0", human_size(u.cache_size), human_size(u.cache_reclaimable)],
-            *([["Quarantine", str(len(u.quarantine)), "0", human_size(u.quarantine_size),
-                human_size(u.quarantine_size)]] if u.quarantine else []),
-        ]))
+        print(
+            table(
+                ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+                [
+                    [
+                        "Images",
+                        str(len(u.images)),
+                        str(active_images),
+                        human_size(u.layers_size),
+                        _pct(u.images_reclaimable, u.layers_size),
+                    ],
+                    [
+                        "Containers",
+                        str(len(u.containers)),
+                        str(sum(1 for c in u.containers if c.running)),
+                        human_size(containers_size),
+                        _pct(stopped_size, containers_size),
+                    ],
+                    [
+                        "Local Volumes",
+                        str(len(u.volumes)),
+                        str(sum(1 for v in u.volumes if v.links)),
+                        human_size(volumes_size),
+                        _pct(unused_volumes, volumes_size),
+                    ],
+                    [
+                        "Build Cache",
+                        str(len(u.build_cache)),
+                        "0",
+                        human_size(u.cache_size),
+                        human_size(u.cache_reclaimable),
+                    ],
+                    *(
+                        [
+                            [
+                                "Quarantine",
+                                str(len(u.quarantine)),
+                                "0",
+                                human_size(u.quarantine_size),
+                                human_size(u.quarantine_size),
+                            ]
+                        ]
+                        if u.quarantine
+                        else []
+                    ),
+                ],
+            )
+        )
         return 0
     print("Images space usage:\n")
     rows = []
     for i in u.images:
         for tag in i.tags or ["<none>:<none>"]:
             repo, _, t = tag.rpartition(":")
-            rows.append([repo, t, short(i.id), human_ago(i.created), human_size(i.size), human_size(i.shared_size),
-                         human_size(i.unique_size), str(i.containers)])
-    print(table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"],
-                rows))
+            rows.append(
+                [
+                    repo,
+                    t,
+                    short(i.id),
+                    human_ago(i.created),
+                    human_size(i.size),
+                    human_size(i.shared_size),
+                    human_size(i.unique_size),
+                    str(i.containers),
+                ]
+            )
+    print(table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"], rows))
     print("\nContainers space usage:\n")
-    print(table(["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS", "NAMES"],
-                [[c.id[:12], c.image, f'"{truncate(c.command, 20)}"', str(c.volumes), human_size(c.size),
-                  human_ago(c.created), c.status, c.name] for c in u.containers]))
+    print(
+        table(
+            ["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS", "NAMES"],
+            [
+                [
+                    c.id[:12],
+                    c.image,
+                    f'"{truncate(c.command, 20)}"',
+                    str(c.volumes),
+                    human_size(c.size),
+                    human_ago(c.created),
+                    c.status,
+                    c.name,
+                ]
+                for c in u.containers
+            ],
+        )
+    )
     print("\nLocal Volumes space usage:\n")
     print(table(["VOLUME NAME", "LINKS", "SIZE"], [[v.name, str(v.links), human_size(v.size)] for v in u.volumes]))
     print("\nBuild cache usage: " + human_size(u.cache_size) + "\n")
-    print(table(["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "SHARED"],
-                [[c.key[:12], "regular", human_size(c.size), human_ago(c.created), human_ago(c.last_used),
-                  "true" if c.shared else "false"] for c in u.build_cache]))
+    print(
+        table(
+            ["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "SHARED"],
+            [
+                [
+                    c.key[:12],
+                    "regular",
+                    human_size(c.size),
+                    human_ago(c.created),
+                    human_ago(c.last_used),
+                    "true" if c.shared else "false",
+                ]
+                for c in u.build_cache
+            ],
+        )
+    )
     if u.quarantine:
         print("\nQuarantine (set aside by `system check --repair`; `system prune --quarantine` deletes it):\n")
         print(table(["PATH", "ITEMS", "SIZE"], [[q.path, str(q.items), human_size(q.size)] for q in u.quarantine]))
@@ -116,10 +191,11 @@ def cmd_df(app: Strata, args: argparse.Namespace) -> int:
 
 
 def cmd_system_prune(app: Strata, args: argparse.Namespace) -> int:
-    what = ["  - all stopped containers",
-            "  - all images without at least one container associated to them" if args.all
-            else "  - all dangling images",
-            "  - all build cache"]
+    what = [
+        "  - all stopped containers",
+        "  - all images without at least one container associated to them" if args.all else "  - all dangling images",
+        "  - all build cache",
+    ]
     if args.volumes:
         what.insert(1, "  - all anonymous volumes not used by at least one container")
     if args.quarantine:
@@ -154,8 +230,7 @@ def cmd_system_prune(app: Strata, args: argparse.Namespace) -> int:
 
 
 def cmd_image_prune(app: Strata, args: argparse.Namespace) -> int:
-    what = "  - all images without at least one container associated to them" if args.all else \
-        "  - all dangling images"
+    what = "  - all images without at least one container associated to them" if args.all else "  - all dangling images"
     if (stop := _confirm(args, what)) is not None:
         return stop
     lines, freed = app.image_prune(all=args.all)
@@ -191,8 +266,10 @@ def cmd_check(app: Strata, args: argparse.Namespace) -> int:
 
 
 def _map_text(ranges: list[tuple[int, int, int]]) -> str:
-    return ", ".join(f"{inside}-{inside + count - 1}→{outside}-{outside + count - 1}" if count > 1
-                     else f"{inside}→{outside}" for inside, outside, count in ranges)
+    return ", ".join(
+        f"{inside}-{inside + count - 1}→{outside}-{outside + count - 1}" if count > 1 else f"{inside}→{outside}"
+        for inside, outside, count in ranges
+    )
 
 
 def cmd_info(app: Strata, args: argparse.Namespace) -> int:
@@ -217,8 +294,12 @@ def cmd_info(app: Strata, args: argparse.Namespace) -> int:
         f"  Backing Filesystem: {info.filesystem}",
         f"  userxattr: {'true' if info.userxattr else 'false'}",
         " Security Options:",
-        *(f"  {opt.split(',')[0].removeprefix('name=')}" + (f" (profile {opt.split('profile=')[1]})"
-          if "profile=" in opt else "") for opt in info.security_options if "rootless" not in opt),
+        *(
+            f"  {opt.split(',')[0].removeprefix('name=')}"
+            + (f" (profile {opt.split('profile=')[1]})" if "profile=" in opt else "")
+            for opt in info.security_options
+            if "rootless" not in opt
+        ),
         *([f"  rootless: id mapping {info.id_mapping}"] if info.rootless else ["  root"]),
         f"  uid map: {_map_text(info.uid_map)}",
         f"  gid map: {_map_text(info.gid_map)}",

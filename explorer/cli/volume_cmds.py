@@ -111,8 +111,11 @@ def cmd_rm(app: Strata, args: argparse.Namespace) -> int:
 def cmd_prune(app: Strata, args: argparse.Namespace) -> int:
     from .confirm import NotConfirmed, confirm, refused
 
-    what = "  - all volumes not used by at least one container" if args.all else \
-        "  - all anonymous volumes not used by at least one container"
+    what = (
+        "  - all volumes not used by at least one container"
+        if args.all
+        else "  - all anonymous volumes not used by at least one container"
+    )
     try:
         confirm(what, args.force)
     except NotConfirmed as e:

@@ -100,9 +100,11 @@ def _excepthook(kind: type[BaseException], value: BaseException, tb: TracebackTy
     if app is None:
         sys.__excepthook__(kind, value, tb)
         return
-    box = QMessageBox(QMessageBox.Icon.Critical, "Strata",
-                      f"Internal error ({kind.__name__}: {value}). This is a bug in Strata; "
-                      "the details below help to report it.")
+    box = QMessageBox(
+        QMessageBox.Icon.Critical,
+        "Strata",
+        f"Internal error ({kind.__name__}: {value}). This is a bug in Strata; the details below help to report it.",
+    )
     box.setDetailedText(details)
     box.open()
 
@@ -119,8 +121,7 @@ def settle_gc() -> None:
     gc.freeze()
 
 
-def create_window(root: str | None = None, settings: QSettings | None = None,
-                  watch: bool = True) -> MainWindow:
+def create_window(root: str | None = None, settings: QSettings | None = None, watch: bool = True) -> MainWindow:
     """The window over a store, not yet shown (tests call this; ``run_app`` shows it)."""
     application()
     strata = Strata(root)

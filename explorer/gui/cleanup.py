@@ -53,13 +53,29 @@ def summarize(du: DiskUsage) -> dict[str, CategoryUsage]:
     volumes = list(du.volumes)
     cache = list(du.build_cache)
     return {
-        IMAGES: CategoryUsage(IMAGES, len(images), sum(1 for i in images if i.containers), du.layers_size,
-                              du.images_reclaimable, shared=max(0, du.layers_size - unique), unique=unique),
-        CONTAINERS: CategoryUsage(CONTAINERS, len(containers), sum(1 for c in containers if c.running),
-                                  sum(c.size for c in containers),
-                                  sum(c.size for c in containers if not c.running)),
-        VOLUMES: CategoryUsage(VOLUMES, len(volumes), sum(1 for v in volumes if v.links),
-                               sum(v.size for v in volumes), sum(v.size for v in volumes if not v.links)),
+        IMAGES: CategoryUsage(
+            IMAGES,
+            len(images),
+            sum(1 for i in images if i.containers),
+            du.layers_size,
+            du.images_reclaimable,
+            shared=max(0, du.layers_size - unique),
+            unique=unique,
+        ),
+        CONTAINERS: CategoryUsage(
+            CONTAINERS,
+            len(containers),
+            sum(1 for c in containers if c.running),
+            sum(c.size for c in containers),
+            sum(c.size for c in containers if not c.running),
+        ),
+        VOLUMES: CategoryUsage(
+            VOLUMES,
+            len(volumes),
+            sum(1 for v in volumes if v.links),
+            sum(v.size for v in volumes),
+            sum(v.size for v in volumes if not v.links),
+        ),
         CACHE: CategoryUsage(CACHE, len(cache), 0, du.cache_size, du.cache_reclaimable),
     }
 
@@ -95,8 +111,12 @@ class CleanupPlan:
 
 def plan_container_prune(du: DiskUsage) -> CleanupPlan:
     stopped = [c for c in du.containers if not c.running]
-    return CleanupPlan("container prune", [f"{c.name} ({c.id[:12]}, {fmt.size(c.size)})" for c in stopped],
-                       sum(c.size for c in stopped), note="every container is running")
+    return CleanupPlan(
+        "container prune",
+        [f"{c.name} ({c.id[:12]}, {fmt.size(c.size)})" for c in stopped],
+        sum(c.size for c in stopped),
+        note="every container is running",
+    )
 
 
 def plan_image_prune(du: DiskUsage, all: bool = False) -> CleanupPlan:
@@ -112,8 +132,13 @@ def plan_image_prune(du: DiskUsage, all: bool = False) -> CleanupPlan:
         chosen = [i for i in du.images if not i.containers and not i.tags]
         freed = sum(i.unique_size for i in chosen)
         exact = len(chosen) <= 1 or all_unique(chosen)
-    return CleanupPlan("image prune", [_image_name(i) for i in chosen], freed, exact,
-                       note="no image is unused" if all else "there are no dangling images")
+    return CleanupPlan(
+        "image prune",
+        [_image_name(i) for i in chosen],
+        freed,
+        exact,
+        note="no image is unused" if all else "there are no dangling images",
+    )
 
 
 def all_unique(images: Iterable[ImageUsage]) -> bool:
@@ -129,9 +154,12 @@ def plan_volume_prune(du: DiskUsage, records: Sequence[VolumeInfo], all: bool = 
     """Unused anonymous volumes, or with ``all`` every unused volume (as ``volume_prune``)."""
     anonymous = {r.name for r in records if r.anonymous}
     chosen = [v for v in du.volumes if not v.links and (all or v.name in anonymous)]
-    return CleanupPlan("volume prune", [f"{v.name} ({fmt.size(v.size)})" for v in chosen],
-                       sum(v.size for v in chosen),
-                       note="no volume is unused" if all else "no anonymous volume is unused")
+    return CleanupPlan(
+        "volume prune",
+        [f"{v.name} ({fmt.size(v.size)})" for v in chosen],
+        sum(v.size for v in chosen),
+        note="no volume is unused" if all else "no anonymous volume is unused",
+    )
 
 
 def plan_cache_prune(du: DiskUsage, keep_storage: int = 0) -> CleanupPlan:
@@ -150,7 +178,10 @@ def plan_cache_prune(du: DiskUsage, keep_storage: int = 0) -> CleanupPlan:
                 remaining -= entry.size
         entries = going
         freed = max(0, int(du.cache_size) - max(remaining, 0))
-    return CleanupPlan("cache prune", [f"{fmt.instruction(e.instruction, 80)} ({fmt.size(e.size)})"
-                                       for e in entries], freed, exact=True,
-                       note="the build cache is empty" if not du.build_cache else
-                       "the cache is already within the size to keep")
+    return CleanupPlan(
+        "cache prune",
+        [f"{fmt.instruction(e.instruction, 80)} ({fmt.size(e.size)})" for e in entries],
+        freed,
+        exact=True,
+        note="the build cache is empty" if not du.build_cache else "the cache is already within the size to keep",
+    )

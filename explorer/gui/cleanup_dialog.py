@@ -44,8 +44,14 @@ class Option:
 class CleanupDialog(QDialog):
     """``planner(option value)`` gives the plan; the dialog shows it and asks."""
 
-    def __init__(self, title: str, what: str, planner: Callable[[Any], CleanupPlan],
-                 option: Option | None = None, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        title: str,
+        what: str,
+        planner: Callable[[Any], CleanupPlan],
+        option: Option | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
         self.setObjectName("cleanup-dialog")
@@ -82,8 +88,9 @@ class CleanupDialog(QDialog):
                 layout.addWidget(self.check)
         layout.addWidget(self.headline)
         layout.addWidget(self.items, 1)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel,
-                                        self)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
+        )
         self.ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         self.ok.setText("Remove")
         self.buttons.accepted.connect(self.accept)
@@ -112,8 +119,9 @@ class CleanupDialog(QDialog):
 class CheckDialog(QDialog):
     """What ``check`` found; "Repair" asks for the repairs (its caller runs them)."""
 
-    def __init__(self, problems: list[Any], sizes: dict[str, int], repaired: bool = False,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self, problems: list[Any], sizes: dict[str, int], repaired: bool = False, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Store check")
         self.setObjectName("check-dialog")
@@ -161,8 +169,9 @@ class CheckDialog(QDialog):
 class PruneAllDialog(QDialog):
     """``system prune``: a box per kind, each with what it frees; the total follows."""
 
-    def __init__(self, planners: dict[str, Callable[[bool], CleanupPlan]], labels: dict[str, str],
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self, planners: dict[str, Callable[[bool], CleanupPlan]], labels: dict[str, str], parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Prune")
         self.setObjectName("prune-dialog")
@@ -170,8 +179,13 @@ class PruneAllDialog(QDialog):
         self.boxes: dict[str, QCheckBox] = {}
         self.figures: dict[str, QLabel] = {}
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Remove what nothing uses. Shared layers are counted once; an image goes only "
-                                "when no container (left) uses it.", self))
+        layout.addWidget(
+            QLabel(
+                "Remove what nothing uses. Shared layers are counted once; an image goes only "
+                "when no container (left) uses it.",
+                self,
+            )
+        )
         for key, label in labels.items():
             row = QHBoxLayout()
             box = QCheckBox(label, self)
@@ -189,8 +203,9 @@ class PruneAllDialog(QDialog):
         layout.addWidget(self.all_images)
         self.total = QLabel(self)
         layout.addWidget(self.total)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel,
-                                        self)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
+        )
         self.ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         self.ok.setText("Prune")
         self.buttons.accepted.connect(self.accept)

@@ -26,8 +26,13 @@ class AppContext(QObject):
     # One line for the events panel: (kind, text). kind is "info", "error" or "event".
     message = Signal(str, str)
 
-    def __init__(self, strata: Strata, settings: QSettings | None = None,
-                 runner: TaskRunner | None = None, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        strata: Strata,
+        settings: QSettings | None = None,
+        runner: TaskRunner | None = None,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self.strata = strata
         self.settings = settings if settings is not None else QSettings("Strata", "Strata")
@@ -46,23 +51,37 @@ class AppContext(QObject):
                     self._opened = True
         return self.strata
 
-    def submit(self, title: str, fn: Callable[[Control], Any], *,
-               on_result: Callable[[Any], None] | None = None,
-               on_error: Callable[[TaskFailure], None] | None = None,
-               on_event: Callable[[Any], None] | None = None,
-               on_progress: Callable[[str], None] | None = None,
-               cancellable: bool = True, visible: bool = True, owner: QObject | None = None) -> Task:
+    def submit(
+        self,
+        title: str,
+        fn: Callable[[Control], Any],
+        *,
+        on_result: Callable[[Any], None] | None = None,
+        on_error: Callable[[TaskFailure], None] | None = None,
+        on_event: Callable[[Any], None] | None = None,
+        on_progress: Callable[[str], None] | None = None,
+        cancellable: bool = True,
+        visible: bool = True,
+        owner: QObject | None = None,
+    ) -> Task:
         """Run ``fn(control)`` off the GUI thread. Without ``on_error`` the failure goes to
         the events panel (a background refresh must not pop dialogs). With an ``owner``, the
         callbacks are dropped once that widget is gone: a result may outlive its view."""
+
         def report(failure: TaskFailure) -> None:
             if not failure.cancelled:
                 self.message.emit("error", f"{title}: {failure.message}")
 
-        return self.runner.submit(title, fn, on_result=_guard(owner, on_result),
-                                  on_error=_guard(owner, on_error or report), on_event=_guard(owner, on_event),
-                                  on_progress=_guard(owner, on_progress), cancellable=cancellable,
-                                  visible=visible)
+        return self.runner.submit(
+            title,
+            fn,
+            on_result=_guard(owner, on_result),
+            on_error=_guard(owner, on_error or report),
+            on_event=_guard(owner, on_event),
+            on_progress=_guard(owner, on_progress),
+            cancellable=cancellable,
+            visible=visible,
+        )
 
     def info(self, text: str) -> None:
         self.message.emit("info", text)

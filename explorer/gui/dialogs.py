@@ -73,8 +73,7 @@ class RunDialog(QDialog):
         form.addRow("Environment", self.env)
         form.addRow("Volumes", self.volumes)
         form.addRow("", self.start)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel,
-                                   self)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
         buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Run")
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)

@@ -29,8 +29,12 @@ class DropAction:
 
 def is_dockerfile_name(name: str) -> bool:
     lower = name.lower()
-    return name in DOCKERFILE_NAMES or lower.endswith(".dockerfile") or lower.startswith("dockerfile.") \
+    return (
+        name in DOCKERFILE_NAMES
+        or lower.endswith(".dockerfile")
+        or lower.startswith("dockerfile.")
         or lower.startswith("containerfile.")
+    )
 
 
 def _looks_like_archive(path: Path) -> bool:

@@ -55,8 +55,14 @@ def ago(ts: float | str | None) -> str:
 
 
 _TYPE_BITS = {
-    "file": stat.S_IFREG, "hardlink": stat.S_IFREG, "dir": stat.S_IFDIR, "symlink": stat.S_IFLNK,
-    "char": stat.S_IFCHR, "block": stat.S_IFBLK, "fifo": stat.S_IFIFO, "socket": stat.S_IFSOCK,
+    "file": stat.S_IFREG,
+    "hardlink": stat.S_IFREG,
+    "dir": stat.S_IFDIR,
+    "symlink": stat.S_IFLNK,
+    "char": stat.S_IFCHR,
+    "block": stat.S_IFBLK,
+    "fifo": stat.S_IFIFO,
+    "socket": stat.S_IFSOCK,
     "whiteout": stat.S_IFCHR,
 }
 
@@ -70,15 +76,19 @@ def instruction(created_by: str, limit: int = 0) -> str:
     text = " ".join(created_by.split())
     for prefix in ("/bin/sh -c #(nop) ", "/bin/sh -c ", "|"):
         if text.startswith(prefix):
-            text = text[len(prefix):]
+            text = text[len(prefix) :]
             if prefix == "|":
                 # "|2 A=1 B=2 /bin/sh -c ..." : build args in effect, then the command
                 parts = text.split(" ", 1)
                 text = parts[1] if len(parts) > 1 else ""
                 return instruction(text, limit)
             break
-    if text and not text.split(" ", 1)[0].isupper() and created_by.startswith("/bin/sh -c ") \
-            and "#(nop)" not in created_by:
+    if (
+        text
+        and not text.split(" ", 1)[0].isupper()
+        and created_by.startswith("/bin/sh -c ")
+        and "#(nop)" not in created_by
+    ):
         text = "RUN " + text
     text = text.strip()
     if limit and len(text) > limit:

@@ -77,8 +77,14 @@ def app_icon() -> QIcon:
 def file_icons() -> dict[str, QIcon]:
     """Icons by index entry type, for the file tree."""
     return {
-        "dir": icon("folder"), "file": icon("file"), "hardlink": icon("file"), "symlink": icon("symlink"),
-        "char": icon("file"), "block": icon("file"), "fifo": icon("file"), "socket": icon("file"),
+        "dir": icon("folder"),
+        "file": icon("file"),
+        "hardlink": icon("file"),
+        "symlink": icon("symlink"),
+        "char": icon("file"),
+        "block": icon("file"),
+        "fifo": icon("file"),
+        "socket": icon("file"),
         "whiteout": icon("whiteout"),
     }
 

@@ -102,28 +102,37 @@ class Inspector(QWidget):
         self.tree.clear()
         config = info.get("Config") or {}
         rootfs = (info.get("RootFS") or {}).get("Layers") or []
-        self._section("Image", [
-            ("Id", info.get("Id")),
-            ("Tags", info.get("RepoTags")),
-            ("Digests", info.get("RepoDigests") or "—"),
-            ("Size", f"{fmt.size(info.get('Size'))} ({info.get('Size')} bytes)"),
-            ("Created", fmt.when(info.get("Created")) or info.get("Created")),
-            ("Platform", f"{info.get('Os', '')}/{info.get('Architecture', '')}"
-                         + (f"/{info['Variant']}" if info.get("Variant") else "")),
-            ("Parent", info.get("Parent") or "—"),
-            ("Author", info.get("Author") or "—"),
-        ])
-        config_section = self._section("Config", [
-            ("Env", "\n".join(config.get("Env") or []) or "—"),
-            ("Cmd", config.get("Cmd") or "—"),
-            ("Entrypoint", config.get("Entrypoint") or "—"),
-            ("WorkingDir", config.get("WorkingDir") or "—"),
-            ("User", config.get("User") or "—"),
-            ("ExposedPorts", list((config.get("ExposedPorts") or {}).keys()) or "—"),
-            ("Volumes", list((config.get("Volumes") or {}).keys()) or "—"),
-            ("Labels", config.get("Labels") or "—"),
-            ("StopSignal", config.get("StopSignal") or "—"),
-        ])
+        self._section(
+            "Image",
+            [
+                ("Id", info.get("Id")),
+                ("Tags", info.get("RepoTags")),
+                ("Digests", info.get("RepoDigests") or "—"),
+                ("Size", f"{fmt.size(info.get('Size'))} ({info.get('Size')} bytes)"),
+                ("Created", fmt.when(info.get("Created")) or info.get("Created")),
+                (
+                    "Platform",
+                    f"{info.get('Os', '')}/{info.get('Architecture', '')}"
+                    + (f"/{info['Variant']}" if info.get("Variant") else ""),
+                ),
+                ("Parent", info.get("Parent") or "—"),
+                ("Author", info.get("Author") or "—"),
+            ],
+        )
+        config_section = self._section(
+            "Config",
+            [
+                ("Env", "\n".join(config.get("Env") or []) or "—"),
+                ("Cmd", config.get("Cmd") or "—"),
+                ("Entrypoint", config.get("Entrypoint") or "—"),
+                ("WorkingDir", config.get("WorkingDir") or "—"),
+                ("User", config.get("User") or "—"),
+                ("ExposedPorts", list((config.get("ExposedPorts") or {}).keys()) or "—"),
+                ("Volumes", list((config.get("Volumes") or {}).keys()) or "—"),
+                ("Labels", config.get("Labels") or "—"),
+                ("StopSignal", config.get("StopSignal") or "—"),
+            ],
+        )
         env = config_section.child(0)
         if env is not None and config.get("Env"):
             env.setText(1, "")
@@ -131,28 +140,45 @@ class Inspector(QWidget):
                 QTreeWidgetItem(env, ["", line])
             env.setExpanded(True)
         self._section("Layers", [(str(i), d) for i, d in enumerate(rootfs)], expanded=False)
-        self._section("History", [
-            (fmt.size(h.size) if not h.empty_layer else "—", fmt.instruction(h.created_by, 160))
-            for h in history
-        ])
+        self._section(
+            "History",
+            [(fmt.size(h.size) if not h.empty_layer else "—", fmt.instruction(h.created_by, 160)) for h in history],
+        )
 
     def show_layer(self, node: TreeNode) -> None:
         self._begin("layer", node.layer_id, f"<b>Layer</b> {node.layer_id[:12]}")
-        self._section("Layer", [
-            ("Id", node.layer_id), ("Diff id", node.diff_id), ("Chain id", node.chain_id),
-            ("Instruction", fmt.instruction(node.created_by)), ("Size", fmt.size(node.size)),
-            ("Added", node.added), ("Changed", node.modified), ("Deleted", node.deleted),
-            ("Children", len(node.children)), ("Top of", node.tags or "—"),
-        ])
+        self._section(
+            "Layer",
+            [
+                ("Id", node.layer_id),
+                ("Diff id", node.diff_id),
+                ("Chain id", node.chain_id),
+                ("Instruction", fmt.instruction(node.created_by)),
+                ("Size", fmt.size(node.size)),
+                ("Added", node.added),
+                ("Changed", node.modified),
+                ("Deleted", node.deleted),
+                ("Children", len(node.children)),
+                ("Top of", node.tags or "—"),
+            ],
+        )
 
     def show_container(self, info: Any) -> None:
         generation = self._begin("container", info.id, f"<b>Container</b> {info.name}")
-        self._section("Container", [
-            ("Id", info.id), ("Name", info.name), ("Image", info.image_ref or info.image),
-            ("Image id", info.image), ("Command", info.command), ("Created", fmt.when(info.created)),
-            ("State", info.state), ("Status", info.status),
-            ("Exit code", "" if info.exit_code is None else info.exit_code),
-        ])
+        self._section(
+            "Container",
+            [
+                ("Id", info.id),
+                ("Name", info.name),
+                ("Image", info.image_ref or info.image),
+                ("Image id", info.image),
+                ("Command", info.command),
+                ("Created", fmt.when(info.created)),
+                ("State", info.state),
+                ("Status", info.status),
+                ("Exit code", "" if info.exit_code is None else info.exit_code),
+            ],
+        )
         strata = self.ctx.strata
 
         def work(_: Control) -> dict[str, Any]:
@@ -163,19 +189,27 @@ class Inspector(QWidget):
                 return
             mounts = data.get("Mounts") or []
             if mounts:
-                self._section("Mounts", [(m.get("Destination", ""), m.get("Name") or m.get("Source", ""))
-                                         for m in mounts])
+                self._section(
+                    "Mounts", [(m.get("Destination", ""), m.get("Name") or m.get("Source", "")) for m in mounts]
+                )
             graph = (data.get("GraphDriver") or {}).get("Data") or {}
             if graph:
                 self._section("Storage", list(graph.items()), expanded=False)
 
-        self.ctx.submit(f"inspect {info.name}", work, on_result=done, on_error=lambda _: None, visible=False,
-                        owner=self)
+        self.ctx.submit(
+            f"inspect {info.name}", work, on_result=done, on_error=lambda _: None, visible=False, owner=self
+        )
 
     def show_volume(self, info: Any) -> None:
         self._begin("volume", info.name, f"<b>Volume</b> {info.name}")
-        self._section("Volume", [
-            ("Name", info.name), ("Created", fmt.when(info.created)), ("Mount point", str(info.mountpoint)),
-            ("Anonymous", "yes" if info.anonymous else "no"), ("Labels", info.labels or "—"),
-            ("Used by", info.users or "—"),
-        ])
+        self._section(
+            "Volume",
+            [
+                ("Name", info.name),
+                ("Created", fmt.when(info.created)),
+                ("Mount point", str(info.mountpoint)),
+                ("Anonymous", "yes" if info.anonymous else "no"),
+                ("Labels", info.labels or "—"),
+                ("Used by", info.users or "—"),
+            ],
+        )

@@ -156,14 +156,17 @@ class MainWindow(QMainWindow):
         self.containers_view = ContainersView(self.ctx, self.ops, self)
         self.volumes_view = VolumesView(self.ctx, self.ops, self)
         self.disk_view = DiskUsageView(self.ctx, self)
-        for widget, title, ic in ((self.images_view, "Images", "image"), (self.layer_view, "Layer tree", "layers"),
-                                  (self.containers_view, "Containers", "container"),
-                                  (self.volumes_view, "Volumes", "volume"), (self.disk_view, "Disk usage", "disk")):
+        for widget, title, ic in (
+            (self.images_view, "Images", "image"),
+            (self.layer_view, "Layer tree", "layers"),
+            (self.containers_view, "Containers", "container"),
+            (self.volumes_view, "Volumes", "volume"),
+            (self.disk_view, "Disk usage", "disk"),
+        ):
             index = self.tabs.addTab(widget, icon(ic), title)
             self.tabs.tabBar().setTabButton(index, self.tabs.tabBar().ButtonPosition.RightSide, None)
             self.tabs.tabBar().setTabButton(index, self.tabs.tabBar().ButtonPosition.LeftSide, None)
-        self.fixed_tabs = {self.images_view, self.layer_view, self.containers_view, self.volumes_view,
-                           self.disk_view}
+        self.fixed_tabs = {self.images_view, self.layer_view, self.containers_view, self.volumes_view, self.disk_view}
         self.setCentralWidget(self.tabs)
 
         self.images_view.browseImage.connect(lambda ref: self.open_browser(FileSource(IMAGE, ref)))
@@ -173,13 +176,15 @@ class MainWindow(QMainWindow):
         self.layer_view.analyzeImage.connect(self.open_analysis)
         self.layer_view.layerSelected.connect(self._layer_selected)
         self.containers_view.browseContainer.connect(
-            lambda name, cid: self.open_browser(FileSource(CONTAINER, name, ident=cid)))
+            lambda name, cid: self.open_browser(FileSource(CONTAINER, name, ident=cid))
+        )
         self.containers_view.containerSelected.connect(
-            lambda rec: self.inspector.show_container(rec) if rec is not None else None)
-        self.volumes_view.browseVolume.connect(
-            lambda name: self.open_browser(FileSource(VOLUME, name, ident=name)))
+            lambda rec: self.inspector.show_container(rec) if rec is not None else None
+        )
+        self.volumes_view.browseVolume.connect(lambda name: self.open_browser(FileSource(VOLUME, name, ident=name)))
         self.volumes_view.volumeSelected.connect(
-            lambda rec: self.inspector.show_volume(rec) if rec is not None else None)
+            lambda rec: self.inspector.show_volume(rec) if rec is not None else None
+        )
         self.disk_view.openRecord.connect(self._disk_record_opened)
         self.ops.cleanupRequested.connect(self.cleanup)
 
@@ -187,9 +192,11 @@ class MainWindow(QMainWindow):
         dock = QDockWidget(title, self)
         dock.setObjectName(name)
         dock.setWidget(widget)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
-                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetClosable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
         self.addDockWidget(area, dock)
         return dock
 
@@ -200,8 +207,9 @@ class MainWindow(QMainWindow):
         self.sidebar.itemOpened.connect(self._sidebar_opened)
         self.sidebar_dock = self._dock("Store", "sidebar", self.sidebar, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.inspector = Inspector(self.ctx, self)
-        self.inspector_dock = self._dock("Inspector", "inspector", self.inspector,
-                                         Qt.DockWidgetArea.RightDockWidgetArea)
+        self.inspector_dock = self._dock(
+            "Inspector", "inspector", self.inspector, Qt.DockWidgetArea.RightDockWidgetArea
+        )
         self.output = QPlainTextEdit(self)
         self.output.setReadOnly(True)
         self.output.setObjectName("build-output")
@@ -231,8 +239,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.tasks)
         bar.addPermanentWidget(self.disk_label)
 
-    def _action(self, text: str, slot: Any, shortcut: Any = None, ic: str | None = None,
-                tip: str = "") -> QAction:
+    def _action(self, text: str, slot: Any, shortcut: Any = None, ic: str | None = None, tip: str = "") -> QAction:
         action = QAction(text, self)
         if ic:
             action.setIcon(icon(ic))
@@ -240,8 +247,11 @@ class MainWindow(QMainWindow):
             action.setShortcut(QKeySequence(shortcut))
         if tip:
             action.setStatusTip(tip)
-            action.setToolTip(f"{tip} ({action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)})"
-                              if shortcut is not None else tip)
+            action.setToolTip(
+                f"{tip} ({action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)})"
+                if shortcut is not None
+                else tip
+            )
         action.triggered.connect(lambda *_: slot())
         return action
 
@@ -252,10 +262,16 @@ class MainWindow(QMainWindow):
         a["open"] = self._action("&Open…", self.open_dialog, K.Open, "open", "Open a Dockerfile")
         a["save"] = self._action("&Save", self.save_current, K.Save, "save", "Save the Dockerfile")
         a["save_as"] = self._action("Save &As…", self.save_current_as, K.SaveAs, "save-as")
-        a["load"] = self._action("&Load Image Archive…", lambda: self.ops.load_archive(), "Ctrl+L", "load",
-                                 "Load a docker-archive or OCI tar")
-        a["export"] = self._action("Save &Image…", self.save_image, "Ctrl+Shift+E", "export",
-                                   "Save the selected image to a tar")
+        a["load"] = self._action(
+            "&Load Image Archive…",
+            lambda: self.ops.load_archive(),
+            "Ctrl+L",
+            "load",
+            "Load a docker-archive or OCI tar",
+        )
+        a["export"] = self._action(
+            "Save &Image…", self.save_image, "Ctrl+Shift+E", "export", "Save the selected image to a tar"
+        )
         a["pull"] = self._action("&Pull…", self.ops.pull, "Ctrl+Shift+P", "pull", "Pull an image")
         a["close_tab"] = self._action("&Close Tab", lambda: self.close_tab(self.tabs.currentIndex()), K.Close)
         a["quit"] = self._action("&Quit", self.close, K.Quit)
@@ -264,14 +280,26 @@ class MainWindow(QMainWindow):
         a["build"] = self._action("&Build", self.build, "Ctrl+B", "build", "Build the Dockerfile")
         a["cancel_build"] = self._action("&Cancel Build", self.cancel_build, "Ctrl+Shift+B", "cancel")
         a["run"] = self._action("&Run…", self.run_selected, "Ctrl+R", "run", "Run the selected image")
-        a["analyze"] = self._action("&Analyze Image", self.analyze_selected, "Ctrl+Shift+A", "analyze",
-                                    "Analyze the selected image's layers")
-        a["prune"] = self._action("&Prune…", self.ops.prune, None, "prune",
-                                  "Remove stopped containers, dangling images, unused volumes, build cache")
-        a["disk"] = self._action("&Disk Usage", lambda: self.show_section(DISK), "Ctrl+5", "disk",
-                                 "Where the space goes, and the clean-ups")
-        a["check"] = self._action("&Check Store…", lambda: self.cleanup("check"), None, "info",
-                                  "Verify layers, indexes and references; repair what is safe to repair")
+        a["analyze"] = self._action(
+            "&Analyze Image", self.analyze_selected, "Ctrl+Shift+A", "analyze", "Analyze the selected image's layers"
+        )
+        a["prune"] = self._action(
+            "&Prune…",
+            self.ops.prune,
+            None,
+            "prune",
+            "Remove stopped containers, dangling images, unused volumes, build cache",
+        )
+        a["disk"] = self._action(
+            "&Disk Usage", lambda: self.show_section(DISK), "Ctrl+5", "disk", "Where the space goes, and the clean-ups"
+        )
+        a["check"] = self._action(
+            "&Check Store…",
+            lambda: self.cleanup("check"),
+            None,
+            "info",
+            "Verify layers, indexes and references; repair what is safe to repair",
+        )
         a["about"] = self._action("&About Strata", self.about)
         self.actions_ = a
 
@@ -292,8 +320,9 @@ class MainWindow(QMainWindow):
         menu = self.menuBar().addMenu("&View")
         menu.addAction(a["refresh"])
         menu.addSeparator()
-        for i, (section, label) in enumerate(((IMAGES, "Images"), (LAYERS, "Layer Tree"),
-                                              (CONTAINERS, "Containers"), (VOLUMES, "Volumes"))):
+        for i, (section, label) in enumerate(
+            ((IMAGES, "Images"), (LAYERS, "Layer Tree"), (CONTAINERS, "Containers"), (VOLUMES, "Volumes"))
+        ):
             menu.addAction(self._action(label, lambda s=section: self.show_section(s), f"Ctrl+{i + 1}"))
         menu.addAction(a["disk"])
         menu.addSeparator()
@@ -404,8 +433,9 @@ class MainWindow(QMainWindow):
                 self._refresh_again = False
                 self.refresh()
 
-        self.ctx.submit("read the store", work, on_result=done, on_error=failed,
-                        visible=self._first_refresh, owner=self)
+        self.ctx.submit(
+            "read the store", work, on_result=done, on_error=failed, visible=self._first_refresh, owner=self
+        )
 
     def apply_state(self, state: StoreState) -> None:
         self.state = state
@@ -420,8 +450,12 @@ class MainWindow(QMainWindow):
             self._message("error", problem)
         iu = state.images_usage
         volume_bytes = state.volumes_usage.size or sum(state.volume_sizes.values())
-        parts = [f"{len(state.images)} images {fmt.size(iu.size)}", f"{len(state.containers)} containers",
-                 f"{len(state.volumes)} volumes {fmt.size(volume_bytes)}", f"cache {fmt.size(state.cache_usage.size)}"]
+        parts = [
+            f"{len(state.images)} images {fmt.size(iu.size)}",
+            f"{len(state.containers)} containers",
+            f"{len(state.volumes)} volumes {fmt.size(volume_bytes)}",
+            f"cache {fmt.size(state.cache_usage.size)}",
+        ]
         if state.disk_total:
             parts.append(f"{fmt.size(state.disk_free)} free")
         self.disk_label.setText(" · ".join(parts))
@@ -446,8 +480,9 @@ class MainWindow(QMainWindow):
     def _container_files_changed(self, container_id: str, paths: list[str]) -> None:
         for browser in self.browsers():
             s = browser.source
-            if s.kind == CONTAINER and (s.ident == container_id or container_id.startswith(s.ref)
-                                        or s.ref == container_id):
+            if s.kind == CONTAINER and (
+                s.ident == container_id or container_id.startswith(s.ref) or s.ref == container_id
+            ):
                 browser.files_changed(paths)
 
     def _volume_files_changed(self, name: str, paths: list[str]) -> None:
@@ -497,8 +532,14 @@ class MainWindow(QMainWindow):
                 self.actions_[key].setEnabled(isinstance(widget, DockerfileEditor))
 
     def show_section(self, kind: str) -> None:
-        target = {IMAGES: self.images_view, LAYERS: self.layer_view, CONTAINERS: self.containers_view,
-                  VOLUMES: self.volumes_view, CACHE: self.disk_view, DISK: self.disk_view}.get(kind)
+        target = {
+            IMAGES: self.images_view,
+            LAYERS: self.layer_view,
+            CONTAINERS: self.containers_view,
+            VOLUMES: self.volumes_view,
+            CACHE: self.disk_view,
+            DISK: self.disk_view,
+        }.get(kind)
         if target is not None:
             self.tabs.setCurrentWidget(target)
         if kind == CACHE:
@@ -528,8 +569,11 @@ class MainWindow(QMainWindow):
         browser = FileBrowser(self.ctx, source, self)
         browser.titleChanged.connect(lambda title, b=browser: self._retitle(b, title))
         browser.openSource.connect(self.open_browser)
-        self._add_tab(browser, source.label, {IMAGE: "image", LAYER: "layers", CONTAINER: "container",
-                                              VOLUME: "volume"}.get(source.kind, "folder"))
+        self._add_tab(
+            browser,
+            source.label,
+            {IMAGE: "image", LAYER: "layers", CONTAINER: "container", VOLUME: "volume"}.get(source.kind, "folder"),
+        )
         return browser
 
     def open_analysis(self, ref: str) -> AnalysisView:
@@ -592,8 +636,9 @@ class MainWindow(QMainWindow):
 
     def open_dialog(self) -> None:
         start = str(Path(self.recent_files()[0]).parent) if self.recent_files() else str(Path.home())
-        path, _ = QFileDialog.getOpenFileName(self, "Open Dockerfile", start,
-                                              "Dockerfiles (Dockerfile* *.dockerfile Containerfile*);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open Dockerfile", start, "Dockerfiles (Dockerfile* *.dockerfile Containerfile*);;All files (*)"
+        )
         if path:
             self.open_editor(path)
 
@@ -761,10 +806,13 @@ class MainWindow(QMainWindow):
         self.events.appendPlainText(text)
 
     def about(self) -> None:
-        QMessageBox.about(self, "About Strata",
-                          f"<b>Strata</b> {__import__('explorer').__version__}<br>"
-                          "Build, store, run and explore container images — no daemon, no root.<br><br>"
-                          f"Store: {self.ctx.strata.root}")
+        QMessageBox.about(
+            self,
+            "About Strata",
+            f"<b>Strata</b> {__import__('explorer').__version__}<br>"
+            "Build, store, run and explore container images — no daemon, no root.<br><br>"
+            f"Store: {self.ctx.strata.root}",
+        )
 
     # --- drops -------------------------------------------------------------------------------
 

@@ -36,8 +36,9 @@ class Operations(QObject):
         self.window = window
         self.pull_dialog: PullDialog | None = None
 
-    def _do(self, title: str, fn: Callable[[Control], Any], done: Callable[[Any], None] | None = None,
-            touch: bool = True) -> Task:
+    def _do(
+        self, title: str, fn: Callable[[Control], Any], done: Callable[[Any], None] | None = None, touch: bool = True
+    ) -> Task:
         def ok(result: Any) -> None:
             if touch:
                 self.ctx.store_touched.emit()
@@ -63,8 +64,12 @@ class Operations(QObject):
 
     def load_archive(self, path: str | None = None) -> Task | None:
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(self.window, "Load image archive", str(Path.home()),
-                                                  "Image archives (*.tar *.tar.gz *.tgz);;All files (*)")
+            path, _ = QFileDialog.getOpenFileName(
+                self.window,
+                "Load image archive",
+                str(Path.home()),
+                "Image archives (*.tar *.tar.gz *.tgz);;All files (*)",
+            )
             if not path:
                 return None
 
@@ -82,8 +87,11 @@ class Operations(QObject):
             return None
         suggested = refs[0].replace("/", "_").replace(":", "_") + ".tar"
         path, chosen = QFileDialog.getSaveFileName(
-            self.window, "Save image", str(Path.home() / suggested),
-            "docker-archive (*.tar);;OCI layout archive (*.tar)")
+            self.window,
+            "Save image",
+            str(Path.home() / suggested),
+            "docker-archive (*.tar);;OCI layout archive (*.tar)",
+        )
         if not path:
             return None
         fmt = "oci" if chosen.startswith("OCI") else "docker"
@@ -91,8 +99,9 @@ class Operations(QObject):
         def work(control: Control) -> None:
             self.ctx.api().save(refs, path, fmt=fmt, progress=control.progress)
 
-        return self._do(f"save {', '.join(refs)}", work,
-                        lambda _: self.ctx.info(f"saved {', '.join(refs)} to {path}"), touch=False)
+        return self._do(
+            f"save {', '.join(refs)}", work, lambda _: self.ctx.info(f"saved {', '.join(refs)} to {path}"), touch=False
+        )
 
     def pull(self, reference: str = "") -> PullDialog | None:
         """The Pull dialog (not modal: the window stays usable while layers arrive)."""
@@ -121,8 +130,11 @@ class Operations(QObject):
         target = target.strip()
         if not ok or not target:
             return None
-        return self._do(f"tag {ref} as {target}", lambda _: self.ctx.api().tag(ref, target),
-                        lambda _: self.ctx.info(f"tagged {ref} as {target}"))
+        return self._do(
+            f"tag {ref} as {target}",
+            lambda _: self.ctx.api().tag(ref, target),
+            lambda _: self.ctx.info(f"tagged {ref} as {target}"),
+        )
 
     def run_image(self, ref: str) -> Task | None:
         dialog = RunDialog(ref, self.window)
@@ -178,33 +190,40 @@ class Operations(QObject):
                     out.append(api.stop(n) or n)
             return out
 
-        return self._do(f"{verb} {', '.join(names)}", work,
-                        lambda done: self.ctx.info(f"{verb}: {', '.join(done)}"))
+        return self._do(f"{verb} {', '.join(names)}", work, lambda done: self.ctx.info(f"{verb}: {', '.join(done)}"))
 
     def show_logs(self, name: str) -> Task:
         def work(_: Control) -> str:
             logs = self.ctx.api().logs(name)
             if isinstance(logs, tuple):
-                return "".join(part.decode("utf-8", "replace") if isinstance(part, bytes) else str(part)
-                               for part in logs)
+                return "".join(
+                    part.decode("utf-8", "replace") if isinstance(part, bytes) else str(part) for part in logs
+                )
             return logs.decode("utf-8", "replace") if isinstance(logs, bytes) else str(logs)
 
-        return self._do(f"logs of {name}", work,
-                        lambda text: TextDialog(f"Logs — {name}", text or "(no output yet)", self.window).show(),
-                        touch=False)
+        return self._do(
+            f"logs of {name}",
+            work,
+            lambda text: TextDialog(f"Logs — {name}", text or "(no output yet)", self.window).show(),
+            touch=False,
+        )
 
     def show_diff(self, name: str) -> Task:
         def work(_: Control) -> str:
             changes = self.ctx.api().diff(name)
             return "\n".join(f"{c.kind} {c.path}" for c in changes)
 
-        return self._do(f"diff of {name}", work,
-                        lambda text: TextDialog(f"Changes — {name}", text or "(no changes)", self.window).show(),
-                        touch=False)
+        return self._do(
+            f"diff of {name}",
+            work,
+            lambda text: TextDialog(f"Changes — {name}", text or "(no changes)", self.window).show(),
+            touch=False,
+        )
 
     def commit(self, name: str) -> Task | None:
-        ref, ok = QInputDialog.getText(self.window, "Commit container",
-                                       f"Image name for {name}'s filesystem (empty: untagged):")
+        ref, ok = QInputDialog.getText(
+            self.window, "Commit container", f"Image name for {name}'s filesystem (empty: untagged):"
+        )
         if not ok:
             return None
         target = ref.strip() or None
@@ -212,8 +231,9 @@ class Operations(QObject):
         def work(_: Control) -> Image:
             return self.ctx.api().commit(name, target)
 
-        return self._do(f"commit {name}", work,
-                        lambda image: self.ctx.info(f"committed {name} as {target or image.id}"))
+        return self._do(
+            f"commit {name}", work, lambda image: self.ctx.info(f"committed {name} as {target or image.id}")
+        )
 
     # --- the whole store ---------------------------------------------------------------------
 
@@ -237,9 +257,11 @@ class Operations(QObject):
     def volume_rm(self, names: list[str]) -> Task | None:
         if not names or not self._confirm("Remove volumes", "Remove " + ", ".join(names) + " and their data?"):
             return None
-        return self._do(f"remove volume {', '.join(names)}",
-                        lambda _: self.ctx.api().volume_rm(names),
-                        lambda _: self.ctx.info(f"removed volumes {', '.join(names)}"))
+        return self._do(
+            f"remove volume {', '.join(names)}",
+            lambda _: self.ctx.api().volume_rm(names),
+            lambda _: self.ctx.info(f"removed volumes {', '.join(names)}"),
+        )
 
     def volume_prune(self) -> None:
         self.cleanupRequested.emit("volumes")

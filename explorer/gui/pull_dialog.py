@@ -42,15 +42,25 @@ from .workers import Control, Task, TaskFailure
 if TYPE_CHECKING:
     from ..api.registry import PullResult
 
-PLATFORMS = ("", "linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6", "linux/386", "linux/ppc64le",
-             "linux/s390x", "linux/riscv64")
+PLATFORMS = (
+    "",
+    "linux/amd64",
+    "linux/arm64",
+    "linux/arm/v7",
+    "linux/arm/v6",
+    "linux/386",
+    "linux/ppc64le",
+    "linux/s390x",
+    "linux/riscv64",
+)
 
 
 class ProgressDelegate(QStyledItemDelegate):
     """A progress bar in the cell; busy (no bar) until the layer's size is known."""
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
-              index: QModelIndex | QPersistentModelIndex) -> None:
+    def paint(
+        self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
         fraction = index.data(Role.FRACTION)
         row = index.data(Role.ROW)
         if fraction is None or fraction < 0 or (isinstance(row, LayerRow) and row.status in ("exists", "mounted")):
@@ -164,8 +174,9 @@ class PullDialog(QDialog):
         def work(control: Control) -> Any:
             return self.ctx.api().pull(ref, platform=platform, progress=control.emit, cancel=control.cancel_event)
 
-        self.task = self.ctx.submit(f"pull {ref}", work, on_result=self._done, on_error=self._failed,
-                                    on_event=self._event, owner=self)
+        self.task = self.ctx.submit(
+            f"pull {ref}", work, on_result=self._done, on_error=self._failed, on_event=self._event, owner=self
+        )
         self._update_buttons()
         return self.task
 

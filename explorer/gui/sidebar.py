@@ -39,9 +39,13 @@ class Sidebar(QTreeWidget):
         self.setUniformRowHeights(True)
         self.setObjectName("sidebar")
         self.sections: dict[str, QTreeWidgetItem] = {}
-        for kind, label, ic in ((IMAGES, "Images", "image"), (LAYERS, "Layer tree", "layers"),
-                                (CONTAINERS, "Containers", "container"), (VOLUMES, "Volumes", "volume"),
-                                (CACHE, "Build cache", "cache")):
+        for kind, label, ic in (
+            (IMAGES, "Images", "image"),
+            (LAYERS, "Layer tree", "layers"),
+            (CONTAINERS, "Containers", "container"),
+            (VOLUMES, "Volumes", "volume"),
+            (CACHE, "Build cache", "cache"),
+        ):
             item = QTreeWidgetItem(self, [label, ""])
             item.setIcon(0, icon(ic))
             item.setData(0, KIND_ROLE, kind)
@@ -67,18 +71,37 @@ class Sidebar(QTreeWidget):
         self.sections[LAYERS].setText(1, str(layers))
         running = sum(1 for c in state.containers if c.state == "running")
         self.sections[CONTAINERS].setText(
-            1, f"{len(state.containers)}" + (f" · {running} up" if running else "")
-            + (f" · {fmt.size(cu.size)}" if cu.size else ""))
+            1,
+            f"{len(state.containers)}"
+            + (f" · {running} up" if running else "")
+            + (f" · {fmt.size(cu.size)}" if cu.size else ""),
+        )
         vol_size = vu.size or sum(state.volume_sizes.values())
         self.sections[VOLUMES].setText(1, f"{len(state.volumes)} · {fmt.size(vol_size)}")
         self.sections[CACHE].setText(1, f"{ku.count} · {fmt.size(ku.size)}")
-        self.sections[CACHE].setToolTip(0, f"{ku.count} cached build steps, {fmt.size(ku.size)}, "
-                                           f"{fmt.size(ku.reclaimable)} reclaimable")
-        self._children(IMAGES, [(f"{r.repository}:{r.tag}" if r.repository != "<none>" else r.id[7:19],
-                                 (r.id, r.repository, r.tag), r, fmt.size(r.size)) for r in state.images])
+        self.sections[CACHE].setToolTip(
+            0, f"{ku.count} cached build steps, {fmt.size(ku.size)}, {fmt.size(ku.reclaimable)} reclaimable"
+        )
+        self._children(
+            IMAGES,
+            [
+                (
+                    f"{r.repository}:{r.tag}" if r.repository != "<none>" else r.id[7:19],
+                    (r.id, r.repository, r.tag),
+                    r,
+                    fmt.size(r.size),
+                )
+                for r in state.images
+            ],
+        )
         self._children(CONTAINERS, [(c.name, c.id, c, c.state) for c in state.containers])
-        self._children(VOLUMES, [(v.name, v.name, v, fmt.size(state.volume_sizes[v.name])
-                                  if v.name in state.volume_sizes else "") for v in state.volumes])
+        self._children(
+            VOLUMES,
+            [
+                (v.name, v.name, v, fmt.size(state.volume_sizes[v.name]) if v.name in state.volume_sizes else "")
+                for v in state.volumes
+            ],
+        )
 
     def _children(self, kind: str, rows: list[tuple[str, Any, Any, str]]) -> None:
         section = self.sections[kind]

@@ -50,8 +50,9 @@ class StoreWatcher(QObject):
     contextChanged = Signal(str, list)
     _raw = Signal(str)
 
-    def __init__(self, root: str | os.PathLike[str], parent: QObject | None = None,
-                 debounce_ms: int = DEBOUNCE_MS) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], parent: QObject | None = None, debounce_ms: int = DEBOUNCE_MS
+    ) -> None:
         super().__init__(parent)
         self.root = Path(root).absolute()
         self._observer: Any = None
@@ -146,13 +147,14 @@ class StoreWatcher(QObject):
         resync = False
         root = str(self.root)
         for path in paths:
-            if self._context is not None and (path == str(self._context)
-                                              or path.startswith(str(self._context) + os.sep)):
+            if self._context is not None and (
+                path == str(self._context) or path.startswith(str(self._context) + os.sep)
+            ):
                 context.add(path)
                 continue
             if not path.startswith(root + os.sep):
                 continue
-            parts = path[len(root) + 1:].split(os.sep)
+            parts = path[len(root) + 1 :].split(os.sep)
             head = parts[0]
             if head.startswith("metadata.db"):
                 store = True

@@ -51,8 +51,7 @@ class TaskFailure:
             where = f"{err.filename}: " if err.filename else ""
             return cls(f"{where}{err.strerror}", error=err)
         details = "".join(traceback.format_exception(err))
-        return cls(f"internal error ({type(err).__name__}: {err}); this is a bug in Strata", error=err,
-                   details=details)
+        return cls(f"internal error ({type(err).__name__}: {err}); this is a bug in Strata", error=err, details=details)
 
 
 class Control:
@@ -88,8 +87,9 @@ _ids = itertools.count(1)
 class Task(QRunnable):
     """One unit of background work. ``fn(control)`` runs on a pool thread."""
 
-    def __init__(self, title: str, fn: Callable[[Control], Any], cancellable: bool = True,
-                 visible: bool = True) -> None:
+    def __init__(
+        self, title: str, fn: Callable[[Control], Any], cancellable: bool = True, visible: bool = True
+    ) -> None:
         super().__init__()
         self.setAutoDelete(False)
         self.title = title
@@ -159,12 +159,18 @@ class TaskRunner(QObject):
         self.changed.emit()
         return task
 
-    def submit(self, title: str, fn: Callable[[Control], Any], *,
-               on_result: Callable[[Any], None] | None = None,
-               on_error: Callable[[TaskFailure], None] | None = None,
-               on_event: Callable[[Any], None] | None = None,
-               on_progress: Callable[[str], None] | None = None,
-               cancellable: bool = True, visible: bool = True) -> Task:
+    def submit(
+        self,
+        title: str,
+        fn: Callable[[Control], Any],
+        *,
+        on_result: Callable[[Any], None] | None = None,
+        on_error: Callable[[TaskFailure], None] | None = None,
+        on_event: Callable[[Any], None] | None = None,
+        on_progress: Callable[[str], None] | None = None,
+        cancellable: bool = True,
+        visible: bool = True,
+    ) -> Task:
         task = Task(title, fn, cancellable, visible)
         if on_result is not None:
             task.signals.succeeded.connect(on_result)

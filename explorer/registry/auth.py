@@ -127,10 +127,12 @@ class Authenticator:
         token, or credentials we have not sent yet)."""
         challenges = parse_challenges(response.header("WWW-Authenticate"))
         chosen = next((c for c in challenges if c.scheme == "bearer"), None) or next(
-            (c for c in challenges if c.scheme == "basic"), None)
+            (c for c in challenges if c.scheme == "basic"), None
+        )
         if chosen is None:
             raise RegistryAuthError(
-                self.host, f"{self.host} refused the request (401) without a challenge Strata understands")
+                self.host, f"{self.host} refused the request (401) without a challenge Strata understands"
+            )
         with self._lock:
             changed = chosen != self.challenge
             self.challenge = chosen
@@ -161,10 +163,16 @@ class Authenticator:
         creds = self.credentials
         started = time.monotonic()
         if creds is not None and creds.identity_token:
-            form = {"grant_type": "refresh_token", "refresh_token": creds.identity_token, "client_id": CLIENT_ID,
-                    "service": service, "scope": " ".join(sorted(scopes))}
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": creds.identity_token,
+                "client_id": CLIENT_ID,
+                "service": service,
+                "scope": " ".join(sorted(scopes)),
+            }
             response = self.transport.request(
-                "POST", realm, {"Content-Type": "application/x-www-form-urlencoded"}, urlencode(form).encode())
+                "POST", realm, {"Content-Type": "application/x-www-form-urlencoded"}, urlencode(form).encode()
+            )
         else:
             query = [("service", service)] if service else []
             query += [("scope", s) for s in sorted(scopes)]
@@ -179,12 +187,14 @@ class Authenticator:
                 if creds is not None and (creds.username or creds.identity_token):
                     stored = f" (stored in {creds.origin}; run `strata login {self.host}`)" if creds.origin else ""
                     raise RegistryAuthError(
-                        self.host, f"{self.host}: unauthorized: incorrect username or password{stored}")
+                        self.host, f"{self.host}: unauthorized: incorrect username or password{stored}"
+                    )
                 raise RegistryAuthError(self.host, f"{self.host} requires a login; run `strata login {self.host}`")
             if response.status != 200:
                 response.drain()
                 raise RegistryAuthError(
-                    self.host, f"the token service of {self.host} answered {response.status} {response.reason}")
+                    self.host, f"the token service of {self.host} answered {response.status} {response.reason}"
+                )
             if response.content_type == "text/html":
                 response.drain()
                 raise RegistryProtocolError(f"the token service of {self.host} answered with an HTML page")
@@ -194,8 +204,9 @@ class Authenticator:
             value = str(data.get("token") or data.get("access_token") or "")
             lifetime = int(data.get("expires_in") or DEFAULT_TOKEN_LIFETIME_S)
         except (ValueError, AttributeError, TypeError):
-            raise RegistryProtocolError(f"the token service of {self.host} answered something other than JSON") \
-                from None
+            raise RegistryProtocolError(
+                f"the token service of {self.host} answered something other than JSON"
+            ) from None
         if not value:
             raise RegistryProtocolError(f"the token service of {self.host} gave no token")
         return _Token(value, scopes, started + max(lifetime - EXPIRY_MARGIN_S, 1))

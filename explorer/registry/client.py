@@ -104,20 +104,24 @@ class RegistryClient:
                 elif response.content_type == "text/html":
                     response.drain()
                     raise RegistryProtocolError(
-                        f"{self.host} answered /v2/ with an HTML page; is this address a registry?")
+                        f"{self.host} answered /v2/ with an HTML page; is this address a registry?"
+                    )
                 elif response.status != 200:
                     response.drain()
                     raise RegistryProtocolError(
                         f"{self.host} does not serve the registry API (/v2/ answered {response.status} "
-                        f"{response.reason})")
+                        f"{response.reason})"
+                    )
                 response.drain()
             self._base = url
             return response.status
         assert failure is not None
         if len(schemes) == 1 and "TLS" in failure.why:
             raise RegistryUnreachable(
-                self.host, f"{failure.why}; if you trust this registry, list it as insecure in "
-                "STRATA_INSECURE_REGISTRIES or registries.json")
+                self.host,
+                f"{failure.why}; if you trust this registry, list it as insecure in "
+                "STRATA_INSECURE_REGISTRIES or registries.json",
+            )
         raise failure
 
     def check_login(self) -> None:
@@ -146,18 +150,31 @@ class RegistryClient:
     def _auth(self, url: str, scopes: list[str]) -> dict[str, str]:
         return self.auth.headers(scopes) if self._owns(url) else {}
 
-    def _request(self, method: str, url: str, scopes: Iterable[str], headers: dict[str, str] | None = None,
-                 body: bytes | None = None, follow_redirects: bool = True) -> Response:
+    def _request(
+        self,
+        method: str,
+        url: str,
+        scopes: Iterable[str],
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+        follow_redirects: bool = True,
+    ) -> Response:
         scopes = list(scopes)
         owned = self._owns(url)
         for attempt in (0, 1):
             auth = self.auth.headers(scopes) if owned else {}
-            response = self.transport.request(method, url, {**auth, **(headers or {})}, body,
-                                              follow_redirects=follow_redirects)
+            response = self.transport.request(
+                method, url, {**auth, **(headers or {})}, body, follow_redirects=follow_redirects
+            )
             # Only the registry's own challenge is learnt: another host must not choose where
             # (or whether) the registry's credentials are sent.
-            if response.status == 401 and attempt == 0 and owned and origin(response.url) == origin(url) and \
-                    self.auth.learn(response):
+            if (
+                response.status == 401
+                and attempt == 0
+                and owned
+                and origin(response.url) == origin(url)
+                and self.auth.learn(response)
+            ):
                 response.drain()
                 continue
             return response
@@ -172,7 +189,8 @@ class RegistryClient:
         if response.content_type == "text/html":
             response.drain()
             return RegistryProtocolError(
-                f"{what}: {self.host} answered {response.status} with an HTML page; is this address a registry?")
+                f"{what}: {self.host} answered {response.status} with an HTML page; is this address a registry?"
+            )
         try:
             body = response.read_all(MAX_ERROR_BODY, "error answer")
         except RegistryError:
@@ -183,14 +201,20 @@ class RegistryClient:
             code, message = str(first.get("code") or ""), str(first.get("message") or "")
         except (ValueError, AttributeError, IndexError, TypeError):
             pass
-        detail = f"{code.lower().replace('_', ' ')}: {message}" if code and message else (
-            message or code.lower() or f"{response.status} {response.reason}")
+        detail = (
+            f"{code.lower().replace('_', ' ')}: {message}"
+            if code and message
+            else (message or code.lower() or f"{response.status} {response.reason}")
+        )
         status = response.status
         if reference and (status == 404 or code in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN")):
             return ManifestUnknown(reference, detail)
         if status in (401, 403) or code in ("UNAUTHORIZED", "DENIED"):
-            hint = "log in with `strata login " + self.domain + "`" if self.auth.credentials is None else \
-                "check the permissions of the account you are logged in with"
+            hint = (
+                "log in with `strata login " + self.domain + "`"
+                if self.auth.credentials is None
+                else "check the permissions of the account you are logged in with"
+            )
             return RegistryAuthError(self.host, f"{what}: access denied by {self.host} ({detail}); {hint}")
         if status == 429:
             return RegistryError(f"{what}: {self.host} is rate limiting requests ({detail}); try again later")
@@ -205,8 +229,10 @@ class RegistryClient:
             if response.status != 200:
                 if response.status in (401, 403):
                     raise RegistryAuthError(
-                        self.host, f"pull access denied for {reference}: the repository does not exist or "
-                        f"needs `strata login {self.domain}`")
+                        self.host,
+                        f"pull access denied for {reference}: the repository does not exist or "
+                        f"needs `strata login {self.domain}`",
+                    )
                 raise self.fail(response, f"manifest for {reference}", reference)
             raw = response.read_all(MAX_MANIFEST, f"manifest for {reference}")
             content_type = response.content_type
@@ -245,8 +271,7 @@ class RegistryClient:
                 raise self.fail(response, what)
             if response.content_type == "text/html":
                 response.close()
-                raise RegistryProtocolError(
-                    f"{what}: {response.host} answered with an HTML page instead of the blob")
+                raise RegistryProtocolError(f"{what}: {response.host} answered with an HTML page instead of the blob")
             yield response
 
     def get_blob_bytes(self, repo: str, desc: Descriptor, what: str, limit: int = MAX_CONFIG) -> bytes:
@@ -324,8 +349,14 @@ class RegistryClient:
 
     def _complete(self, repo: str, location: str, digest: str, body: bytes | None, what: str) -> None:
         headers = {"Content-Type": "application/octet-stream"}
-        response = self._request("PUT", _with_query(location, digest=digest), [push_scope(repo)], headers,
-                                 body if body is not None else b"", follow_redirects=False)
+        response = self._request(
+            "PUT",
+            _with_query(location, digest=digest),
+            [push_scope(repo)],
+            headers,
+            body if body is not None else b"",
+            follow_redirects=False,
+        )
         with response:
             if response.status not in (201, 204):
                 raise self.fail(response, what)

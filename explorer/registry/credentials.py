@@ -34,7 +34,7 @@ class Credentials:
     username: str
     password: str
     identity_token: str = ""  # an OAuth refresh token from `docker login` to Docker Hub
-    origin: str = ""          # which file or helper they came from, for messages
+    origin: str = ""  # which file or helper they came from, for messages
 
     def basic(self) -> str:
         return base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
@@ -110,7 +110,7 @@ class CredentialStore:
     def _auths(self, path: Path) -> dict[str, Any]:
         auths = _read_json(path).get("auths") or {}
         if not isinstance(auths, dict):
-            raise RegistryError(f"credentials file {path}: \"auths\" is not an object")
+            raise RegistryError(f'credentials file {path}: "auths" is not an object')
         return auths
 
     def _from_docker(self, server: str) -> Credentials | None:
@@ -175,8 +175,9 @@ def _from_helper(helper: str, server_url: str) -> Credentials | None:
     if program is None:
         return None
     try:
-        proc = subprocess.run([program, "get"], input=server_url, capture_output=True, text=True,
-                              timeout=HELPER_TIMEOUT_S)
+        proc = subprocess.run(
+            [program, "get"], input=server_url, capture_output=True, text=True, timeout=HELPER_TIMEOUT_S
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if proc.returncode != 0:

@@ -37,8 +37,9 @@ def _save_command(tool: str, program: str, name: str) -> list[str]:
     return [program, "save", name]
 
 
-def import_from_daemon(store: Store, text: str, *, progress: Progress | None = None,
-                       cancel: threading.Event | None = None) -> PullResult:
+def import_from_daemon(
+    store: Store, text: str, *, progress: Progress | None = None, cancel: threading.Event | None = None
+) -> PullResult:
     source = daemon_source(text)
     if source is None:
         raise InvalidArgument(f"{text} is not a daemon reference ({DAEMON_FORMS})")
@@ -81,8 +82,7 @@ def _copy_out(tool: str, command: list[str], path: os.PathLike[str], reporter: R
         raise RegistryError(f"cannot run {tool} save: {e.strerror}") from None
     assert proc.stdout is not None and proc.stderr is not None
     errors: list[bytes] = []
-    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read() if proc.stderr else b""),
-                              daemon=True)
+    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read() if proc.stderr else b""), daemon=True)
     reader.start()
     try:
         with open(path, "wb") as out, guard_enospc(os.fspath(path)):

@@ -44,4 +44,3 @@ def ensure_image(
             if reference.IMAGE_ID_RE.match(ref):
                 raise  # a full image id names no repository to pull from
     return pull_image(store, ref, platform=platform, progress=progress, cancel=cancel, settings=settings).image
-

@@ -17,15 +17,15 @@ from ..errors import Cancelled
 TICK_S = 0.1
 
 # Layer states, in the words docker prints.
-WAITING = "waiting"          # "Waiting"
-EXISTS = "exists"            # "Already exists" / "Layer already exists"
+WAITING = "waiting"  # "Waiting"
+EXISTS = "exists"  # "Already exists" / "Layer already exists"
 DOWNLOADING = "downloading"  # "Downloading"
-COPYING = "copying"          # the same content found locally under another parent
-COMPLETE = "complete"        # "Pull complete"
-PREPARING = "preparing"      # "Preparing"
-UPLOADING = "uploading"      # "Pushing"
-MOUNTED = "mounted"          # "Mounted from …"
-PUSHED = "pushed"            # "Pushed"
+COPYING = "copying"  # the same content found locally under another parent
+COMPLETE = "complete"  # "Pull complete"
+PREPARING = "preparing"  # "Preparing"
+UPLOADING = "uploading"  # "Pushing"
+MOUNTED = "mounted"  # "Mounted from …"
+PUSHED = "pushed"  # "Pushed"
 # Whole-operation lines (``layer`` is empty): where, which digest, the outcome.
 INFO = "info"
 
@@ -37,10 +37,10 @@ class TransferEvent:
 
     layer: str
     status: str
-    current: int = 0        # bytes moved so far
-    total: int = 0          # bytes expected; 0 when not known yet (a push compresses as it goes)
-    rate: float = 0.0       # bytes per second over the transfer so far
-    message: str = ""       # the line docker would print for this event
+    current: int = 0  # bytes moved so far
+    total: int = 0  # bytes expected; 0 when not known yet (a push compresses as it goes)
+    rate: float = 0.0  # bytes per second over the transfer so far
+    message: str = ""  # the line docker would print for this event
 
     @property
     def fraction(self) -> float | None:
@@ -108,8 +108,9 @@ class Meter:
         now = time.monotonic()
         if now - self._last >= TICK_S:
             self._last = now
-            self.reporter.emit(TransferEvent(self.layer, self.status, self.current, self.total, self.rate,
-                                             self.message))
+            self.reporter.emit(
+                TransferEvent(self.layer, self.status, self.current, self.total, self.rate, self.message)
+            )
 
     def done(self, status: str, message: str) -> None:
         total = self.total or self.current

@@ -30,6 +30,8 @@ def logout(server: str | None, *, settings: RegistrySettings | None = None) -> s
     if store.remove(domain):
         return f"Removing login credentials for {domain}"
     if store.get(domain) is not None:
-        return (f"Not logged in to {domain} with strata; the credentials Strata uses for it are Docker's "
-                f"({settings.docker_config}): use `docker logout {domain}`")
+        return (
+            f"Not logged in to {domain} with strata; the credentials Strata uses for it are Docker's "
+            f"({settings.docker_config}): use `docker logout {domain}`"
+        )
     return f"Not logged in to {domain}"

@@ -32,8 +32,10 @@ MT_DOCKER_FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 MT_OCI_LAYER_GZIP = MT_OCI_LAYER + "+gzip"
 MT_OCI_LAYER_ZSTD = MT_OCI_LAYER + "+zstd"
 MT_OCI_NONDIST = "application/vnd.oci.image.layer.nondistributable.v1.tar"
-MT_DOCKER_SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
-                     "application/vnd.docker.distribution.manifest.v1+prettyjws")
+MT_DOCKER_SCHEMA1 = (
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+)
 
 # What a pull asks for, most specific first; without these a registry may down-convert to schema 1.
 ACCEPT = ", ".join((MT_OCI_INDEX, MT_DOCKER_LIST, MT_OCI_MANIFEST, MT_DOCKER_MANIFEST))
@@ -77,16 +79,23 @@ class Descriptor:
         size = value.get("size")
         if not isinstance(digest, str) or not DIGEST_RE.match(digest):
             algo = str(digest).split(":", 1)[0] if isinstance(digest, str) else "?"
-            why = f"uses {algo}; only sha256 digests are supported" if algo and algo != "sha256" else \
-                f"has an invalid digest {digest!r}"
+            why = (
+                f"uses {algo}; only sha256 digests are supported"
+                if algo and algo != "sha256"
+                else f"has an invalid digest {digest!r}"
+            )
             raise RegistryProtocolError(f"{what} {why}")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise RegistryProtocolError(f"{what} {digest} has an invalid size {size!r}")
         platform = value.get("platform")
         annotations = value.get("annotations")
-        return cls(str(value.get("mediaType") or ""), digest, size,
-                   platform if isinstance(platform, dict) else None,
-                   {str(k): str(v) for k, v in annotations.items()} if isinstance(annotations, dict) else {})
+        return cls(
+            str(value.get("mediaType") or ""),
+            digest,
+            size,
+            platform if isinstance(platform, dict) else None,
+            {str(k): str(v) for k, v in annotations.items()} if isinstance(annotations, dict) else {},
+        )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
@@ -123,7 +132,8 @@ def parse(raw: bytes, content_type: str, where: str) -> ImageManifest | ImageInd
     head = raw.lstrip()[:1]
     if content_type in ("text/html", "application/xhtml+xml") or head == b"<":
         raise RegistryProtocolError(
-            f"{where} answered with an HTML page instead of a manifest; is this address a registry?")
+            f"{where} answered with an HTML page instead of a manifest; is this address a registry?"
+        )
     try:
         data = jsoninput.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -149,8 +159,7 @@ def parse(raw: bytes, content_type: str, where: str) -> ImageManifest | ImageInd
         raise RegistryProtocolError(f"{where}: unsupported manifest type {media!r}")
     config = Descriptor.parse(data.get("config"), f"{where}: the config")
     if config.media_type and config.media_type not in CONFIG_MEDIA_TYPES:
-        raise RegistryProtocolError(
-            f"{where} is not a container image (its config is {config.media_type!r})")
+        raise RegistryProtocolError(f"{where} is not a container image (its config is {config.media_type!r})")
     layers_raw = data.get("layers")
     if not isinstance(layers_raw, list):
         raise RegistryProtocolError(f"{where}: the manifest has no layer list")
@@ -158,7 +167,8 @@ def parse(raw: bytes, content_type: str, where: str) -> ImageManifest | ImageInd
     for i, layer in enumerate(layers):
         if layer.media_type in FOREIGN_LAYERS:
             raise RegistryProtocolError(
-                f"{where}: layer {i + 1} is a foreign (non-distributable) layer, which Strata cannot pull")
+                f"{where}: layer {i + 1} is a foreign (non-distributable) layer, which Strata cannot pull"
+            )
         if layer.media_type and layer.media_type not in LAYER_COMPRESSION:
             raise RegistryProtocolError(f"{where}: layer {i + 1} has unsupported media type {layer.media_type!r}")
     return ImageManifest(media, config, layers, raw, digest)
@@ -181,5 +191,6 @@ def image_manifest(fmt: str, config: Descriptor, layers: list[Descriptor]) -> by
 
 def image_index(fmt: str, manifests: list[Descriptor]) -> bytes:
     media = MT_DOCKER_LIST if fmt == DOCKER else MT_OCI_INDEX
-    return json.dumps({"schemaVersion": 2, "mediaType": media, "manifests": [m.to_json() for m in manifests]},
-                      indent=3).encode()
+    return json.dumps(
+        {"schemaVersion": 2, "mediaType": media, "manifests": [m.to_json() for m in manifests]}, indent=3
+    ).encode()

@@ -45,8 +45,9 @@ def peer_of(sock: socket.socket) -> str:
     return str(sock.getpeername()[0])
 
 
-def redirect_refusal(origin_peer: str, target_scheme: str, target_peer: str, *,
-                     plain_http_elsewhere: bool = False) -> str | None:
+def redirect_refusal(
+    origin_peer: str, target_scheme: str, target_peer: str, *, plain_http_elsewhere: bool = False
+) -> str | None:
     """Why a redirect from a host at ``origin_peer`` to ``target_peer`` must not be
     followed, as the end of a sentence, or None when it may be. ``plain_http_elsewhere``:
     the caller judges plain HTTP off this machine itself (a registry listed as insecure)."""

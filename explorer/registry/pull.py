@@ -66,11 +66,11 @@ CANCEL_POLL_S = 0.2  # how often the waiting thread looks at ``cancel``
 @dataclass(frozen=True)
 class PullResult:
     image: Image
-    name: str             # what was pulled, in docker's short form (``alpine:latest``)
-    tag: str | None       # the name recorded in the store; None when pulled by digest or id
-    digest: str           # the manifest digest the reference resolved to ("" for daemon imports)
-    downloaded: int       # layers fetched
-    up_to_date: bool      # the reference already named this image here
+    name: str  # what was pulled, in docker's short form (``alpine:latest``)
+    tag: str | None  # the name recorded in the store; None when pulled by digest or id
+    digest: str  # the manifest digest the reference resolved to ("" for daemon imports)
+    downloaded: int  # layers fetched
+    up_to_date: bool  # the reference already named this image here
 
     @property
     def status(self) -> str:
@@ -97,8 +97,7 @@ class _BlobStream:
         left = self.size - self.got
         if left <= 0:
             if self.response.read(1):
-                raise RegistryProtocolError(
-                    f"{self.what} is larger than the {self.size} bytes its manifest gives")
+                raise RegistryProtocolError(f"{self.what} is larger than the {self.size} bytes its manifest gives")
             return b""
         try:
             data = self.response.read(min(n if n > 0 else READ, left))
@@ -122,7 +121,8 @@ def _diff_ids(config_raw: bytes, manifest: ImageManifest, where: str, platform: 
             raise RegistryProtocolError(f"{where}: the image config names an invalid diff id {d!r}")
     if len(diff_ids) != len(manifest.layers):
         raise RegistryProtocolError(
-            f"{where}: the manifest lists {len(manifest.layers)} layers but the config names {len(diff_ids)}")
+            f"{where}: the manifest lists {len(manifest.layers)} layers but the config names {len(diff_ids)}"
+        )
     if platform:
         want_os, _, arch = platform.partition("/")
         want_arch, _, want_variant = arch.partition("/")
@@ -183,8 +183,12 @@ class _Puller:
         with layers.staging() as st, guard_enospc(str(st.path)):
             with self.client.open_blob(self.repo, desc, what) as response:
                 stream = _BlobStream(response, desc, meter, reporter, what)
-                result = extract_layer(stream, str(st.diff), tarsplit_path=str(st.tarsplit),  # type: ignore[arg-type]
-                                       what=what)
+                result = extract_layer(
+                    stream,  # type: ignore[arg-type]
+                    str(st.diff),
+                    tarsplit_path=str(st.tarsplit),
+                    what=what,
+                )
             if result.compressed_size != desc.size:
                 raise SizeMismatch(what, desc.size, result.compressed_size)
             if result.compressed_digest != desc.digest:
@@ -208,8 +212,9 @@ class _Puller:
         meter.done(events.COMPLETE, "Pull complete")
         return layer.id
 
-    def layers(self, manifest: ImageManifest, diff_ids: list[str], created_by: list[str],
-               concurrency: int) -> tuple[str | None, int]:
+    def layers(
+        self, manifest: ImageManifest, diff_ids: list[str], created_by: list[str], concurrency: int
+    ) -> tuple[str | None, int]:
         """Every layer in the store; returns the top layer's id and how many were fetched."""
         chains = chain_ids(diff_ids)
         have = -1
@@ -228,13 +233,15 @@ class _Puller:
             desc = manifest.layers[i]
             self.reporter.emit(events.TransferEvent(desc.short, events.WAITING, 0, desc.size, message="Waiting"))
         futures: list[Future[str]] = []
-        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(todo))),
-                                thread_name_prefix="strata-pull") as pool:
+        with ThreadPoolExecutor(
+            max_workers=max(1, min(concurrency, len(todo))), thread_name_prefix="strata-pull"
+        ) as pool:
             try:
                 after: Future[str] | str | None = base
                 for i in todo:
-                    future = pool.submit(self.fetch, manifest.layers[i], diff_ids[i],
-                                         created_by[i] if i < len(created_by) else "", after)
+                    future = pool.submit(
+                        self.fetch, manifest.layers[i], diff_ids[i], created_by[i] if i < len(created_by) else "", after
+                    )
                     future.add_done_callback(self._stop_siblings_on_failure)
                     futures.append(future)
                     after = future
@@ -308,8 +315,7 @@ def pull(
             puller.rollback()
             raise
         reporter.info(f"Digest: {digest}")
-        result = PullResult(image, ref.familiar, ref.name if ref.digest is None else None, digest, fetched,
-                            up_to_date)
+        result = PullResult(image, ref.familiar, ref.name if ref.digest is None else None, digest, fetched, up_to_date)
         reporter.info(result.status)
         return result
 

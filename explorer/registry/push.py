@@ -46,9 +46,9 @@ FORMATS = (DOCKER, OCI)
 @dataclass(frozen=True)
 class PushResult:
     reference: Reference
-    digest: str     # of the manifest pushed
-    size: int       # of the manifest pushed
-    uploaded: int   # layers whose bytes were sent
+    digest: str  # of the manifest pushed
+    size: int  # of the manifest pushed
+    uploaded: int  # layers whose bytes were sent
 
     @property
     def line(self) -> str:
@@ -94,8 +94,9 @@ def resolve_format(compression: str, fmt: str | None) -> str:
 
 
 class _Pusher:
-    def __init__(self, store: Store, client: RegistryClient, ref: Reference, reporter: Reporter,
-                 compression: str, fmt: str) -> None:
+    def __init__(
+        self, store: Store, client: RegistryClient, ref: Reference, reporter: Reporter, compression: str, fmt: str
+    ) -> None:
         self.store = store
         self.client = client
         self.ref = ref
@@ -125,14 +126,22 @@ class _Pusher:
         for desc, source in self.known_blobs(layer):
             self.reporter.check()
             if self.client.blob_exists(self.repo, desc.digest, f"checking layer {short}"):
-                self.reporter.emit(events.TransferEvent(short, events.EXISTS, desc.size, desc.size,
-                                                        message="Layer already exists"))
+                self.reporter.emit(
+                    events.TransferEvent(short, events.EXISTS, desc.size, desc.size, message="Layer already exists")
+                )
                 return desc
             domain, _, source_repo = source.partition("/")
-            if domain == self.ref.domain and source_repo and source_repo != self.repo and \
-                    self.client.mount_blob(self.repo, desc.digest, source_repo):
-                self.reporter.emit(events.TransferEvent(short, events.MOUNTED, desc.size, desc.size,
-                                                        message=f"Mounted from {source_repo}"))
+            if (
+                domain == self.ref.domain
+                and source_repo
+                and source_repo != self.repo
+                and self.client.mount_blob(self.repo, desc.digest, source_repo)
+            ):
+                self.reporter.emit(
+                    events.TransferEvent(
+                        short, events.MOUNTED, desc.size, desc.size, message=f"Mounted from {source_repo}"
+                    )
+                )
                 return desc
         return None
 
@@ -152,8 +161,11 @@ class _Pusher:
             self.store.layers.write_tar(layer.id, _Metered(writer, meter))  # type: ignore[arg-type]
             writer.close()
             if writer.diff_id != layer.diff_id:
-                raise DigestMismatch(f"stored layer {layer.id[:12]} (store damaged? run `strata system check`)",
-                                     layer.diff_id, writer.diff_id)
+                raise DigestMismatch(
+                    f"stored layer {layer.id[:12]} (store damaged? run `strata system check`)",
+                    layer.diff_id,
+                    writer.diff_id,
+                )
             self.client.finish_stream(self.repo, request, writer.digest, what)
         except BaseException:
             request.abort()
@@ -170,8 +182,9 @@ class _Pusher:
         if not layers:
             return [], 0
         futures: list[Future[tuple[Descriptor, bool]]] = []
-        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(layers))),
-                                thread_name_prefix="strata-push") as pool:
+        with ThreadPoolExecutor(
+            max_workers=max(1, min(concurrency, len(layers))), thread_name_prefix="strata-push"
+        ) as pool:
             try:
                 for layer in layers:
                     future = pool.submit(self.push_layer, layer)

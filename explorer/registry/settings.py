@@ -128,11 +128,15 @@ class RegistrySettings:
                 raise InvalidArgument(f"{path}: cannot read registry settings ({e}); fix or remove the file") from None
             listed = data.get("insecure-registries", []) if isinstance(data, dict) else None
             if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
-                raise InvalidArgument(f"{path}: \"insecure-registries\" must be a list of host[:port] strings")
+                raise InvalidArgument(f'{path}: "insecure-registries" must be a list of host[:port] strings')
             entries += listed
         entries += [e for e in environ.get(INSECURE_ENV, "").split(",") if e.strip()]
-        return cls(directory, docker_config_file(environ), tuple(e.strip().lower() for e in entries),
-                   _timeout(environ.get(TIMEOUT_ENV)))
+        return cls(
+            directory,
+            docker_config_file(environ),
+            tuple(e.strip().lower() for e in entries),
+            _timeout(environ.get(TIMEOUT_ENV)),
+        )
 
     @property
     def auth_file(self) -> Path:

@@ -66,8 +66,8 @@ class Stalled(RegistryUnreachable):
     def __init__(self, host: str, seconds: float, what: str = "", advice: str = "try again") -> None:
         subject = f"{what} from {host}" if what else f"cannot talk to registry {host}"
         RegistryError.__init__(
-            self, f"{subject}: no data for {_seconds(seconds)}; {advice} ({TIMEOUT_ENV} sets how many seconds "
-            "to wait)")
+            self, f"{subject}: no data for {_seconds(seconds)}; {advice} ({TIMEOUT_ENV} sets how many seconds to wait)"
+        )
         self.host = host
         self.why = f"no data for {_seconds(seconds)}"
         self.seconds = seconds
@@ -81,8 +81,11 @@ class PlainHttpRefused(RegistryUnreachable):
     """Plain HTTP to a host that is neither this machine nor listed as insecure."""
 
     def __init__(self, host: str, peer: str = "") -> None:
-        where = f"{host} resolved to {peer}, which is not a loopback address" if peer else \
-            f"{host} is not localhost or a loopback address"
+        where = (
+            f"{host} resolved to {peer}, which is not a loopback address"
+            if peer
+            else f"{host} is not localhost or a loopback address"
+        )
         self.refusal = f"plain HTTP is only used for localhost ({where}) and {INSECURE_HINT}"
         super().__init__(host, self.refusal)
         self.peer = peer
@@ -341,8 +344,17 @@ class Transport:
     def _wrap(self, conn: Connection, url: str, raw: http.client.HTTPResponse) -> Response:
         parts = urlsplit(url)
         key = (parts.scheme, parts.netloc)
-        return Response(raw.status, raw.reason, raw.headers, url, conn.peer, self.timeout, raw, conn,
-                        lambda c, ok: self._give_back(key, c, ok))
+        return Response(
+            raw.status,
+            raw.reason,
+            raw.headers,
+            url,
+            conn.peer,
+            self.timeout,
+            raw,
+            conn,
+            lambda c, ok: self._give_back(key, c, ok),
+        )
 
     def _response(self, conn: Connection, url: str) -> Response:
         try:
@@ -352,8 +364,15 @@ class Transport:
             raise _unreachable(urlsplit(url).netloc, e, self.timeout) from None
         return self._wrap(conn, url, raw)
 
-    def _send_once(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None,
-                   timeout: float | None = None, guard: Callable[[str], None] | None = None) -> Response:
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout: float | None = None,
+        guard: Callable[[str], None] | None = None,
+    ) -> Response:
         """One request; ``guard(peer)`` may refuse the connection's peer before anything is sent."""
         parts = urlsplit(url)
         path = parts.path or "/"
@@ -413,8 +432,9 @@ class Transport:
             except PlainHttpRefused as e:
                 if not seen:
                     raise
-                raise RegistryProtocolError(f"{urlsplit(seen[-1]).netloc} redirected to {url}: {e.refusal}; "
-                                            "not following it") from None
+                raise RegistryProtocolError(
+                    f"{urlsplit(seen[-1]).netloc} redirected to {url}: {e.refusal}; not following it"
+                ) from None
             if response.status not in REDIRECTS or not follow_redirects or method not in ("GET", "HEAD"):
                 return response
             location = response.header("Location")
@@ -467,10 +487,12 @@ class Transport:
 def _redirect_guard(response: Response, url: str) -> Callable[[str], None]:
     """Refuses the next hop's peer when the redirect in ``response`` leads from elsewhere
     into this machine (plain HTTP off it is refused when connecting, by ``admit``)."""
+
     def guard(peer: str) -> None:
         why = redirect_refusal(response.peer, urlsplit(url).scheme, peer, plain_http_elsewhere=True)
         if why:
             raise RegistryProtocolError(f"{response.host} redirected to {url}, {why}; not following it")
+
     return guard
 
 

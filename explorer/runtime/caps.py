@@ -94,8 +94,12 @@ class _CapData(ctypes.Structure):
 
 
 def _prctl(option: int, arg2: int, arg3: int = 0) -> None:
-    if _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(0),
-                   ctypes.c_ulong(0)) < 0:
+    if (
+        _libc.prctl(
+            ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(0), ctypes.c_ulong(0)
+        )
+        < 0
+    ):
         err = ctypes.get_errno()
         raise OSError(err, f"prctl {option}: {os.strerror(err)}")
 
@@ -135,4 +139,3 @@ def settle(keep: frozenset[str]) -> None:
     if os.geteuid() == 0:
         bits = mask(keep)
         _capset(bits, bits, 0)
-

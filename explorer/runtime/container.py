@@ -65,15 +65,10 @@ if TYPE_CHECKING:
     pass
 
 
-
 # --- failures crossing the process boundary -----------------------------------------
 
 
-
-
 # --- the process inside ---------------------------------------------------------------
-
-
 
 
 def _init_main(plan: RootPlan, launch: Launch, network: str) -> NoReturn:
@@ -96,8 +91,6 @@ def _init_main(plan: RootPlan, launch: Launch, network: str) -> NoReturn:
         code = report_exception(launch.report_w, e)
     finally:
         os._exit(code)
-
-
 
 
 def _monitor_main(
@@ -162,8 +155,6 @@ def _monitor_main(
 
 
 # --- the caller's side ------------------------------------------------------------------
-
-
 
 
 def _plan(config: ContainerConfig, maps: idmap.IdMaps) -> RootPlan:
@@ -241,8 +232,15 @@ def _read_line(fd: int, cancel: threading.Event | None = None, timeout: float = 
     return out.decode().strip()
 
 
-def _monitor_entry(config: ContainerConfig, plan: RootPlan, launch: Launch, ready_w: int, go_r: int,
-                   detach: bool, tty_fds: tuple[int, int] | None) -> NoReturn:
+def _monitor_entry(
+    config: ContainerConfig,
+    plan: RootPlan,
+    launch: Launch,
+    ready_w: int,
+    go_r: int,
+    detach: bool,
+    tty_fds: tuple[int, int] | None,
+) -> NoReturn:
     """``_monitor_main`` in a child of ``forking``: the tty sockets come as descriptors."""
     if tty_fds is not None:
         import socket
@@ -330,8 +328,17 @@ def start(
     launch = Launch(config.process, config.hostname or host_hostname(), stdio, winsize, report_w, socks, prepared)
     tty_fds = tuple(sock.detach() for sock in socks) if socks is not None else None
     launch.tty_socks = None  # sockets do not pickle: their descriptors travel (tty_fds)
-    child = forking.fork_call(_monitor_entry, config, plan, launch, ready_w, go_r, detach, tty_fds,
-                              fds=[ready_w, go_r, report_w, *stdio, *(tty_fds or ())])
+    child = forking.fork_call(
+        _monitor_entry,
+        config,
+        plan,
+        launch,
+        ready_w,
+        go_r,
+        detach,
+        tty_fds,
+        fds=[ready_w, go_r, report_w, *stdio, *(tty_fds or ())],
+    )
     for fd in (ready_w, go_r, report_w, *opened, *(tty_fds or ())):
         os.close(fd)
     reaped = False
@@ -353,8 +360,7 @@ def start(
         if not line.startswith("P "):
             raise_report(report)
             raise RuntimeUnavailable("the container's monitor process died while starting")
-        running = RunningContainer(config.runtime_dir, int(line.split()[1]), monitor_pid,
-                                   None if detach else child)
+        running = RunningContainer(config.runtime_dir, int(line.split()[1]), monitor_pid, None if detach else child)
         if report:
             if not detach:
                 running.wait()

@@ -201,9 +201,17 @@ class _Server:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-c", "import sys; from explorer.runtime.forking import serve; "
-                 "serve(int(sys.argv[1]))", str(theirs.fileno())],
-                pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL, close_fds=True)
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; from explorer.runtime.forking import serve; serve(int(sys.argv[1]))",
+                    str(theirs.fileno()),
+                ],
+                pass_fds=[theirs.fileno()],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                close_fds=True,
+            )
         except OSError as e:
             ours.close()
             raise RuntimeUnavailable(f"cannot start the fork server: {e.strerror}") from e
@@ -227,8 +235,9 @@ class _Server:
         payload = pickle.dumps((target.__module__, target.__qualname__, args, wanted, flags))
         try:
             with self._send:
-                self.control.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                                  array.array("i", [theirs.fileno(), *wanted]))])
+                self.control.sendmsg(
+                    [payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [theirs.fileno(), *wanted]))]
+                )
         except OSError as e:
             mine.close()
             raise RuntimeUnavailable(f"cannot reach the fork server: {e.strerror}") from e

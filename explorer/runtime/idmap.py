@@ -120,8 +120,7 @@ def plan() -> IdMaps:
     own_uid = _own_ranges("/proc/self/uid_map")
     if euid == 0 and own_uid and own_uid != [(0, 0, FULL_RANGE)]:
         own_gid = _own_ranges("/proc/self/gid_map")
-        return IdMaps(IdMap(tuple((i, i, c) for i, _o, c in own_uid)),
-                      IdMap(tuple((i, i, c) for i, _o, c in own_gid)))
+        return IdMaps(IdMap(tuple((i, i, c) for i, _o, c in own_uid)), IdMap(tuple((i, i, c) for i, _o, c in own_gid)))
     name = _user_name(euid)
     uid = _one("uid", euid, euid, name)
     gid = _one("gid", os.getegid(), euid, name)

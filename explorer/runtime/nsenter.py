@@ -140,8 +140,14 @@ def exec_in(
     tty_fds = tuple(sock.detach() for sock in socks) if socks is not None else None
     launch.tty_socks = None  # sockets do not pickle: their descriptors travel (tty_fds)
     try:
-        child = forking.fork_call(_exec_entry, namespaces, launch, tty_fds, detach,
-                                  fds=[*(fd for fd, _flag in namespaces), *stdio, report_w, *(tty_fds or ())])
+        child = forking.fork_call(
+            _exec_entry,
+            namespaces,
+            launch,
+            tty_fds,
+            detach,
+            fds=[*(fd for fd, _flag in namespaces), *stdio, report_w, *(tty_fds or ())],
+        )
     finally:
         for fd, _flag in namespaces:
             os.close(fd)
@@ -157,8 +163,9 @@ def exec_in(
     return code
 
 
-def _exec_entry(namespaces: list[tuple[int, int]], launch: Launch, tty_fds: tuple[int, int] | None,
-                detach: bool) -> NoReturn:
+def _exec_entry(
+    namespaces: list[tuple[int, int]], launch: Launch, tty_fds: tuple[int, int] | None, detach: bool
+) -> NoReturn:
     """``_exec_child`` in a child of ``forking``: the tty sockets come as descriptors."""
     if tty_fds is not None:
         import socket

@@ -322,7 +322,9 @@ def _mount_all(plan: RootPlan, root: str, root_fd: int, kernel_fs: bool) -> None
         finally:
             os.close(fd)
         setups: tuple[tuple[str, Callable[[str], None]], ...] = (
-            ("/dev", lambda p: _setup_dev(p, plan.devpts_gid)), ("/sys", lambda p: _setup_sys(p, plan.network)))
+            ("/dev", lambda p: _setup_dev(p, plan.devpts_gid)),
+            ("/sys", lambda p: _setup_sys(p, plan.network)),
+        )
         for path, setup in setups:
             fd = target(path, True)
             try:

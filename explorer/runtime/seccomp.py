@@ -204,8 +204,9 @@ def parse_profile(text: str, caps: Iterable[str], where: str = "seccomp profile"
         for arg in entry.get("args") or []:
             if not isinstance(arg, dict) or arg.get("op") not in _OPS:
                 raise InvalidArgument(f"{where}: syscalls[{i}]: each arg needs index, value and a SCMP_CMP_* op")
-            args.append((int(arg.get("index", 0)), _OPS[arg["op"]], int(arg.get("value", 0)),
-                         int(arg.get("valueTwo", 0))))
+            args.append(
+                (int(arg.get("index", 0)), _OPS[arg["op"]], int(arg.get("value", 0)), int(arg.get("valueTwo", 0)))
+            )
         rules.extend(Rule(str(name), action, tuple(args)) for name in names if action != default)
     arches = tuple(str(a) for a in profile.get("architectures") or [])
     return Filter(default, tuple(rules), arches)
@@ -215,8 +216,12 @@ def parse_profile(text: str, caps: Iterable[str], where: str = "seccomp profile"
 
 
 class _ArgCmp(ctypes.Structure):
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
-                ("datum_b", ctypes.c_uint64)]
+    _fields_ = [
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    ]
 
 
 _lib: ctypes.CDLL | None = None
@@ -238,8 +243,13 @@ def _libseccomp() -> ctypes.CDLL:
         lib.seccomp_release.argtypes = [ctypes.c_void_p]
         lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
         lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-        lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
-                                               ctypes.POINTER(_ArgCmp)]
+        lib.seccomp_rule_add_array.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_uint32,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.POINTER(_ArgCmp),
+        ]
         lib.seccomp_load.argtypes = [ctypes.c_void_p]
         lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
         _lib = lib

@@ -115,9 +115,11 @@ def _runtime_dir(uid: int) -> str:
             continue
         if st.st_uid == uid and not (st.st_mode & 0o077) and os.path.isdir(path) and not os.path.islink(path):
             return path
-    raise RuntimeUnavailable(f"no private runtime directory for uid {uid} "
-                             f"({last.strerror if last else 'owned by another user or not 0700'}): "
-                             "set XDG_RUNTIME_DIR to a directory of yours with mode 0700")
+    raise RuntimeUnavailable(
+        f"no private runtime directory for uid {uid} "
+        f"({last.strerror if last else 'owned by another user or not 0700'}): "
+        "set XDG_RUNTIME_DIR to a directory of yours with mode 0700"
+    )
 
 
 def _keeper_name(maps: idmap.IdMaps) -> str:
@@ -194,8 +196,9 @@ def _start_keeper(maps: idmap.IdMaps) -> int:
         if reply[:1] != b"R":
             from .sysctls import userns_problem
 
-            raise RuntimeUnavailable(userns_problem()
-                                     or f"cannot create a user namespace: {reply[1:].decode(errors='replace')}")
+            raise RuntimeUnavailable(
+                userns_problem() or f"cannot create a user namespace: {reply[1:].decode(errors='replace')}"
+            )
         try:
             idmap.write(keeper, maps)
         except BaseException:
@@ -223,8 +226,10 @@ def enter() -> Mapping:
     if not in_initial_ns() or os.geteuid() == 0:
         return current()
     if threading.active_count() > 1:
-        raise RuntimeUnavailable("the store's user namespace must be entered before this process starts "
-                                 "threads: call explorer.runtime.storens.enter() first")
+        raise RuntimeUnavailable(
+            "the store's user namespace must be entered before this process starts "
+            "threads: call explorer.runtime.storens.enter() first"
+        )
     uid = os.geteuid()
     if not os.environ.get("HOME"):
         with contextlib.suppress(KeyError):
@@ -280,13 +285,18 @@ def single_id_advice() -> str | None:
     if helpers:
         missing.append(f"{' and '.join(helpers)} (install the uidmap package: sudo apt-get install uidmap)")
     if not idmap.subordinate_ranges("/etc/subuid", name, host_uid) or not idmap.subordinate_ranges(
-            "/etc/subgid", name, host_uid):
-        missing.append(f"a subordinate id range for {name} "
-                       f"(sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {name})")
+        "/etc/subgid", name, host_uid
+    ):
+        missing.append(
+            f"a subordinate id range for {name} "
+            f"(sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {name})"
+        )
     if not missing:
         return None
-    return ("rootless with a single id: files of other owners keep them only in Strata's index, and "
-            "package managers that switch users (apt-get) fail; missing: " + "; ".join(missing))
+    return (
+        "rootless with a single id: files of other owners keep them only in Strata's index, and "
+        "package managers that switch users (apt-get) fail; missing: " + "; ".join(missing)
+    )
 
 
 def _host_uid() -> int:

@@ -66,8 +66,10 @@ class Rules:
 
 
 NOT_ROOT = "only root can make device nodes (docker cp makes them only as root)"
-NO_MKNOD = ("the kernel refused to make it: device nodes need CAP_MKNOD outside any user namespace, "
-            "and a container's files are written from inside one")
+NO_MKNOD = (
+    "the kernel refused to make it: device nodes need CAP_MKNOD outside any user namespace, "
+    "and a container's files are written from inside one"
+)
 
 
 def _device_kind(m: tarfile.TarInfo) -> str:
@@ -565,8 +567,14 @@ def _check_values(m: tarfile.TarInfo, where: str) -> None:
     if not math.isfinite(m.mtime):
         why: str | None = f"mtime {m.mtime} is not a time"
     else:
-        why = out_of_range(m.uid, m.gid, int(m.mtime * 1_000_000_000), m.devmajor, m.devminor,
-                           mtime_text=m.pax_headers.get("mtime", ""))
+        why = out_of_range(
+            m.uid,
+            m.gid,
+            int(m.mtime * 1_000_000_000),
+            m.devmajor,
+            m.devminor,
+            mtime_text=m.pax_headers.get("mtime", ""),
+        )
     if why is not None:
         raise ArchiveError(f"{where}: tar entry {m.name!r}: {why}")
 
@@ -606,8 +614,7 @@ def receive(
             raise ArchiveError(f"{where}: broken tar stream: {e}") from None
 
 
-def _unpack(tar: tarfile.TarFile, dest: str, *, contents: bool, where: str, rules: Rules, raw: bool
-            ) -> dict[str, Any]:
+def _unpack(tar: tarfile.TarFile, dest: str, *, contents: bool, where: str, rules: Rules, raw: bool) -> dict[str, Any]:
     first = tar.next()
     if first is None:
         raise EmptyStream("nothing was received")
@@ -635,7 +642,8 @@ def _unpack(tar: tarfile.TarFile, dest: str, *, contents: bool, where: str, rule
             unpacker.add(tar, member)
             if member is first and unpacker.skipped and not raw:
                 raise FileOperationFailed(
-                    f"{where}: cannot copy the device node {first.name} ({_device_kind(first)}): {unpacker.why}")
+                    f"{where}: cannot copy the device node {first.name} ({_device_kind(first)}): {unpacker.why}"
+                )
             _forget_members(tar)
             member = tar.next()
         unpacker.finish()

@@ -235,4 +235,3 @@ def _unshare_message(err: str) -> str:
     from .sysctls import userns_problem
 
     return userns_problem() or f"cannot create a user namespace: {err}"
-

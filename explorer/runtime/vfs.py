@@ -157,7 +157,7 @@ def _within_path_max(what: str, roots: list[str]) -> Iterator[None]:
         path = os.fsdecode(e.filename or "")
         for root in roots:
             if path.startswith(root.rstrip("/") + "/"):
-                path = path[len(root.rstrip("/")):]
+                path = path[len(root.rstrip("/")) :]
                 break
         raise PathTooLong(path, f"vfs storage driver ({what})") from e
 

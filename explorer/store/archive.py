@@ -59,8 +59,14 @@ def _noop(_: str) -> None:
 # --- import ----------------------------------------------------------------------------
 
 
-def import_rootfs(store: Store, stream: BinaryIO, name: str | None, source: str = "-",
-                  changes: dict[str, Any] | None = None, message: str = "") -> Image:
+def import_rootfs(
+    store: Store,
+    stream: BinaryIO,
+    name: str | None,
+    source: str = "-",
+    changes: dict[str, Any] | None = None,
+    message: str = "",
+) -> Image:
     """`docker import`: a root filesystem tarball becomes a one-layer image."""
     ref = reference.parse(name) if name else None
     layer, _, _ = store.layers.add_tar(stream, None, created_by="", what=f"import {source}")
@@ -252,8 +258,11 @@ def _plan_oci_layout(src: _Source, platform: str | None = None) -> list[_ImageTo
             raise ArchiveError("OCI layout: indexes nested too deeply")
         media = desc.get("mediaType", "")
         annotations = desc.get("annotations") or {}
-        name = annotations.get("io.containerd.image.name") or ref_name or annotations.get(
-            "org.opencontainers.image.ref.name")
+        name = (
+            annotations.get("io.containerd.image.name")
+            or ref_name
+            or annotations.get("org.opencontainers.image.ref.name")
+        )
         parsed, _ = read_blob(desc, f"manifest {desc.get('digest')}")
         media = parsed.get("mediaType", media)
         if media in INDEX_MEDIA_TYPES or "manifests" in parsed:
@@ -291,12 +300,13 @@ def select_platform(manifests: list[dict[str, Any]], platform: str | None) -> li
         return manifests
     for m in with_platform:
         p = m["platform"]
-        if p.get("os") == want_os and p.get("architecture") == want_arch and (
-            not want_variant or p.get("variant") == want_variant
+        if (
+            p.get("os") == want_os
+            and p.get("architecture") == want_arch
+            and (not want_variant or p.get("variant") == want_variant)
         ):
             return [m]
-    available = ", ".join(
-        f"{m['platform'].get('os')}/{m['platform'].get('architecture')}" for m in with_platform)
+    available = ", ".join(f"{m['platform'].get('os')}/{m['platform'].get('architecture')}" for m in with_platform)
     raise ArchiveError(f"no image for platform {want_os}/{want_arch}; available: {available}")
 
 
@@ -309,8 +319,9 @@ def _guarded(plan: Callable[[], list[_ImageToLoad]], what: str) -> list[_ImageTo
         raise ArchiveError(f"{what} is malformed ({type(e).__name__}: {e})") from None
 
 
-def load(store: Store, path: str | os.PathLike[str], progress: Progress = _noop,
-         platform: str | None = None) -> list[str]:
+def load(
+    store: Store, path: str | os.PathLike[str], progress: Progress = _noop, platform: str | None = None
+) -> list[str]:
     """`docker load`: returns docker's ``Loaded image: …`` lines."""
     p = Path(path)
     lines: list[str] = []
@@ -322,7 +333,8 @@ def load(store: Store, path: str | os.PathLike[str], progress: Progress = _noop,
             plan = _guarded(lambda: _plan_oci_layout(src, platform), "OCI layout index.json")
         else:
             raise ArchiveError(
-                f"{p}: neither a docker-archive (manifest.json) nor an OCI layout (oci-layout, index.json)")
+                f"{p}: neither a docker-archive (manifest.json) nor an OCI layout (oci-layout, index.json)"
+            )
         for item in plan:
             image = _load_one(store, src, item, progress)
             if item.tags:
@@ -343,8 +355,7 @@ def _load_one(store: Store, src: _Source, item: _ImageToLoad, progress: Progress
     for d in diff_ids:
         check_digest(d)
     if len(diff_ids) != len(item.layers):
-        raise ArchiveError(
-            f"image config names {len(diff_ids)} layers but the manifest lists {len(item.layers)}")
+        raise ArchiveError(f"image config names {len(diff_ids)} layers but the manifest lists {len(item.layers)}")
     chains = chain_ids(diff_ids)
     parent: str | None = None
     for i, ((name, digest, size), diff_id, chain) in enumerate(zip(item.layers, diff_ids, chains, strict=True)):
@@ -357,8 +368,14 @@ def _load_one(store: Store, src: _Source, item: _ImageToLoad, progress: Progress
         progress(f"{diff_id[7:19]}: loading layer {i + 1}/{len(diff_ids)}")
         with src.open(name) as stream:
             layer, got_digest, got_size = store.layers.add_tar(
-                stream, parent, created_by, what=f"layer {name}",  # type: ignore[arg-type]
-                expected_diff_id=diff_id, expected_digest=digest, expected_size=size)
+                stream,  # type: ignore[arg-type]
+                parent,
+                created_by,
+                what=f"layer {name}",
+                expected_diff_id=diff_id,
+                expected_digest=digest,
+                expected_size=size,
+            )
         if digest:
             store.layers.record_blob(layer.id, got_digest, MT_OCI_LAYER if got_digest == diff_id else "", got_size)
         parent = layer.id
@@ -451,8 +468,9 @@ class _DirWriter:
         pass
 
 
-def save(store: Store, names: list[str], output: str | os.PathLike[str], fmt: str = "docker",
-         progress: Progress = _noop) -> None:
+def save(
+    store: Store, names: list[str], output: str | os.PathLike[str], fmt: str = "docker", progress: Progress = _noop
+) -> None:
     """`docker save`: write ``names`` to ``output`` (a tar file, or a directory for OCI)."""
     if fmt not in ("docker", "oci"):
         raise InvalidArgument(f"unknown format {fmt!r}: use docker or oci")
@@ -492,8 +510,9 @@ def save(store: Store, names: list[str], output: str | os.PathLike[str], fmt: st
         raise
 
 
-def _write_layout(store: Store, w: _TarWriter | _DirWriter, images: list[tuple[Image, list[str]]],
-                  fmt: str, progress: Progress) -> None:
+def _write_layout(
+    store: Store, w: _TarWriter | _DirWriter, images: list[tuple[Image, list[str]]], fmt: str, progress: Progress
+) -> None:
     written: set[str] = set()
     manifest_json: list[dict[str, Any]] = []
     repositories: dict[str, dict[str, str]] = {}
@@ -514,8 +533,9 @@ def _write_layout(store: Store, w: _TarWriter | _DirWriter, images: list[tuple[I
                     store.layers.write_tar(layer_id, hasher)  # type: ignore[arg-type]
                     got = "sha256:" + hasher.hash.hexdigest()
                     if got != diff_id:
-                        raise DigestMismatch(f"stored layer {layer_id[:12]} (store damaged? run "
-                                             "`strata system check`)", diff_id, got)
+                        raise DigestMismatch(
+                            f"stored layer {layer_id[:12]} (store damaged? run `strata system check`)", diff_id, got
+                        )
                     return hasher.count
 
                 w.add_stream(name, layer.size, produce)
@@ -549,11 +569,13 @@ def _write_layout(store: Store, w: _TarWriter | _DirWriter, images: list[tuple[I
                 repositories.setdefault(reference.familiar(repo), {})[tag_part] = image.id[7:]
         else:
             index.append(base_desc)
-        manifest_json.append({
-            "Config": config_name,
-            "RepoTags": [reference.familiar(t) for t in tags],
-            "Layers": [_blob_name(layer.diff_id) for layer in layers],
-        })
+        manifest_json.append(
+            {
+                "Config": config_name,
+                "RepoTags": [reference.familiar(t) for t in tags],
+                "Layers": [_blob_name(layer.diff_id) for layer in layers],
+            }
+        )
     w.add_bytes("index.json", canonical_json({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": index}))
     if fmt == "docker":
         w.add_bytes("manifest.json", json.dumps(manifest_json).encode())

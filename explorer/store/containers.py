@@ -31,11 +31,52 @@ import re
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
-_LEFT = ("admiring", "bold", "brave", "busy", "calm", "clever", "eager", "elated", "fervent", "gallant",
-         "happy", "jolly", "keen", "lucid", "modest", "nifty", "quirky", "serene", "sharp", "tender",
-         "upbeat", "vibrant", "wizardly", "zealous")
-_RIGHT = ("babbage", "curie", "darwin", "einstein", "euler", "feynman", "galileo", "hopper", "kepler",
-          "lovelace", "newton", "noether", "pascal", "ritchie", "shannon", "thompson", "turing", "wozniak")
+_LEFT = (
+    "admiring",
+    "bold",
+    "brave",
+    "busy",
+    "calm",
+    "clever",
+    "eager",
+    "elated",
+    "fervent",
+    "gallant",
+    "happy",
+    "jolly",
+    "keen",
+    "lucid",
+    "modest",
+    "nifty",
+    "quirky",
+    "serene",
+    "sharp",
+    "tender",
+    "upbeat",
+    "vibrant",
+    "wizardly",
+    "zealous",
+)
+_RIGHT = (
+    "babbage",
+    "curie",
+    "darwin",
+    "einstein",
+    "euler",
+    "feynman",
+    "galileo",
+    "hopper",
+    "kepler",
+    "lovelace",
+    "newton",
+    "noether",
+    "pascal",
+    "ritchie",
+    "shannon",
+    "thompson",
+    "turing",
+    "wozniak",
+)
 
 _COLS = "id, name, image, image_ref, config, driver, created, state, started, finished, exit_code, pid"
 
@@ -164,10 +205,15 @@ class ContainerStore:
         return base / STDOUT_LOG, base / STDERR_LOG
 
     def _from_row(self, row: tuple[Any, ...]) -> ContainerRecord:
-        rec = ContainerRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7],
-                              row[8], row[9], row[10], row[11])
-        rec.volumes = [(r[0], r[1], bool(r[2])) for r in self.meta.query(
-            "SELECT volume, target, readonly FROM container_volumes WHERE container=?", (rec.id,))]
+        rec = ContainerRecord(
+            row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7], row[8], row[9], row[10], row[11]
+        )
+        rec.volumes = [
+            (r[0], r[1], bool(r[2]))
+            for r in self.meta.query(
+                "SELECT volume, target, readonly FROM container_volumes WHERE container=?", (rec.id,)
+            )
+        ]
         return rec
 
     def all(self) -> list[ContainerRecord]:
@@ -196,8 +242,15 @@ class ContainerStore:
                 return name
         return f"strata_{os.urandom(4).hex()}"
 
-    def create(self, image_id: str, image_ref: str, config: dict[str, Any], driver: str,
-               name: str | None = None, volumes: list[tuple[str, str, bool]] | None = None) -> ContainerRecord:
+    def create(
+        self,
+        image_id: str,
+        image_ref: str,
+        config: dict[str, Any],
+        driver: str,
+        name: str | None = None,
+        volumes: list[tuple[str, str, bool]] | None = None,
+    ) -> ContainerRecord:
         if name is not None:
             if not NAME_RE.match(name):
                 raise InvalidName(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
@@ -216,15 +269,30 @@ class ContainerStore:
                 chosen = name or self._free_name()
                 if conn.execute("SELECT 1 FROM containers WHERE name=?", (chosen,)).fetchone():
                     raise AlreadyExists(
-                        f'the container name "/{chosen}" is already in use; remove that container or pick another name')
+                        f'the container name "/{chosen}" is already in use; remove that container or pick another name'
+                    )
                 conn.execute(
                     f"INSERT INTO containers({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (container_id, chosen, image_id, image_ref, json.dumps(config), driver, time.time(),
-                     "created", None, None, None, None),
+                    (
+                        container_id,
+                        chosen,
+                        image_id,
+                        image_ref,
+                        json.dumps(config),
+                        driver,
+                        time.time(),
+                        "created",
+                        None,
+                        None,
+                        None,
+                        None,
+                    ),
                 )
                 for volume, target, readonly in volumes or []:
-                    conn.execute("INSERT INTO container_volumes(container, volume, target, readonly) VALUES (?,?,?,?)",
-                                 (container_id, volume, target, int(readonly)))
+                    conn.execute(
+                        "INSERT INTO container_volumes(container, volume, target, readonly) VALUES (?,?,?,?)",
+                        (container_id, volume, target, int(readonly)),
+                    )
         except BaseException:
             self.release(container_id)
             rmtree(path)

@@ -98,7 +98,7 @@ def _copy_bytes(src: int, dst: int) -> None:
     while block := os.read(src, _CHUNK):
         view = memoryview(block)
         while view:
-            view = view[os.write(dst, view):]
+            view = view[os.write(dst, view) :]
 
 
 class _Writer:
@@ -159,8 +159,15 @@ class _Writer:
         return True
 
 
-def export_view(view: UnionView, path: str, dest: str | os.PathLike[str], rules: ExportRules, *,
-                into: bool = False, check: Callable[[], None] | None = None) -> None:
+def export_view(
+    view: UnionView,
+    path: str,
+    dest: str | os.PathLike[str],
+    rules: ExportRules,
+    *,
+    into: bool = False,
+    check: Callable[[], None] | None = None,
+) -> None:
     """Write what ``view`` shows at ``path`` (taken as it is: a symlink is copied as a link)
     as ``dest``, which must not exist yet and whose parent must. With ``into``, ``dest`` is
     an existing directory that receives what the directory ``path`` holds, and its mode.
@@ -193,8 +200,9 @@ def export_view(view: UnionView, path: str, dest: str | os.PathLike[str], rules:
         os.close(writer.top)
 
 
-def _tree(writer: _Writer, path: str, top_fd: int, top_where: str, top: UnionEntry,
-          check: Callable[[], None] | None) -> None:
+def _tree(
+    writer: _Writer, path: str, top_fd: int, top_where: str, top: UnionEntry, check: Callable[[], None] | None
+) -> None:
     """Everything below the directory ``path``, whose copy is open as ``top_fd`` (closed
     here). The view walks in tree order, so a directory's entries follow it without a gap:
     a stack of open directories holds the one being filled and its ancestors."""

@@ -501,8 +501,9 @@ class _Extractor:
             ) from e
 
     def needs_chown(self, node: _Node) -> bool:
-        return self.root and (self.setgid_dest or (node.uid, node.gid) != self.owner) and self.can_own(
-            node.uid, node.gid)
+        return (
+            self.root and (self.setgid_dest or (node.uid, node.gid) != self.owner) and self.can_own(node.uid, node.gid)
+        )
 
     def set_meta(self, path: str, node: _Node, *, chmod: bool = True) -> None:
         target = self.disk(path)

@@ -92,8 +92,15 @@ def host_architecture() -> str:
     import platform
 
     machine = platform.machine().lower()
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
-            "s390x": "s390x", "riscv64": "riscv64"}.get(machine, machine)
+    return {
+        "x86_64": "amd64",
+        "aarch64": "arm64",
+        "armv7l": "arm",
+        "i686": "386",
+        "ppc64le": "ppc64le",
+        "s390x": "s390x",
+        "riscv64": "riscv64",
+    }.get(machine, machine)
 
 
 class ImageStore:
@@ -142,11 +149,15 @@ class ImageStore:
         if ref.digest is not None:
             row = self.meta.one(
                 "SELECT i.id, i.config, i.top_layer, i.parent, i.created FROM tags t JOIN images i ON i.id=t.image "
-                "WHERE t.name=?", (ref.name,))
+                "WHERE t.name=?",
+                (ref.name,),
+            )
         else:
             row = self.meta.one(
                 "SELECT i.id, i.config, i.top_layer, i.parent, i.created FROM tags t JOIN images i ON i.id=t.image "
-                "WHERE t.name=?", (ref.name,))
+                "WHERE t.name=?",
+                (ref.name,),
+            )
         if row is None:
             raise ImageNotFound(text)
         return self._from_row(row)
@@ -166,8 +177,9 @@ class ImageStore:
 
     # --- writing -------------------------------------------------------------------
 
-    def add(self, raw_config: bytes, top_layer: str | None, parent: str | None = None,
-            tags: Iterable[str] = ()) -> Image:
+    def add(
+        self, raw_config: bytes, top_layer: str | None, parent: str | None = None, tags: Iterable[str] = ()
+    ) -> Image:
         """Register a config over a layer chain; the same bytes give the same image."""
         config = json.loads(raw_config)
         diff_ids = list(config.get("rootfs", {}).get("diff_ids") or [])
@@ -186,8 +198,9 @@ class ImageStore:
                 self._tag(conn, image_id, tag)
         return self.get(image_id)
 
-    def create(self, config: dict[str, Any], top_layer: str | None, parent: str | None = None,
-               tags: Iterable[str] = ()) -> Image:
+    def create(
+        self, config: dict[str, Any], top_layer: str | None, parent: str | None = None, tags: Iterable[str] = ()
+    ) -> Image:
         return self.add(canonical_json(config), top_layer, parent, tags)
 
     def _tag(self, conn: Any, image_id: str, name: str) -> str:
@@ -232,8 +245,10 @@ class ImageStore:
             return [f"Untagged: {reference.familiar(name)}"]
         if not by_name and len(image.tags) > 1 and not force:
             raise ImageInUse(
-                f"image {image.short_id}", [reference.familiar(t) for t in image.tags],
-                "it is referenced in multiple repositories; remove by name or use -f")
+                f"image {image.short_id}",
+                [reference.familiar(t) for t in image.tags],
+                "it is referenced in multiple repositories; remove by name or use -f",
+            )
         users = self.users(image.id)
         if users:
             raise ImageInUse(f"image {image.short_id}", users, "remove the containers first")

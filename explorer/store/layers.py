@@ -210,9 +210,17 @@ class LayerStore:
             layer = self.commit(st, result.entries, result.diff_id, result.size, parent, created_by)
             return layer, result.compressed_digest, result.compressed_size
 
-    def add_dir(self, st: Staging, entries: list[FileEntry], parent: str | None, created_by: str,
-                predecessor: Predecessor | None = None, *, elsewhere: Mapping[str, str] | None = None,
-                settle: Callable[[], None] | None = None) -> Layer:
+    def add_dir(
+        self,
+        st: Staging,
+        entries: list[FileEntry],
+        parent: str | None,
+        created_by: str,
+        predecessor: Predecessor | None = None,
+        *,
+        elsewhere: Mapping[str, str] | None = None,
+        settle: Callable[[], None] | None = None,
+    ) -> Layer:
         """Register content already written into ``st.diff`` (a build step, a commit). Only
         the tar's digest and tar-split are made: the tar itself is written on export.
 
@@ -229,11 +237,16 @@ class LayerStore:
                 predecessor = None
             else:
                 if predecessor.same:
-                    earlier = EarlierLayer(str(self.tarsplit_path(predecessor.layer_id)), predecessor.same,
-                                           predecessor.entries, str(self.diff_dir(predecessor.layer_id)))
+                    earlier = EarlierLayer(
+                        str(self.tarsplit_path(predecessor.layer_id)),
+                        predecessor.same,
+                        predecessor.entries,
+                        str(self.diff_dir(predecessor.layer_id)),
+                    )
         with self.store.gc_lock(), guard_enospc(str(st.path)):
-            diff_id, size = write_layer_tar(str(st.diff), entries, None, str(st.tarsplit), earlier=earlier,
-                                            elsewhere=elsewhere, settle=settle)
+            diff_id, size = write_layer_tar(
+                str(st.diff), entries, None, str(st.tarsplit), earlier=earlier, elsewhere=elsewhere, settle=settle
+            )
             return self.commit(st, entries, diff_id, size, parent, created_by, predecessor, settle)
 
     def commit(
@@ -270,8 +283,20 @@ class LayerStore:
                 try:
                     conn.execute(
                         f"INSERT INTO layers({_LAYER_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (st.id, chain_id, diff_id, parent, size, content, len(entries),
-                         added, modified, deleted, now, created_by),
+                        (
+                            st.id,
+                            chain_id,
+                            diff_id,
+                            parent,
+                            size,
+                            content,
+                            len(entries),
+                            added,
+                            modified,
+                            deleted,
+                            now,
+                            created_by,
+                        ),
                     )
                     rows = entries
                     if predecessor is not None:
@@ -313,8 +338,10 @@ class LayerStore:
                 deleted += old is not None
             elif old is None:
                 added += 1
-            elif e.type == DIR and old.entry.type == DIR and (e.mode, e.uid, e.gid) == (
-                old.entry.mode, old.entry.uid, old.entry.gid
+            elif (
+                e.type == DIR
+                and old.entry.type == DIR
+                and (e.mode, e.uid, e.gid) == (old.entry.mode, old.entry.uid, old.entry.gid)
             ):
                 continue
             else:
@@ -325,8 +352,10 @@ class LayerStore:
         """Who keeps this layer alive: images whose chain contains it, child layers, cache entries."""
         out = [f"layer {r[0][:12]}" for r in self.meta.query("SELECT id FROM layers WHERE parent=?", (layer_id,))]
         out += [f"image {r[0][7:19]}" for r in self.meta.query("SELECT id FROM images WHERE top_layer=?", (layer_id,))]
-        out += [f"build cache {r[0][:12]}" for r in self.meta.query(
-            "SELECT key FROM build_cache WHERE layer=?", (layer_id,))]
+        out += [
+            f"build cache {r[0][:12]}"
+            for r in self.meta.query("SELECT key FROM build_cache WHERE layer=?", (layer_id,))
+        ]
         return out
 
     def delete(self, layer_id: str) -> None:
@@ -357,8 +386,22 @@ def _insert_rows(conn: Any, layer_id: str, entries: list[FileEntry]) -> None:
     conn.executemany(
         f"INSERT OR REPLACE INTO files(layer, parent, {_FILE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
-            (layer_id, stored(parent_of(e.path)), stored(e.path), e.type, e.mode, e.uid, e.gid, e.size, e.mtime,
-             e.digest, stored_or_none(e.link), int(e.opaque), e.devmajor, e.devminor)
+            (
+                layer_id,
+                stored(parent_of(e.path)),
+                stored(e.path),
+                e.type,
+                e.mode,
+                e.uid,
+                e.gid,
+                e.size,
+                e.mtime,
+                e.digest,
+                stored_or_none(e.link),
+                int(e.opaque),
+                e.devmajor,
+                e.devminor,
+            )
             for e in entries
         ),
     )
@@ -377,8 +420,9 @@ def _copy_rows(conn: Any, layer_id: str, entries: list[FileEntry], predecessor: 
         f"INSERT INTO files(layer, parent, {_FILE_COLS}) SELECT ?, parent, {_FILE_COLS} FROM files WHERE layer=?",
         (layer_id, predecessor.layer_id),
     )
-    conn.executemany("DELETE FROM files WHERE layer=? AND path=?",
-                     ((layer_id, stored(path)) for path in base if path not in present))
+    conn.executemany(
+        "DELETE FROM files WHERE layer=? AND path=?", ((layer_id, stored(path)) for path in base if path not in present)
+    )
     return changed
 
 

@@ -215,23 +215,65 @@ _ZEROS = bytes(167)
 _PAD = bytes(512)
 
 
-def _header(name: str, flag: str, mode: int, uid: int, gid: int, size: int, mtime: int, linkname: str = "",
-            devmajor: int = 0, devminor: int = 0) -> bytes:
+def _header(
+    name: str,
+    flag: str,
+    mode: int,
+    uid: int,
+    gid: int,
+    size: int,
+    mtime: int,
+    linkname: str = "",
+    devmajor: int = 0,
+    devminor: int = 0,
+) -> bytes:
     """``tarstream.build_header``'s bytes: built here directly when every value fits its
     ustar field (nearly always), by ``build_header`` otherwise."""
     raw = name.encode("utf-8", "surrogateescape")
     link = linkname.encode("utf-8", "surrogateescape")
-    if (len(raw) <= 100 and len(link) <= 100 and raw.isascii() and link.isascii()
-            and 0 <= uid < _OCTAL7 and 0 <= gid < _OCTAL7 and 0 <= size < _OCTAL11 and 0 <= mtime < _OCTAL11
-            and 0 <= devmajor < _OCTAL7 and 0 <= devminor < _OCTAL7):
+    if (
+        len(raw) <= 100
+        and len(link) <= 100
+        and raw.isascii()
+        and link.isascii()
+        and 0 <= uid < _OCTAL7
+        and 0 <= gid < _OCTAL7
+        and 0 <= size < _OCTAL11
+        and 0 <= mtime < _OCTAL11
+        and 0 <= devmajor < _OCTAL7
+        and 0 <= devminor < _OCTAL7
+    ):
         numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode & 0o7777, uid, gid, size, mtime)
         devices = b"%07o\0%07o\0" % (devmajor, devminor)
         kind = flag.encode("ascii")
         checksum = sum(raw) + sum(numbers) + kind[0] + sum(link) + sum(devices) + _SPACES_AND_MAGIC
-        return b"".join((raw, _ZEROS[: 100 - len(raw)], numbers, b"%06o\0 " % checksum, kind, link,
-                         _ZEROS[: 100 - len(link)], _MAGIC, _ZEROS[:64], devices, _ZEROS))
-    return ts.build_header(name, flag, mode=mode, uid=uid, gid=gid, size=size, mtime=mtime, linkname=linkname,
-                           devmajor=devmajor, devminor=devminor)
+        return b"".join(
+            (
+                raw,
+                _ZEROS[: 100 - len(raw)],
+                numbers,
+                b"%06o\0 " % checksum,
+                kind,
+                link,
+                _ZEROS[: 100 - len(link)],
+                _MAGIC,
+                _ZEROS[:64],
+                devices,
+                _ZEROS,
+            )
+        )
+    return ts.build_header(
+        name,
+        flag,
+        mode=mode,
+        uid=uid,
+        gid=gid,
+        size=size,
+        mtime=mtime,
+        linkname=linkname,
+        devmajor=devmajor,
+        devminor=devminor,
+    )
 
 
 def _sort_key(entry: FileEntry) -> list[str]:
@@ -296,8 +338,14 @@ class _Payloads:
     layer's inodes are read from the earlier tree, new content from where the writer put
     it for now (``elsewhere``), and anything else first waits for the tree (``settle``)."""
 
-    def __init__(self, tree: TreeReader, earlier: TreeReader | None = None, same: frozenset[str] = frozenset(),
-                 elsewhere: Mapping[str, str] | None = None, settle: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        tree: TreeReader,
+        earlier: TreeReader | None = None,
+        same: frozenset[str] = frozenset(),
+        elsewhere: Mapping[str, str] | None = None,
+        settle: Callable[[], None] | None = None,
+    ) -> None:
         self.tree = tree
         self.root = tree.root
         self._earlier = earlier
@@ -478,8 +526,12 @@ class _ResumePoint:
 
     @classmethod
     def from_list(cls, value: Any) -> _ResumePoint | None:
-        if (isinstance(value, list) and len(value) == 5 and isinstance(value[1], str)
-                and all(isinstance(v, int) and v >= 0 for v in (value[0], *value[2:]))):
+        if (
+            isinstance(value, list)
+            and len(value) == 5
+            and isinstance(value[1], str)
+            and all(isinstance(v, int) and v >= 0 for v in (value[0], *value[2:]))
+        ):
             return cls(*value)
         return None
 
@@ -502,8 +554,7 @@ def _agreeing(ordered: Sequence[FileEntry], earlier: EarlierLayer) -> int:
     return count
 
 
-def _agreeing_back(ordered: Sequence[FileEntry], theirs: Sequence[FileEntry], same: frozenset[str],
-                   floor: int) -> int:
+def _agreeing_back(ordered: Sequence[FileEntry], theirs: Sequence[FileEntry], same: frozenset[str], floor: int) -> int:
     """How many trailing sorted entries the two layers share (as ``_agreeing`` for the
     front), leaving the first ``floor`` entries of each out."""
     count = 0
@@ -539,8 +590,13 @@ def _earlier_points(earlier: EarlierLayer) -> tuple[list[_ResumePoint], int, int
     except (OSError, ValueError, TarSplitError):
         return None
     raw, size, payloads = footer.get(CHECKPOINTS_KEY), footer.get("size"), footer.get("payloads")
-    if (footer.get(WRITER_KEY) != TAR_WRITER or footer.get("spool") or not isinstance(raw, list)
-            or not isinstance(size, int) or not isinstance(payloads, int)):
+    if (
+        footer.get(WRITER_KEY) != TAR_WRITER
+        or footer.get("spool")
+        or not isinstance(raw, list)
+        or not isinstance(size, int)
+        or not isinstance(payloads, int)
+    ):
         return None
     points: list[_ResumePoint] = []
     for value in raw:
@@ -584,8 +640,9 @@ def _plan_reuse(ordered: Sequence[FileEntry], earlier: EarlierLayer) -> _Reuse |
     return _Reuse(plain, prefix, kept if prefix is not None else [], suffix, later, shift, ops)
 
 
-def _scan_records(plain: bytes, marks: set[int], ops_from: int | None
-                  ) -> tuple[dict[int, tuple[int, int]], tuple[int, int], list[tuple[int, Any, int]]] | None:
+def _scan_records(
+    plain: bytes, marks: set[int], ops_from: int | None
+) -> tuple[dict[int, tuple[int, int]], tuple[int, int], list[tuple[int, Any, int]]] | None:
     """Walk a tar-split's records once: the tar bytes and payload records before each
     position in ``marks``, the totals at the end, and from ``ops_from`` on the records
     themselves as ``(position, raw bytes or payload path, payload size or -1)``. None if
@@ -695,8 +752,7 @@ def write_layer_tar(
             before = None
             if earlier is not None and earlier.diff_dir is not None and (elsewhere is not None or settle is not None):
                 before = trees.enter_context(TreeReader(earlier.diff_dir))
-            payloads = _Payloads(tree, before, earlier.same if earlier is not None else frozenset(), elsewhere,
-                                 settle)
+            payloads = _Payloads(tree, before, earlier.same if earlier is not None else frozenset(), elsewhere, settle)
             stream = _Stream(out, payloads)
             total = sum(e.size for e in entries if e.type == FILE)
             spacing = max(_MIN_SPACING, total // _MAX_CHECKPOINTS)
@@ -709,8 +765,9 @@ def write_layer_tar(
                     start, points = reuse.prefix.entry, list(reuse.kept)
             stop = reuse.suffix.entry + reuse.shift if reuse is not None and reuse.suffix is not None else None
             try:
-                _hash_members(stream, _members(ordered, start, stop), split, spacing,
-                              points[-1].offset if points else 0)
+                _hash_members(
+                    stream, _members(ordered, start, stop), split, spacing, points[-1].offset if points else 0
+                )
                 if stop is not None:
                     assert reuse is not None and split is not None
                     _replay(stream, split, reuse)
@@ -744,8 +801,9 @@ def _split_member(split: SplitWriter, member: _Member) -> None:
             split.raw(_padding(size))
 
 
-def _hash_members(stream: _Stream, members: Iterable[tuple[int, _Member]], split: SplitWriter | None,
-                  spacing: int, last: int) -> None:
+def _hash_members(
+    stream: _Stream, members: Iterable[tuple[int, _Member]], split: SplitWriter | None, spacing: int, last: int
+) -> None:
     """Put ``members`` through the stream (and the tar-split), asking for a resume point
     about every ``spacing`` bytes after ``last``."""
     upcoming = iter(members)

@@ -31,7 +31,11 @@ class LinkClone:
         try:
             self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
                 ["cp", "-lRP", "--no-preserve=all", "-T", "--", source, dest],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True)
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                close_fds=True,
+            )
         except OSError as e:
             self._proc = None
             self._error = f"cannot start cp: {e.strerror or e}"
@@ -52,4 +56,3 @@ class LinkClone:
         if proc is not None and proc.returncode is None:
             proc.kill()
             proc.communicate()
-

@@ -166,6 +166,7 @@ def migrate_from(conn: sqlite3.Connection, version: int) -> None:
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version={target}")
 
+
 TIGHT_BYTES = 1 << 20
 """Below this much free space the database is opened in place (see ``Metadata._open``)."""
 
@@ -199,8 +200,9 @@ def classify(err: sqlite3.Error, where: str) -> StoreError:
     if "disk is full" in text or "database or disk is full" in text:
         return StoreFull(f"no space left on device for the store at {where}; {FREE_SPACE_HINT}")
     if "readonly" in text or "read-only" in text:
-        return StoreReadOnly(f"the store's database at {where} is read-only; "
-                             "check the file system and the file's permissions")
+        return StoreReadOnly(
+            f"the store's database at {where} is read-only; check the file system and the file's permissions"
+        )
     damage = damage_of(text)
     if damage is not None:
         return StoreDamaged(where, damage)
@@ -252,8 +254,13 @@ class Metadata:
         if self.path.exists() and not os.access(self.path.parent, os.W_OK):
             # A read-only store (media, a remounted filesystem): read what is there.
             try:
-                conn = sqlite3.connect(f"file:{self.path}?immutable=1", uri=True, timeout=BUSY_TIMEOUT_S,
-                                       isolation_level=None, check_same_thread=False)
+                conn = sqlite3.connect(
+                    f"file:{self.path}?immutable=1",
+                    uri=True,
+                    timeout=BUSY_TIMEOUT_S,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
                 conn.execute("PRAGMA query_only=ON")
             except sqlite3.Error as e:
                 raise classify(e, str(self.path)) from e

@@ -99,8 +99,11 @@ class _Rebuild:
             _put(conn, "blobs", [r for r in rows["blobs"].values() if r[0] in layers])
             _put(conn, "containers", list(containers.values()))
             _put(conn, "volumes", list(volumes.values()))
-            _put(conn, "container_volumes", [r for r in rows["container_volumes"].values()
-                                             if r[0] in containers and r[1] in volumes])
+            _put(
+                conn,
+                "container_volumes",
+                [r for r in rows["container_volumes"].values() if r[0] in containers and r[1] in volumes],
+            )
             _put(conn, "build_cache", [r for r in rows["build_cache"].values() if r[2] is None or r[2] in layers])
             conn.execute("COMMIT")
         finally:
@@ -141,8 +144,9 @@ class _Rebuild:
 
     # --- layers --------------------------------------------------------------------
 
-    def _layers(self, rows: dict[Any, Row], file_rows: dict[Any, Row]
-                ) -> tuple[dict[str, list[Any]], dict[str, list[Row]]]:
+    def _layers(
+        self, rows: dict[Any, Row], file_rows: dict[Any, Row]
+    ) -> tuple[dict[str, list[Any]], dict[str, list[Row]]]:
         by_layer: dict[str, list[Row]] = {}
         for r in file_rows.values():
             by_layer.setdefault(r[0], []).append(r)
@@ -176,8 +180,20 @@ class _Rebuild:
                 layers[name] = fixed
             else:
                 self.out.adopted.append(f"layers/{name}")
-                layers[name] = [name, diff_id, diff_id, None, size, content, len(entries),
-                                len(entries) - deleted, 0, deleted, path.stat().st_mtime, ""]
+                layers[name] = [
+                    name,
+                    diff_id,
+                    diff_id,
+                    None,
+                    size,
+                    content,
+                    len(entries),
+                    len(entries) - deleted,
+                    0,
+                    deleted,
+                    path.stat().st_mtime,
+                    "",
+                ]
             files[name] = [_file_row(name, e) for e in entries]
         for name in rows:
             if name not in layers and f"layers/{name}" not in self.out.unreadable:
@@ -261,8 +277,17 @@ class _Rebuild:
         return kept
 
 
-_KEYS = {"layers": (0,), "files": (0, 1), "images": (0,), "tags": (0,), "blobs": (0, 1), "containers": (0,),
-         "volumes": (0,), "container_volumes": (0, 2), "build_cache": (0,)}
+_KEYS = {
+    "layers": (0,),
+    "files": (0, 1),
+    "images": (0,),
+    "tags": (0,),
+    "blobs": (0, 1),
+    "containers": (0,),
+    "volumes": (0,),
+    "container_volumes": (0, 2),
+    "build_cache": (0,),
+}
 
 
 def _by_key(table: str, rows: list[Row]) -> dict[Any, Row]:
@@ -333,8 +358,22 @@ def _chain_id(layers: dict[str, list[Any]], name: str, done: dict[str, str]) -> 
 
 
 def _file_row(layer: str, e: FileEntry) -> Row:
-    return (layer, stored(e.path), stored(parent_of(e.path)), e.type, e.mode, e.uid, e.gid, e.size, e.mtime,
-            e.digest, stored_or_none(e.link), int(e.opaque), e.devmajor, e.devminor)
+    return (
+        layer,
+        stored(e.path),
+        stored(parent_of(e.path)),
+        e.type,
+        e.mode,
+        e.uid,
+        e.gid,
+        e.size,
+        e.mtime,
+        e.digest,
+        stored_or_none(e.link),
+        int(e.opaque),
+        e.devmajor,
+        e.devminor,
+    )
 
 
 def _index(path: Path, scratch_area: Path) -> tuple[list[FileEntry], str, int]:
@@ -395,4 +434,3 @@ def _fsync(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-

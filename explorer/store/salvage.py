@@ -84,13 +84,24 @@ def _opt_hex_id(v: object) -> bool:
 # The columns of each table of schema 1 (metadata.py), in record order, as checks.
 SHAPES: dict[str, tuple[Callable[[object], bool], ...]] = {
     "layers": (_hex_id, _digest, _digest, _opt_hex_id, _int, _int, _int, _int, _int, _int, _real, _text),
-    "files": (_hex_id, _name, _name, _text, _int, _int, _int, _int, _real, _opt_text, _opt_name, _int, _int,
-              _int),
+    "files": (_hex_id, _name, _name, _text, _int, _int, _int, _int, _real, _opt_text, _opt_name, _int, _int, _int),
     "images": (_digest, _blob, _opt_hex_id, _opt_digest, _real),
     "tags": (_text, _digest),
     "blobs": (_hex_id, _digest, _text, _int, _text),
-    "containers": (_hex_id, _text, _digest, _text, _text, _text, _real, _text, _opt_real, _opt_real, _opt_int,
-                   _opt_int),
+    "containers": (
+        _hex_id,
+        _text,
+        _digest,
+        _text,
+        _text,
+        _text,
+        _real,
+        _text,
+        _opt_real,
+        _opt_real,
+        _opt_int,
+        _opt_int,
+    ),
     "volumes": (_text, _real, _text, _int, _text),
     "container_volumes": (_hex_id, _text, _text, _int),
     "build_cache": (_text, _opt_text, _opt_hex_id, _blob, _text, _text, _real, _real),
@@ -146,12 +157,12 @@ def _record(payload: bytes) -> Row:
             n = (1, 2, 3, 4, 6, 8)[t - 1]
             if body + n > len(payload):
                 raise _Bad("integer past the end")
-            out.append(int.from_bytes(payload[body:body + n], "big", signed=True))
+            out.append(int.from_bytes(payload[body : body + n], "big", signed=True))
             body += n
         elif t == 7:
             if body + 8 > len(payload):
                 raise _Bad("real past the end")
-            out.append(struct.unpack(">d", payload[body:body + 8])[0])
+            out.append(struct.unpack(">d", payload[body : body + 8])[0])
             body += 8
         elif t in (8, 9):
             out.append(t - 8)
@@ -159,7 +170,7 @@ def _record(payload: bytes) -> Row:
             n = (t - 12) // 2
             if body + n > len(payload):
                 raise _Bad("value past the end")
-            raw = payload[body:body + n]
+            raw = payload[body : body + n]
             body += n
             if t % 2:
                 try:
@@ -197,6 +208,7 @@ class _File:
 
     def _guess_page_size(self) -> int:
         """The size at which most page starts look like b-tree pages."""
+
         def score(size: int) -> int:
             hits = 0
             for start in range(size, min(len(self.data), size * 64), size):
@@ -217,9 +229,9 @@ class _File:
         frame = 24 + self.page_size
         pending: dict[int, bytes] = {}
         for start in range(32, len(wal) - frame + 1, frame):
-            number = int.from_bytes(wal[start:start + 4], "big")
-            pending[number] = wal[start + 24:start + frame]
-            if int.from_bytes(wal[start + 4:start + 8], "big"):  # a commit frame
+            number = int.from_bytes(wal[start : start + 4], "big")
+            pending[number] = wal[start + 24 : start + frame]
+            if int.from_bytes(wal[start + 4 : start + 8], "big"):  # a commit frame
                 self.wal.update(pending)
                 pending = {}
         if self.wal:
@@ -231,7 +243,7 @@ class _File:
         start = (number - 1) * self.page_size
         if number < 1 or start >= len(self.data):
             raise _Bad(f"page {number} is past the end of the file")
-        return self.data[start:start + self.page_size]
+        return self.data[start : start + self.page_size]
 
     def local_size(self, payload: int, table_leaf: bool) -> int:
         u = self.usable
@@ -244,12 +256,12 @@ class _File:
 
     def payload(self, page: bytes, pos: int, size: int, table_leaf: bool) -> bytes:
         local = self.local_size(size, table_leaf)
-        out = bytearray(page[pos:pos + local])
+        out = bytearray(page[pos : pos + local])
         if len(out) != local:
             raise _Bad("cell past the end of its page")
         if local == size:
             return bytes(out)
-        following = int.from_bytes(page[pos + local:pos + local + 4], "big")
+        following = int.from_bytes(page[pos + local : pos + local + 4], "big")
         seen: set[int] = set()
         while len(out) < size:
             if following in seen or following == 0:
@@ -257,7 +269,7 @@ class _File:
             seen.add(following)
             over = self.page(following)
             following = int.from_bytes(over[:4], "big")
-            out += over[4:self.usable][: size - len(out)]
+            out += over[4 : self.usable][: size - len(out)]
         return bytes(out)
 
 
@@ -276,25 +288,25 @@ def _cells(db: _File, number: int) -> _Cells:
     kind = page[base]
     if kind not in (_LEAF_TABLE, _LEAF_INDEX, _INTERIOR_TABLE, _INTERIOR_INDEX):
         raise _Bad(f"page {number} is not a b-tree page")
-    n_cells = int.from_bytes(page[base + 3:base + 5], "big")
+    n_cells = int.from_bytes(page[base + 3 : base + 5], "big")
     header = 8 if kind in (_LEAF_TABLE, _LEAF_INDEX) else 12
     if base + header + 2 * n_cells > len(page):
         raise _Bad("cell count beyond the page")
     children: list[int] = []
     if header == 12:
-        children.append(int.from_bytes(page[base + 8:base + 12], "big"))
+        children.append(int.from_bytes(page[base + 8 : base + 12], "big"))
     records: list[Row] = []
     for i in range(n_cells):
         at = base + header + 2 * i
-        pos = int.from_bytes(page[at:at + 2], "big")
+        pos = int.from_bytes(page[at : at + 2], "big")
         if pos >= len(page):
             continue
         try:
             if kind == _INTERIOR_TABLE:
-                children.append(int.from_bytes(page[pos:pos + 4], "big"))
+                children.append(int.from_bytes(page[pos : pos + 4], "big"))
                 continue
             if kind == _INTERIOR_INDEX:
-                children.append(int.from_bytes(page[pos:pos + 4], "big"))
+                children.append(int.from_bytes(page[pos : pos + 4], "big"))
                 pos += 4
             size, pos = _varint(page, pos)
             if kind == _LEAF_TABLE:
@@ -396,5 +408,4 @@ def _readable(db: _File, number: int) -> bool:
     except _Bad:
         return False
     base = 100 if number == 1 else 0
-    return len(page) == db.page_size and page[base] in (0, _LEAF_TABLE, _LEAF_INDEX, _INTERIOR_TABLE,
-                                                         _INTERIOR_INDEX)
+    return len(page) == db.page_size and page[base] in (0, _LEAF_TABLE, _LEAF_INDEX, _INTERIOR_TABLE, _INTERIOR_INDEX)

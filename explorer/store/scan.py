@@ -121,9 +121,16 @@ def _walk(root: str) -> tuple[list[tuple[str, os.stat_result]], dict[str, str], 
     return found, links, opaque
 
 
-def _entries(found: list[tuple[str, os.stat_result]], links: dict[str, str], opaque_dirs: set[str],
-             tree: TreeReader, base: dict[str, FileEntry] | None, me: tuple[int, int],
-             can_own: Callable[[int, int], bool], devices: bool) -> list[FileEntry]:
+def _entries(
+    found: list[tuple[str, os.stat_result]],
+    links: dict[str, str],
+    opaque_dirs: set[str],
+    tree: TreeReader,
+    base: dict[str, FileEntry] | None,
+    me: tuple[int, int],
+    can_own: Callable[[int, int], bool],
+    devices: bool,
+) -> list[FileEntry]:
     primaries: dict[tuple[int, int], str] = {}
     out: list[FileEntry] = []
     for path, st in found:
@@ -146,8 +153,13 @@ def _entries(found: list[tuple[str, os.stat_result]], links: dict[str, str], opa
             kind, mode, uid, gid, keep_major, keep_minor = _keep_base(st, kind, mode, old)
             if kind in (CHAR, BLOCK) and not stat.S_ISCHR(st.st_mode) and not stat.S_ISBLK(st.st_mode):
                 devmajor, devminor = keep_major, keep_minor
-        elif (old is not None and old.type in (CHAR, BLOCK) and kind == FILE and st.st_size == 0
-              and (mode == 0 or not devices)):
+        elif (
+            old is not None
+            and old.type in (CHAR, BLOCK)
+            and kind == FILE
+            and st.st_size == 0
+            and (mode == 0 or not devices)
+        ):
             # The inert stand-in a user namespace keeps for a device node (see extract).
             kind, mode, devmajor, devminor = old.type, old.mode, old.devmajor, old.devminor
         size = 0

@@ -103,8 +103,9 @@ class Store:
                     break
         if not unmarked:
             return False
-        return all(self.meta.one(f"SELECT 1 FROM {table} LIMIT 1") is None
-                   for table in ("layers", "containers", "volumes"))
+        return all(
+            self.meta.one(f"SELECT 1 FROM {table} LIMIT 1") is None for table in ("layers", "containers", "volumes")
+        )
 
     def clean_staging(self) -> list[str]:
         """Remove what processes that no longer run left half-done: staging under tmp/,
@@ -149,8 +150,11 @@ class Store:
         return True
 
     def _recorded(self, area: str, name: str) -> bool:
-        table, column = {"layers": ("layers", "id"), "containers": ("containers", "id"),
-                         "volumes": ("volumes", "name")}[area]
+        table, column = {
+            "layers": ("layers", "id"),
+            "containers": ("containers", "id"),
+            "volumes": ("volumes", "name"),
+        }[area]
         return self.meta.one(f"SELECT 1 FROM {table} WHERE {column}=?", (name,)) is not None
 
     def gc_lock(self, exclusive: bool = False) -> contextlib.AbstractContextManager[None]:

@@ -148,7 +148,12 @@ class SplitWriter:
             _copy_fd(self._spool.fileno(), self._file, self._spool_size)
             self._spool.close()
         fields: dict[str, object] = {
-            "version": 1, "frame": frame, "payloads": self._count, "size": self.size, "spool": self._subst}
+            "version": 1,
+            "frame": frame,
+            "payloads": self._count,
+            "size": self.size,
+            "spool": self._subst,
+        }
         if extra:
             fields.update({k: v for k, v in extra.items() if k not in fields})
         footer = json.dumps(fields, separators=(",", ":")).encode()

@@ -205,8 +205,9 @@ class TarReader:
     payloads always reassembles into the original stream.
     """
 
-    def __init__(self, source: ByteSource, *, raw_sink: RawSink | None = None, max_meta: int = MAX_META,
-                 strict_end: bool = False):
+    def __init__(
+        self, source: ByteSource, *, raw_sink: RawSink | None = None, max_meta: int = MAX_META, strict_end: bool = False
+    ):
         self._src = source
         self._strict_end = strict_end
         self._sink = raw_sink

@@ -70,8 +70,9 @@ def copy_tree(src: str, dst: str) -> set[str]:
     return copied
 
 
-def _copy_entries(sfd: int, dfd: int, dst_top: int, rel: str, copied: set[str],
-                  links: dict[tuple[int, int], str]) -> list[tuple[str, os.stat_result]]:
+def _copy_entries(
+    sfd: int, dfd: int, dst_top: int, rel: str, copied: set[str], links: dict[tuple[int, int], str]
+) -> list[tuple[str, os.stat_result]]:
     """Copy what directory ``sfd`` holds into ``dfd``, its subdirectories made empty; returns
     them (name and stat) for the caller to fill."""
     subdirs: list[tuple[str, os.stat_result]] = []
@@ -138,7 +139,7 @@ def _copy_data(src: int, out: int, size: int) -> None:
     while chunk := os.read(src, 1 << 20):
         view = memoryview(chunk)
         while view:
-            view = view[os.write(out, view):]
+            view = view[os.write(out, view) :]
 
 
 def _link(dst_top: int, first: str, dfd: int, name: str) -> None:

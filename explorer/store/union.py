@@ -34,13 +34,26 @@ _PATH, _TYPE, _OPAQUE = 0, 1, 9
 
 
 def _row_entry(row: Row) -> FileEntry:
-    return FileEntry(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
-                     bool(row[9]), row[10], row[11])
+    return FileEntry(
+        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], bool(row[9]), row[10], row[11]
+    )
 
 
 def _entry_row(e: FileEntry) -> Row:
-    return (e.path, e.type, e.mode, e.uid, e.gid, e.size, e.mtime, e.digest, e.link, int(e.opaque),
-            e.devmajor, e.devminor)
+    return (
+        e.path,
+        e.type,
+        e.mode,
+        e.uid,
+        e.gid,
+        e.size,
+        e.mtime,
+        e.digest,
+        e.link,
+        int(e.opaque),
+        e.devmajor,
+        e.devminor,
+    )
 
 
 def tree_order(path: str) -> str:
@@ -76,22 +89,25 @@ class IndexedLayer:
 
     def all_rows(self) -> list[Row]:
         with collector_paused():
-            return loaded_rows(self.store.meta.query(f"SELECT {self._COLS} FROM files WHERE layer=?",
-                                                     (self.layer.id,)))
+            return loaded_rows(self.store.meta.query(f"SELECT {self._COLS} FROM files WHERE layer=?", (self.layer.id,)))
 
     def child_rows(self, directory: str) -> list[Row]:
-        return loaded_rows(self.store.meta.query(
-            f"SELECT {self._COLS} FROM files WHERE layer=? AND parent=?", (self.layer.id, stored(directory))
-        ))
+        return loaded_rows(
+            self.store.meta.query(
+                f"SELECT {self._COLS} FROM files WHERE layer=? AND parent=?", (self.layer.id, stored(directory))
+            )
+        )
 
     def rows_for(self, paths: Sequence[str]) -> list[Row]:
         out: list[Row] = []
         for start in range(0, len(paths), 500):
             chunk = [stored(p) for p in paths[start : start + 500]]
             marks = ",".join("?" * len(chunk))
-            out += loaded_rows(self.store.meta.query(
-                f"SELECT {self._COLS} FROM files WHERE layer=? AND path IN ({marks})", [self.layer.id, *chunk]
-            ))
+            out += loaded_rows(
+                self.store.meta.query(
+                    f"SELECT {self._COLS} FROM files WHERE layer=? AND path IN ({marks})", [self.layer.id, *chunk]
+                )
+            )
         return out
 
     def content_path(self, path: str) -> Path:
@@ -101,8 +117,15 @@ class IndexedLayer:
 class ListedLayer:
     """A layer whose index is held in memory (a container's live diff, a volume)."""
 
-    def __init__(self, label: str, entries: Iterable[FileEntry], content_root: Path, kind: str = "container",
-                 rows: Iterable[Row] | None = None, ordered: bool = False):
+    def __init__(
+        self,
+        label: str,
+        entries: Iterable[FileEntry],
+        content_root: Path,
+        kind: str = "container",
+        rows: Iterable[Row] | None = None,
+        ordered: bool = False,
+    ):
         """``ordered`` promises that ``rows`` come in tree order (see ``tree_order``), so a
         walk of this layer alone skips its sort."""
         self.label = label
@@ -234,9 +257,7 @@ class UnionView:
         for index in range(len(self.layers) - 1, -1, -1):
             source = self.layers[index]
             here = {r[_PATH]: r for r in source.rows_for(chain)} if path != "/" else {}
-            cut = any(
-                a in here and (here[a][_TYPE] != DIR or here[a][_OPAQUE]) for a in chain[1:]
-            )
+            cut = any(a in here and (here[a][_TYPE] != DIR or here[a][_OPAQUE]) for a in chain[1:])
             if path in here and here[path][_TYPE] != DIR:
                 break
             for row in source.child_rows(path):
@@ -290,8 +311,7 @@ class UnionView:
     def lookup_many(self, paths: Sequence[str]) -> dict[str, UnionEntry]:
         if len(paths) > 200:
             merged = self._merge_all()
-            return {p: UnionEntry(_row_entry(merged[p][0]), merged[p][1], merged[p][2])
-                    for p in paths if p in merged}
+            return {p: UnionEntry(_row_entry(merged[p][0]), merged[p][1], merged[p][2]) for p in paths if p in merged}
         out = {}
         for p in paths:
             hit = self.lookup(p)

@@ -46,8 +46,9 @@ MAX_NAME = 255
 
 def check_name(name: str) -> str:
     if len(name or "") > MAX_NAME:
-        raise InvalidName(f"invalid volume name {name[:20]}… ({len(name)} characters): "
-                          f"use at most {MAX_NAME} characters")
+        raise InvalidName(
+            f"invalid volume name {name[:20]}… ({len(name)} characters): use at most {MAX_NAME} characters"
+        )
     if not NAME_RE.match(name or ""):
         raise InvalidName(
             f"invalid volume name {name!r}: use 2 or more of [a-zA-Z0-9_.-], starting with a letter or digit"
@@ -217,8 +218,22 @@ def walk_rows(root: Path) -> tuple[list[tuple[Any, ...]], int]:
                             link = readlink(real)
                         except OSError:
                             link = None
-                    append((path, type_from_mode(mode), imode(mode), st.st_uid, st.st_gid, 0, st.st_mtime, None,
-                            link, 0, 0, 0))
+                    append(
+                        (
+                            path,
+                            type_from_mode(mode),
+                            imode(mode),
+                            st.st_uid,
+                            st.st_gid,
+                            0,
+                            st.st_mtime,
+                            None,
+                            link,
+                            0,
+                            0,
+                            0,
+                        )
+                    )
             else:
                 stack.pop()
     return rows, total

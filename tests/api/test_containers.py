@@ -142,8 +142,7 @@ def test_exec_into_running_container(app: Strata) -> None:
     app.start(info.id)
     try:
         r, w = os.pipe()
-        code = app.exec(info.id, ["sh", "-c", "echo $$ > /exec-was-here; cat /proc/1/cmdline"],
-                        stdio=(None, w, w))
+        code = app.exec(info.id, ["sh", "-c", "echo $$ > /exec-was-here; cat /proc/1/cmdline"], stdio=(None, w, w))
         os.close(w)
         assert code == 0
         assert b"sleep" in os.read(r, 1000)

@@ -216,9 +216,7 @@ def test_cp_in_volume(app: Strata, tmp_path: Path, canary: Path) -> None:
 
 
 @pytest.mark.parametrize("state", STATES)
-def test_cp_in_through_container_symlinks_stays_inside(
-    app: Strata, state: str, tmp_path: Path, canary: Path
-) -> None:
+def test_cp_in_through_container_symlinks_stays_inside(app: Strata, state: str, tmp_path: Path, canary: Path) -> None:
     cid = container(app, state, attack_setup(canary))
     payload = tmp_path / "payload"
     payload.write_text("pwned\n")
@@ -237,9 +235,7 @@ def test_cp_in_through_container_symlinks_stays_inside(
 
 
 @pytest.mark.parametrize("state", STATES)
-def test_cp_out_through_container_symlinks_stays_inside(
-    app: Strata, state: str, tmp_path: Path, canary: Path
-) -> None:
+def test_cp_out_through_container_symlinks_stays_inside(app: Strata, state: str, tmp_path: Path, canary: Path) -> None:
     cid = container(app, state, attack_setup(canary))
     dest = tmp_path / "dest"
     dest.mkdir()
@@ -301,8 +297,11 @@ def test_cp_out_racing_a_symlink_swap(app: Strata, tmp_path: Path, canary: Path)
     _big_tree(big)
     cid = container(app, "running", "mkdir /src")
     app.cp_in(cid, str(big), "/src/tree")
-    app.exec(cid, ["sh", "-c", f"({SWAP.format(path='/src/tree', target=canary)}) >/dev/null 2>&1 &"],
-             stdio=(None, _null(), _null()))
+    app.exec(
+        cid,
+        ["sh", "-c", f"({SWAP.format(path='/src/tree', target=canary)}) >/dev/null 2>&1 &"],
+        stdio=(None, _null(), _null()),
+    )
     before = snapshot(canary)
     dest = tmp_path / "dest"
     dest.mkdir()

@@ -67,8 +67,7 @@ def test_a_hard_link_lists_with_the_size_of_its_file(app: Strata, tmp_path: Path
         assert recursive == {"/h/a": 5, "/h/b": 5}
 
 
-def test_ls_json_gives_a_hard_link_its_files_size(strata_root: Path, busybox_rootfs_tar: Path,
-                                                  tmp_path: Path) -> None:
+def test_ls_json_gives_a_hard_link_its_files_size(strata_root: Path, busybox_rootfs_tar: Path, tmp_path: Path) -> None:
     run_strata("import", busybox_rootfs_tar, IMAGE, check=True)
     ctx = tmp_path / "ctx"
     ctx.mkdir()

@@ -66,7 +66,7 @@ def test_an_ended_rm_container_is_not_listed_and_goes_at_reconcile(app: Strata) 
 
 def test_a_listing_never_waits_for_a_monitor(app: Strata, monkeypatch: pytest.MonkeyPatch) -> None:
     info = app.create("bb:1", RunOptions(cmd=["true"]), name="stale")
-    app.store.containers.set_state(info.id, state="running", pid=2 ** 22 + 1)  # a process that is not there
+    app.store.containers.set_state(info.id, state="running", pid=2**22 + 1)  # a process that is not there
 
     def no_waiting(*_args: Any, **_kw: Any) -> None:
         raise AssertionError("a listing waited for an exit code")

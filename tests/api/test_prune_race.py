@@ -56,8 +56,7 @@ def test_run_rm_racing_a_prune_runs_and_leaves_nothing(tmp_path: Path, busybox_r
         app.close()
 
 
-def test_a_created_container_is_prunable_while_its_creator_stays_open(tmp_path: Path,
-                                                                       busybox_rootfs_tar: Path) -> None:
+def test_a_created_container_is_prunable_while_its_creator_stays_open(tmp_path: Path, busybox_rootfs_tar: Path) -> None:
     """``create`` alone holds nothing once it returns: Docker prunes created containers,
     and the window (one long-lived process) must be able to prune what it created."""
     root = tmp_path / "store"

@@ -178,7 +178,10 @@ def test_the_store_survives_operations_in_any_order() -> None:
     require_userns()
     require_busybox()
     StoreMachine.TestCase.settings = settings(
-        max_examples=15 if in_ci() else 6, stateful_step_count=15, deadline=None, database=None,
+        max_examples=15 if in_ci() else 6,
+        stateful_step_count=15,
+        deadline=None,
+        database=None,
         suppress_health_check=list(HealthCheck),
     )
     StoreMachine.TestCase().runTest()

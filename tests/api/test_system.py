@@ -16,8 +16,11 @@ def bytes_on_disk(root: Path) -> int:
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
             st = os.lstat(os.path.join(dirpath, name))
-            if st.st_ino in seen or not os.path.isfile(os.path.join(dirpath, name)) or os.path.islink(
-                    os.path.join(dirpath, name)):
+            if (
+                st.st_ino in seen
+                or not os.path.isfile(os.path.join(dirpath, name))
+                or os.path.islink(os.path.join(dirpath, name))
+            ):
                 continue
             seen.add(st.st_ino)
             total += st.st_size

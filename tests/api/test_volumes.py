@@ -75,8 +75,9 @@ def test_readonly_is_enforced(app: Strata, tmp_path: Path) -> None:
 
 
 def test_tmpfs_mount(app: Strata) -> None:
-    cid, code, out = run(app, "sh", "-c", "echo t > /scratch/f && grep /scratch /proc/mounts",
-                         mounts=["type=tmpfs,target=/scratch"])
+    cid, code, out = run(
+        app, "sh", "-c", "echo t > /scratch/f && grep /scratch /proc/mounts", mounts=["type=tmpfs,target=/scratch"]
+    )
     assert code == 0 and b"tmpfs" in out
     assert all(not c.path.startswith("/scratch/") for c in app.diff(cid))
 

@@ -34,8 +34,9 @@ def _layer_tar(index: int, files: int, size: int, rng: random.Random) -> bytes:
     return buf.getvalue()
 
 
-def make_docker_archive(path: Path, layers: int, files_per_layer: int, file_size: int,
-                        tag: str = "bench/many:1", seed: int = 7) -> Path:
+def make_docker_archive(
+    path: Path, layers: int, files_per_layer: int, file_size: int, tag: str = "bench/many:1", seed: int = 7
+) -> Path:
     """A docker-archive of ``layers`` layers with ``files_per_layer`` files each."""
     rng = random.Random(seed)
     diff_ids = []
@@ -49,15 +50,20 @@ def make_docker_archive(path: Path, layers: int, files_per_layer: int, file_size
             info.size = len(data)
             out.addfile(info, io.BytesIO(data))
             names.append(info.name)
-        config = json.dumps({
-            "architecture": "amd64", "os": "linux", "config": {},
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-            "history": [{"created_by": f"layer {i}"} for i in range(layers)],
-        }).encode()
+        config = json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "config": {},
+                "rootfs": {"type": "layers", "diff_ids": diff_ids},
+                "history": [{"created_by": f"layer {i}"} for i in range(layers)],
+            }
+        ).encode()
         config_name = hashlib.sha256(config).hexdigest() + ".json"
-        for name, data in ((config_name, config),
-                           ("manifest.json", json.dumps([{"Config": config_name, "RepoTags": [tag],
-                                                          "Layers": names}]).encode())):
+        for name, data in (
+            (config_name, config),
+            ("manifest.json", json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": names}]).encode()),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             out.addfile(info, io.BytesIO(data))

@@ -46,11 +46,13 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def run(*args: str | os.PathLike[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
-    proc = subprocess.run([os.fspath(a) for a in args], capture_output=True, text=True, env=env, cwd=cwd,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [os.fspath(a) for a in args], capture_output=True, text=True, env=env, cwd=cwd, stdin=subprocess.DEVNULL
+    )
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout[-2000:]}"
-                           f"{proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"{' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        )
     return proc.stdout
 
 
@@ -110,8 +112,11 @@ class Docker(Tool):
 
     def cleanup(self) -> None:
         """Leave the daemon as it was: the images this run made go."""
-        subprocess.run(["docker", "rmi", "--force", TAG, BASE, *reversed(self.built)], capture_output=True,
-                       stdin=subprocess.DEVNULL)
+        subprocess.run(
+            ["docker", "rmi", "--force", TAG, BASE, *reversed(self.built)],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 class Buildah(Tool):
@@ -141,8 +146,9 @@ class Buildah(Tool):
             self.buildah("bud", "--isolation", "chroot", "-t", BASE, base)
 
     def build(self, ctx: Path, no_cache: bool = False) -> None:
-        self.buildah("bud", "--isolation", "chroot", "--layers", "-q", "-t", TAG,
-                     *(["--no-cache"] if no_cache else []), ctx)
+        self.buildah(
+            "bud", "--isolation", "chroot", "--layers", "-q", "-t", TAG, *(["--no-cache"] if no_cache else []), ctx
+        )
 
 
 def make_context(ctx: Path, files: int, mb: int) -> None:
@@ -179,9 +185,15 @@ def measure(tool: Tool, ctx: Path, work: Path, changed: list[Path]) -> dict[str,
         with path.open("ab") as fh:
             fh.write(f"{tool.name} {time.time()}\n".encode())
         one.append(timed(lambda: tool.build(ctx)))
-    return {"cp_a": reference, "first": first, "first_ratio": first / reference,
-            "unchanged": statistics.median(unchanged), "unchanged_min": min(unchanged),
-            "one_file": statistics.median(one), "one_file_max": max(one)}
+    return {
+        "cp_a": reference,
+        "first": first,
+        "first_ratio": first / reference,
+        "unchanged": statistics.median(unchanged),
+        "unchanged_min": min(unchanged),
+        "one_file": statistics.median(one),
+        "one_file_max": max(one),
+    }
 
 
 def main() -> int:
@@ -189,8 +201,9 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=20_000)
     parser.add_argument("--mb", type=int, default=500)
     parser.add_argument("--workdir", help="where to put the context and the stores (default: a temp dir)")
-    parser.add_argument("--only", action="append", choices=["strata", "docker", "buildah"],
-                        help="run only these builders (repeatable)")
+    parser.add_argument(
+        "--only", action="append", choices=["strata", "docker", "buildah"], help="run only these builders (repeatable)"
+    )
     parser.add_argument("--context", help="use this existing context (it is modified: two files get a line)")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="strata-bench-"))
@@ -232,10 +245,15 @@ def report(results: dict[str, dict[str, float]], files: int, mb: int) -> None:
     print(f"\ncontext: {files} files, ~{mb} MB\n")
     names = list(results)
     print(f"{'':34}" + "".join(f"{n:>12}" for n in names))
-    rows = (("cp -a around the first build (mean)", "cp_a", "s"), ("first build", "first", "s"),
-            ("  / that cp -a", "first_ratio", "x"), ("rebuild, nothing changed (median)", "unchanged", "s"),
-            ("  (fastest of 5)", "unchanged_min", "s"), ("rebuild, one file changed (median)", "one_file", "s"),
-            ("  (slowest of 5)", "one_file_max", "s"))
+    rows = (
+        ("cp -a around the first build (mean)", "cp_a", "s"),
+        ("first build", "first", "s"),
+        ("  / that cp -a", "first_ratio", "x"),
+        ("rebuild, nothing changed (median)", "unchanged", "s"),
+        ("  (fastest of 5)", "unchanged_min", "s"),
+        ("rebuild, one file changed (median)", "one_file", "s"),
+        ("  (slowest of 5)", "one_file_max", "s"),
+    )
     for label, key, unit in rows:
         print(f"{label:34}" + "".join(f"{results[n][key]:>11.2f}{unit}" for n in names))
     ours = results.get("strata")
@@ -246,8 +264,11 @@ def report(results: dict[str, dict[str, float]], files: int, mb: int) -> None:
         if other == "strata":
             continue
         theirs = results[other]
-        ratios = ", ".join(f"{key} {ours[key] / theirs[key]:.2f}x" for _l, key, unit in rows
-                           if unit == "s" and key != "cp_a" and theirs[key] > 0)
+        ratios = ", ".join(
+            f"{key} {ours[key] / theirs[key]:.2f}x"
+            for _l, key, unit in rows
+            if unit == "s" and key != "cp_a" and theirs[key] > 0
+        )
         print(f"strata / {other}: {ratios}")
     checks = (
         ("rebuild with nothing changed < 0.5 s", ours["unchanged"] < 0.5, f"{ours['unchanged']:.2f} s"),

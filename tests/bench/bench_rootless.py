@@ -99,11 +99,22 @@ class Builder:
 
 # -- running things ---------------------------------------------------------------------------------------------------
 
-def run(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None,
-        timeout: float = BUILD_TIMEOUT) -> str:
+
+def run(
+    argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = BUILD_TIMEOUT
+) -> str:
     """Run to the end; the output (stdout and stderr together), or RuntimeError with its last 2000 characters."""
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-                          env=env, cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout[-2000:]}")
     return proc.stdout
@@ -132,11 +143,18 @@ def give(builder: Builder, path: Path) -> None:
 
 # -- the three builders -----------------------------------------------------------------------------------------------
 
+
 def clean_env(home: str, user: str, tree: Path, pycache: Path) -> list[str]:
     """The same few variables for both Strata sides."""
-    return [f"HOME={home}", f"USER={user}", f"LOGNAME={user}", "LANG=C.UTF-8",
-            f"PATH={VENV_PYTHON.parent}:/usr/bin:/bin:/usr/sbin:/sbin", f"PYTHONPATH={tree}",
-            f"PYTHONPYCACHEPREFIX={pycache}"]
+    return [
+        f"HOME={home}",
+        f"USER={user}",
+        f"LOGNAME={user}",
+        "LANG=C.UTF-8",
+        f"PATH={VENV_PYTHON.parent}:/usr/bin:/bin:/usr/sbin:/sbin",
+        f"PYTHONPATH={tree}",
+        f"PYTHONPYCACHEPREFIX={pycache}",
+    ]
 
 
 def root_builder(work: Path) -> Builder:
@@ -152,8 +170,7 @@ def readable_tree(holder: Path) -> Path:
     if quiet(["runuser", "-u", USER, "--", "test", "-r", str(REPO / "pyproject.toml")]).returncode == 0:
         return REPO
     tree = holder / "tree" / REPO.name
-    ignore = shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", ".mypy_cache", ".pytest_cache",
-                                    ".ruff_cache")
+    ignore = shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", ".mypy_cache", ".pytest_cache", ".ruff_cache")
     shutil.copytree(REPO, tree, symlinks=True, ignore=ignore)
     run(["chmod", "-R", "a+rX", str(holder / "tree")])
     return tree
@@ -164,8 +181,20 @@ def rootless_builder(work: Path, tree: Path) -> Builder:
     (work / "store").mkdir(mode=0o700)
     run(["chown", "-R", f"{USER}:", str(work)])
     home = pwd.getpwnam(USER).pw_dir
-    prefix = ["runuser", "-u", USER, "--", "env", "-i", *clean_env(home, USER, tree, work / "pycache"),
-              str(VENV_PYTHON), "-m", "explorer", "--root", str(work / "store")]
+    prefix = [
+        "runuser",
+        "-u",
+        USER,
+        "--",
+        "env",
+        "-i",
+        *clean_env(home, USER, tree, work / "pycache"),
+        str(VENV_PYTHON),
+        "-m",
+        "explorer",
+        "--root",
+        str(work / "store"),
+    ]
     return Builder(ROOTLESS, prefix, None, work, owner=USER)
 
 
@@ -215,6 +244,7 @@ def docker_restore(builder: Builder, previous_base: str | None) -> None:
 
 # -- scenario A: the Debian flask images ------------------------------------------------------------------------------
 
+
 def flask_context(ctx: Path, text: str, copy: str) -> Path:
     ctx.mkdir()
     (ctx / "app.py").write_text(APP_PY.format(text=text))
@@ -240,12 +270,17 @@ def scenario_a(builders: list[Builder], runs: int, results: dict[str, dict[str, 
         for b in builders:
             (b.work / "flask-one" / "app.py").write_text(APP_PY.format(text=f"one, edit {i}"))
             edit.setdefault(b.name, []).append(build(b, TAG_ONE, b.work / "flask-one"))
-        print(f"  round {i + 1}/{runs}: second build "
-              + ", ".join(f"{b.name} {second[b.name][-1]:.2f} s" for b in builders)
-              + "; one-file edit " + ", ".join(f"{b.name} {edit[b.name][-1]:.2f} s" for b in builders), flush=True)
+        print(
+            f"  round {i + 1}/{runs}: second build "
+            + ", ".join(f"{b.name} {second[b.name][-1]:.2f} s" for b in builders)
+            + "; one-file edit "
+            + ", ".join(f"{b.name} {edit[b.name][-1]:.2f} s" for b in builders),
+            flush=True,
+        )
 
 
 # -- scenario B: a context of many files ------------------------------------------------------------------------------
+
 
 def make_many(src: Path, files: int, mb: int) -> list[Path]:
     """Make the context once (as root); the files of it that the rounds change, relative to it."""
@@ -257,8 +292,9 @@ def make_many(src: Path, files: int, mb: int) -> list[Path]:
     return [found[(k * 7919) % len(found)] for k in range(1, 64)]
 
 
-def scenario_b(builders: list[Builder], src: Path, changed: list[Path], runs: int,
-               results: dict[str, dict[str, list[float]]]) -> None:
+def scenario_b(
+    builders: list[Builder], src: Path, changed: list[Path], runs: int, results: dict[str, dict[str, list[float]]]
+) -> None:
     first, same, edit = results["B first build"], results["B no-change rebuild"], results["B one-file edit"]
     for b in builders:
         run(["cp", "-a", str(src), str(b.work / "many")], timeout=3600)
@@ -274,11 +310,15 @@ def scenario_b(builders: list[Builder], src: Path, changed: list[Path], runs: in
             with (b.work / "many" / changed[i % len(changed)]).open("ab") as fh:
                 fh.write(f"{b.name} edit {i} {time.time()}\n".encode())
             edit.setdefault(b.name, []).append(build(b, TAG_MANY, b.work / "many"))
-        print(f"  round {i + 1}/{runs}: one-file edit "
-              + ", ".join(f"{b.name} {edit[b.name][-1]:.2f} s" for b in builders), flush=True)
+        print(
+            f"  round {i + 1}/{runs}: one-file edit "
+            + ", ".join(f"{b.name} {edit[b.name][-1]:.2f} s" for b in builders),
+            flush=True,
+        )
 
 
 # -- report -----------------------------------------------------------------------------------------------------------
+
 
 def median(results: dict[str, list[float]], name: str) -> float | None:
     samples = results.get(name)
@@ -315,12 +355,15 @@ def report(results: dict[str, dict[str, list[float]]], labels: dict[str, str]) -
         ok = ok and met
         shown = f"{ratio:.2f}" if ratio is not None else "n/a"
         root, rootless = median(results[key], ROOT), median(results[key], ROOTLESS)
-        print(f"{'PASS' if met else 'FAIL'}  {labels[key]}: rootless/root {shown} <= {TARGET}"
-              f" (root {cell(root, 0)}, rootless {cell(rootless, 0)})")
+        print(
+            f"{'PASS' if met else 'FAIL'}  {labels[key]}: rootless/root {shown} <= {TARGET}"
+            f" (root {cell(root, 0)}, rootless {cell(rootless, 0)})"
+        )
     return ok
 
 
 # -- main -------------------------------------------------------------------------------------------------------------
+
 
 def preflight() -> None:
     if os.geteuid() != 0:
@@ -331,8 +374,12 @@ def preflight() -> None:
         raise SystemExit(f"{VENV_PYTHON} not found: packaging/dev.sh makes the shared venv")
     if not TARBALL.exists():
         print(f"{TARBALL} is missing: making it (debootstrap from the host's mirror) …", flush=True)
-        run([str(VENV_PYTHON), "-m", "tests.fixtures.debian"], env={**os.environ, "PYTHONPATH": str(REPO)},
-            cwd=REPO, timeout=3600)
+        run(
+            [str(VENV_PYTHON), "-m", "tests.fixtures.debian"],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            cwd=REPO,
+            timeout=3600,
+        )
 
 
 def main() -> int:
@@ -346,9 +393,14 @@ def main() -> int:
         parser.error("--runs, --files and --mb must be at least 1")
     preflight()
     many = f"{args.files // 1000}k" if args.files >= 1000 else str(args.files)
-    labels = {"A cold build": "A cold build", "A second build": "A second build",
-              "A one-file edit": "A one-file edit", "B first build": f"B first build ({many})",
-              "B no-change rebuild": f"B no-change rebuild ({many})", "B one-file edit": f"B one-file edit ({many})"}
+    labels = {
+        "A cold build": "A cold build",
+        "A second build": "A second build",
+        "A one-file edit": "A one-file edit",
+        "B first build": f"B first build ({many})",
+        "B no-change rebuild": f"B no-change rebuild ({many})",
+        "B one-file edit": f"B one-file edit ({many})",
+    }
     results: dict[str, dict[str, list[float]]] = {key: {} for key in labels}
     holder = Path(tempfile.mkdtemp(prefix="strata-bench-rootless-", dir="/tmp"))
     os.chmod(holder, 0o755)

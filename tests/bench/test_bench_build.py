@@ -63,8 +63,7 @@ class Bench:
     def new_store(self, name: str, base_tar: Path) -> list[str]:
         command = self.store(name)
         shutil.rmtree(self.work / name, ignore_errors=True)
-        subprocess.run([*command, "import", str(base_tar), BASE], check=True, stdout=subprocess.DEVNULL,
-                       env=self.env)
+        subprocess.run([*command, "import", str(base_tar), BASE], check=True, stdout=subprocess.DEVNULL, env=self.env)
         return command
 
     def build(self, store: list[str], *flags: str) -> float:
@@ -119,9 +118,12 @@ def test_first_build_within_4x_cp_a(bench: Bench, busybox_rootfs_tar: Path) -> N
         theirs.append(reference)
         ratios.append(first / reference)
     ratio = statistics.median(ratios)
-    print(f"\nfirst build of {FILES} files / {MB} MB: strata {statistics.median(ours):.2f}s, "
-          f"cp -a {statistics.median(theirs):.2f}s; median ratio {ratio:.2f} (runs: "
-          + ", ".join(f"{r:.2f}" for r in ratios) + ")")
+    print(
+        f"\nfirst build of {FILES} files / {MB} MB: strata {statistics.median(ours):.2f}s, "
+        f"cp -a {statistics.median(theirs):.2f}s; median ratio {ratio:.2f} (runs: "
+        + ", ".join(f"{r:.2f}" for r in ratios)
+        + ")"
+    )
     assert ratio < 4
 
 
@@ -143,9 +145,11 @@ def test_rebuild_with_nothing_changed_under_half_a_second(bench: Bench, built: l
     walk, factor = slowness(bench)
     times = [bench.build(built) for _ in range(7)]
     ours = statistics.median(times)
-    print(f"\nrebuild, nothing changed: strata median {ours:.3f}s (min {min(times):.3f}s); "
-          f"stat walk (find) {walk:.3f}s; {ours / walk:.1f}x the walk (target: 0.5 s = 10x the issue's "
-          f"0.05 s walk; here {0.5 * factor:.2f}s)")
+    print(
+        f"\nrebuild, nothing changed: strata median {ours:.3f}s (min {min(times):.3f}s); "
+        f"stat walk (find) {walk:.3f}s; {ours / walk:.1f}x the walk (target: 0.5 s = 10x the issue's "
+        f"0.05 s walk; here {0.5 * factor:.2f}s)"
+    )
     assert ours < 0.5 * factor
 
 
@@ -161,8 +165,11 @@ def test_rebuild_after_one_file_changed_under_two_seconds(bench: Bench, built: l
     ours = statistics.median(times)
     walk_after, factor_after = slowness(bench)
     factor = min(factor, factor_after)  # the calmer of the two
-    print(f"\nrebuild, one file changed: strata median {ours:.2f}s (runs: "
-          + ", ".join(f"{t:.2f}" for t in times) + f"); stat walk {walk:.3f}s/{walk_after:.3f}s before/after: "
-          f"{ours / min(walk, walk_after):.0f}x the walk (target: 2 s = 40x the issue's 0.05 s walk; "
-          f"here {2.0 * factor:.2f}s); cp -a {bench.cp_a():.2f}s for scale")
+    print(
+        f"\nrebuild, one file changed: strata median {ours:.2f}s (runs: "
+        + ", ".join(f"{t:.2f}" for t in times)
+        + f"); stat walk {walk:.3f}s/{walk_after:.3f}s before/after: "
+        f"{ours / min(walk, walk_after):.0f}x the walk (target: 2 s = 40x the issue's 0.05 s walk; "
+        f"here {2.0 * factor:.2f}s); cp -a {bench.cp_a():.2f}s for scale"
+    )
     assert ours < 2.0 * factor

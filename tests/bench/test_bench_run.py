@@ -46,8 +46,9 @@ def test_run_rm_true_vs_docker(tmp_path: Path, busybox_rootfs_tar: Path, docker_
     root = tmp_path / "store"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     base = [*strata_command(), "--root", str(root)]
-    subprocess.run([*base, "import", str(busybox_rootfs_tar), "bench/bb:1"], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*base, "import", str(busybox_rootfs_tar), "bench/bb:1"], check=True, env=env, stdout=subprocess.DEVNULL
+    )
     n = 5 if SMALL else 15
     timed([*base, "run", "--rm", "bench/bb:1", "true"], 2, env)  # warm caches
     ours = statistics.median(timed([*base, "run", "--rm", "bench/bb:1", "true"], n, env))
@@ -91,6 +92,8 @@ def test_create_is_constant_in_image_size(tmp_path: Path, busybox_rootfs_tar: Pa
         create("bench/big:1")
     small = statistics.median(create("bench/small:1") for _ in range(15))
     large = statistics.median(create("bench/big:1") for _ in range(15))
-    print(f"\ncreate: {big >> 20} MB image {large * 1000:.1f} ms, 1 MB image {small * 1000:.1f} ms, "
-          f"ratio {large / small:.2f}")
+    print(
+        f"\ncreate: {big >> 20} MB image {large * 1000:.1f} ms, 1 MB image {small * 1000:.1f} ms, "
+        f"ratio {large / small:.2f}"
+    )
     assert large < small * 1.10 + 0.002

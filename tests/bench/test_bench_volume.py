@@ -43,8 +43,10 @@ def test_volume_of_100k_files_lists_and_measures_fast(tmp_path: Path) -> None:
     # the size and ls -lR for a listing with metadata.
     du = _best(["du", "-s", str(info.mountpoint)])
     ls = _best(["ls", "-lR", str(info.mountpoint)])
-    print(f"\nvolume with {count} files: listing + size in {best:.3f}s; du -s {du:.3f}s (ratio {best / du:.2f}), "
-          f"ls -lR {ls:.3f}s (ratio {best / ls:.2f})")
+    print(
+        f"\nvolume with {count} files: listing + size in {best:.3f}s; du -s {du:.3f}s (ratio {best / du:.2f}), "
+        f"ls -lR {ls:.3f}s (ratio {best / ls:.2f})"
+    )
     assert best < ls and best < 4 * du
     if ls <= (0.13 if SMALL else 1.3):
         assert best < 1.0

@@ -68,8 +68,11 @@ def context(tmp_path: Path, strata_root: Path) -> Path:
 
 
 def _state(root: Path) -> tuple[list[str], str]:
-    tree = sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                  if p.relative_to(root).parts[0] != "tmp" and not p.name.startswith("metadata.db"))
+    tree = sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.relative_to(root).parts[0] != "tmp" and not p.name.startswith("metadata.db")
+    )
     return tree, run_strata("images", "-a", "-q", "--no-trunc", check=True).stdout
 
 
@@ -90,14 +93,18 @@ def test_add_of_a_truncated_tar_names_the_file_and_line(context: Path, strata_ro
     assert _state(strata_root) == before
 
 
-@pytest.mark.parametrize(("pax", "why"), [
-    ({"uid": str(2**33)}, "uid 8589934592 is out of range (0 to 4294967294)"),
-    ({"gid": "-1"}, "gid -1 is out of range (0 to 4294967294)"),
-    ({"mtime": "9" * 40}, f"mtime {'9' * 40} is out of range (years 1677 to 2262)"),
-    ({"mtime": "nan"}, "bad PAX time 'nan'"),
-])
-def test_add_of_a_tar_with_values_no_file_can_hold(context: Path, strata_root: Path, pax: dict[str, str],
-                                                    why: str) -> None:
+@pytest.mark.parametrize(
+    ("pax", "why"),
+    [
+        ({"uid": str(2**33)}, "uid 8589934592 is out of range (0 to 4294967294)"),
+        ({"gid": "-1"}, "gid -1 is out of range (0 to 4294967294)"),
+        ({"mtime": "9" * 40}, f"mtime {'9' * 40} is out of range (years 1677 to 2262)"),
+        ({"mtime": "nan"}, "bad PAX time 'nan'"),
+    ],
+)
+def test_add_of_a_tar_with_values_no_file_can_hold(
+    context: Path, strata_root: Path, pax: dict[str, str], why: str
+) -> None:
     (context / "bad.tar").write_bytes(pax_tar(pax))
     before = _state(strata_root)
     line = _error_line(run_strata("build", "-q", "-t", "damaged:1", context))
@@ -108,8 +115,10 @@ def test_add_of_a_tar_with_values_no_file_can_hold(context: Path, strata_root: P
 def test_add_of_a_tar_with_junk_after_its_end_block(context: Path, strata_root: Path) -> None:
     (context / "bad.tar").write_bytes(GOOD[: 5120 + 512] + b"junk" * 128)
     line = _error_line(run_strata("build", "-q", "-t", "damaged:1", context))
-    assert line == ("Error: Dockerfile:3: ADD bad.tar: bad.tar is a damaged archive: "
-                    "tar stream goes on after its end-of-archive block at byte 5120")
+    assert line == (
+        "Error: Dockerfile:3: ADD bad.tar: bad.tar is a damaged archive: "
+        "tar stream goes on after its end-of-archive block at byte 5120"
+    )
 
 
 @pytest.mark.parametrize("end", [5120, 5120 + 512, len(GOOD)], ids=["no-end-blocks", "one-end-block", "whole"])

@@ -73,18 +73,22 @@ def test_a_redirect_from_this_machine_to_plain_http_elsewhere_is_one_error(strat
     assert errors == [
         f"Error: Dockerfile:2: ADD {local.url}/file: {local.address} redirected to {elsewhere.url}/file, plain HTTP "
         f"to {outside}, which is not this machine; not following it; if you trust it, download the file into the "
-        "build context and ADD it from there"]
+        "build context and ADD it from there"
+    ]
     assert elsewhere.seen == []
 
 
 def test_a_redirect_from_elsewhere_into_this_machine_is_one_error(strata_root: Path, ctx: Path) -> None:
     """A server out there must not make a build read this machine's own services."""
-    with serving(serve_file, "127.0.0.1") as local, \
-            serving(redirect_to(f"{local.url}/secret"), non_loopback_address()) as elsewhere:
+    with (
+        serving(serve_file, "127.0.0.1") as local,
+        serving(redirect_to(f"{local.url}/secret"), non_loopback_address()) as elsewhere,
+    ):
         status, errors = build(ctx, f"{elsewhere.url}/file")
     assert status == 1
     assert errors == [
         f"Error: Dockerfile:2: ADD {elsewhere.url}/file: {elsewhere.address} redirected to {local.url}/secret, an "
         "address on this machine (127.0.0.1) that a host elsewhere may not send Strata to; not following it; if "
-        "you trust it, download the file into the build context and ADD it from there"]
+        "you trust it, download the file into the build context and ADD it from there"
+    ]
     assert local.seen == []

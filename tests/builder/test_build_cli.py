@@ -80,8 +80,7 @@ def test_custom_dockerfile_build_args_and_stdin(store: Path, ctx: Path) -> None:
     (ctx / "app.Dockerfile").write_text(FROM + "ARG WHERE\nCOPY . /$WHERE/\n")
     (ctx / "app.Dockerfile.dockerignore").write_text("b.txt\n*.Dockerfile*\n")
     env = {**os.environ, "WHERE": "from-env"}
-    run_strata("build", "-f", ctx / "app.Dockerfile", "--build-arg", "WHERE", "-t", "args:1", ctx, env=env,
-               check=True)
+    run_strata("build", "-f", ctx / "app.Dockerfile", "--build-arg", "WHERE", "-t", "args:1", ctx, env=env, check=True)
     listing = run_strata("ls", "-R", "--json", "args:1", "/from-env", check=True).stdout
     assert [json.loads(line)["path"] for line in listing.splitlines()] == ["/from-env", "/from-env/a.txt"]
     proc = run_strata("build", "-f", "-", "-t", "stdin:1", ctx, input=FROM + "LABEL from=stdin\n", check=True)
@@ -123,4 +122,4 @@ def test_failing_run_exits_with_its_code_and_shows_its_output(store: Path, ctx: 
     proc = run_strata("build", "--progress", "plain", ctx)
     assert proc.returncode == 7
     assert re.search(r"^#2 \d+\.\d{3} visible output$", proc.stderr, re.M)
-    assert 'did not complete successfully: exit code: 7' in proc.stderr.splitlines()[-1]
+    assert "did not complete successfully: exit code: 7" in proc.stderr.splitlines()[-1]

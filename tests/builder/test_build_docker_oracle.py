@@ -130,7 +130,8 @@ def assert_same_tree(ours: dict[str, dict[str, object]], theirs: dict[str, dict[
     only_theirs = sorted(set(theirs) - set(ours))
     differ = [(ours[p], theirs[p]) for p in sorted(set(ours) & set(theirs)) if ours[p] != theirs[p]]
     assert not only_ours and not only_theirs and not differ, (
-        f"only in strata: {only_ours[:10]}\nonly in docker: {only_theirs[:10]}\ndiffering: {differ[:5]}")
+        f"only in strata: {only_ours[:10]}\nonly in docker: {only_theirs[:10]}\ndiffering: {differ[:5]}"
+    )
 
 
 def both_build(ctx: Path, dockerfile: str, tag: str, *args: str) -> tuple[list[int], list[int]]:
@@ -146,8 +147,11 @@ def both_build(ctx: Path, dockerfile: str, tag: str, *args: str) -> tuple[list[i
         elif "Using cache" in line and step > 1:
             theirs.append(step)
     events = run_strata("build", "--progress", "json", "-t", tag, *args, ctx, check=True).stdout
-    ours = [int(e["step"]) for e in map(json.loads, events.splitlines())
-            if e.get("status") == "cached" and int(e.get("step", 0)) > 1]
+    ours = [
+        int(e["step"])
+        for e in map(json.loads, events.splitlines())
+        if e.get("status") == "cached" and int(e.get("step", 0)) > 1
+    ]
     return sorted(set(theirs)), ours
 
 

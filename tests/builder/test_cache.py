@@ -43,8 +43,7 @@ def test_reasons(cache: BuildCache) -> None:
     assert cache.explain(parent, False, detail("COPY a /"), {}) == "first build of this step"
     assert cache.explain(parent, True, detail("COPY a /"), {}).startswith("parent changed")
     cache.save_sources("sum1", {"a": "1", "b": "2", "gone": "3"})
-    cache.put(CacheEntry("k1", parent, None, b"{}", "COPY a /",
-                         detail("COPY a /", sources="sum1", args={"V": "1"})))
+    cache.put(CacheEntry("k1", parent, None, b"{}", "COPY a /", detail("COPY a /", sources="sum1", args={"V": "1"})))
     assert cache.explain(parent, False, detail("COPY b /"), {}) == "instruction changed (last built here: COPY a /)"
     assert cache.explain(parent, False, detail("COPY a /", sources="sum1", args={"V": "2"}), {}) == "ARG V changed"
     files = {"a": "1", "b": "changed", "new": "4"}

@@ -149,8 +149,9 @@ def tar_digest(app: Strata, layer_id: str) -> str:
     return exported_diff_id(app.store, layer_id)
 
 
-def test_a_cloned_rebuild_is_the_layer_a_fresh_write_makes(app: Strata, tmp_path: Path,
-                                                           clone_everything: list[str], completed: list[str]) -> None:
+def test_a_cloned_rebuild_is_the_layer_a_fresh_write_makes(
+    app: Strata, tmp_path: Path, clone_everything: list[str], completed: list[str]
+) -> None:
     ctx = make_context(tmp_path / "ctx")
     first, _ = build(app, ctx)
     before = top_layer(app, first)
@@ -193,8 +194,9 @@ def test_touching_files_starts_no_clone_and_hits(app: Strata, tmp_path: Path, cl
     assert [e.step for e in events if e.status == "cached"] == [1, 2]
 
 
-def test_a_head_start_that_ends_in_a_hit_leaves_nothing(app: Strata, tmp_path: Path,
-                                                        clone_everything: list[str]) -> None:
+def test_a_head_start_that_ends_in_a_hit_leaves_nothing(
+    app: Strata, tmp_path: Path, clone_everything: list[str]
+) -> None:
     ctx = make_context(tmp_path / "ctx")
     first, _ = build(app, ctx)
     edit = ctx / "keep/deep/er/edit.txt"
@@ -208,8 +210,9 @@ def test_a_head_start_that_ends_in_a_hit_leaves_nothing(app: Strata, tmp_path: P
     assert list(app.store.tmp.iterdir()) == []
 
 
-def test_a_failed_clone_falls_back_to_writing_afresh(app: Strata, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_clone_falls_back_to_writing_afresh(
+    app: Strata, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ctx = make_context(tmp_path / "ctx")
     build(app, ctx)
     change_everything(ctx)

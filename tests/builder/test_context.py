@@ -38,10 +38,18 @@ def calm(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def ctx_dir(tmp_path: Path) -> Path:
-    return make_tree(tmp_path / "ctx", {
-        "a.txt": "a", "b.txt": "b", "sub/c.txt": "c", "sub/deep/d.txt": "d", "skip/x.log": "x",
-        "skip/keep.txt": "k", "Dockerfile": "FROM scratch\n",
-    })
+    return make_tree(
+        tmp_path / "ctx",
+        {
+            "a.txt": "a",
+            "b.txt": "b",
+            "sub/c.txt": "c",
+            "sub/deep/d.txt": "d",
+            "skip/x.log": "x",
+            "skip/keep.txt": "k",
+            "Dockerfile": "FROM scratch\n",
+        },
+    )
 
 
 def test_walk_lists_everything_in_path_order(ctx_dir: Path) -> None:
@@ -181,5 +189,10 @@ def test_walking_without_ignore_rules_sees_what_lstat_sees(ctx_dir: Path) -> Non
     for entry in ctx.under(""):
         st = os.lstat(ctx_dir / entry.rel)
         assert (entry.mode, entry.size, entry.mtime_ns, entry.ino, entry.nlink) == (
-            st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino, st.st_nlink)
+            st.st_mode,
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ino,
+            st.st_nlink,
+        )
     assert ctx.lookup("link") is not None and ctx.lookup("link").link == "a.txt"  # type: ignore[union-attr]

@@ -382,15 +382,36 @@ def test_copy_from_keeps_owners_unless_chown(runs: Strata, ctx: Path) -> None:
         "COPY --from=source --chown=300:400 /dir/. /existing\n"
     )
     kept = listing(runs, build(runs, ctx, text, target="kept").result.image_id)
-    assert {p: kept[p][2:] for p in ("/file", "/dir", "/dir/subdir", "/dir/subdir/nested", "/existing",
-                                     "/existing/sub", "/existing/subdir", "/existing/subdir/nested")} == {
-        "/file": (100, 200), "/dir": (0, 0), "/dir/subdir": (101, 201), "/dir/subdir/nested": (102, 202),
-        "/existing": (500, 600), "/existing/sub": (501, 601), "/existing/subdir": (101, 201),
-        "/existing/subdir/nested": (102, 202)}
+    assert {
+        p: kept[p][2:]
+        for p in (
+            "/file",
+            "/dir",
+            "/dir/subdir",
+            "/dir/subdir/nested",
+            "/existing",
+            "/existing/sub",
+            "/existing/subdir",
+            "/existing/subdir/nested",
+        )
+    } == {
+        "/file": (100, 200),
+        "/dir": (0, 0),
+        "/dir/subdir": (101, 201),
+        "/dir/subdir/nested": (102, 202),
+        "/existing": (500, 600),
+        "/existing/sub": (501, 601),
+        "/existing/subdir": (101, 201),
+        "/existing/subdir/nested": (102, 202),
+    }
     chowned = listing(runs, build(runs, ctx, target="chowned").result.image_id)
     assert {p: chowned[p][2:] for p in ("/file", "/dir", "/dir/subdir", "/existing", "/existing/subdir")} == {
-        "/file": (300, 400), "/dir": (300, 400), "/dir/subdir": (300, 400), "/existing": (500, 600),
-        "/existing/subdir": (300, 400)}
+        "/file": (300, 400),
+        "/dir": (300, 400),
+        "/dir/subdir": (300, 400),
+        "/existing": (500, 600),
+        "/existing/subdir": (300, 400),
+    }
 
 
 def test_config_instructions_shape_the_image_config(app: Strata, ctx: Path) -> None:
@@ -407,8 +428,7 @@ def test_config_instructions_shape_the_image_config(app: Strata, ctx: Path) -> N
     assert c["Labels"] == {"version": "1.0", "with space": "yes"}
     assert c["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}} and c["Volumes"] == {"/data": {}}
     assert c["User"] == "app:app" and c["WorkingDir"] == "/srv/sub" and c["StopSignal"] == "SIGTERM"
-    assert c["Healthcheck"] == {"Test": ["CMD-SHELL", "wget -q localhost"], "Interval": 30_000_000_000,
-                                "Retries": 3}
+    assert c["Healthcheck"] == {"Test": ["CMD-SHELL", "wget -q localhost"], "Interval": 30_000_000_000, "Retries": 3}
     assert c["Shell"] == ["/bin/sh", "-xc"] and c["Cmd"] == ["/bin/sh", "-xc", "echo hi"]  # CMD set here stays
     assert c["Entrypoint"] == ["/bin/sh"] and c["OnBuild"] == ["RUN echo triggered"]
     assert image.config["author"] == "someone"
@@ -432,7 +452,10 @@ def test_onbuild_triggers_run_in_the_child(runs: Strata, ctx: Path) -> None:
     build(runs, ctx, FROM + "ONBUILD COPY a.txt /from-trigger\nONBUILD RUN echo ran > /ran\n", tags=["parent:1"])
     run = build(runs, ctx, "FROM parent:1\nLABEL child=1\n", tags=["child:1"])
     assert [e.instruction for e in run.events if e.status == "done"] == [
-        "ONBUILD COPY a.txt /from-trigger", "ONBUILD RUN echo ran > /ran", "LABEL child=1"]
+        "ONBUILD COPY a.txt /from-trigger",
+        "ONBUILD RUN echo ran > /ran",
+        "LABEL child=1",
+    ]
     files = listing(runs, "child:1")
     assert "/from-trigger" in files and "/ran" in files
     assert not runs.image("child:1").config["config"].get("OnBuild")
@@ -459,8 +482,9 @@ def test_no_cache_rebuild_indexes_real_digests(app: Strata, ctx: Path) -> None:
     assert entries["/elsewhere/a.txt"].digest == xxhash.xxh3_128_hexdigest(b"alpha\n")
 
 
-def test_one_changed_file_links_the_rest_and_hashes_only_the_tail(app: Strata, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_changed_file_links_the_rest_and_hashes_only_the_tail(
+    app: Strata, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
 
     from explorer.store import layertar
 

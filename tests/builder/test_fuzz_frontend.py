@@ -12,16 +12,68 @@ from explorer.builder.shell import expand_word
 from explorer.builder.stages import diagnostics, parse_stages
 from explorer.errors import StrataError
 
-KEYWORDS = ["FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "LABEL", "EXPOSE", "VOLUME",
-            "CMD", "ENTRYPOINT", "SHELL", "STOPSIGNAL", "HEALTHCHECK", "ONBUILD", "MAINTAINER", "BOGUS"]
-PIECES = ["busybox", "AS", "base", "--from=base", "--chown=1:1", "--mount=type=cache,target=/c", "$X", "${X:-d}",
-          "${X?e}", '["a", "b"]', '["bad', "\\", "\n", " ", "<<EOF", "EOF", "#", "# escape=`", "`", "'q'", '"q"',
-          "=", "a=b", "k v", "--interval=5s", "CMD", "NONE", "scratch", "/x", "../y", "*.go", "**"]
+KEYWORDS = [
+    "FROM",
+    "RUN",
+    "COPY",
+    "ADD",
+    "ENV",
+    "ARG",
+    "WORKDIR",
+    "USER",
+    "LABEL",
+    "EXPOSE",
+    "VOLUME",
+    "CMD",
+    "ENTRYPOINT",
+    "SHELL",
+    "STOPSIGNAL",
+    "HEALTHCHECK",
+    "ONBUILD",
+    "MAINTAINER",
+    "BOGUS",
+]
+PIECES = [
+    "busybox",
+    "AS",
+    "base",
+    "--from=base",
+    "--chown=1:1",
+    "--mount=type=cache,target=/c",
+    "$X",
+    "${X:-d}",
+    "${X?e}",
+    '["a", "b"]',
+    '["bad',
+    "\\",
+    "\n",
+    " ",
+    "<<EOF",
+    "EOF",
+    "#",
+    "# escape=`",
+    "`",
+    "'q'",
+    '"q"',
+    "=",
+    "a=b",
+    "k v",
+    "--interval=5s",
+    "CMD",
+    "NONE",
+    "scratch",
+    "/x",
+    "../y",
+    "*.go",
+    "**",
+]
 
 lines = st.lists(
     st.tuples(st.sampled_from(KEYWORDS), st.lists(st.sampled_from(PIECES), max_size=6)).map(
-        lambda t: t[0] + " " + " ".join(t[1])),
-    min_size=0, max_size=12,
+        lambda t: t[0] + " " + " ".join(t[1])
+    ),
+    min_size=0,
+    max_size=12,
 ).map("\n".join)
 noise = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300)
 

@@ -23,8 +23,9 @@ LEVELS = 12
 CHAIN = "/".join([NAME] * LEVELS)  # 2411 bytes: any call may name it
 DEEP = f"/x/{CHAIN}/y/{CHAIN}"  # 4828 bytes: no call may
 # Two chains made apart, one moved into the other: no command names a path past 4096.
-MAKE_DEEP = f"mkdir -p /x/{CHAIN} /y/{CHAIN} && echo deep > /y/{CHAIN}/file && ln -s file /y/{CHAIN}/link" \
-            f" && mv /y /x/{CHAIN}/"
+MAKE_DEEP = (
+    f"mkdir -p /x/{CHAIN} /y/{CHAIN} && echo deep > /y/{CHAIN}/file && ln -s file /y/{CHAIN}/link && mv /y /x/{CHAIN}/"
+)
 MORE = f"mkdir -p /z/{CHAIN} && echo more > /z/{CHAIN}/new && mv /z /x/{CHAIN}/y/"
 
 
@@ -58,8 +59,11 @@ def _saved_layer(tmp_path: Path, image: str, index: int) -> dict[str, tuple[str,
     with tarfile.open(fileobj=io.BytesIO(blob)) as layer:
         for m in layer:
             data = layer.extractfile(m) if m.isreg() else None
-            out["/" + m.name] = ("file", data.read()) if data is not None else (
-                ("symlink", m.linkname) if m.issym() else ("dir" if m.isdir() else m.type.decode(), None))
+            out["/" + m.name] = (
+                ("file", data.read())
+                if data is not None
+                else (("symlink", m.linkname) if m.issym() else ("dir" if m.isdir() else m.type.decode(), None))
+            )
     return out
 
 
@@ -84,13 +88,20 @@ def test_diff_and_commit_of_a_container_with_paths_longer_than_path_max(deep_ima
     top = f"/x/{CHAIN}/y/z"
     added = [top, *(f"{top}/{'/'.join([NAME] * n)}" for n in range(1, LEVELS + 1))]
     assert diff.stdout.splitlines() == [
-        *(f"C {p}" for p in parents), f"C {parents[-1]}/y", *(f"A {p}" for p in added), f"A {added[-1]}/new"]
+        *(f"C {p}" for p in parents),
+        f"C {parents[-1]}/y",
+        *(f"A {p}" for p in added),
+        f"A {added[-1]}/new",
+    ]
 
     committed = run_strata("commit", "deeper", "deeper:1")
     assert committed.returncode == 0, committed.stderr[-300:]
     listing = _listing("deeper:1")
     assert {k: listing[f"{added[-1]}/new"][k] for k in ("size", "layer", "status")} == {
-        "size": 5, "layer": 2, "status": "added"}
+        "size": 5,
+        "layer": 2,
+        "status": "added",
+    }
     assert listing[f"{DEEP}/file"]["layer"] == 1
     assert len(f"{added[-1]}/new") == 4834
     layer = _saved_layer(tmp_path, "deeper:1", 2)
@@ -104,6 +115,8 @@ def test_the_vfs_driver_refuses_such_paths_in_one_line(deep_image: str) -> None:
     done = run_strata("--storage-driver", "vfs", "run", "--rm", deep_image, "true")
     assert done.returncode == 125 and done.stderr.count("\n") == 1, done.stderr[-300:]
     assert done.stderr.startswith(f"Error: vfs storage driver (copying the image): cannot reach /x/{NAME[:57]}… (")
-    assert done.stderr.endswith(" bytes): its path on disk is longer than PATH_MAX (4096 bytes); "
-                                "the overlay storage driver handles such paths\n")
+    assert done.stderr.endswith(
+        " bytes): its path on disk is longer than PATH_MAX (4096 bytes); "
+        "the overlay storage driver handles such paths\n"
+    )
     assert run_strata("ps", "-a", "-q").stdout == ""

@@ -14,8 +14,11 @@ IMAGE = "test/busybox:1"
 
 
 def _tree(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if "tmp" not in p.parts
-                  and not p.name.startswith("metadata.db"))
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if "tmp" not in p.parts and not p.name.startswith("metadata.db")
+    )
 
 
 @pytest.fixture

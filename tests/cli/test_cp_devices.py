@@ -57,8 +57,9 @@ def _one_error(done: subprocess.CompletedProcess[str]) -> str:
 
 
 def _device_nodes(container: str, path: str) -> list[str]:
-    found = run_strata("exec", container, "find", path, "-xdev", "(", "-type", "c", "-o", "-type", "b", ")",
-                       check=True).stdout.split()
+    found = run_strata(
+        "exec", container, "find", path, "-xdev", "(", "-type", "c", "-o", "-type", "b", ")", check=True
+    ).stdout.split()
     return sorted(found)
 
 
@@ -81,8 +82,11 @@ def test_cp_of_a_tree_with_nodes_out_of_a_container(running: str, tmp_path: Path
     dest = tmp_path / "devcopy"
     done = run_strata("cp", f"{running}:/dev", dest)
     assert done.returncode == 0, done.stderr
-    made = sorted("/dev/" + str(p.relative_to(dest)) for p in dest.rglob("*")
-                  if stat.S_ISCHR(os.lstat(p).st_mode) or stat.S_ISBLK(os.lstat(p).st_mode))
+    made = sorted(
+        "/dev/" + str(p.relative_to(dest))
+        for p in dest.rglob("*")
+        if stat.S_ISCHR(os.lstat(p).st_mode) or stat.S_ISBLK(os.lstat(p).st_mode)
+    )
     if real_root():
         assert done.stderr == ""
         assert made == nodes
@@ -118,8 +122,13 @@ def _tar_with_a_node() -> bytes:
 
 def test_cp_of_a_tar_stream_with_a_node_into_a_container(stopped: str, strata_root: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    done = subprocess.run([sys.executable, "-m", "explorer", "--root", str(strata_root), "cp", "-", f"{stopped}:/tmp"],
-                          input=_tar_with_a_node(), capture_output=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "explorer", "--root", str(strata_root), "cp", "-", f"{stopped}:/tmp"],
+        input=_tar_with_a_node(),
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stderr.decode() == f"strata cp: left out 1 device node (d/kvm): {NO_MKNOD}\n"
     assert run_strata("diff", stopped, check=True).stdout.split("\n") == ["C /tmp", "A /tmp/d", "A /tmp/d/f", ""]

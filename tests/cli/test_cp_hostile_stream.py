@@ -38,19 +38,32 @@ def pax_tar(pax: dict[str, str]) -> bytes:
 
 
 @pytest.mark.parametrize("archive", [False, True], ids=["plain", "archive"])
-@pytest.mark.parametrize(("pax", "why"), [
-    ({"uid": str(2**33)}, "uid 8589934592 is out of range (0 to 4294967294)"),
-    ({"gid": "-3"}, "gid -3 is out of range (0 to 4294967294)"),
-    ({"mtime": "1e30"}, "mtime 1e30 is out of range (years 1677 to 2262)"),
-    ({"mtime": "nan"}, "mtime nan is not a time"),
-    ({"mtime": "9" * 400}, "mtime inf is not a time"),
-])
-def test_cp_of_a_stream_with_values_no_file_can_hold(box: str, strata_root: Path, pax: dict[str, str], why: str,
-                                                     archive: bool) -> None:
+@pytest.mark.parametrize(
+    ("pax", "why"),
+    [
+        ({"uid": str(2**33)}, "uid 8589934592 is out of range (0 to 4294967294)"),
+        ({"gid": "-3"}, "gid -3 is out of range (0 to 4294967294)"),
+        ({"mtime": "1e30"}, "mtime 1e30 is out of range (years 1677 to 2262)"),
+        ({"mtime": "nan"}, "mtime nan is not a time"),
+        ({"mtime": "9" * 400}, "mtime inf is not a time"),
+    ],
+)
+def test_cp_of_a_stream_with_values_no_file_can_hold(
+    box: str, strata_root: Path, pax: dict[str, str], why: str, archive: bool
+) -> None:
     before = run_strata("diff", box, check=True).stdout
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    command = [sys.executable, "-m", "explorer", "--root", str(strata_root), "cp", *(["-a"] if archive else []),
-               "-", f"{box}:/tmp"]
+    command = [
+        sys.executable,
+        "-m",
+        "explorer",
+        "--root",
+        str(strata_root),
+        "cp",
+        *(["-a"] if archive else []),
+        "-",
+        f"{box}:/tmp",
+    ]
     done = subprocess.run(command, input=pax_tar(pax), capture_output=True, env=env, timeout=300)
     stderr = done.stderr.decode()
     assert done.returncode != 0 and "Traceback" not in stderr

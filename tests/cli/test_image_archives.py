@@ -23,8 +23,10 @@ def strata_listing(root: Path, image: str) -> list[dict[str, object]]:
 
 
 def docker_listing(tag: str) -> list[dict[str, object]]:
-    return sorted(({k: e[k] for k in FIELDS} for e in docker_export_listing(tag)),  # type: ignore[literal-required]
-                  key=lambda r: str(r["path"]))
+    return sorted(
+        ({k: e[k] for k in FIELDS} for e in docker_export_listing(tag)),  # type: ignore[literal-required]
+        key=lambda r: str(r["path"]),
+    )
 
 
 def assert_same_tree(ours: list[dict[str, object]], theirs: list[dict[str, object]]) -> None:
@@ -38,8 +40,7 @@ def assert_same_tree(ours: list[dict[str, object]], theirs: list[dict[str, objec
     )
 
 
-def test_docker_save_loads_and_matches_docker_export(docker_rich_image: str, strata_root: Path,
-                                                    tmp_path: Path) -> None:
+def test_docker_save_loads_and_matches_docker_export(docker_rich_image: str, strata_root: Path, tmp_path: Path) -> None:
     archive = docker_save(docker_rich_image, tmp_path / "rich.tar")
     proc = run_strata("load", "-i", archive, check=True)
     assert "Loaded image: strata-test/rich:latest" in proc.stdout
@@ -52,12 +53,13 @@ def test_docker_save_loads_and_matches_docker_export(docker_rich_image: str, str
     assert by_path["/home/app/owned/file.txt"]["uid"] == 1000
     assert "/data/lower.txt" not in by_path and "/data/gone" not in by_path
     assert sorted(p for p in by_path if str(p).startswith("/data/replaced")) == [
-        "/data/replaced", "/data/replaced/new.txt"]
+        "/data/replaced",
+        "/data/replaced/new.txt",
+    ]
     assert "/names/dir with space/ünïcødé.txt" in by_path
 
 
-def test_strata_save_loads_into_docker_and_matches(docker_rich_image: str, strata_root: Path,
-                                                  tmp_path: Path) -> None:
+def test_strata_save_loads_into_docker_and_matches(docker_rich_image: str, strata_root: Path, tmp_path: Path) -> None:
     run_strata("load", "-i", docker_save(docker_rich_image, tmp_path / "rich.tar"), check=True)
     expected = docker_listing(docker_rich_image)
     out = tmp_path / "ours.tar"
@@ -74,8 +76,9 @@ def test_strata_save_loads_into_docker_and_matches(docker_rich_image: str, strat
         subprocess.run(["docker", "image", "inspect", docker_rich_image], capture_output=True, check=False)
 
 
-def test_save_is_deterministic_and_layers_keep_their_digests(docker_rich_image: str, strata_root: Path,
-                                                            tmp_path: Path) -> None:
+def test_save_is_deterministic_and_layers_keep_their_digests(
+    docker_rich_image: str, strata_root: Path, tmp_path: Path
+) -> None:
     run_strata("load", "-i", docker_save(docker_rich_image, tmp_path / "rich.tar"), check=True)
     run_strata("save", "-o", tmp_path / "a.tar", RICH_TAG, check=True)
     run_strata("save", "-o", tmp_path / "b.tar", RICH_TAG, check=True)
@@ -106,14 +109,25 @@ def test_oci_layout_round_trip_through_strata(busybox_rootfs_tar: Path, tmp_path
     assert strata_listing(a, "demo/bb:1") == strata_listing(b, "demo/bb:1")
 
 
-def test_skopeo_made_oci_archive_with_gzip_layers_loads(busybox_rootfs_tar: Path, strata_root: Path,
-                                                       tmp_path: Path) -> None:
+def test_skopeo_made_oci_archive_with_gzip_layers_loads(
+    busybox_rootfs_tar: Path, strata_root: Path, tmp_path: Path
+) -> None:
     skopeo = require_tool("skopeo")
     run_strata("import", busybox_rootfs_tar, "demo/bb:1", check=True)
     run_strata("save", "-o", tmp_path / "d.tar", "demo/bb:1", check=True)
     oci = tmp_path / "gz.tar"
-    subprocess.run([str(skopeo), "copy", "--dest-compress-format", "gzip", f"docker-archive:{tmp_path / 'd.tar'}",
-                    f"oci-archive:{oci}:demo/copied:2"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(skopeo),
+            "copy",
+            "--dest-compress-format",
+            "gzip",
+            f"docker-archive:{tmp_path / 'd.tar'}",
+            f"oci-archive:{oci}:demo/copied:2",
+        ],
+        check=True,
+        capture_output=True,
+    )
     other = tmp_path / "other"
     proc = run_strata("load", "-i", oci, root=other, check=True)
     assert "Loaded image" in proc.stdout
@@ -123,7 +137,8 @@ def test_skopeo_made_oci_archive_with_gzip_layers_loads(busybox_rootfs_tar: Path
 
 
 def test_load_rejects_a_tampered_blob_and_leaves_the_store_unchanged(
-        busybox_rootfs_tar: Path, strata_root: Path, tmp_path: Path) -> None:
+    busybox_rootfs_tar: Path, strata_root: Path, tmp_path: Path
+) -> None:
     run_strata("import", busybox_rootfs_tar, "demo/bb:1", check=True)
     layout = tmp_path / "layout"
     run_strata("save", "--format", "oci", "-o", f"{layout}/", "demo/bb:1", check=True)
@@ -147,9 +162,15 @@ def test_load_rejects_a_tampered_blob_and_leaves_the_store_unchanged(
 def test_bad_input_is_one_line(strata_root: Path, tmp_path: Path) -> None:
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"not a tar at all" * 100)
-    for args in (["load", "-i", str(junk)], ["load", "-i", str(tmp_path / "missing.tar")],
-                 ["ls", "nosuch:image"], ["rmi", "nosuch"], ["tag", "nosuch", "x"], ["import", str(junk), "x"],
-                 ["tag", "x", "UPPER"]):
+    for args in (
+        ["load", "-i", str(junk)],
+        ["load", "-i", str(tmp_path / "missing.tar")],
+        ["ls", "nosuch:image"],
+        ["rmi", "nosuch"],
+        ["tag", "nosuch", "x"],
+        ["import", str(junk), "x"],
+        ["tag", "x", "UPPER"],
+    ):
         proc = run_strata(*args)
         assert proc.returncode != 0, args
         lines = proc.stderr.strip().splitlines()

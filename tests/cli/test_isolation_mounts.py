@@ -36,8 +36,18 @@ def _host_dir(tmp_path: Path, name: str) -> Path:
 def test_a_symlink_in_a_volume_does_not_take_a_nested_volume_to_the_host(store: Path, tmp_path: Path) -> None:
     host = _host_dir(tmp_path, "host")
     run_strata("run", "--rm", "-v", "outer:/a", IMAGE, "ln", "-s", str(host), "/a/b", check=True)
-    done = run_strata("run", "--rm", "-v", "outer:/a", "-v", "inner:/a/b/newdir", IMAGE,
-                      "sh", "-c", f"test -d {host}/newdir && echo inside")
+    done = run_strata(
+        "run",
+        "--rm",
+        "-v",
+        "outer:/a",
+        "-v",
+        "inner:/a/b/newdir",
+        IMAGE,
+        "sh",
+        "-c",
+        f"test -d {host}/newdir && echo inside",
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "inside\n"  # the link was followed inside the container's root, as Docker does
     assert list(host.iterdir()) == []
@@ -74,8 +84,9 @@ def test_a_mount_point_the_container_layer_replaced_by_a_symlink_stays_inside(st
 def test_a_read_only_bind_cannot_be_remounted_writable(store: Path, tmp_path: Path) -> None:
     host = _host_dir(tmp_path, "ro")
     (host / "f").write_text("unchanged\n")
-    done = run_strata("run", "--rm", "-v", f"{host}:/ro:ro", IMAGE, "sh", "-c",
-                      "mount -o remount,rw,bind /ro; echo x > /ro/f")
+    done = run_strata(
+        "run", "--rm", "-v", f"{host}:/ro:ro", IMAGE, "sh", "-c", "mount -o remount,rw,bind /ro; echo x > /ro/f"
+    )
     assert done.returncode != 0
     assert (host / "f").read_text() == "unchanged\n"
 
@@ -84,8 +95,7 @@ def test_a_build_bind_mount_cannot_rewrite_the_context(store: Path, tmp_path: Pa
     ctx = _host_dir(tmp_path, "ctx")
     (ctx / "file").write_text("source\n")
     (ctx / "Dockerfile").write_text(
-        f"FROM {IMAGE}\n"
-        "RUN --mount=type=bind,target=/ctx sh -c 'mount -o remount,rw,bind /ctx; echo x > /ctx/file'\n"
+        f"FROM {IMAGE}\nRUN --mount=type=bind,target=/ctx sh -c 'mount -o remount,rw,bind /ctx; echo x > /ctx/file'\n"
     )
     done = run_strata("build", "-t", "escape:1", ctx)
     assert done.returncode != 0
@@ -105,13 +115,15 @@ def _rootfs_with_nodes(busybox_tar: Path, dest: Path) -> Path:
 
 
 @pytest.mark.parametrize("driver", ["overlay", "vfs"])
-def test_device_nodes_an_image_ships_do_not_open(strata_root: Path, busybox_rootfs_tar: Path, tmp_path: Path,
-                                                driver: str) -> None:
+def test_device_nodes_an_image_ships_do_not_open(
+    strata_root: Path, busybox_rootfs_tar: Path, tmp_path: Path, driver: str
+) -> None:
     require_userns()
     rootfs = _rootfs_with_nodes(busybox_rootfs_tar, tmp_path / "nodes.tar")
     run_strata("--storage-driver", driver, "import", rootfs, "withnodes:1", check=True)
-    done = run_strata("--storage-driver", driver, "run", "--rm", "withnodes:1", "sh", "-c",
-                      "head -c 4 /nodes/random | wc -c")
+    done = run_strata(
+        "--storage-driver", driver, "run", "--rm", "withnodes:1", "sh", "-c", "head -c 4 /nodes/random | wc -c"
+    )
     assert done.stdout.strip() == "0", done.stdout + done.stderr
     if real_root():
         listing = run_strata("--storage-driver", driver, "run", "--rm", "withnodes:1", "ls", "-l", "/nodes/random")
@@ -139,19 +151,24 @@ def test_the_default_profile_and_its_flags(store: Path) -> None:
 
 def test_a_seccomp_profile_file_in_dockers_format(store: Path, tmp_path: Path) -> None:
     profile = tmp_path / "profile.json"
-    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdirat", "mkdir"], '
-                       '"action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}')
+    profile.write_text(
+        '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdirat", "mkdir"], '
+        '"action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}'
+    )
     done = run_strata("run", "--rm", "--security-opt", f"seccomp={profile}", IMAGE, "mkdir", "/x")
     assert done.returncode != 0 and "Operation not permitted" in done.stderr
     ok = run_strata("run", "--rm", "--security-opt", f"seccomp={profile}", IMAGE, "touch", "/y")
     assert ok.returncode == 0, ok.stderr
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--cap-add", "NOT_A_CAP"], "unknown capability 'NOT_A_CAP'"),
-    (["--security-opt", "seccomp=/nonexistent.json"], "cannot read the profile"),
-    (["--security-opt", "bogus=1"], "is not supported"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--cap-add", "NOT_A_CAP"], "unknown capability 'NOT_A_CAP'"),
+        (["--security-opt", "seccomp=/nonexistent.json"], "cannot read the profile"),
+        (["--security-opt", "bogus=1"], "is not supported"),
+    ],
+)
 def test_bad_profile_options_are_one_line_and_create_nothing(store: Path, args: list[str], message: str) -> None:
     done = run_strata("run", "--rm", *args, IMAGE, "true")
     assert done.returncode == 125 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr

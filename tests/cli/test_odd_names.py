@@ -92,8 +92,7 @@ def test_a_layer_with_names_that_are_not_utf8_imports_lists_and_saves(store: Pat
         "hrw-r--r--     0     0          6  L0   added    hl\\xfc link to /bad\\xffname",
         "lrwxrwxrwx     0     0          0  L0   added    ln\\xfd -> bad\\xffname",
     ]
-    assert _ok("ls", "odd:1", DIR).splitlines() == [
-        "-rw-r--r--     0     0          6  L0   added    inner\\x80"]
+    assert _ok("ls", "odd:1", DIR).splitlines() == ["-rw-r--r--     0     0          6  L0   added    inner\\x80"]
     listing = _listing("odd:1")
     assert sorted(listing) == ["/bad\\xffname", "/dir\\xfe", "/dir\\xfe/inner\\x80", "/hl\\xfc", "/ln\\xfd"]
     assert listing["/ln\\xfd"]["link"] == "bad\\xffname" and listing["/hl\\xfc"]["link"] == "/bad\\xffname"
@@ -103,7 +102,12 @@ def test_a_layer_with_names_that_are_not_utf8_imports_lists_and_saves(store: Pat
 
     _ok("save", "-o", tmp_path / "saved.tar", "odd:1")
     assert _layer_names(tmp_path / "saved.tar") == {
-        BAD: b"hello\n", DIR: None, f"{DIR}/{INNER}": b"inner\n", LINK: None, HARD: None}
+        BAD: b"hello\n",
+        DIR: None,
+        f"{DIR}/{INNER}": b"inner\n",
+        LINK: None,
+        HARD: None,
+    }
     other = tmp_path / "other-store"
     other.mkdir(mode=0o700)
     _ok("load", "-i", tmp_path / "saved.tar", root=other)
@@ -123,11 +127,19 @@ def test_a_run_a_container_and_a_commit_that_make_such_names(store: Path, tmp_pa
 
     _ok("run", "--name", "maker", BASE, "sh", "-c", f"cd / && {MAKE_NAMES} && rm /etc/group")
     assert _ok("diff", "maker").splitlines() == [
-        "A /bad\\xffname", "A /dir\\xfe", "A /dir\\xfe/inner\\x80", "C /etc", "D /etc/group", "A /ln\\xfd"]
+        "A /bad\\xffname",
+        "A /dir\\xfe",
+        "A /dir\\xfe/inner\\x80",
+        "C /etc",
+        "D /etc/group",
+        "A /ln\\xfd",
+    ]
     _ok("commit", "maker", "oddc:1")
     committed = _listing("oddc:1")
     assert {p: committed[p]["size"] for p in ("/bad\\xffname", "/dir\\xfe/inner\\x80")} == {
-        "/bad\\xffname": 0, "/dir\\xfe/inner\\x80": 6}
+        "/bad\\xffname": 0,
+        "/dir\\xfe/inner\\x80": 6,
+    }
     assert "/etc/group" not in committed
     tree = _ok("ls", "-R", "oddc:1").splitlines()
     assert "-rw-r--r--     0     0          6  L1   added    /dir\\xfe/inner\\x80" in tree
@@ -154,9 +166,22 @@ def test_names_that_are_not_utf8_round_trip_through_docker(store: Path, tmp_path
     docker("load", "--input", str(tmp_path / "ours.tar"))
     try:
         names = subprocess.run(
-            ["docker", "run", "--rm", "--network", "none", "strata-test/odd:1", "sh", "-c",
-             "printf '%s\\n' /*; cat \"$(printf '/dir\\376/inner\\200')\"; readlink \"$(printf '/ln\\375')\""],
-            capture_output=True, check=True, stdin=subprocess.DEVNULL, timeout=120).stdout.split(b"\n")
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "strata-test/odd:1",
+                "sh",
+                "-c",
+                "printf '%s\\n' /*; cat \"$(printf '/dir\\376/inner\\200')\"; readlink \"$(printf '/ln\\375')\"",
+            ],
+            capture_output=True,
+            check=True,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+        ).stdout.split(b"\n")
         assert b"/bad\xffname" in names and b"/dir\xfe" in names and b"/ln\xfd" in names
         assert names[-3:] == [b"inner", b"bad\xffname", b""]
         maker = docker("create", "strata-test/odd:1", "sh", "-c", "touch \"$(printf '/dir\\376/more\\201')\"")
@@ -166,8 +191,12 @@ def test_names_that_are_not_utf8_round_trip_through_docker(store: Path, tmp_path
         docker("rm", container)
         docker("save", "--output", str(tmp_path / "theirs.tar"), "strata-test/odd:2")
     finally:
-        subprocess.run(["docker", "rmi", "--force", "strata-test/odd:1", "strata-test/odd:2"],
-                       capture_output=True, check=False, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            ["docker", "rmi", "--force", "strata-test/odd:1", "strata-test/odd:2"],
+            capture_output=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
     _ok("rmi", "strata-test/odd:1")
     _ok("load", "-i", tmp_path / "theirs.tar")
     listing = _listing("strata-test/odd:2")

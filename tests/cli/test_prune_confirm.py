@@ -36,8 +36,9 @@ def _state(probe: tuple[str, ...]) -> str:
 
 @pytest.mark.parametrize(("verb", "probe"), PRUNES, ids=[" ".join(v) for v, _p in PRUNES])
 @pytest.mark.parametrize(("answer", "code"), [("n\n", 0), ("no\n", 0), ("", 1), ("yes please\n", 0)])
-def test_a_prune_not_confirmed_removes_nothing(populated: Path, verb: tuple[str, ...], probe: tuple[str, ...],
-                                               answer: str, code: int) -> None:
+def test_a_prune_not_confirmed_removes_nothing(
+    populated: Path, verb: tuple[str, ...], probe: tuple[str, ...], answer: str, code: int
+) -> None:
     if verb[0] in ("system", "image"):
         run_strata("rm", "-f", *run_strata("ps", "-a", "-q", check=True).stdout.split(), check=True)
     before = _state(probe)
@@ -47,14 +48,12 @@ def test_a_prune_not_confirmed_removes_nothing(populated: Path, verb: tuple[str,
     assert "Are you sure you want to continue? [y/N]" in done.stdout
     assert _state(probe) == before
     if code:
-        assert done.stderr == ("Error: nothing removed: no answer on standard input; use -f to remove without "
-                               "asking\n")
+        assert done.stderr == ("Error: nothing removed: no answer on standard input; use -f to remove without asking\n")
 
 
 @pytest.mark.parametrize(("verb", "probe"), PRUNES, ids=[" ".join(v) for v, _p in PRUNES])
 @pytest.mark.parametrize("how", ["y", "force"])
-def test_a_confirmed_prune_removes(populated: Path, verb: tuple[str, ...], probe: tuple[str, ...],
-                                   how: str) -> None:
+def test_a_confirmed_prune_removes(populated: Path, verb: tuple[str, ...], probe: tuple[str, ...], how: str) -> None:
     if verb[0] in ("system", "image"):
         run_strata("rm", "-f", *run_strata("ps", "-a", "-q", check=True).stdout.split(), check=True)
     args = (*verb, "-f") if how == "force" else verb

@@ -16,10 +16,12 @@ MIB = 1 << 20
 
 class _App:
     def df(self) -> DiskUsage:
-        return DiskUsage(containers=[
-            ContainerUsage("1" * 64, "a", "app:1", "sh", 3 * MIB, "Up to date", "exited", 0.0, 0),
-            ContainerUsage("2" * 64, "b", "app:1", "sh", 1 * MIB, "Restarting", "running", 0.0, 0),
-        ])
+        return DiskUsage(
+            containers=[
+                ContainerUsage("1" * 64, "a", "app:1", "sh", 3 * MIB, "Up to date", "exited", 0.0, 0),
+                ContainerUsage("2" * 64, "b", "app:1", "sh", 1 * MIB, "Restarting", "running", 0.0, 0),
+            ]
+        )
 
 
 def test_active_and_reclaimable_follow_the_state(capsys: pytest.CaptureFixture[str]) -> None:

@@ -75,15 +75,20 @@ def release(store: Store, container: str) -> None:
 # --- run ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("command", "code", "message"), [
-    (["sh", "-c", "exit 3"], 3, None),
-    (["true"], 0, None),
-    (["nosuch"], 127, 'exec: "nosuch": executable file not found in $PATH'),
-    (["/etc/passwd"], 126, 'exec: "/etc/passwd": permission denied'),
-    (["/etc"], 126, 'exec: "/etc": permission denied'),
-], ids=["own-status", "zero", "not-found", "not-executable", "a-directory"])
-def test_run_exits_with_the_process_status_or_126_127(shared: Store, command: list[str], code: int,
-                                                      message: str | None) -> None:
+@pytest.mark.parametrize(
+    ("command", "code", "message"),
+    [
+        (["sh", "-c", "exit 3"], 3, None),
+        (["true"], 0, None),
+        (["nosuch"], 127, 'exec: "nosuch": executable file not found in $PATH'),
+        (["/etc/passwd"], 126, 'exec: "/etc/passwd": permission denied'),
+        (["/etc"], 126, 'exec: "/etc": permission denied'),
+    ],
+    ids=["own-status", "zero", "not-found", "not-executable", "a-directory"],
+)
+def test_run_exits_with_the_process_status_or_126_127(
+    shared: Store, command: list[str], code: int, message: str | None
+) -> None:
     done = shared.run("run", "--rm", IMAGE, *command)
     if message is None:
         assert (done.returncode, done.stderr) == (code, "")
@@ -91,12 +96,16 @@ def test_run_exits_with_the_process_status_or_126_127(shared: Store, command: li
         assert shared.error("run", "--rm", IMAGE, *command, code=code) == message
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("test/absent:1", "true"), "No such image: test/absent:1"),
-    (("-u", "nosuchuser", IMAGE, "id"), "unable to find user nosuchuser: no matching entries in passwd file"),
-    (("--env-file", "/nonexistent/env", IMAGE, "true"), "--env-file /nonexistent/env: No such file or directory"),
-    (("--name", "x", IMAGE, "true"), "invalid container name 'x': only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
-], ids=["no-image", "no-user", "no-env-file", "bad-name"])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("test/absent:1", "true"), "No such image: test/absent:1"),
+        (("-u", "nosuchuser", IMAGE, "id"), "unable to find user nosuchuser: no matching entries in passwd file"),
+        (("--env-file", "/nonexistent/env", IMAGE, "true"), "--env-file /nonexistent/env: No such file or directory"),
+        (("--name", "x", IMAGE, "true"), "invalid container name 'x': only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
+    ],
+    ids=["no-image", "no-user", "no-env-file", "bad-name"],
+)
 def test_run_says_125_for_its_own_errors(shared: Store, args: tuple[str, ...], message: str) -> None:
     before = shared.ok("ps", "-a", "-q", "--no-trunc")
     assert shared.error("run", "--rm", *args, code=125) == message
@@ -106,9 +115,12 @@ def test_run_says_125_for_its_own_errors(shared: Store, args: tuple[str, ...], m
 NO_COMMAND = "no command specified: the image has no CMD or ENTRYPOINT; give one after the image name"
 
 
-@pytest.mark.xfail(strict=True, reason="the command is checked only when the container starts, outside "
-                   "api/containers.py's _start_failed_cleanup: `run --rm` of an image without CMD leaves a "
-                   "Created container behind (docker refuses at create and leaves none)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="the command is checked only when the container starts, outside "
+    "api/containers.py's _start_failed_cleanup: `run --rm` of an image without CMD leaves a "
+    "Created container behind (docker refuses at create and leaves none)",
+)
 @pytest.mark.parametrize("detach", [[], ["-d"]], ids=["attached", "detached"])
 def test_run_rm_of_an_image_without_command_leaves_nothing(fresh: Store, detach: list[str]) -> None:
     assert fresh.error("run", "--rm", *detach, IMAGE, code=125) == NO_COMMAND
@@ -118,12 +130,16 @@ def test_run_rm_of_an_image_without_command_leaves_nothing(fresh: Store, detach:
 def test_run_usage_errors_are_125(shared: Store) -> None:
     done = shared.run("run")
     assert done.returncode == 125
-    assert done.stderr == ("strata run: the following arguments are required: image, command\n"
-                           "See 'strata run --help'.\n")
+    assert done.stderr == (
+        "strata run: the following arguments are required: image, command\nSee 'strata run --help'.\n"
+    )
 
 
-@pytest.mark.xfail(strict=True, reason="an unknown option of run is reported by the top-level parser "
-                   "(explorer/cli/main.py) as `strata: unrecognized arguments`, exit 1; docker says 125")
+@pytest.mark.xfail(
+    strict=True,
+    reason="an unknown option of run is reported by the top-level parser "
+    "(explorer/cli/main.py) as `strata: unrecognized arguments`, exit 1; docker says 125",
+)
 def test_run_unknown_option_is_125(shared: Store) -> None:
     assert shared.run("run", "--bogus", IMAGE, "true").returncode == 125
 
@@ -134,15 +150,37 @@ def test_run_keeps_stdout_and_stderr_apart(shared: Store) -> None:
 
 
 def test_run_passes_env_user_and_workdir(shared: Store) -> None:
-    out = shared.ok("run", "--rm", "-e", "GREETING=hi there", "-u", "1000:1000", "-w", "/home/app",
-                    IMAGE, "sh", "-c", 'echo "$GREETING"; id -u; id -g; pwd')
+    out = shared.ok(
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=hi there",
+        "-u",
+        "1000:1000",
+        "-w",
+        "/home/app",
+        IMAGE,
+        "sh",
+        "-c",
+        'echo "$GREETING"; id -u; id -g; pwd',
+    )
     assert out == "hi there\n1000\n1000\n/home/app\n"
 
 
 def test_run_rm_leaves_no_container_and_no_anonymous_volume(fresh: Store) -> None:
     fresh.ok("volume", "create", "kept")
-    out = fresh.ok("run", "--rm", "-v", "/anon", "-v", "kept:/kept", IMAGE, "sh", "-c",
-                   "echo data > /anon/f; echo data > /kept/f; echo done")
+    out = fresh.ok(
+        "run",
+        "--rm",
+        "-v",
+        "/anon",
+        "-v",
+        "kept:/kept",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo data > /anon/f; echo data > /kept/f; echo done",
+    )
     assert out == "done\n"
     assert fresh.ok("ps", "-a", "-q") == ""
     assert fresh.lines("volume", "ls", "-q") == ["kept"]
@@ -175,8 +213,11 @@ def test_a_name_in_use_is_refused_and_creates_nothing(fresh: Store) -> None:
     assert fresh.lines("ps", "-a", "-q", "--no-trunc") == [first]
 
 
-@pytest.mark.xfail(strict=True, reason="anonymous volumes are created before the container "
-                   "(explorer/api/containers.py), so a refused name leaves them behind")
+@pytest.mark.xfail(
+    strict=True,
+    reason="anonymous volumes are created before the container "
+    "(explorer/api/containers.py), so a refused name leaves them behind",
+)
 def test_a_name_in_use_leaves_no_anonymous_volume_behind(fresh: Store) -> None:
     fresh.ok("create", "--name", "taken", IMAGE, "true")
     fresh.error("run", "--name", "taken", "-v", "/anon", IMAGE, "true", code=125)
@@ -209,11 +250,16 @@ def test_start_errors(shared: Store) -> None:
     assert shared.error("start", "absent") == "No such container: absent"
     shared.ok("create", "--name", "start-one", IMAGE, "true")
     shared.ok("create", "--name", "start-two", IMAGE, "true")
-    assert shared.error("start", "-a", "start-one", "start-two", code=125) == \
-        "you cannot attach to more than one container"
+    assert (
+        shared.error("start", "-a", "start-one", "start-two", code=125)
+        == "you cannot attach to more than one container"
+    )
     done = shared.run("start", "start-one", "absent", "start-two")
-    assert (done.returncode, done.stdout, done.stderr) == (1, "start-one\nstart-two\n",
-                                                          "Error: No such container: absent\n")
+    assert (done.returncode, done.stdout, done.stderr) == (
+        1,
+        "start-one\nstart-two\n",
+        "Error: No such container: absent\n",
+    )
 
 
 # --- ps ----------------------------------------------------------------------------------
@@ -224,11 +270,20 @@ def test_ps_lists_running_then_all_with_docker_status_words(fresh: Store) -> Non
     exited = fresh.ok("create", "--name", "has-ended", IMAGE, "sh", "-c", "exit 3").strip()
     fresh.run("start", "-a", "has-ended")
     running = fresh.ok("run", "-d", "--name", "still-up", IMAGE, "sh", "-c", GATED.format(code=0)).strip()
-    assert fresh.lines("ps")[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS",
-                                            "NAMES"]
+    assert fresh.lines("ps")[0].split() == [
+        "CONTAINER",
+        "ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ]
     up = fresh.table("ps")
     assert [(r["CONTAINER ID"], r["IMAGE"], r["COMMAND"], r["NAMES"]) for r in up] == [
-        (running[:12], IMAGE, '"sh -c while [ ! -e …"', "still-up")]
+        (running[:12], IMAGE, '"sh -c while [ ! -e …"', "still-up")
+    ]
     assert re.fullmatch(f"Up {SHORT_AGE}", up[0]["STATUS"]), up
     assert re.fullmatch(f"{SHORT_AGE} ago", up[0]["CREATED"]), up
 
@@ -272,8 +327,16 @@ def test_logs_replays_stdout_and_stderr_apart(shared: Store) -> None:
 
 
 def test_logs_follow_waits_for_the_container_to_exit(shared: Store) -> None:
-    shared.ok("run", "-d", "--name", "followed", IMAGE, "sh", "-c",
-              "echo before; echo warn >&2; " + GATED.format(code=2).replace("exit 2", "echo after; exit 2"))
+    shared.ok(
+        "run",
+        "-d",
+        "--name",
+        "followed",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo before; echo warn >&2; " + GATED.format(code=2).replace("exit 2", "echo after; exit 2"),
+    )
     follow = shared.popen("logs", "-f", "followed")
     try:
         assert follow.stdout is not None
@@ -302,14 +365,19 @@ def running(shared: Store) -> Iterator[str]:
     shared.ok("rm", "-f", "exec-target")
 
 
-@pytest.mark.parametrize(("command", "code", "message"), [
-    (["sh", "-c", "exit 7"], 7, None),
-    (["true"], 0, None),
-    (["nosuch"], 127, 'exec: "nosuch": executable file not found in $PATH'),
-    (["/etc/passwd"], 126, 'exec: "/etc/passwd": permission denied'),
-], ids=["own-status", "zero", "not-found", "not-executable"])
-def test_exec_exits_with_the_process_status_or_126_127(shared: Store, running: str, command: list[str],
-                                                       code: int, message: str | None) -> None:
+@pytest.mark.parametrize(
+    ("command", "code", "message"),
+    [
+        (["sh", "-c", "exit 7"], 7, None),
+        (["true"], 0, None),
+        (["nosuch"], 127, 'exec: "nosuch": executable file not found in $PATH'),
+        (["/etc/passwd"], 126, 'exec: "/etc/passwd": permission denied'),
+    ],
+    ids=["own-status", "zero", "not-found", "not-executable"],
+)
+def test_exec_exits_with_the_process_status_or_126_127(
+    shared: Store, running: str, command: list[str], code: int, message: str | None
+) -> None:
     if message is None:
         done = shared.run("exec", running, *command)
         assert (done.returncode, done.stderr) == (code, "")
@@ -318,8 +386,21 @@ def test_exec_exits_with_the_process_status_or_126_127(shared: Store, running: s
 
 
 def test_exec_takes_env_user_and_workdir(shared: Store, running: str) -> None:
-    out = shared.ok("exec", "-e", "A=1", "-e", "B=two words", "-u", "app", "-w", "/home/app", running,
-                    "sh", "-c", 'echo "$A $B"; id -un; id -gn; pwd')
+    out = shared.ok(
+        "exec",
+        "-e",
+        "A=1",
+        "-e",
+        "B=two words",
+        "-u",
+        "app",
+        "-w",
+        "/home/app",
+        running,
+        "sh",
+        "-c",
+        'echo "$A $B"; id -un; id -gn; pwd',
+    )
     assert out == "1 two words\napp\napp\n/home/app\n"
     assert shared.ok("exec", "-u", "1000:0", running, "sh", "-c", "id -u; id -g") == "1000\n0\n"
     assert shared.ok("exec", running, "sh", "-c", "id -u; pwd") == "0\n/\n"
@@ -328,8 +409,10 @@ def test_exec_takes_env_user_and_workdir(shared: Store, running: str) -> None:
 def test_exec_errors_are_125(shared: Store, running: str) -> None:
     assert shared.error("exec", "absent", "true", code=125) == "No such container: absent"
     assert shared.error("exec", running, code=125) == "exec needs a command"
-    assert shared.error("exec", "-u", "nosuchuser", running, "id", code=125) == \
-        "unable to find user nosuchuser: no matching entries in passwd file"
+    assert (
+        shared.error("exec", "-u", "nosuchuser", running, "id", code=125)
+        == "unable to find user nosuchuser: no matching entries in passwd file"
+    )
     shared.ok("create", "--name", "never-started", IMAGE, "true")
     assert shared.error("exec", "never-started", "true", code=125) == "container never-started is not running"
 
@@ -383,8 +466,9 @@ def test_wait_prints_each_status_in_order(shared: Store) -> None:
 
 def test_rm_of_a_running_container_needs_force(fresh: Store) -> None:
     cid = fresh.ok("run", "-d", "--name", "busy", IMAGE, "sh", "-c", GATED.format(code=0)).strip()
-    assert fresh.error("rm", "busy") == ("container busy is in use by its running process; stop the container "
-                                         "before removing it, or use rm -f")
+    assert fresh.error("rm", "busy") == (
+        "container busy is in use by its running process; stop the container before removing it, or use rm -f"
+    )
     assert fresh.lines("ps", "-q", "--no-trunc") == [cid]
     assert fresh.ok("rm", "-f", "busy") == "busy\n"
     assert fresh.ok("ps", "-a", "-q") == ""
@@ -414,8 +498,7 @@ def test_rm_goes_on_past_a_missing_name(fresh: Store) -> None:
 # --- diff, commit ------------------------------------------------------------------------
 
 CHANGES = "echo new > /tmp/new; rm /etc/group; mkdir /home/app/d; echo more >> /etc/passwd"
-CHANGED = ["C /etc", "C /etc/passwd", "D /etc/group", "C /home", "C /home/app", "A /home/app/d", "C /tmp",
-           "A /tmp/new"]
+CHANGED = ["C /etc", "C /etc/passwd", "D /etc/group", "C /home", "C /home/app", "A /home/app/d", "C /tmp", "A /tmp/new"]
 
 
 def test_diff_lists_added_changed_and_deleted_paths(shared: Store) -> None:
@@ -428,13 +511,18 @@ def test_diff_lists_added_changed_and_deleted_paths(shared: Store) -> None:
 
 def test_commit_makes_an_image_that_runs_with_the_changes(shared: Store) -> None:
     shared.ok("run", "--name", "to-commit", IMAGE, "sh", "-c", "echo kept > /kept")
-    image = shared.ok("commit", "-m", "a message", "-a", "someone", "-c", 'CMD ["cat", "/kept"]', "to-commit",
-                      "test/committed:2").strip()
+    image = shared.ok(
+        "commit", "-m", "a message", "-a", "someone", "-c", 'CMD ["cat", "/kept"]', "to-commit", "test/committed:2"
+    ).strip()
     assert IMAGE_ID.fullmatch(image)
     assert shared.ok("run", "--rm", "test/committed:2") == "kept\n"
     inspected = shared.inspect("test/committed:2", "image")
     assert (inspected["Id"], inspected["Comment"], inspected["Author"], inspected["Config"]["Cmd"]) == (
-        image, "a message", "someone", ["cat", "/kept"])
+        image,
+        "a message",
+        "someone",
+        ["cat", "/kept"],
+    )
     assert inspected["Parent"] == shared.inspect(IMAGE, "image")["Id"]
     untagged = shared.ok("commit", "to-commit").strip()
     assert IMAGE_ID.fullmatch(untagged) and untagged != image
@@ -455,31 +543,64 @@ DOCKER_CASES = [
     pytest.param(("run", "--rm", "strata-test/absent:1", "true"), None, id="run-no-image"),
     pytest.param(("run", "--rm", "-u", "nosuchuser", "{img}", "id"), None, id="run-no-user"),
     pytest.param(("run", "--name", UP, "{img}", "true"), None, id="run-name-in-use"),
-    pytest.param(("run", "--bogus", "{img}", "true"), None, id="run-unknown-flag",
-                 marks=pytest.mark.xfail(strict=True, reason="strata exits 1: main.py's top-level parser "
-                                         "reports unknown options")),
-    pytest.param(("create", "--name", UP, "{img}", "true"), None, id="create-name-in-use",
-                 marks=pytest.mark.xfail(strict=True, reason="docker create exits 1 for a daemon error; strata "
-                                         "gives create run's 125 (RUN_VERBS in main.py)")),
-    pytest.param(("create", "{img}"), None, id="create-no-command",
-                 marks=pytest.mark.xfail(strict=True, reason="docker create refuses an image without CMD (1); "
-                                         "strata creates the container and fails only at start")),
+    pytest.param(
+        ("run", "--bogus", "{img}", "true"),
+        None,
+        id="run-unknown-flag",
+        marks=pytest.mark.xfail(
+            strict=True, reason="strata exits 1: main.py's top-level parser reports unknown options"
+        ),
+    ),
+    pytest.param(
+        ("create", "--name", UP, "{img}", "true"),
+        None,
+        id="create-name-in-use",
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="docker create exits 1 for a daemon error; strata gives create run's 125 (RUN_VERBS in main.py)",
+        ),
+    ),
+    pytest.param(
+        ("create", "{img}"),
+        None,
+        id="create-no-command",
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="docker create refuses an image without CMD (1); "
+            "strata creates the container and fails only at start",
+        ),
+    ),
     pytest.param(("exec", UP, "sh", "-c", "exit 7"), None, id="exec-own-status"),
     pytest.param(("exec", UP, "/etc/passwd"), None, id="exec-not-executable"),
     # docker exec reports every failure of the OCI runtime as 126; strata keeps run's 127 for
     # a command not found, as its README says (and as podman does).
     pytest.param(("exec", UP, "nosuch"), 127, id="exec-not-found"),
-    pytest.param(("exec", DOWN, "true"), None, id="exec-not-running",
-                 marks=pytest.mark.xfail(strict=True, reason="docker exec exits 1; strata 125 (RUN_VERBS in "
-                                         "main.py)")),
-    pytest.param(("exec", "strata-verbs-absent", "true"), None, id="exec-no-container",
-                 marks=pytest.mark.xfail(strict=True, reason="docker exec exits 1; strata 125 (RUN_VERBS in "
-                                         "main.py)")),
-    pytest.param(("exec", "-u", "nosuchuser", UP, "id"), None, id="exec-no-user",
-                 marks=pytest.mark.xfail(strict=True, reason="docker exec exits 126; strata 125")),
-    pytest.param(("exec", "-w", "/nonexistent", UP, "pwd"), None, id="exec-no-workdir",
-                 marks=pytest.mark.xfail(strict=True, reason="docker exec refuses a missing -w (126); strata "
-                                         "creates the directory and runs (0)")),
+    pytest.param(
+        ("exec", DOWN, "true"),
+        None,
+        id="exec-not-running",
+        marks=pytest.mark.xfail(strict=True, reason="docker exec exits 1; strata 125 (RUN_VERBS in main.py)"),
+    ),
+    pytest.param(
+        ("exec", "strata-verbs-absent", "true"),
+        None,
+        id="exec-no-container",
+        marks=pytest.mark.xfail(strict=True, reason="docker exec exits 1; strata 125 (RUN_VERBS in main.py)"),
+    ),
+    pytest.param(
+        ("exec", "-u", "nosuchuser", UP, "id"),
+        None,
+        id="exec-no-user",
+        marks=pytest.mark.xfail(strict=True, reason="docker exec exits 126; strata 125"),
+    ),
+    pytest.param(
+        ("exec", "-w", "/nonexistent", UP, "pwd"),
+        None,
+        id="exec-no-workdir",
+        marks=pytest.mark.xfail(
+            strict=True, reason="docker exec refuses a missing -w (126); strata creates the directory and runs (0)"
+        ),
+    ),
     pytest.param(("start", "strata-verbs-absent"), None, id="start-no-container"),
     pytest.param(("start", "-a", DOWN), None, id="start-attached-status"),
     pytest.param(("stop", "strata-verbs-absent"), None, id="stop-no-container"),
@@ -494,9 +615,14 @@ DOCKER_CASES = [
     pytest.param(("logs", "strata-verbs-absent"), None, id="logs-no-container"),
     pytest.param(("diff", "strata-verbs-absent"), None, id="diff-no-container"),
     pytest.param(("commit", "strata-verbs-absent"), None, id="commit-no-container"),
-    pytest.param(("ps", "--bogus"), None, id="ps-unknown-flag",
-                 marks=pytest.mark.xfail(strict=True, reason="docker exits 125 for an unknown flag of any verb; "
-                                         "strata's top-level parser exits 1")),
+    pytest.param(
+        ("ps", "--bogus"),
+        None,
+        id="ps-unknown-flag",
+        marks=pytest.mark.xfail(
+            strict=True, reason="docker exits 125 for an unknown flag of any verb; strata's top-level parser exits 1"
+        ),
+    ),
 ]
 
 
@@ -526,8 +652,9 @@ def test_exit_status_is_dockers(twins: Store, words: tuple[str, ...], strata_cod
     theirs = docker_status(*args)
     ours = twins.run(*args)
     want = theirs.returncode if strata_code is None else strata_code
-    assert ours.returncode == want, (f"docker: {theirs.returncode} {theirs.stderr!r}; "
-                                     f"strata: {ours.returncode} {ours.stderr!r}")
+    assert ours.returncode == want, (
+        f"docker: {theirs.returncode} {theirs.stderr!r}; strata: {ours.returncode} {ours.stderr!r}"
+    )
     if "Error response from daemon" in theirs.stderr:  # a failure of the verb, not of the process
         one_error(ours, want)
 

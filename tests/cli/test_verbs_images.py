@@ -68,7 +68,10 @@ def test_images_lists_every_tag_newest_first(shared: Store) -> None:
     assert shared.lines("images")[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
     rows = shared.table("images")
     assert [(r["REPOSITORY"], r["TAG"], r["IMAGE ID"]) for r in rows] == [
-        ("test/child", "1", short(child)), ("test/alias", "1", short(base)), ("test/busybox", "1", short(base))]
+        ("test/child", "1", short(child)),
+        ("test/alias", "1", short(base)),
+        ("test/busybox", "1", short(base)),
+    ]
     assert all(re.fullmatch(f"{SHORT_AGE} ago", r["CREATED"]) for r in rows), rows
     assert rows[2]["SIZE"] == mb(shared.inspect(IMAGE, "image")["Size"])
 
@@ -84,7 +87,10 @@ def test_images_json_lines(shared: Store) -> None:
     base, child = ids(shared)
     rows = [json.loads(line) for line in shared.lines("images", "--format", "json")]
     assert [(r["ID"], r["Repository"], r["Tag"], r["Layers"]) for r in rows] == [
-        (child, "test/child", "1", 2), (base, "test/alias", "1", 1), (base, "test/busybox", "1", 1)]
+        (child, "test/child", "1", 2),
+        (base, "test/alias", "1", 1),
+        (base, "test/busybox", "1", 1),
+    ]
 
 
 def test_images_all_shows_intermediate_images(fresh: Store) -> None:
@@ -110,7 +116,8 @@ def test_history_shows_each_step_newest_first(shared: Store, busybox_rootfs_tar:
     rows = shared.table("history", CHILD)
     assert [(r["IMAGE"], r["CREATED BY"], r["SIZE"], r["COMMENT"]) for r in rows] == [
         (short(child), "sh -c echo child > /child", "6B", "made by a test"),
-        (short(base), "", mb(shared.inspect(IMAGE, "image")["Size"]), f"Imported from {busybox_rootfs_tar}")]
+        (short(base), "", mb(shared.inspect(IMAGE, "image")["Size"]), f"Imported from {busybox_rootfs_tar}"),
+    ]
     assert all(re.fullmatch(f"{SHORT_AGE} ago", r["CREATED"]) for r in rows), rows
 
 
@@ -121,7 +128,9 @@ def test_history_quiet_no_trunc_and_bytes(shared: Store) -> None:
     assert shared.lines("history", "-q", "--no-trunc", CHILD) == [child, base]
     assert shared.lines("history", "-q", IMAGE) == [short(base)]
     assert [r["SIZE"] for r in shared.table("history", "--no-human", CHILD)] == [
-        "6", str(shared.inspect(IMAGE, "image")["Size"])]
+        "6",
+        str(shared.inspect(IMAGE, "image")["Size"]),
+    ]
     assert shared.table("history", "--no-trunc", CHILD)[0]["IMAGE"] == child
 
 
@@ -148,7 +157,11 @@ def test_inspect_an_image(shared: Store) -> None:
     assert len(found) == 1
     image = found[0]
     assert (image["Id"], image["RepoTags"], image["Parent"], image["Comment"]) == (
-        child, [CHILD], base, "made by a test")
+        child,
+        [CHILD],
+        base,
+        "made by a test",
+    )
     assert image["RootFS"]["Type"] == "layers" and len(image["RootFS"]["Layers"]) == 2
     assert json.loads(shared.ok("inspect", short(base)))[0]["RepoTags"] == sorted([IMAGE, ALIAS])
     assert json.loads(shared.ok("inspect", "--type", "image", base))[0]["Id"] == base
@@ -168,9 +181,11 @@ def test_inspect_several_keeps_order_and_reports_the_missing(shared: Store) -> N
     assert one_error(done, 1) == "No such object: test/absent:1"
 
 
-@pytest.mark.parametrize("args", [("absent",), ("--type", "image", "absent"), ("--type", "container", IMAGE),
-                                  ("--type", "image", "maker")],
-                         ids=["any", "image", "image-as-container", "container-as-image"])
+@pytest.mark.parametrize(
+    "args",
+    [("absent",), ("--type", "image", "absent"), ("--type", "container", IMAGE), ("--type", "image", "maker")],
+    ids=["any", "image", "image-as-container", "container-as-image"],
+)
 def test_inspect_of_nothing_is_an_empty_list_and_one_error(shared: Store, args: tuple[str, ...]) -> None:
     done = shared.run("inspect", *args)
     assert done.stdout == "[]\n"
@@ -186,16 +201,24 @@ def test_tag_adds_a_name_and_moves_an_existing_one(fresh: Store) -> None:
     other = child_of(fresh, IMAGE, "test/moved:1")
     fresh.ok("tag", IMAGE, "test/moved:1")
     names = {(r["REPOSITORY"], r["TAG"]): r["IMAGE ID"] for r in fresh.table("images")}
-    assert names == {("test/busybox", "1"): short(base), ("test/other", "2"): short(base),
-                     ("test/moved", "1"): short(base), ("<none>", "<none>"): short(other)}
+    assert names == {
+        ("test/busybox", "1"): short(base),
+        ("test/other", "2"): short(base),
+        ("test/moved", "1"): short(base),
+        ("<none>", "<none>"): short(other),
+    }
     assert fresh.ok("tag", short(base), "plain") == ""
     assert fresh.inspect("plain:latest", "image")["Id"] == base
 
 
-@pytest.mark.parametrize(("source", "target", "message"), [
-    ("test/absent:1", "test/x:1", "No such image: test/absent:1"),
-    (IMAGE, "Upper:1", "invalid reference format 'Upper:1': repository name must be lowercase"),
-], ids=["no-source", "bad-target"])
+@pytest.mark.parametrize(
+    ("source", "target", "message"),
+    [
+        ("test/absent:1", "test/x:1", "No such image: test/absent:1"),
+        (IMAGE, "Upper:1", "invalid reference format 'Upper:1': repository name must be lowercase"),
+    ],
+    ids=["no-source", "bad-target"],
+)
 def test_tag_errors(shared: Store, source: str, target: str, message: str) -> None:
     assert shared.error("tag", source, target) == message
 
@@ -213,12 +236,15 @@ def test_rmi_untags_then_deletes(fresh: Store) -> None:
 def test_rmi_refuses_an_image_in_use_or_named_twice(fresh: Store) -> None:
     base = fresh.inspect(IMAGE, "image")["Id"]
     fresh.ok("tag", IMAGE, ALIAS)
-    assert fresh.error("rmi", short(base)) == (f"image {short(base)} is in use by {ALIAS}, {IMAGE}; it is referenced "
-                                               "in multiple repositories; remove by name or use -f")
+    assert fresh.error("rmi", short(base)) == (
+        f"image {short(base)} is in use by {ALIAS}, {IMAGE}; it is referenced "
+        "in multiple repositories; remove by name or use -f"
+    )
     fresh.ok("rmi", ALIAS)
     cid = fresh.ok("create", "--name", "user", IMAGE, "true").strip()
-    assert fresh.error("rmi", IMAGE) == (f"image {short(base)} is in use by container {cid[:12]} (user); remove "
-                                         "the containers first")
+    assert fresh.error("rmi", IMAGE) == (
+        f"image {short(base)} is in use by container {cid[:12]} (user); remove the containers first"
+    )
     assert fresh.lines("images", "-q", "--no-trunc") == [base]
 
 
@@ -230,15 +256,21 @@ def test_rmi_goes_on_past_a_missing_name(fresh: Store) -> None:
     assert fresh.ok("images", "-q") == ""
 
 
-@pytest.mark.xfail(strict=True, reason="docker rmi -f untags (and deletes) an image a stopped container uses; "
-                   "store/images.remove refuses it even with force")
+@pytest.mark.xfail(
+    strict=True,
+    reason="docker rmi -f untags (and deletes) an image a stopped container uses; "
+    "store/images.remove refuses it even with force",
+)
 def test_rmi_force_untags_an_image_a_stopped_container_uses(fresh: Store) -> None:
     fresh.ok("create", IMAGE, "true")
     assert fresh.lines("rmi", "-f", IMAGE)[0] == f"Untagged: {IMAGE}"
 
 
-@pytest.mark.xfail(strict=True, reason="docker rmi also deletes the untagged parents nothing else uses; strata "
-                   "keeps them (they stay listed by images -a)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="docker rmi also deletes the untagged parents nothing else uses; strata "
+    "keeps them (they stay listed by images -a)",
+)
 def test_rmi_deletes_untagged_parents_nothing_else_uses(fresh: Store) -> None:
     base = fresh.inspect(IMAGE, "image")["Id"]
     middle = child_of(fresh, IMAGE)
@@ -292,9 +324,13 @@ DOCKER_CASES = [
     pytest.param(("inspect", "strata-verbs/absent:1"), id="inspect-nothing"),
     pytest.param(("inspect", "--type", "image", "strata-verbs/absent:1"), id="inspect-no-image"),
     pytest.param(("inspect", "--type", "container", USED_IN_DOCKER), id="inspect-image-as-container"),
-    pytest.param(("images", "--bogus"), id="images-unknown-flag",
-                 marks=pytest.mark.xfail(strict=True, reason="docker exits 125 for an unknown flag; strata's "
-                                         "top-level parser (main.py) exits 1")),
+    pytest.param(
+        ("images", "--bogus"),
+        id="images-unknown-flag",
+        marks=pytest.mark.xfail(
+            strict=True, reason="docker exits 125 for an unknown flag; strata's top-level parser (main.py) exits 1"
+        ),
+    ),
 ]
 
 
@@ -322,8 +358,9 @@ def test_exit_status_is_dockers(twins: Store, words: tuple[str, ...]) -> None:
     require_docker()
     theirs = docker_status(*words)
     ours = twins.run(*words)
-    assert ours.returncode == theirs.returncode, (f"docker: {theirs.returncode} {theirs.stderr!r}; "
-                                                  f"strata: {ours.returncode} {ours.stderr!r}")
+    assert ours.returncode == theirs.returncode, (
+        f"docker: {theirs.returncode} {theirs.stderr!r}; strata: {ours.returncode} {ours.stderr!r}"
+    )
     if theirs.stdout == "[]\n":
         assert ours.stdout == "[]\n"
     if "Error" in theirs.stderr:

@@ -51,12 +51,18 @@ def test_volume_create_prints_the_name(fresh: Store) -> None:
     assert sorted(fresh.lines("volume", "ls", "-q")) == sorted(["mine", anonymous])
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("bad/name",), "invalid volume name 'bad/name': use 2 or more of [a-zA-Z0-9_.-], starting with a letter or "
-                    "digit"),
-    (("-d", "nfs", "x1"), "volume driver 'nfs' is not supported; only local"),
-    (("-l", "=v", "x2"), "invalid label '=v': use KEY=VALUE"),
-], ids=["bad-name", "driver", "bad-label"])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("bad/name",),
+            "invalid volume name 'bad/name': use 2 or more of [a-zA-Z0-9_.-], starting with a letter or digit",
+        ),
+        (("-d", "nfs", "x1"), "volume driver 'nfs' is not supported; only local"),
+        (("-l", "=v", "x2"), "invalid label '=v': use KEY=VALUE"),
+    ],
+    ids=["bad-name", "driver", "bad-label"],
+)
 def test_volume_create_errors(shared: Store, args: tuple[str, ...], message: str) -> None:
     before = shared.ok("volume", "ls", "-q")
     assert shared.error("volume", "create", *args) == message
@@ -64,8 +70,12 @@ def test_volume_create_errors(shared: Store, args: tuple[str, ...], message: str
 
 
 def test_volume_ls_and_its_filters(shared: Store) -> None:
-    assert shared.lines("volume", "ls") == ["DRIVER   VOLUME NAME", "local    labelled", "local    plain",
-                                            "local    used"]
+    assert shared.lines("volume", "ls") == [
+        "DRIVER   VOLUME NAME",
+        "local    labelled",
+        "local    plain",
+        "local    used",
+    ]
     assert shared.lines("volume", "ls", "-q") == ["labelled", "plain", "used"]
     assert shared.lines("volume", "ls", "-q", "-f", "label=a=b") == ["labelled"]
     assert shared.lines("volume", "ls", "-q", "-f", "label=a") == ["labelled"]
@@ -74,10 +84,15 @@ def test_volume_ls_and_its_filters(shared: Store) -> None:
     assert shared.lines("volume", "ls", "-q", "-f", "dangling=false") == ["used"]
     rows = [json.loads(line) for line in shared.lines("volume", "ls", "--format", "json")]
     assert [(r["Name"], r["Driver"], r["Labels"]) for r in rows] == [
-        ("labelled", "local", {"a": "b", "empty": ""}), ("plain", "local", {}), ("used", "local", {})]
+        ("labelled", "local", {"a": "b", "empty": ""}),
+        ("plain", "local", {}),
+        ("used", "local", {}),
+    ]
     assert shared.error("volume", "ls", "-f", "bogus=1") == "invalid filter 'bogus=1': use dangling=… or label=…"
-    assert shared.error("volume", "ls", "-f", "dangling=maybe") == \
-        "invalid filter 'dangling=maybe': dangling takes true or false"
+    assert (
+        shared.error("volume", "ls", "-f", "dangling=maybe")
+        == "invalid filter 'dangling=maybe': dangling takes true or false"
+    )
 
 
 def test_volume_inspect(shared: Store) -> None:
@@ -85,7 +100,11 @@ def test_volume_inspect(shared: Store) -> None:
     assert [v["Name"] for v in found] == ["labelled", "used"]
     labelled, used = found
     assert (labelled["Driver"], labelled["Labels"], labelled["Scope"], labelled["UsedBy"]) == (
-        "local", {"a": "b", "empty": ""}, "local", [])
+        "local",
+        {"a": "b", "empty": ""},
+        "local",
+        [],
+    )
     assert labelled["Mountpoint"] == str(shared.root / "volumes" / "labelled" / "_data")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", labelled["CreatedAt"]), labelled
     assert used["UsedBy"] == ["mounter"]
@@ -118,8 +137,10 @@ def test_volume_rm(fresh: Store) -> None:
 def test_volume_rm_of_a_volume_in_use(fresh: Store) -> None:
     fresh.ok("run", "-d", "--name", "holder", "-v", "held:/d", IMAGE, "sh", "-c", GATED)
     for force in ([], ["-f"]):
-        assert fresh.error("volume", "rm", *force, "held") == "volume held is in use by holder; remove those " \
+        assert (
+            fresh.error("volume", "rm", *force, "held") == "volume held is in use by holder; remove those "
             "containers first"
+        )
     fresh.ok("rm", "-f", "holder")
     assert fresh.ok("volume", "rm", "held") == "held\n"
 
@@ -135,10 +156,14 @@ def test_volume_prune_removes_unused_anonymous_then_with_all_named(fresh: Store)
     # the stopped container still holds its anonymous volume: nothing anonymous is unused yet
     assert fresh.lines("volume", "prune", "-f") == ["Total reclaimed space: 0B"]
     fresh.ok("rm", cid)
-    assert fresh.lines("volume", "prune", "-f") == ["Deleted Volumes:", anonymous[0], "",
-                                                    "Total reclaimed space: 6B"]
-    assert fresh.lines("volume", "prune", "-a", "-f") == ["Deleted Volumes:", "kept", "named", "",
-                                                          "Total reclaimed space: 0B"]
+    assert fresh.lines("volume", "prune", "-f") == ["Deleted Volumes:", anonymous[0], "", "Total reclaimed space: 6B"]
+    assert fresh.lines("volume", "prune", "-a", "-f") == [
+        "Deleted Volumes:",
+        "kept",
+        "named",
+        "",
+        "Total reclaimed space: 0B",
+    ]
     left = fresh.lines("volume", "ls", "-q")
     assert "busy" in left and len(left) == 2  # the running container's named and anonymous volumes
     fresh.ok("rm", "-f", "user")
@@ -151,8 +176,12 @@ def test_system_df_counts_what_is_used(shared: Store) -> None:
     rows = {r["TYPE"]: r for r in shared.table("system", "df")}
     assert list(rows) == ["Images", "Containers", "Local Volumes", "Build Cache"]
     counts = {kind: (r["TOTAL"], r["ACTIVE"]) for kind, r in rows.items()}
-    assert counts == {"Images": ("1", "1"), "Containers": ("1", "0"), "Local Volumes": ("3", "1"),
-                      "Build Cache": ("0", "0")}
+    assert counts == {
+        "Images": ("1", "1"),
+        "Containers": ("1", "0"),
+        "Local Volumes": ("3", "1"),
+        "Build Cache": ("0", "0"),
+    }
     assert rows["Local Volumes"]["SIZE"] == "6B"
     assert rows["Local Volumes"]["RECLAIMABLE"] == "0B (0%)"  # the only data is in the used one
     # mounter wrote only into its volume: its own layer is empty
@@ -162,11 +191,19 @@ def test_system_df_counts_what_is_used(shared: Store) -> None:
 def test_system_df_verbose_lists_each_thing(shared: Store) -> None:
     text = shared.ok("system", "df", "-v")
     sections = [line for line in text.splitlines() if line.endswith(":") or line.startswith("Build cache usage")]
-    assert sections == ["Images space usage:", "Containers space usage:", "Local Volumes space usage:",
-                        "Build cache usage: 0B"]
+    assert sections == [
+        "Images space usage:",
+        "Containers space usage:",
+        "Local Volumes space usage:",
+        "Build cache usage: 0B",
+    ]
     volumes = text.split("Local Volumes space usage:\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
-    assert volumes == ["VOLUME NAME   LINKS   SIZE", "labelled      0       0B", "plain         0       0B",
-                       "used          1       6B"]
+    assert volumes == [
+        "VOLUME NAME   LINKS   SIZE",
+        "labelled      0       0B",
+        "plain         0       0B",
+        "used          1       6B",
+    ]
     containers = text.split("Containers space usage:\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert len(containers) == 2 and containers[1].split()[-1] == "mounter"
 
@@ -243,9 +280,13 @@ DOCKER_CASES = [
     pytest.param(("volume", "create", "bad/name"), id="create-bad-name"),
     pytest.param(("volume", "create", VOLUME_IN_DOCKER), id="create-existing"),
     pytest.param(("volume", "ls", "-f", "bogus=1"), id="ls-bad-filter"),
-    pytest.param(("system", "prune", "--bogus"), id="system-prune-unknown-flag",
-                 marks=pytest.mark.xfail(strict=True, reason="docker exits 125 for an unknown flag; strata's "
-                                         "top-level parser (main.py) exits 1")),
+    pytest.param(
+        ("system", "prune", "--bogus"),
+        id="system-prune-unknown-flag",
+        marks=pytest.mark.xfail(
+            strict=True, reason="docker exits 125 for an unknown flag; strata's top-level parser (main.py) exits 1"
+        ),
+    ),
 ]
 
 
@@ -270,8 +311,9 @@ def test_exit_status_is_dockers(twins: Store, words: tuple[str, ...]) -> None:
     require_docker()
     theirs = docker_status(*words)
     ours = twins.run(*words)
-    assert ours.returncode == theirs.returncode, (f"docker: {theirs.returncode} {theirs.stderr!r}; "
-                                                  f"strata: {ours.returncode} {ours.stderr!r}")
+    assert ours.returncode == theirs.returncode, (
+        f"docker: {theirs.returncode} {theirs.stderr!r}; strata: {ours.returncode} {ours.stderr!r}"
+    )
     assert ours.stdout == theirs.stdout
     if "Error" in theirs.stderr:
         one_error(ours, theirs.returncode)

@@ -42,8 +42,9 @@ class Store:
 
     root: Path
 
-    def run(self, *args: str | os.PathLike[str], input: str | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str | os.PathLike[str], input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         return run_strata(*args, root=self.root, input=input, timeout=timeout)
 
     def ok(self, *args: str | os.PathLike[str], input: str | None = None) -> str:
@@ -58,9 +59,14 @@ class Store:
         """``strata ARGS…`` started in the background, stdout and stderr piped, as run_strata runs it."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-        return subprocess.Popen([sys.executable, "-m", "explorer", "--root", str(self.root), *args],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "explorer", "--root", str(self.root), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
 
     def lines(self, *args: str) -> list[str]:
         return self.ok(*args).splitlines()
@@ -72,8 +78,9 @@ class Store:
         names = re.findall(r"\S+(?: \S+)*", header)
         starts = [header.index(name) for name in names]
         ends = [*starts[1:], None]
-        return [{name: row[start:end].strip() for name, start, end in zip(names, starts, ends, strict=True)}
-                for row in rows]
+        return [
+            {name: row[start:end].strip() for name, start, end in zip(names, starts, ends, strict=True)} for row in rows
+        ]
 
     def inspect(self, name: str, kind: str = "container") -> dict[str, Any]:
         """The one object ``strata inspect --type KIND NAME`` prints."""
@@ -94,8 +101,14 @@ def new_store(root: Path, rootfs_tar: Path) -> Store:
 
 def docker_status(*args: str) -> subprocess.CompletedProcess[str]:
     """``docker ARGS…`` run to its end whatever its status (the legacy builder, no stdin)."""
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL, env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    return subprocess.run(
+        ["docker", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+    )
 
 
 def docker_ok(*args: str) -> str:

@@ -80,22 +80,58 @@ class OtherUser:
     def __init__(self, name: str, tree: Path) -> None:
         self.name = name
         self.tree = tree
-        self.home = Path(subprocess.run(["getent", "passwd", name], capture_output=True, text=True,
-                                        check=True).stdout.split(":")[5])
+        self.home = Path(
+            subprocess.run(["getent", "passwd", name], capture_output=True, text=True, check=True).stdout.split(":")[5]
+        )
         self.python = _venv_python()
 
-    def run(self, *args: str | os.PathLike[str], root: Path, check: bool = False, timeout: float = 900,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
-        env = [f"HOME={self.home}", f"USER={self.name}", f"LOGNAME={self.name}", "LANG=C.UTF-8",
-               f"PATH={os.path.dirname(self.python)}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-               f"PYTHONPATH={self.tree}", "PYTHONDONTWRITEBYTECODE=1"]
-        command = ["runuser", "-u", self.name, "--", "env", "-i", "-C", str(self.tree), *env,
-                   self.python, "-m", "explorer", "--root", str(root), *(os.fspath(a) for a in args)]
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, input=input,
-                              stdin=subprocess.DEVNULL if input is None else None)
+    def run(
+        self,
+        *args: str | os.PathLike[str],
+        root: Path,
+        check: bool = False,
+        timeout: float = 900,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        env = [
+            f"HOME={self.home}",
+            f"USER={self.name}",
+            f"LOGNAME={self.name}",
+            "LANG=C.UTF-8",
+            f"PATH={os.path.dirname(self.python)}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+            f"PYTHONPATH={self.tree}",
+            "PYTHONDONTWRITEBYTECODE=1",
+        ]
+        command = [
+            "runuser",
+            "-u",
+            self.name,
+            "--",
+            "env",
+            "-i",
+            "-C",
+            str(self.tree),
+            *env,
+            self.python,
+            "-m",
+            "explorer",
+            "--root",
+            str(root),
+            *(os.fspath(a) for a in args),
+        ]
+        proc = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            stdin=subprocess.DEVNULL if input is None else None,
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"as {self.name}: strata {' '.join(map(str, args))} exited {proc.returncode}\n"
-                                 f"--- stdout ---\n{proc.stdout}--- stderr ---\n{proc.stderr}")
+            raise AssertionError(
+                f"as {self.name}: strata {' '.join(map(str, args))} exited {proc.returncode}\n"
+                f"--- stdout ---\n{proc.stdout}--- stderr ---\n{proc.stderr}"
+            )
         return proc
 
     def dir(self, name: str) -> Path:
@@ -119,8 +155,9 @@ def _venv_python() -> str:
 @pytest.fixture(scope="session")
 def readable_tree() -> Iterator[Path]:
     """The checkout where every user can read it (a copy when it sits under /root)."""
-    probe = subprocess.run(["runuser", "-u", SUBIDS_USER, "--", "test", "-r", str(REPO_ROOT / "pyproject.toml")],
-                           capture_output=True)
+    probe = subprocess.run(
+        ["runuser", "-u", SUBIDS_USER, "--", "test", "-r", str(REPO_ROOT / "pyproject.toml")], capture_output=True
+    )
     if probe.returncode == 0:
         yield REPO_ROOT
         return

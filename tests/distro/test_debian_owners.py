@@ -37,8 +37,18 @@ RUN echo mine > /data/own && chmod 0640 /data/own
 USER root
 """
 
-STAT_PATHS = ["/data", "/data/own", "/secret", "/secret/key", "/srv/shared", "/usr/local/bin/suid-true",
-              "/zero", "/etc/shadow", "/var/lib/apt/lists/partial", "/home/app"]
+STAT_PATHS = [
+    "/data",
+    "/data/own",
+    "/secret",
+    "/secret/key",
+    "/srv/shared",
+    "/usr/local/bin/suid-true",
+    "/zero",
+    "/etc/shadow",
+    "/var/lib/apt/lists/partial",
+    "/home/app",
+]
 EXPECTED = {
     "/data": "1000:1000:700",
     "/data/own": "1000:1000:640",
@@ -70,13 +80,25 @@ def test_owners_and_modes_hold_inside_containers(deb_store: Path, owners_image: 
     done = run_strata("run", "--rm", owners_image, "sh", "-c", STAT, root=deb_store, check=True)
     assert stat_table(done.stdout) == EXPECTED
     # USER 1000 writes to its own 0700 directory, and 0600 of another user stays closed to it
-    mine = run_strata("run", "--rm", "-u", "1000", owners_image, "sh", "-c",
-                      "echo new > /data/new && cat /data/own /data/new && id -u", root=deb_store, check=True)
+    mine = run_strata(
+        "run",
+        "--rm",
+        "-u",
+        "1000",
+        owners_image,
+        "sh",
+        "-c",
+        "echo new > /data/new && cat /data/own /data/new && id -u",
+        root=deb_store,
+        check=True,
+    )
     assert mine.stdout == "mine\nnew\n1000\n"
     denied = run_strata("run", "--rm", "-u", "1000", owners_image, "cat", "/secret/key", root=deb_store)
     assert denied.returncode == 1 and "Permission denied" in denied.stderr
-    assert run_strata("run", "--rm", "-u", "1001", owners_image, "cat", "/secret/key", root=deb_store,
-                      check=True).stdout == "key\n"
+    assert (
+        run_strata("run", "--rm", "-u", "1001", owners_image, "cat", "/secret/key", root=deb_store, check=True).stdout
+        == "key\n"
+    )
 
 
 def test_index_listing_agrees_with_the_container(deb_store: Path, owners_image: str) -> None:
@@ -89,11 +111,9 @@ def test_index_listing_agrees_with_the_container(deb_store: Path, owners_image: 
     assert {p: listed[p] for p in STAT_PATHS} == EXPECTED
 
 
-def test_every_content_operation_on_a_tree_of_many_owners(deb_store: Path, owners_image: str,
-                                                          tmp_path: Path) -> None:
+def test_every_content_operation_on_a_tree_of_many_owners(deb_store: Path, owners_image: str, tmp_path: Path) -> None:
     root = deb_store
-    run_strata("run", "-d", "--name", "owners-c", owners_image, "sleep", "600", root=root,
-                     check=True).stdout.strip()
+    run_strata("run", "-d", "--name", "owners-c", owners_image, "sleep", "600", root=root, check=True).stdout.strip()
     try:
         # cp out of a 0700 directory of another user: the copy is the caller's, readable
         out = tmp_path / "key"
@@ -107,8 +127,9 @@ def test_every_content_operation_on_a_tree_of_many_owners(deb_store: Path, owner
         run_strata("cp", tmp_path / "in.txt", "owners-c:/data/in.txt", root=root, check=True)
         changes = "echo more >> /secret/key && rm /zero && chmod 0604 /data/own && chown 1001 /data/in.txt"
         run_strata("exec", "owners-c", "sh", "-c", changes, root=root, check=True)
-        seen = run_strata("exec", "owners-c", "stat", "-c", "%n %u:%g:%a", "/data/in.txt", "/secret/key",
-                          root=root, check=True).stdout
+        seen = run_strata(
+            "exec", "owners-c", "stat", "-c", "%n %u:%g:%a", "/data/in.txt", "/secret/key", root=root, check=True
+        ).stdout
         assert stat_table(seen) == {"/data/in.txt": "1001:0:644", "/secret/key": "1001:1002:600"}
         diff = run_strata("diff", "owners-c", root=root, check=True).stdout.splitlines()
         for line in ("C /secret", "C /secret/key", "D /zero", "C /data", "C /data/own", "A /data/in.txt"):
@@ -117,12 +138,22 @@ def test_every_content_operation_on_a_tree_of_many_owners(deb_store: Path, owner
         run_strata("commit", "owners-c", "owners:committed", root=root, check=True)
     finally:
         run_strata("rm", "-f", "owners-c", root=root)
-    after = run_strata("run", "--rm", "owners:committed", "sh", "-c",
-                       "stat -c '%n %u:%g:%a' /secret/key /data/own /data/in.txt; cat /secret/key; "
-                       "test -e /zero || echo gone", root=root, check=True).stdout
+    after = run_strata(
+        "run",
+        "--rm",
+        "owners:committed",
+        "sh",
+        "-c",
+        "stat -c '%n %u:%g:%a' /secret/key /data/own /data/in.txt; cat /secret/key; test -e /zero || echo gone",
+        root=root,
+        check=True,
+    ).stdout
     lines = after.splitlines()
-    assert stat_table("\n".join(lines[:3])) == {"/secret/key": "1001:1002:600", "/data/own": "1000:1000:604",
-                                                "/data/in.txt": "1001:0:644"}
+    assert stat_table("\n".join(lines[:3])) == {
+        "/secret/key": "1001:1002:600",
+        "/data/own": "1000:1000:604",
+        "/data/in.txt": "1001:0:644",
+    }
     assert lines[3:] == ["key", "more", "gone"]
 
     # save writes the index's owners and modes
@@ -183,8 +214,9 @@ def _gui_lists_and_opens(root: Path, dest: Path) -> None:
         "print(extract(snap.view, '/secret', Path(sys.argv[2])).name)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "QT_QPA_PLATFORM": "offscreen"}
-    done = subprocess.run([sys.executable, "-c", script, str(root), str(dest)], capture_output=True, text=True,
-                          env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(root), str(dest)], capture_output=True, text=True, env=env, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["(1001, 1002, 384) svc team", "(b'key\\nmore\\n', 9)", "secret"]
     assert (dest / "secret" / "key").read_text() == "key\nmore\n"
@@ -199,10 +231,16 @@ def _start_build(root: Path, tmp_path: Path, run: str, *options: str) -> subproc
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(f"FROM {BASE}\n{run}\n")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "explorer", "--root", str(root), "build", "--progress",
-                             "plain", *options, str(ctx)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, env=env, start_new_session=True, text=True,
-                            preexec_fn=_default_sigint)
+    return subprocess.Popen(
+        [sys.executable, "-m", "explorer", "--root", str(root), "build", "--progress", "plain", *options, str(ctx)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
 
 
 def _default_sigint() -> None:
@@ -211,8 +249,12 @@ def _default_sigint() -> None:
 
 @pytest.mark.timeout(600)
 def test_sigint_during_apt_get_is_interrupted_and_leaves_nothing(deb_store: Path, tmp_path: Path) -> None:
-    proc = _start_build(deb_store, tmp_path, "RUN echo strata-sigint-marker && apt-get update "
-                        "&& apt-get -y install python3 && sleep 600", "--no-cache")
+    proc = _start_build(
+        deb_store,
+        tmp_path,
+        "RUN echo strata-sigint-marker && apt-get update && apt-get -y install python3 && sleep 600",
+        "--no-cache",
+    )
     assert proc.stdout is not None
     seen: list[str] = []
     deadline = time.monotonic() + 300
@@ -236,8 +278,11 @@ def test_sigint_during_apt_get_is_interrupted_and_leaves_nothing(deb_store: Path
 
 @pytest.mark.timeout(600)
 def test_kill_during_a_run_then_check_is_clean(deb_store: Path, tmp_path: Path) -> None:
-    proc = _start_build(deb_store, tmp_path, "RUN mkdir /k && chown 1000:1000 /k && chmod 700 /k "
-                        "&& echo x > /k/f && echo strata-kill-marker && sleep 600")
+    proc = _start_build(
+        deb_store,
+        tmp_path,
+        "RUN mkdir /k && chown 1000:1000 /k && chmod 700 /k && echo x > /k/f && echo strata-kill-marker && sleep 600",
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if "strata-kill-marker" in line and "echo" not in line:

@@ -34,15 +34,24 @@ from tests.fixtures.images import (
 
 DOCKER_TAG = "strata-test/debian-owners:1"
 # Files whose size records when or in which order things ran, not what the image holds.
-VOLATILE = ("/var/log/", "/var/cache/ldconfig/aux-cache", "/var/cache/debconf/", "/var/lib/dpkg/status-old",
-            "/etc/shadow-", "/etc/gshadow-", "/etc/passwd-", "/etc/group-", "/etc/subuid-", "/etc/subgid-")
+VOLATILE = (
+    "/var/log/",
+    "/var/cache/ldconfig/aux-cache",
+    "/var/cache/debconf/",
+    "/var/lib/dpkg/status-old",
+    "/etc/shadow-",
+    "/etc/gshadow-",
+    "/etc/passwd-",
+    "/etc/group-",
+    "/etc/subuid-",
+    "/etc/subgid-",
+)
 
 
 def _comparable(entries: list[dict]) -> dict[str, tuple]:
     """Path → what both sides must agree on; of a hard-link group the first name in path
     order holds the data (the order an archive stored them in is no property of the tree)."""
-    by_path = {e["path"]: {k: e[k] for k in ("path", "type", "mode", "uid", "gid", "size", "link")}
-               for e in entries}
+    by_path = {e["path"]: {k: e[k] for k in ("path", "type", "mode", "uid", "gid", "size", "link")} for e in entries}
     _relink_in_path_order(by_path)  # type: ignore[arg-type]
     out = {}
     for e in by_path.values():
@@ -91,16 +100,19 @@ def _owners_context(user: OtherUser | None, tmp: Path) -> Path:
 
 
 @pytest.mark.timeout(1800)
-def test_rootless_tree_equals_root_tree_and_dockers(deb_store: Path, rootless: OtherUser, rootless_store: Path,
-                                                     tmp_path: Path) -> None:
+def test_rootless_tree_equals_root_tree_and_dockers(
+    deb_store: Path, rootless: OtherUser, rootless_store: Path, tmp_path: Path
+) -> None:
     ctx = _owners_context(None, tmp_path)
     run_strata("build", "-t", "owners:1", ctx, root=deb_store, check=True, timeout=900)
-    as_root = _comparable(_listing(run_strata("ls", "owners:1", "/", "-R", "--json", root=deb_store,
-                                              check=True).stdout))
+    as_root = _comparable(
+        _listing(run_strata("ls", "owners:1", "/", "-R", "--json", root=deb_store, check=True).stdout)
+    )
     rctx = _owners_context(rootless, tmp_path)
     rootless.run("build", "-t", "owners:1", rctx, root=rootless_store, check=True)
-    as_user = _comparable(_listing(rootless.run("ls", "owners:1", "/", "-R", "--json", root=rootless_store,
-                                                check=True).stdout))
+    as_user = _comparable(
+        _listing(rootless.run("ls", "owners:1", "/", "-R", "--json", root=rootless_store, check=True).stdout)
+    )
     rootless.remove(rctx)
     assert _diff(as_root, as_user) == []
 
@@ -109,8 +121,7 @@ def test_rootless_tree_equals_root_tree_and_dockers(deb_store: Path, rootless: O
     docker("build", "--quiet", "--tag", DOCKER_TAG, str(ctx), timeout=900)
     dockers = _comparable([dict(e) for e in docker_export_listing(DOCKER_TAG)])
     # docker export shows the container's init layer (/dev, /etc/hosts …) instead of the image's
-    ours = {p: v for p, v in as_root.items()
-            if not _added_by_docker({"path": p, "type": v[0], "link": v[5]})}  # type: ignore[typeddict-item]
+    ours = {p: v for p, v in as_root.items() if not _added_by_docker({"path": p, "type": v[0], "link": v[5]})}  # type: ignore[typeddict-item]
     assert _diff(ours, dockers) == []
 
 
@@ -121,8 +132,9 @@ def _debian_tar_for_docker() -> Path:
 
 
 @pytest.mark.timeout(1800)
-def test_docker_built_image_keeps_its_owners_through_a_rootless_store(rootless: OtherUser, rootless_store: Path,
-                                                                      tmp_path: Path) -> None:
+def test_docker_built_image_keeps_its_owners_through_a_rootless_store(
+    rootless: OtherUser, rootless_store: Path, tmp_path: Path
+) -> None:
     require_docker()
     docker_import(_debian_tar_for_docker(), BASE)
     ctx = _owners_context(None, tmp_path)
@@ -134,8 +146,18 @@ def test_docker_built_image_keeps_its_owners_through_a_rootless_store(rootless: 
         rootless.run("load", "-i", saved, root=rootless_store, check=True)
         inside = rootless.run("run", "--rm", DOCKER_TAG, "sh", "-c", STAT, root=rootless_store, check=True)
         assert stat_table(inside.stdout) == EXPECTED
-        wrote = rootless.run("run", "--rm", "-u", "1000", DOCKER_TAG, "sh", "-c", "echo w > /data/w && cat /data/w",
-                             root=rootless_store, check=True)
+        wrote = rootless.run(
+            "run",
+            "--rm",
+            "-u",
+            "1000",
+            DOCKER_TAG,
+            "sh",
+            "-c",
+            "echo w > /data/w && cat /data/w",
+            root=rootless_store,
+            check=True,
+        )
         assert wrote.stdout == "w\n"
 
         back = holder / "from-strata.tar"
@@ -149,8 +171,7 @@ def test_docker_built_image_keeps_its_owners_through_a_rootless_store(rootless: 
 
 
 @pytest.mark.timeout(900)
-def test_a_single_id_mapping_is_named_and_apt_get_stops_with_the_fix(readable_tree: Path,
-                                                                     debian_tar: Path) -> None:
+def test_a_single_id_mapping_is_named_and_apt_get_stops_with_the_fix(readable_tree: Path, debian_tar: Path) -> None:
     single = other_user(SINGLE_USER, readable_tree)
     holder = single.dir("single")
     # "the first command" is the first of this user's namespace: start from a new one
@@ -162,8 +183,11 @@ def test_a_single_id_mapping_is_named_and_apt_get_stops_with_the_fix(readable_tr
         assert told.count("rootless with a single id") == 1, told
         assert f"usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {SINGLE_USER}" in told
         # the index keeps the owner the single id cannot hold on disk
-        shadow = [e for e in _listing(single.run("ls", BASE, "/etc", "--json", root=store, check=True).stdout)
-                  if e["path"] == "/etc/shadow"]
+        shadow = [
+            e
+            for e in _listing(single.run("ls", BASE, "/etc", "--json", root=store, check=True).stdout)
+            if e["path"] == "/etc/shadow"
+        ]
         assert (shadow[0]["uid"], shadow[0]["gid"]) == (0, 42)
         info = single.run("system", "info", root=store, check=True).stdout
         assert "rootless: id mapping single" in info

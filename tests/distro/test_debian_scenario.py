@@ -17,7 +17,7 @@ import pytest
 from tests.distro.conftest import BASE, step_statuses, strata_json
 from tests.fixtures import run_strata
 
-APP = '''\
+APP = """\
 from flask import Flask
 
 app = Flask(__name__)
@@ -26,7 +26,7 @@ app = Flask(__name__)
 @app.route("/")
 def hello():
     return "{text}\\n"
-'''
+"""
 
 DOCKERFILE = f"""\
 FROM {BASE}

@@ -31,8 +31,12 @@ PROBE = Path(__file__).with_name("isolation_probe.pl")
 DOCKER_BASE = "strata-test/deb-probe:1"
 IMAGE = "probe:1"
 # Device nodes an image may ship: a hardware RNG, KVM, a loop device, a terminal.
-NODES = (("hwrng", tarfile.CHRTYPE, 10, 183), ("kvm", tarfile.CHRTYPE, 10, 232),
-         ("loop0", tarfile.BLKTYPE, 7, 0), ("tty0", tarfile.CHRTYPE, 4, 0))
+NODES = (
+    ("hwrng", tarfile.CHRTYPE, 10, 183),
+    ("kvm", tarfile.CHRTYPE, 10, 232),
+    ("loop0", tarfile.BLKTYPE, 7, 0),
+    ("tty0", tarfile.CHRTYPE, 4, 0),
+)
 DOCKERFILE = "FROM {base}\nADD nodes.tar /\n"
 
 
@@ -83,8 +87,21 @@ def _verdicts(rows: dict[str, tuple[str, str]]) -> dict[str, str]:
 def _probe_args(ctx: Path, key: int) -> list[str]:
     probe = "/probe.pl"
     # --network none on both sides: each container has a network namespace of its own
-    return ["run", "--rm", "--network", "none", "-e", f"PROBE_KEY={key}", "-v", f"{ctx / 'ro'}:/ro:ro",
-            "-v", f"{ctx / 'probe.pl'}:{probe}:ro", IMAGE, "perl", probe]
+    return [
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-e",
+        f"PROBE_KEY={key}",
+        "-v",
+        f"{ctx / 'ro'}:/ro:ro",
+        "-v",
+        f"{ctx / 'probe.pl'}:{probe}:ro",
+        IMAGE,
+        "perl",
+        probe,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +182,10 @@ def test_rootless_containers_answer_the_probe_as_docker_does(
         rootless.remove(holder)
 
 
-KEY_READ = ('my $b = "\\0" x 64; my $r = syscall(250, 11, $ENV{PROBE_KEY} + 0, $b, 64);'
-            ' print $r < 0 ? "denied $!\\n" : "read " . substr($b, 0, $r) . "\\n";')
+KEY_READ = (
+    'my $b = "\\0" x 64; my $r = syscall(250, 11, $ENV{PROBE_KEY} + 0, $b, 64);'
+    ' print $r < 0 ? "denied $!\\n" : "read " . substr($b, 0, $r) . "\\n";'
+)
 
 
 def test_the_callers_session_keyring_stays_outside_even_without_seccomp(deb_store: Path) -> None:
@@ -174,13 +193,35 @@ def test_the_callers_session_keyring_stays_outside_even_without_seccomp(deb_stor
     caller's keys out (Docker's runc joins a new one for every container too)."""
     key = _host_key()
     assert key > 0, "add_key to the session keyring failed"
-    done = run_strata("run", "--rm", "--security-opt", "seccomp=unconfined", "-e", f"PROBE_KEY={key}", BASE,
-                      "perl", "-e", KEY_READ, root=deb_store, timeout=300)
+    done = run_strata(
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "-e",
+        f"PROBE_KEY={key}",
+        BASE,
+        "perl",
+        "-e",
+        KEY_READ,
+        root=deb_store,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("denied"), done.stdout
     if real_root():
         require_docker()
         docker_import(deb.tarball_path(), DOCKER_BASE)
-        theirs = docker("run", "--rm", "--security-opt", "seccomp=unconfined", "-e", f"PROBE_KEY={key}",
-                        DOCKER_BASE, "perl", "-e", KEY_READ).stdout
+        theirs = docker(
+            "run",
+            "--rm",
+            "--security-opt",
+            "seccomp=unconfined",
+            "-e",
+            f"PROBE_KEY={key}",
+            DOCKER_BASE,
+            "perl",
+            "-e",
+            KEY_READ,
+        ).stdout
         assert theirs.split()[0] == done.stdout.split()[0], (theirs, done.stdout)

@@ -36,7 +36,9 @@ def write_docker_archive(out: Path, tag: str, files: dict[str, bytes]) -> Path:
     layer = _layer_tar(files)
     diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
     config = {
-        "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "2024-01-01T00:00:00Z",
         "config": {"Cmd": ["/bin/sh"]},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "/bin/sh -c #(nop) ADD dropped"}],
@@ -45,8 +47,11 @@ def write_docker_archive(out: Path, tag: str, files: dict[str, bytes]) -> Path:
     config_name = hashlib.sha256(raw).hexdigest() + ".json"
     manifest = [{"Config": config_name, "RepoTags": [tag], "Layers": ["layer0/layer.tar"]}]
     with tarfile.open(out, "w") as tar:
-        for name, data in ((config_name, raw), ("layer0/layer.tar", layer),
-                           ("manifest.json", json.dumps(manifest).encode())):
+        for name, data in (
+            (config_name, raw),
+            ("layer0/layer.tar", layer),
+            ("manifest.json", json.dumps(manifest).encode()),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = 0o644

@@ -75,7 +75,7 @@ def main(out: Path) -> None:
     context = work / "shop"
     (context / "app").mkdir(parents=True)
     (context / "requirements.txt").write_text("flask==3.0\ngunicorn==22.0\n")
-    (context / "app" / "run.sh").write_text("#!/bin/sh\nexec httpd -f -p \"$PORT\" -h /srv/app/static\n")
+    (context / "app" / "run.sh").write_text('#!/bin/sh\nexec httpd -f -p "$PORT" -h /srv/app/static\n')
     (context / "app" / "static").mkdir()
     (context / "app" / "static" / "index.html").write_text("<h1>shop</h1>\n")
     (context / "Dockerfile").write_text(DOCKERFILE)

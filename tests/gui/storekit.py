@@ -64,8 +64,13 @@ def add_layer(strata: Strata, parent: str | None, created_by: str, files: FileSp
         return store.layers.commit(st, entries, "sha256:" + ident, size, parent, created_by)
 
 
-def add_image(strata: Strata, name: str | None, layers: Sequence[LayerSpec],
-              config: dict[str, Any] | None = None, write: bool = True) -> Image:
+def add_image(
+    strata: Strata,
+    name: str | None,
+    layers: Sequence[LayerSpec],
+    config: dict[str, Any] | None = None,
+    write: bool = True,
+) -> Image:
     parent = None
     chain = []
     history = []
@@ -74,29 +79,45 @@ def add_image(strata: Strata, name: str | None, layers: Sequence[LayerSpec],
         chain.append(layer)
         parent = layer.id
         history.append({"created": "2024-01-01T00:00:00Z", "created_by": created_by})
-    cfg = new_config([layer.diff_id for layer in chain], history, config or {"Cmd": ["/bin/sh"]},
-                     created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    cfg["history"].append({"created": cfg["created"], "created_by": f"/bin/sh -c #(nop) LABEL x={name}",
-                           "empty_layer": True})
+    cfg = new_config(
+        [layer.diff_id for layer in chain],
+        history,
+        config or {"Cmd": ["/bin/sh"]},
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    cfg["history"].append(
+        {"created": cfg["created"], "created_by": f"/bin/sh -c #(nop) LABEL x={name}", "empty_layer": True}
+    )
     return strata.store.images.create(cfg, parent, tags=[name] if name else [])
 
 
 BASE: list[LayerSpec] = [
-    ("/bin/sh -c #(nop) ADD file:rootfs in / ", {
-        "/etc": None, "/etc/hostname": b"base\n", "/etc/passwd": b"root:x:0:0:root:/root:/bin/sh\n",
-        "/etc/group": b"root:x:0:\n", "/bin": None, "/bin/sh": b"\x7fELF" + bytes(200),
-        "/usr/share/doc/readme.txt": b"hello\n" * 100,
-    }),
+    (
+        "/bin/sh -c #(nop) ADD file:rootfs in / ",
+        {
+            "/etc": None,
+            "/etc/hostname": b"base\n",
+            "/etc/passwd": b"root:x:0:0:root:/root:/bin/sh\n",
+            "/etc/group": b"root:x:0:\n",
+            "/bin": None,
+            "/bin/sh": b"\x7fELF" + bytes(200),
+            "/usr/share/doc/readme.txt": b"hello\n" * 100,
+        },
+    ),
     ("/bin/sh -c echo one > /etc/motd", {"/etc/motd": b"one\n", "/tmp/cache.bin": bytes(4096)}),
 ]
 
 
 def two_images_sharing_steps(strata: Strata) -> tuple[Image, Image]:
     """app:1 and app:2 share the base and one step, then differ."""
-    a = add_image(strata, "app:1", [*BASE, ("/bin/sh -c rm /tmp/cache.bin && echo a > /app",
-                                            {"/tmp/cache.bin": WH, "/app": b"a\n"})])
-    b = add_image(strata, "app:2", [*BASE, ("/bin/sh -c echo bb > /etc/motd",
-                                            {"/etc/motd": b"bb\n", "/etc/extra": b"x"})])
+    a = add_image(
+        strata,
+        "app:1",
+        [*BASE, ("/bin/sh -c rm /tmp/cache.bin && echo a > /app", {"/tmp/cache.bin": WH, "/app": b"a\n"})],
+    )
+    b = add_image(
+        strata, "app:2", [*BASE, ("/bin/sh -c echo bb > /etc/motd", {"/etc/motd": b"bb\n", "/etc/extra": b"x"})]
+    )
     return a, b
 
 

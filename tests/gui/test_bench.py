@@ -118,8 +118,7 @@ def test_big_image_root_listing_and_scrolling(qtbot: Any, big_window: MainWindow
     with LoopWatch() as watch:
         watch.phase = "expand"
         browser.tree.expand(browser.index_for_path("/big"))
-        qtbot.waitUntil(lambda: browser.model.rowCount(browser.model.index_for_path("/big")) == 10_000,
-                        timeout=10000)
+        qtbot.waitUntil(lambda: browser.model.rowCount(browser.model.index_for_path("/big")) == 10_000, timeout=10000)
         watch.phase = "scroll"
         bar = browser.tree.verticalScrollBar()
         step = max(1, bar.pageStep())
@@ -130,8 +129,10 @@ def test_big_image_root_listing_and_scrolling(qtbot: Any, big_window: MainWindow
             qtbot.wait(1)
             steps.append((time.perf_counter() - began) * 1000)
     steps.sort()
-    report(f"scrolling {len(steps)} pages: median {steps[len(steps) // 2]:.1f} ms a page, "
-           f"95th percentile {steps[len(steps) * 95 // 100]:.1f} ms (each with a 1 ms wait)")
+    report(
+        f"scrolling {len(steps)} pages: median {steps[len(steps) // 2]:.1f} ms a page, "
+        f"95th percentile {steps[len(steps) * 95 // 100]:.1f} ms (each with a 1 ms wait)"
+    )
     report("longest event-loop block: " + ", ".join(f"{k} {v} ms" for k, v in watch.by_phase.items()))
     assert watch.longest <= 50, f"the event loop was blocked for {watch.longest} ms ({watch.worst_phase})"
 

@@ -29,17 +29,26 @@ MIB = 1024 * 1024
 def _usage() -> DiskUsage:
     """Two images sharing 3 MiB, a dangling one, containers, volumes, cache entries."""
     return DiskUsage(
-        images=[ImageUsage("sha256:" + "a" * 64, ["app:1"], "", 5 * MIB, 3 * MIB, 2 * MIB, 1),
-                ImageUsage("sha256:" + "b" * 64, ["app:2"], "", 4 * MIB, 3 * MIB, 1 * MIB, 0),
-                ImageUsage("sha256:" + "c" * 64, [], "", 1 * MIB, 0, 1 * MIB, 0)],
-        containers=[ContainerUsage("1" * 64, "web", "app:1", "sh", 2 * MIB, "Up 3 seconds", "running", 0.0, 0),
-                    ContainerUsage("2" * 64, "old", "app:1", "sh", 1 * MIB, "Exited (0) 1 minute ago", "exited",
-                                   0.0, 1)],
+        images=[
+            ImageUsage("sha256:" + "a" * 64, ["app:1"], "", 5 * MIB, 3 * MIB, 2 * MIB, 1),
+            ImageUsage("sha256:" + "b" * 64, ["app:2"], "", 4 * MIB, 3 * MIB, 1 * MIB, 0),
+            ImageUsage("sha256:" + "c" * 64, [], "", 1 * MIB, 0, 1 * MIB, 0),
+        ],
+        containers=[
+            ContainerUsage("1" * 64, "web", "app:1", "sh", 2 * MIB, "Up 3 seconds", "running", 0.0, 0),
+            ContainerUsage("2" * 64, "old", "app:1", "sh", 1 * MIB, "Exited (0) 1 minute ago", "exited", 0.0, 1),
+        ],
         volumes=[VolumeUsage("named", 0, 3 * MIB), VolumeUsage("anon", 0, 1 * MIB), VolumeUsage("used", 1, MIB)],
-        build_cache=[CacheUsage("k1", "RUN a", 2 * MIB, False, 1.0, 1.0),
-                     CacheUsage("k2", "RUN b", MIB, True, 2.0, 2.0),
-                     CacheUsage("k3", "COPY c", 3 * MIB, False, 3.0, 3.0)],
-        layers_size=7 * MIB, images_reclaimable=2 * MIB, cache_size=5 * MIB, cache_reclaimable=5 * MIB)
+        build_cache=[
+            CacheUsage("k1", "RUN a", 2 * MIB, False, 1.0, 1.0),
+            CacheUsage("k2", "RUN b", MIB, True, 2.0, 2.0),
+            CacheUsage("k3", "COPY c", 3 * MIB, False, 3.0, 3.0),
+        ],
+        layers_size=7 * MIB,
+        images_reclaimable=2 * MIB,
+        cache_size=5 * MIB,
+        cache_reclaimable=5 * MIB,
+    )
 
 
 class _Vol:
@@ -66,11 +75,13 @@ def test_running_is_the_api_state_not_the_status_text() -> None:
     itself does: a status text that reads "Up …" (a container named so, a stale or
     translated text) does not make a stopped container active, nor does a running one
     whose text says something else count as removable."""
-    du = DiskUsage(containers=[
-        ContainerUsage("3" * 64, "looks-up", "app:1", "sh", 4 * MIB, "Up to date", "exited", 0.0, 0),
-        ContainerUsage("4" * 64, "busy", "app:1", "sh", 2 * MIB, "Restarting", "running", 0.0, 0),
-        ContainerUsage("5" * 64, "new", "app:1", "sh", 1 * MIB, "Created", "created", 0.0, 0),
-    ])
+    du = DiskUsage(
+        containers=[
+            ContainerUsage("3" * 64, "looks-up", "app:1", "sh", 4 * MIB, "Up to date", "exited", 0.0, 0),
+            ContainerUsage("4" * 64, "busy", "app:1", "sh", 2 * MIB, "Restarting", "running", 0.0, 0),
+            ContainerUsage("5" * 64, "new", "app:1", "sh", 1 * MIB, "Created", "created", 0.0, 0),
+        ]
+    )
     rows = cleanup.summarize(du)
     assert (rows[cleanup.CONTAINERS].active, rows[cleanup.CONTAINERS].reclaimable) == (1, 5 * MIB)
     plan = cleanup.plan_container_prune(du)
@@ -108,8 +119,11 @@ def test_disk_usage_model_passes_the_model_tester(qapp: Any) -> None:
     model.sort(SIZE, Qt.SortOrder.DescendingOrder)
     assert [model.data(model.index(r, 0, images)) for r in range(3)] == ["app:1", "app:2", "<none> cccccccccccc"]
     # a refresh: one image gone, one new, one changed; rows merge by key
-    du.images = [du.images[0], ImageUsage("sha256:" + "d" * 64, ["new:1"], "", 9 * MIB, 0, 9 * MIB, 0),
-                 ImageUsage(du.images[1].id, ["app:2"], "", 4 * MIB, 3 * MIB, MIB, 2)]
+    du.images = [
+        du.images[0],
+        ImageUsage("sha256:" + "d" * 64, ["new:1"], "", 9 * MIB, 0, 9 * MIB, 0),
+        ImageUsage(du.images[1].id, ["app:2"], "", 4 * MIB, 3 * MIB, MIB, 2),
+    ]
     du.containers = []
     model.set_usage(du)
     names = sorted(model.data(model.index(r, 0, images)) for r in range(model.rowCount(images)))
@@ -159,9 +173,11 @@ def busy_store(strata: Strata) -> dict[str, Any]:
     (named.mountpoint / "n.bin").write_bytes(bytes(3000))
     layer = add_layer(strata, None, "RUN cached", {"/cache.bin": bytes(16384)})
     with strata.store.meta.transaction() as conn:
-        conn.execute("INSERT INTO build_cache(key, parent_key, layer, config, instruction, created, last_used) "
-                     "VALUES (?,?,?,?,?,?,?)", ("k" * 64, None, layer.id, json.dumps({}).encode(), "RUN cached",
-                                                time.time(), time.time()))
+        conn.execute(
+            "INSERT INTO build_cache(key, parent_key, layer, config, instruction, created, last_used) "
+            "VALUES (?,?,?,?,?,?,?)",
+            ("k" * 64, None, layer.id, json.dumps({}).encode(), "RUN cached", time.time(), time.time()),
+        )
     return {"container": info, "anon": anon.name}
 
 
@@ -177,15 +193,17 @@ def test_tab_shows_the_same_figures_as_df(qtbot: Any, window: MainWindow, strata
     du = strata.df()
     rows = cleanup.summarize(du)
     assert view.model.summary == rows
-    assert view.chart.total == du.layers_size + rows[cleanup.CONTAINERS].size + rows[cleanup.VOLUMES].size \
-        + du.cache_size
+    assert (
+        view.chart.total == du.layers_size + rows[cleanup.CONTAINERS].size + rows[cleanup.VOLUMES].size + du.cache_size
+    )
     window.show_section("cache")
     assert window.tabs.currentWidget() is view
     assert view.model.data(view.tree.currentIndex(), Role.KIND) == cleanup.CACHE
 
 
-def test_container_prune_asks_with_the_bytes_then_removes(qtbot: Any, window: MainWindow, strata: Strata,
-                                                          busy_store: Any) -> None:
+def test_container_prune_asks_with_the_bytes_then_removes(
+    qtbot: Any, window: MainWindow, strata: Strata, busy_store: Any
+) -> None:
     view = window.disk_view
     view.cleanup(cleanup.CONTAINERS)
     dialog = _dialog(qtbot, view)
@@ -242,8 +260,9 @@ def test_cache_prune(qtbot: Any, window: MainWindow, strata: Strata, busy_store:
     assert strata.df().build_cache == [] and view.last_result == (1, 16384)
 
 
-def test_prune_all_stops_between_steps_when_cancelled(qtbot: Any, window: MainWindow, strata: Strata,
-                                                      busy_store: Any, monkeypatch: Any) -> None:
+def test_prune_all_stops_between_steps_when_cancelled(
+    qtbot: Any, window: MainWindow, strata: Strata, busy_store: Any, monkeypatch: Any
+) -> None:
     gate = threading.Event()
     entered = threading.Event()
     real = strata.container_prune
@@ -273,8 +292,7 @@ def test_prune_all_stops_between_steps_when_cancelled(qtbot: Any, window: MainWi
     assert not view.strip.isVisible()
 
 
-def test_check_finds_an_orphan_and_repairs_it(qtbot: Any, window: MainWindow, strata: Strata,
-                                              store_root: Path) -> None:
+def test_check_finds_an_orphan_and_repairs_it(qtbot: Any, window: MainWindow, strata: Strata, store_root: Path) -> None:
     two_images_sharing_steps(strata)
     orphan = store_root / "layers" / "orphan0000"
     (orphan / "diff").mkdir(parents=True)
@@ -286,8 +304,9 @@ def test_check_finds_an_orphan_and_repairs_it(qtbot: Any, window: MainWindow, st
     assert "1 can be repaired" in dialog.summary.text() and "4.9 KiB" in dialog.summary.text()
     assert dialog.repair.isVisible()
     dialog.repair.click()
-    qtbot.waitUntil(lambda: view.dialog is not None and view.dialog is not dialog and view.dialog.isVisible(),
-                    timeout=10000)
+    qtbot.waitUntil(
+        lambda: view.dialog is not None and view.dialog is not dialog and view.dialog.isVisible(), timeout=10000
+    )
     assert not orphan.exists()
     assert "1 repaired" in view.dialog.summary.text() and not view.dialog.repair.isVisible()
     view.dialog.reject()

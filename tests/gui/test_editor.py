@@ -48,9 +48,20 @@ def test_highlighting_spans_and_states(qapp: Any) -> None:
     edit.setPlainText(DOCKERFILE)
     qapp.processEvents()  # the highlighter's first pass is queued
     s = hl.scheme
-    color = {name: getattr(s, name).foreground().color().name() for name in
-             ("instruction", "flag", "string", "variable", "comment", "directive", "heredoc", "heredoc_marker",
-              "stage")}
+    color = {
+        name: getattr(s, name).foreground().color().name()
+        for name in (
+            "instruction",
+            "flag",
+            "string",
+            "variable",
+            "comment",
+            "directive",
+            "heredoc",
+            "heredoc_marker",
+            "stage",
+        )
+    }
     assert (0, 28, color["directive"]) in _formats(doc, 1)
     line2 = _formats(doc, 2)
     assert (0, 4, color["instruction"]) in line2 and any(c == color["stage"] for _, _, c in line2)
@@ -111,12 +122,28 @@ class ScriptedBuild(Strata):
     calls: list[dict[str, Any]] = []
     gate: threading.Event | None = None
 
-    def build(self, context_dir: str, dockerfile: str | None = None, tags: tuple[str, ...] = (),
-              build_args: dict[str, str] | None = None, target: str | None = None, no_cache: bool = False,
-              on_event: Callable[[BuildEvent], None] | None = None,
-              cancel: threading.Event | None = None, **_: Any) -> BuildResult:
-        self.calls.append({"context": context_dir, "dockerfile": dockerfile, "tags": tags,
-                           "build_args": build_args, "target": target, "no_cache": no_cache})
+    def build(
+        self,
+        context_dir: str,
+        dockerfile: str | None = None,
+        tags: tuple[str, ...] = (),
+        build_args: dict[str, str] | None = None,
+        target: str | None = None,
+        no_cache: bool = False,
+        on_event: Callable[[BuildEvent], None] | None = None,
+        cancel: threading.Event | None = None,
+        **_: Any,
+    ) -> BuildResult:
+        self.calls.append(
+            {
+                "context": context_dir,
+                "dockerfile": dockerfile,
+                "tags": tags,
+                "build_args": build_args,
+                "target": target,
+                "no_cache": no_cache,
+            }
+        )
         for event in self.script:
             if self.gate is not None:
                 self.gate.wait(5)
@@ -157,8 +184,7 @@ def test_build_paints_the_gutter(qtbot: Any, scripted: Any, tmp_path: Path) -> N
         BuildEvent("running", 1, 5, instruction="FROM scratch AS base", line=2, vertex=1),
         BuildEvent("cached", 1, 5, instruction="FROM scratch AS base", line=2, vertex=1),
         BuildEvent("running", 3, 5, instruction="COPY --chown=0:0 app.txt /app/", line=4, vertex=3),
-        BuildEvent("done", 3, 5, instruction="COPY", line=4, vertex=3, duration_s=0.2,
-                   reason="app.txt changed"),
+        BuildEvent("done", 3, 5, instruction="COPY", line=4, vertex=3, duration_s=0.2, reason="app.txt changed"),
         BuildEvent("running", 4, 5, instruction="RUN echo", line=5, vertex=4),
         BuildEvent("output", 4, 5, vertex=4, output="1"),
         BuildEvent("done", 4, 5, line=5, vertex=4, duration_s=0.5, reason="a previous step was rebuilt"),
@@ -191,8 +217,7 @@ def test_failed_run_jumps_to_its_line_and_shows_output(qtbot: Any, scripted: Any
         BuildEvent("output", 4, 5, vertex=4, output="sh: oops: not found\n"),
         BuildEvent("error", 4, 5, line=5, vertex=4, message="RUN exited with 127", exit_code=127),
     ]
-    strata.fail = BuildError("The command '/bin/sh -c oops' returned a non-zero code: 127", line=5,
-                             exit_status=127)
+    strata.fail = BuildError("The command '/bin/sh -c oops' returned a non-zero code: 127", line=5, exit_status=127)
     editor = _editor_on_disk(qtbot, ctx, tmp_path)
     editor.editor.go_to_line(1)
     with qtbot.waitSignal(editor.buildFinished, timeout=10000):
@@ -235,8 +260,9 @@ def test_unsaved_edits_are_saved_before_a_build(qtbot: Any, scripted: Any, tmp_p
     assert ready.args == [[]] and "built abababababab" in editor.status.text()
 
 
-def test_real_build_through_the_editor(qtbot: Any, window: Any, strata: Strata, tmp_path: Path,
-                                       busybox_rootfs_tar: Path) -> None:
+def test_real_build_through_the_editor(
+    qtbot: Any, window: Any, strata: Strata, tmp_path: Path, busybox_rootfs_tar: Path
+) -> None:
     """Strata.build itself, from the editor, on a busybox base: a COPY and a RUN are rebuilt,
     then cached; an edited RUN is rebuilt on top of the cached COPY, and the two images share
     that trunk in the layer tree."""
@@ -266,8 +292,10 @@ def test_real_build_through_the_editor(qtbot: Any, window: Any, strata: Strata, 
     build()
     assert editor.editor.steps[2].state == CACHED and editor.editor.steps[3].state == REBUILT
     assert strata.image_view("hello:2").open("/built").read() == b"two\n"
-    qtbot.waitUntil(lambda: {"hello:1", "hello:2"} <= {f"{r.repository}:{r.tag}" for r in
-                                                      window.images_view.model.records}, timeout=10000)
+    qtbot.waitUntil(
+        lambda: {"hello:1", "hello:2"} <= {f"{r.repository}:{r.tag}" for r in window.images_view.model.records},
+        timeout=10000,
+    )
     chain1 = [layer.id for layer in strata.store.layers.chain(strata.image("hello:1").top_layer)]
     chain2 = [layer.id for layer in strata.store.layers.chain(strata.image("hello:2").top_layer)]
     assert len(chain1) == 3 and chain1[:-1] == chain2[:-1] and chain1[-1] != chain2[-1]  # one trunk, two tops

@@ -84,8 +84,9 @@ def test_drag_out_exports_the_file(qtbot: Any, window: MainWindow, images: Any) 
     assert not Path(url.toLocalFile()).exists()
 
 
-def test_edit_delete_mkdir_and_drop_in_a_container(qtbot: Any, window: MainWindow, strata: Strata, images: Any,
-                                                   tmp_path: Path, monkeypatch: Any) -> None:
+def test_edit_delete_mkdir_and_drop_in_a_container(
+    qtbot: Any, window: MainWindow, strata: Strata, images: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
     """Through the real CopyOps: each edit enters the stopped container's root in a helper."""
     require_userns()
     info = strata.create("app:1", name="c1")
@@ -101,8 +102,12 @@ def test_edit_delete_mkdir_and_drop_in_a_container(qtbot: Any, window: MainWindo
 
     # edit and save: the file is copied up into the container layer and shows as modified
     _select(qtbot, browser, "/etc/passwd")
-    qtbot.waitUntil(lambda: viewer.stack.currentWidget() is viewer.text and viewer.row is not None
-                    and viewer.row.path == "/etc/passwd", timeout=5000)
+    qtbot.waitUntil(
+        lambda: (
+            viewer.stack.currentWidget() is viewer.text and viewer.row is not None and viewer.row.path == "/etc/passwd"
+        ),
+        timeout=5000,
+    )
     assert not viewer.edit_button.isHidden()
     viewer.edit_button.setChecked(True)
     viewer.text.selectAll()
@@ -111,15 +116,22 @@ def test_edit_delete_mkdir_and_drop_in_a_container(qtbot: Any, window: MainWindo
         viewer.save()
     qtbot.waitUntil(lambda: _row(browser, "/etc/passwd").status == "modified", timeout=5000)
     assert (diff / "etc" / "passwd").read_text() == "edited\n"
-    assert browser.model.data(browser.model.index(browser.model.index_for_path("/etc/passwd").row(), 5,
-                                                  browser.model.index_for_path("/etc")))  == "container"
+    assert (
+        browser.model.data(
+            browser.model.index(
+                browser.model.index_for_path("/etc/passwd").row(), 5, browser.model.index_for_path("/etc")
+            )
+        )
+        == "container"
+    )
 
     # delete: a whiteout in the container layer
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
     _select(qtbot, browser, "/etc/motd")
     browser.delete_selected()
-    qtbot.waitUntil(lambda: _row(browser, "/etc/motd") is not None and _row(browser, "/etc/motd").status == "deleted",
-                    timeout=5000)
+    qtbot.waitUntil(
+        lambda: _row(browser, "/etc/motd") is not None and _row(browser, "/etc/motd").status == "deleted", timeout=5000
+    )
 
     # new folder
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("conf.d", True))
@@ -152,8 +164,9 @@ def test_image_browser_refuses_drops(qtbot: Any, window: MainWindow, images: Any
     host.write_text("x")
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(host))])
-    assert not browser.model.canDropMimeData(mime, Qt.DropAction.CopyAction, -1, -1,
-                                             browser.model.index_for_path("/etc"))
+    assert not browser.model.canDropMimeData(
+        mime, Qt.DropAction.CopyAction, -1, -1, browser.model.index_for_path("/etc")
+    )
 
 
 def test_volume_browse_and_drop(qtbot: Any, window: MainWindow, strata: Strata, tmp_path: Path) -> None:

@@ -58,8 +58,7 @@ def new_model(request: pytest.FixtureRequest, qapp: Any) -> Iterator[MakeModel]:
     assert runner.wait(10000)
 
 
-def test_lazy_listing_status_and_whiteouts(qtbot: Any, strata: Strata, images: Any,
-        new_model: MakeModel) -> None:
+def test_lazy_listing_status_and_whiteouts(qtbot: Any, strata: Strata, images: Any, new_model: MakeModel) -> None:
     model = new_model()
     tester = checked(model)
     model.set_snapshot(open_snapshot(strata, FileSource(IMAGE, "app:1")))
@@ -82,8 +81,9 @@ def test_lazy_listing_status_and_whiteouts(qtbot: Any, strata: Strata, images: A
     del tester
 
 
-def test_changed_only_keeps_changes_and_their_folders(qtbot: Any, strata: Strata, images: Any,
-        new_model: MakeModel) -> None:
+def test_changed_only_keeps_changes_and_their_folders(
+    qtbot: Any, strata: Strata, images: Any, new_model: MakeModel
+) -> None:
     model = new_model()
     checked(model)
     model.set_snapshot(open_snapshot(strata, FileSource(IMAGE, "app:2")))
@@ -94,8 +94,7 @@ def test_changed_only_keeps_changes_and_their_folders(qtbot: Any, strata: Strata
     assert _names(model, etc) == ["extra", "motd"]
 
 
-def test_layer_source_and_at_layer(qtbot: Any, strata: Strata, images: Any,
-        new_model: MakeModel) -> None:
+def test_layer_source_and_at_layer(qtbot: Any, strata: Strata, images: Any, new_model: MakeModel) -> None:
     a, _ = images
     base = strata.store.layers.chain(a.top_layer)[0]
     model = new_model()
@@ -108,8 +107,7 @@ def test_layer_source_and_at_layer(qtbot: Any, strata: Strata, images: Any,
     assert "app" not in _names(model) and "tmp" in _names(model)
 
 
-def test_sort_by_size_keeps_persistent_indexes(qtbot: Any, strata: Strata, images: Any,
-        new_model: MakeModel) -> None:
+def test_sort_by_size_keeps_persistent_indexes(qtbot: Any, strata: Strata, images: Any, new_model: MakeModel) -> None:
     model = new_model()
     checked(model)
     model.set_snapshot(open_snapshot(strata, FileSource(IMAGE, "app:1")))
@@ -122,8 +120,7 @@ def test_sort_by_size_keeps_persistent_indexes(qtbot: Any, strata: Strata, image
     del etc
 
 
-def test_refresh_merges_rows_without_reset(qtbot: Any, strata: Strata, images: Any,
-        new_model: MakeModel) -> None:
+def test_refresh_merges_rows_without_reset(qtbot: Any, strata: Strata, images: Any, new_model: MakeModel) -> None:
     cid = strata.create("app:1", name="c1").id
     diff = strata.container_diff_dir("c1")
     source = FileSource(CONTAINER, "c1", ident=cid)
@@ -155,8 +152,7 @@ def test_refresh_merges_rows_without_reset(qtbot: Any, strata: Strata, images: A
     del etc
 
 
-def test_many_new_rows_arrive_sorted(qtbot: Any, strata: Strata, images: Any,
-        new_model: MakeModel) -> None:
+def test_many_new_rows_arrive_sorted(qtbot: Any, strata: Strata, images: Any, new_model: MakeModel) -> None:
     strata.create("app:1", name="c2")
     diff = strata.container_diff_dir("c2")
     source = FileSource(CONTAINER, "c2")

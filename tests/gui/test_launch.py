@@ -62,10 +62,15 @@ def test_dev_run_installs_the_entry_icon_and_type_for_the_user(tmp_path: Path) -
     import subprocess
 
     data = tmp_path / "data"
-    script = (f'source <(sed -n "/^ensure_desktop_entry()/,/^}}/p" {REPO}/packaging/dev.sh); '
-              f'REPO={REPO} VENV=/opt/venv ensure_desktop_entry')
-    subprocess.run(["bash", "-c", script], check=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-                                                            "XDG_DATA_HOME": str(data)})
+    script = (
+        f'source <(sed -n "/^ensure_desktop_entry()/,/^}}/p" {REPO}/packaging/dev.sh); '
+        f"REPO={REPO} VENV=/opt/venv ensure_desktop_entry"
+    )
+    subprocess.run(
+        ["bash", "-c", script],
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_DATA_HOME": str(data)},
+    )
     entry = (data / "applications" / "strata.desktop").read_text()
     assert "Exec=/opt/venv/bin/strata gui %F" in entry and "TryExec=/opt/venv/bin/strata" in entry
     assert (data / "icons/hicolor/scalable/apps/strata.svg").is_file()

@@ -24,8 +24,7 @@ def test_two_builds_that_share_steps_share_a_trunk(strata: Strata, qapp: Any) ->
     shared = model.index(0, 0, base)
     assert model.data(shared) == "RUN echo one > /etc/motd"
     assert model.rowCount(shared) == 2  # the two images branch here
-    tops = {model.data(model.index(r, Col.TAGS, shared)): model.data(model.index(r, 0, shared))
-            for r in range(2)}
+    tops = {model.data(model.index(r, Col.TAGS, shared)): model.data(model.index(r, 0, shared)) for r in range(2)}
     assert tops == {"app:1": "RUN rm /tmp/cache.bin && echo a > /app", "app:2": "RUN echo bb > /etc/motd"}
     rm_row = next(r for r in range(2) if model.data(model.index(r, Col.TAGS, shared)) == "app:1")
     assert model.data(model.index(rm_row, Col.CHANGES, shared)) == "+1 ~0 -1"

@@ -87,8 +87,9 @@ def test_a_build_from_a_terminal_appears(qtbot: Any, live_window: MainWindow, st
     try:
         before = live_window.layer_view.model.rowCount(live_window.layer_view.model.index(0, 0))
         add_image(other, "outside:1", [BASE[0], ("/bin/sh -c echo x > /x", {"/x": b"x"})])
-        qtbot.waitUntil(lambda: any(r.repository == "outside" for r in live_window.images_view.model.records),
-                        timeout=3000)
+        qtbot.waitUntil(
+            lambda: any(r.repository == "outside" for r in live_window.images_view.model.records), timeout=3000
+        )
         base = live_window.layer_view.model.index(0, 0)
         assert live_window.layer_view.model.rowCount(base) == before + 1
     finally:

@@ -34,8 +34,9 @@ def _drop(target: QWidget, paths: list[Path]) -> bool:
     QApplication.sendEvent(target, enter)
     if not enter.isAccepted():
         return False
-    drop = QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                      Qt.KeyboardModifier.NoModifier)
+    drop = QDropEvent(
+        QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     QApplication.sendEvent(target, drop)
     return drop.isAccepted()
 
@@ -154,8 +155,7 @@ def test_unsaved_editor_asks_before_closing(qtbot: Any, window: MainWindow, monk
     editor = window.new_editor()
     editor.set_text("FROM scratch\nRUN true\n")
     asked: list[str] = []
-    monkeypatch.setattr(QMessageBox, "warning",
-                        lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.Cancel)
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.Cancel)
     assert not window.close_tab(window.tabs.indexOf(editor))
     assert asked and "Save the changes" in asked[0]
     monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: QMessageBox.StandardButton.Discard)

@@ -43,8 +43,9 @@ print("unnoticed")
 @pytest.mark.parametrize("how, caught", [("kept", True), ("dropped", False)])
 def test_a_model_that_breaks_later_is_caught_only_by_a_kept_tester(how: str, caught: bool) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "QT_QPA_PLATFORM": "offscreen"}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, how], capture_output=True, text=True, env=env,
-                          cwd=REPO_ROOT, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, how], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=60
+    )
     if caught:
         assert proc.returncode != 0 and "unnoticed" not in proc.stdout, proc.stdout + proc.stderr
     else:

@@ -58,8 +58,9 @@ class ScriptedPull(Strata):
     reached: threading.Event
     seen: dict[str, Any]
 
-    def pull(self, name: str, *, platform: str | None = None, progress: Any = None,
-             cancel: threading.Event | None = None) -> Any:
+    def pull(
+        self, name: str, *, platform: str | None = None, progress: Any = None, cancel: threading.Event | None = None
+    ) -> Any:
         self.seen = {"name": name, "platform": platform}
         progress(TransferEvent("", "info", message=f"latest: Pulling from {name}"))
         progress(TransferEvent("aaaaaaaaaaaa", "waiting", 0, 8 * MIB))
@@ -121,16 +122,18 @@ def registry_with_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     with Registry(tmp_path / "registry") as reg:
         ref = f"{reg.address}/app:1"
         source = Strata(tmp_path / "source")
-        archive = write_docker_archive(tmp_path / "app.tar", ref, {"/big.bin": os.urandom(2 * MIB),
-                                                                   "/etc/app": b"app\n"})
+        archive = write_docker_archive(
+            tmp_path / "app.tar", ref, {"/big.bin": os.urandom(2 * MIB), "/etc/app": b"app\n"}
+        )
         source.load(str(archive))
         source.push(ref)
         source.close()
         yield ref
 
 
-def test_pull_from_a_registry_through_the_window(qtbot: Any, window: MainWindow, strata: Strata,
-                                                 registry_with_app: str) -> None:
+def test_pull_from_a_registry_through_the_window(
+    qtbot: Any, window: MainWindow, strata: Strata, registry_with_app: str
+) -> None:
     dialog = window.ops.pull(registry_with_app)
     assert isinstance(dialog, PullDialog) and dialog.isVisible()
     with qtbot.waitSignal(dialog.pulled, timeout=20000) as pulled:
@@ -140,7 +143,6 @@ def test_pull_from_a_registry_through_the_window(qtbot: Any, window: MainWindow,
     assert row.status == "complete" and row.total > 2 * MIB
     assert "pulled in" in dialog.summary.text()
     assert any(r.repository.endswith("/app") for r in strata.images())
-    qtbot.waitUntil(lambda: any(r.repository.endswith("/app") for r in window.images_view.model.records),
-                    timeout=5000)
+    qtbot.waitUntil(lambda: any(r.repository.endswith("/app") for r in window.images_view.model.records), timeout=5000)
     dialog.close()
     wait_tasks(qtbot, window.ctx)

@@ -38,4 +38,5 @@ def test_setters_and_signals_keep_reference_counts(qapp: Any) -> None:
     assert none_lost < 25 and true_lost < 25, (
         f"PySide6 {PySide6.__version__} on Python {sys.version.split()[0]} loses references to None/True "
         f"({none_lost}/{true_lost} in 50 calls): the window would abort with 'none_dealloc'. "
-        "Install PySide6-Essentials<6.12 (6.11.3 is fine) or use Python 3.12+.")
+        "Install PySide6-Essentials<6.12 (6.11.3 is fine) or use Python 3.12+."
+    )

@@ -18,9 +18,10 @@ class Rec:
 
 
 def _model() -> RecordTableModel[Rec]:
-    return RecordTableModel([Column("Name", lambda r: r.name), Column("Size", lambda r: str(r.size),
-                                                                      sort=lambda r: r.size, right=True)],
-                            key=lambda r: r.name)
+    return RecordTableModel(
+        [Column("Name", lambda r: r.name), Column("Size", lambda r: str(r.size), sort=lambda r: r.size, right=True)],
+        key=lambda r: r.name,
+    )
 
 
 def test_merge_and_sort(qapp: Any) -> None:

@@ -41,8 +41,9 @@ def test_containers_tab(qtbot: Any, window: MainWindow, strata: Strata, monkeypa
 
     # commit: a new image from the container's layer
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("web:snapshot", True))
-    with qtbot.waitSignal(window.refreshed, timeout=10000,
-                          check_params_cb=lambda s: any(r.repository == "web" for r in s.images)):
+    with qtbot.waitSignal(
+        window.refreshed, timeout=10000, check_params_cb=lambda s: any(r.repository == "web" for r in s.images)
+    ):
         actions["commit"].trigger()
 
     # remove, after the confirmation

@@ -57,8 +57,9 @@ def layer_tar(files: dict[str, bytes], deletes: tuple[str, ...] = ()) -> bytes:
     return buf.getvalue()
 
 
-def add_layer(store: Store, base: Image | None, name: str, files: dict[str, bytes],
-              deletes: tuple[str, ...] = ()) -> Image:
+def add_layer(
+    store: Store, base: Image | None, name: str, files: dict[str, bytes], deletes: tuple[str, ...] = ()
+) -> Image:
     """``base`` plus one layer, tagged ``name``: what a RUN or COPY would make."""
     data = layer_tar(files, deletes)
     parent = base.top_layer if base else None
@@ -83,8 +84,10 @@ def derived(app: Strata, busybox_rootfs_tar: Path) -> tuple[Image, Image]:
 def listing(app: Strata, name: str) -> list[tuple[object, ...]]:
     """Everything visible in an image, content digests included."""
     view = app.image_view(name)
-    return sorted((h.entry.path, h.entry.type, h.entry.mode, h.entry.uid, h.entry.gid, h.entry.size,
-                   h.entry.link, h.entry.digest) for h in view.walk())
+    return sorted(
+        (h.entry.path, h.entry.type, h.entry.mode, h.entry.uid, h.entry.gid, h.entry.size, h.entry.link, h.entry.digest)
+        for h in view.walk()
+    )
 
 
 def blob_gets(registry: Registry, since: int = 0) -> list[str]:
@@ -142,9 +145,9 @@ class FakeRegistry:
     blobs: dict[str, bytes] = field(default_factory=dict)
     manifests: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     routes: dict[str, Handler] = field(default_factory=dict)
-    auth: str = ""                  # "", "basic" or "bearer"
+    auth: str = ""  # "", "basic" or "bearer"
     users: dict[str, str] = field(default_factory=dict)
-    private: bool = False           # bearer: anonymous tokens may not read
+    private: bool = False  # bearer: anonymous tokens may not read
     log: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     port: int = 0
 
@@ -152,24 +155,46 @@ class FakeRegistry:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def add_image(self, repo: str, tag: str, layers: list[bytes], *, diff_ids: list[str] | None = None,
-                  media_type: str = "application/vnd.oci.image.layer.v1.tar+gzip",
-                  layer_digests: list[str] | None = None, arch: str = "amd64") -> str:
+    def add_image(
+        self,
+        repo: str,
+        tag: str,
+        layers: list[bytes],
+        *,
+        diff_ids: list[str] | None = None,
+        media_type: str = "application/vnd.oci.image.layer.v1.tar+gzip",
+        layer_digests: list[str] | None = None,
+        arch: str = "amd64",
+    ) -> str:
         """Publish an image of gzip'd ``layers``; returns the manifest digest."""
         compressed = [gzip.compress(data, mtime=0) for data in layers]
-        config = json.dumps({"architecture": arch, "os": "linux", "config": {},
-                             "rootfs": {"type": "layers", "diff_ids": diff_ids or [sha(d) for d in layers]},
-                             "history": [{"created_by": f"layer {i}"} for i in range(len(layers))]}).encode()
+        config = json.dumps(
+            {
+                "architecture": arch,
+                "os": "linux",
+                "config": {},
+                "rootfs": {"type": "layers", "diff_ids": diff_ids or [sha(d) for d in layers]},
+                "history": [{"created_by": f"layer {i}"} for i in range(len(layers))],
+            }
+        ).encode()
         self.blobs[sha(config)] = config
         descs = []
         for i, blob in enumerate(compressed):
             self.blobs[sha(blob)] = blob
             digest = layer_digests[i] if layer_digests else sha(blob)
             descs.append({"mediaType": media_type, "digest": digest, "size": len(blob)})
-        manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                               "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                                          "digest": sha(config), "size": len(config)},
-                               "layers": descs}).encode()
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": sha(config),
+                    "size": len(config),
+                },
+                "layers": descs,
+            }
+        ).encode()
         mt = "application/vnd.oci.image.manifest.v1+json"
         self.manifests[f"{repo}:{tag}"] = (mt, manifest)
         self.manifests[f"{repo}:{sha(manifest)}"] = (mt, manifest)
@@ -200,15 +225,24 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
                 user, _, password = base64.b64decode(got[6:]).decode().partition(":")
                 if fake.users.get(user) == password:
                     return True
-            self.send(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
-                      {"WWW-Authenticate": 'Basic realm="fake"', "Content-Type": "application/json"})
+            self.send(
+                401,
+                b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
+                {"WWW-Authenticate": 'Basic realm="fake"', "Content-Type": "application/json"},
+            )
             return False
         if fake.auth == "bearer":
             if got == "Bearer user-token" or (got == "Bearer anon-token" and not fake.private):
                 return True
-            self.send(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
-                      {"WWW-Authenticate": f'Bearer realm="http://{fake.address}/token",service="fake",'
-                                           'scope="repository:x:pull"', "Content-Type": "application/json"})
+            self.send(
+                401,
+                b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
+                {
+                    "WWW-Authenticate": f'Bearer realm="http://{fake.address}/token",service="fake",'
+                    'scope="repository:x:pull"',
+                    "Content-Type": "application/json",
+                },
+            )
             return False
         return True
 
@@ -219,8 +253,11 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
             if self.fake.users.get(user) != password:
                 self.send(401, b'{"details":"incorrect username or password"}', {"Content-Type": "application/json"})
                 return
-            self.send(200, json.dumps({"token": "user-token", "expires_in": 300}).encode(),
-                      {"Content-Type": "application/json"})
+            self.send(
+                200,
+                json.dumps({"token": "user-token", "expires_in": 300}).encode(),
+                {"Content-Type": "application/json"},
+            )
             return
         self.send(200, json.dumps({"token": "anon-token"}).encode(), {"Content-Type": "application/json"})
 
@@ -242,20 +279,24 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
         if path == "/v2/":
             self.send(200, b"{}", {"Content-Type": "application/json"})
             return
-        parts = path[len("/v2/"):].split("/")
+        parts = path[len("/v2/") :].split("/")
         if len(parts) >= 3 and parts[-2] == "manifests":
             found = fake.manifests.get("/".join(parts[:-2]) + ":" + parts[-1])
             if found is None:
-                self.send(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}',
-                          {"Content-Type": "application/json"})
+                self.send(
+                    404,
+                    b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}',
+                    {"Content-Type": "application/json"},
+                )
                 return
             self.send(200, found[1], {"Content-Type": found[0], "Docker-Content-Digest": sha(found[1])})
             return
         if len(parts) >= 3 and parts[-2] == "blobs" and parts[-1] in fake.blobs:
             self.send(200, fake.blobs[parts[-1]], {"Content-Type": "application/octet-stream"})
             return
-        self.send(404, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}',
-                  {"Content-Type": "application/json"})
+        self.send(
+            404, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}', {"Content-Type": "application/json"}
+        )
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
 

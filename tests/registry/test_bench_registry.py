@@ -38,15 +38,21 @@ def test_pull_500mb_within_1_5x_of_skopeo_copy(tmp_path: Path, registry: Registr
     files = 200 if SMALL else 2_000
     archive = make_docker_archive(tmp_path / "big.tar", 4, files // 4, 256 * 1024)
     name = f"{registry.address}/bench/big:1"
-    subprocess.run([skopeo, "copy", "--quiet", "--dest-tls-verify=false", f"docker-archive:{archive}",
-                    f"docker://{name}"], check=True, stdin=subprocess.DEVNULL)
+    subprocess.run(
+        [skopeo, "copy", "--quiet", "--dest-tls-verify=false", f"docker-archive:{archive}", f"docker://{name}"],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
     archive.unlink()
     target = tmp_path / "skopeo-dir"
 
     def skopeo_copy() -> None:
         shutil.rmtree(target, ignore_errors=True)
-        subprocess.run([skopeo, "copy", "--quiet", "--src-tls-verify=false", f"docker://{name}", f"dir:{target}"],
-                       check=True, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            [skopeo, "copy", "--quiet", "--src-tls-verify=false", f"docker://{name}", f"dir:{target}"],
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )
         os.sync()
 
     counter = [0]

@@ -91,7 +91,8 @@ def test_a_truncated_blob(app: Strata, fake_registry: FakeRegistry) -> None:
 
 
 def test_a_layer_that_does_not_match_its_digest_removes_what_the_pull_made(
-        app: Strata, fake_registry: FakeRegistry) -> None:
+    app: Strata, fake_registry: FakeRegistry
+) -> None:
     good, bad = gzip.compress(ONE, mtime=0), gzip.compress(TWO, mtime=0)
     claimed = sha(bad[:-1] + bytes([bad[-1] ^ 1]))
     fake_registry.add_image("r/bad", "1", [ONE, TWO], layer_digests=[sha(good), claimed])
@@ -122,8 +123,10 @@ def test_garbage_instead_of_a_manifest(app: Strata, fake_registry: FakeRegistry)
     fake_registry.manifests["r/junk:1"] = ("application/vnd.oci.image.manifest.v1+json", b"\x00\x01 not json")
     with pytest.raises(RegistryProtocolError, match="not a JSON manifest"):
         pull(app.store, f"{fake_registry.address}/r/junk:1")
-    fake_registry.manifests["r/junk:1"] = ("application/vnd.docker.distribution.manifest.v1+prettyjws",
-                                           json.dumps({"schemaVersion": 1}).encode())
+    fake_registry.manifests["r/junk:1"] = (
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+        json.dumps({"schemaVersion": 1}).encode(),
+    )
     with pytest.raises(RegistryProtocolError, match="schema 1"):
         pull(app.store, f"{fake_registry.address}/r/junk:1")
     assert_untouched(app)
@@ -134,7 +137,8 @@ def test_anonymous_bearer_tokens_and_a_redirect_without_credentials(app: Strata,
     fake_registry.add_image("library/public", "1", [ONE])
     blob = sha(gzip.compress(ONE, mtime=0))
     fake_registry.routes[f"/v2/library/public/blobs/{blob}"] = lambda h: h.send(
-        307, b"", {"Location": f"http://localhost:{fake_registry.port}/cdn/{blob}"})
+        307, b"", {"Location": f"http://localhost:{fake_registry.port}/cdn/{blob}"}
+    )
 
     def cdn(h: FakeHandler) -> None:
         assert "Authorization" not in h.headers, "credentials followed a redirect to another host"
@@ -158,13 +162,20 @@ def test_login_logout_and_private_images(app: Strata, fake_registry: FakeRegistr
     with pytest.raises(RegistryAuthError, match="strata login"):
         pull(app.store, name)
 
-    wrong = run_strata("login", "-u", "alice", "--password-stdin", fake_registry.address, input="nope\n",
-                       root=app.root)
+    wrong = run_strata("login", "-u", "alice", "--password-stdin", fake_registry.address, input="nope\n", root=app.root)
     assert wrong.returncode == 1 and "incorrect username or password" in wrong.stderr
     assert not RegistrySettings.load().auth_file.exists()
 
-    ok = run_strata("login", "-u", "alice", "--password-stdin", fake_registry.address, input="wonderland\n",
-                    root=app.root, check=True)
+    ok = run_strata(
+        "login",
+        "-u",
+        "alice",
+        "--password-stdin",
+        fake_registry.address,
+        input="wonderland\n",
+        root=app.root,
+        check=True,
+    )
     assert ok.stdout.strip() == "Login Succeeded"
     auth_file = RegistrySettings.load().auth_file
     assert stat.S_IMODE(os.stat(auth_file).st_mode) == 0o600
@@ -193,8 +204,26 @@ def test_basic_auth(app: Strata, fake_registry: FakeRegistry) -> None:
 def test_a_loopback_registry_may_use_a_self_signed_certificate(app: Strata, tmp_path: Path) -> None:
     openssl = require_tool("openssl")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
     fake = FakeRegistry()
     fake.add_image("tls/img", "1", [ONE])
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("H", (FakeHandler,), {"fake": fake}))

@@ -30,12 +30,20 @@ def test_a_manifest_nested_too_deeply(app: Strata, fake_registry: FakeRegistry) 
 
 
 @pytest.mark.parametrize("config", [DEEP, b'{"rootfs": {"diff_ids": []}, "history": ' + DEEP + b"}"])
-def test_a_config_nested_too_deeply(app: Strata, fake_registry: FakeRegistry, config: bytes,
-                                    tmp_path: Path) -> None:
+def test_a_config_nested_too_deeply(app: Strata, fake_registry: FakeRegistry, config: bytes, tmp_path: Path) -> None:
     fake_registry.blobs[sha(config)] = config
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                                      "digest": sha(config), "size": len(config)}, "layers": []}).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": sha(config),
+                "size": len(config),
+            },
+            "layers": [],
+        }
+    ).encode()
     fake_registry.manifests["deep/c:1"] = ("application/vnd.oci.image.manifest.v1+json", manifest)
     line = _one_error(run_strata("pull", f"{fake_registry.address}/deep/c:1", root=app.root))
     assert line.startswith("Error: ")

@@ -39,7 +39,8 @@ def strata_listing(app: Strata, name: str) -> list[dict[str, object]]:
 
 
 def test_docker_pulls_and_runs_what_strata_pushed(
-        app: Strata, registry: Registry, busybox_rootfs_tar: Path, docker_names: list[str]) -> None:
+    app: Strata, registry: Registry, busybox_rootfs_tar: Path, docker_names: list[str]
+) -> None:
     require_docker()
     derived(app, busybox_rootfs_tar)
     name = f"{registry.address}/strata/pushed:{secrets.token_hex(4)}"
@@ -47,15 +48,24 @@ def test_docker_pulls_and_runs_what_strata_pushed(
     run_strata("push", name, root=app.root, check=True)
     docker_names.append(name)
     docker("pull", name)
-    out = docker("run", "--rm", "--network", "none", name, "/bin/sh", "-c",
-                 "cat /app/hello.txt /app/more.txt; test -e /app/data.bin || echo deleted")
+    out = docker(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        name,
+        "/bin/sh",
+        "-c",
+        "cat /app/hello.txt /app/more.txt; test -e /app/data.bin || echo deleted",
+    )
     assert out.stdout == "hello\nmore\ndeleted\n"
     inspected = docker("image", "inspect", "--format", "{{.Id}}", name).stdout.strip()
     assert inspected == app.image(name).id
 
 
 def test_strata_pulls_and_runs_what_docker_pushed(
-        docker_rich_image: str, other: Strata, registry: Registry, docker_names: list[str]) -> None:
+    docker_rich_image: str, other: Strata, registry: Registry, docker_names: list[str]
+) -> None:
     name = f"{registry.address}/docker/rich:{secrets.token_hex(4)}"
     docker("tag", RICH_TAG, name)
     docker_names.append(name)
@@ -63,8 +73,10 @@ def test_strata_pulls_and_runs_what_docker_pushed(
     proc = run_strata("pull", name, root=other.root, check=True)
     assert "Pull complete" in proc.stdout
     assert other.image(name).id == docker("image", "inspect", "--format", "{{.Id}}", RICH_TAG).stdout.strip()
-    theirs = sorted(({k: e[k] for k in FIELDS} for e in docker_export_listing(RICH_TAG)),  # type: ignore[literal-required]
-                    key=lambda r: str(r["path"]))
+    theirs = sorted(
+        ({k: e[k] for k in FIELDS} for e in docker_export_listing(RICH_TAG)),  # type: ignore[literal-required]
+        key=lambda r: str(r["path"]),
+    )
     assert strata_listing(other, name) == theirs
     require_userns()
     ran = run_strata("run", "--rm", name, "/bin/cat", "/data/replaced/new.txt", root=other.root, check=True)
@@ -74,8 +86,7 @@ def test_strata_pulls_and_runs_what_docker_pushed(
 def test_pull_from_the_docker_daemon(docker_busybox: str, other: Strata) -> None:
     proc = run_strata("pull", f"docker-daemon:{BUSYBOX_TAG}", root=other.root, check=True)
     assert proc.stdout.splitlines()[-1] == f"docker.io/{BUSYBOX_TAG}"
-    assert other.image(BUSYBOX_TAG).id == docker("image", "inspect", "--format", "{{.Id}}",
-                                                 BUSYBOX_TAG).stdout.strip()
+    assert other.image(BUSYBOX_TAG).id == docker("image", "inspect", "--format", "{{.Id}}", BUSYBOX_TAG).stdout.strip()
     assert list(other.store.tmp.iterdir()) == []
     missing = run_strata("pull", "docker-daemon:strata-test/not-there:never", root=other.root)
     assert missing.returncode == 1 and missing.stderr.startswith("Error: docker save")
@@ -85,8 +96,9 @@ def test_pull_from_the_docker_daemon(docker_busybox: str, other: Strata) -> None
 def test_pull_from_podman(busybox_rootfs_tar: Path, other: Strata) -> None:
     podman = require_tool("podman")
     name = f"localhost/strata-test-{secrets.token_hex(4)}:1"
-    made = subprocess.run([podman, "import", str(busybox_rootfs_tar), name], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
+    made = subprocess.run(
+        [podman, "import", str(busybox_rootfs_tar), name], capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
     if made.returncode != 0:
         missing(f"podman cannot import an image here: {made.stderr.strip().splitlines()[-1:]}")
     try:

@@ -64,6 +64,7 @@ def serve_blob(handler: ScriptedHandler | FakeHandler) -> None:
 def redirect_to(url: str) -> Callable[[FakeHandler], None]:
     def answer(handler: FakeHandler) -> None:
         handler.send(307, headers={"Location": url})
+
     return answer
 
 
@@ -118,8 +119,7 @@ def upload_service(handler: ScriptedHandler) -> None:
 
 
 @pytest.mark.parametrize("scheme", ["basic", "bearer"])
-def test_a_push_sends_credentials_only_to_the_registry(
-        app: Strata, fake_registry: FakeRegistry, scheme: str) -> None:
+def test_a_push_sends_credentials_only_to_the_registry(app: Strata, fake_registry: FakeRegistry, scheme: str) -> None:
     """Uploads (POST, PATCH, PUT) and the DELETE of an unwanted one, each to a Location on
     another host: that host never sees the registry's password or token."""
     fake_registry.auth = scheme
@@ -128,9 +128,15 @@ def test_a_push_sends_credentials_only_to_the_registry(
     name = f"{fake_registry.address}/hostile/app:1"
     image = add_layer(app.store, None, name, {"/app/a.txt": b"a\n"})
     # A blob this store saw in another repository of the registry: the push first asks to mount it.
-    app.store.layers.record_blob(image.top_layer, sha(b"elsewhere"), "application/vnd.oci.image.layer.v1.tar+gzip",
-                                 9, f"{fake_registry.address}/hostile/base")
+    app.store.layers.record_blob(
+        image.top_layer,
+        sha(b"elsewhere"),
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        9,
+        f"{fake_registry.address}/hostile/base",
+    )
     with serving(upload_service, ANOTHER_LOOPBACK_HOST) as elsewhere:
+
         def open_upload(handler: FakeHandler) -> None:
             if handler._authorized():
                 upload = "mounting" if "mount=" in handler.path else "1"
@@ -145,14 +151,19 @@ def test_a_push_sends_credentials_only_to_the_registry(
         proc = run_strata("push", name, root=app.root)
     assert proc.returncode == 0, proc.stderr
     assert [(s.method, s.path.split("?")[0]) for s in elsewhere.seen] == [
-        ("DELETE", "/upload/mounting"), ("PATCH", "/upload/1"), ("PUT", "/upload/1"), ("PUT", "/upload/1")]
+        ("DELETE", "/upload/mounting"),
+        ("PATCH", "/upload/1"),
+        ("PUT", "/upload/1"),
+        ("PUT", "/upload/1"),
+    ]
     assert [s.headers.get("Authorization") for s in elsewhere.seen] == [None] * 4
     sent = {m: h.get("Authorization") for m, p, h in fake_registry.log if p == "/v2/hostile/app/manifests/1"}
     assert sent == {"PUT": "Basic Ym9iOmJ1aWxkZXI=" if scheme == "basic" else "Bearer user-token"}
 
 
 def test_a_blob_redirected_to_another_loopback_host_arrives_without_credentials(
-        app: Strata, other: Strata, fake_registry: FakeRegistry) -> None:
+    app: Strata, other: Strata, fake_registry: FakeRegistry
+) -> None:
     """What works keeps working: a loopback registry may send a pull to another loopback
     host over plain HTTP; only the credentials stay behind."""
     fake_registry.auth = "basic"
@@ -179,13 +190,15 @@ def test_a_redirect_to_plain_http_off_this_machine_is_one_error(app: Strata, fak
     assert stderr_lines(proc) == [
         f"Error: {fake_registry.address} redirected to http://{cdn.address}/blob: plain HTTP is only used for "
         f"localhost ({cdn.address} is not localhost or a loopback address) and registries listed as insecure "
-        "(STRATA_INSECURE_REGISTRIES or registries.json); not following it"]
+        "(STRATA_INSECURE_REGISTRIES or registries.json); not following it"
+    ]
     assert cdn.seen == []
     assert_store_clean(app.root)
 
 
 def test_a_localhost_name_resolving_elsewhere_is_not_followed_over_plain_http(
-        app: Strata, fake_registry: FakeRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: Strata, fake_registry: FakeRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``*.localhost`` names the machine only when it resolves to it."""
     outside = non_loopback_address()
     resolve_name_to(monkeypatch, EVIL_NAME, outside)
@@ -198,13 +211,15 @@ def test_a_localhost_name_resolving_elsewhere_is_not_followed_over_plain_http(
     assert str(err.value) == (
         f"{fake_registry.address} redirected to {target}: plain HTTP is only used for localhost "
         f"({EVIL_NAME}:{cdn.port} resolved to {outside}, which is not a loopback address) and registries "
-        "listed as insecure (STRATA_INSECURE_REGISTRIES or registries.json); not following it")
+        "listed as insecure (STRATA_INSECURE_REGISTRIES or registries.json); not following it"
+    )
     assert [s.method for s in cdn.seen] == []
     assert app.store.images.all() == [] and leftovers(app.store) == []
 
 
 def test_a_localhost_registry_resolving_elsewhere_gets_no_plain_http(
-        app: Strata, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: Strata, monkeypatch: pytest.MonkeyPatch
+) -> None:
     outside = non_loopback_address()
     resolve_name_to(monkeypatch, EVIL_NAME, outside)
     with fake_registry_on(outside) as fake:
@@ -214,20 +229,40 @@ def test_a_localhost_registry_resolving_elsewhere_gets_no_plain_http(
     assert str(err.value) == (
         f"cannot talk to registry {EVIL_NAME}:{fake.port}: plain HTTP is only used for localhost "
         f"({EVIL_NAME}:{fake.port} resolved to {outside}, which is not a loopback address) and registries "
-        "listed as insecure (STRATA_INSECURE_REGISTRIES or registries.json)")
+        "listed as insecure (STRATA_INSECURE_REGISTRIES or registries.json)"
+    )
     assert fake.log == []  # refused after the TCP connect, before a byte of a request
     assert app.store.images.all() == []
 
 
 def test_a_localhost_name_resolving_elsewhere_gets_its_certificate_checked(
-        app: Strata, fake_registry: FakeRegistry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    app: Strata, fake_registry: FakeRegistry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Loopback may use any certificate (as with Docker); a host that only calls itself
     ``something.localhost`` may not."""
     openssl = require_tool("openssl")
     outside = non_loopback_address()
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", f"/CN={EVIL_NAME}"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={EVIL_NAME}",
+        ],
+        check=True,
+        capture_output=True,
+    )
     resolve_name_to(monkeypatch, EVIL_NAME, outside)
     fake_registry.add_image("hostile/img", "1", [LAYER])
     with serving(serve_blob, outside) as cdn:
@@ -238,14 +273,16 @@ def test_a_localhost_name_resolving_elsewhere_gets_its_certificate_checked(
         threading.Thread(target=tls.serve_forever, daemon=True).start()
         try:
             fake_registry.routes[blob_path("hostile/img")] = redirect_to(
-                f"https://{EVIL_NAME}:{tls.server_address[1]}/blob")
+                f"https://{EVIL_NAME}:{tls.server_address[1]}/blob"
+            )
             with pytest.raises(RegistryError) as err:
                 pull(app.store, f"{fake_registry.address}/hostile/img:1")
         finally:
             tls.shutdown()
             tls.server_close()
     assert str(err.value).startswith(
-        f"cannot talk to registry {EVIL_NAME}:{tls.server_address[1]}: TLS certificate not trusted (")
+        f"cannot talk to registry {EVIL_NAME}:{tls.server_address[1]}: TLS certificate not trusted ("
+    )
     assert cdn.seen == []
     assert app.store.images.all() == []
 
@@ -261,7 +298,8 @@ def test_a_remote_registry_may_not_redirect_into_this_machine(app: Strata) -> No
     assert proc.returncode == 1
     assert stderr_lines(proc) == [
         f"Error: {outside}:{fake.port} redirected to {local.url}/blob, an address on this machine "
-        f"(127.0.0.1) that a host elsewhere may not send Strata to; not following it"]
+        f"(127.0.0.1) that a host elsewhere may not send Strata to; not following it"
+    ]
     assert local.seen == []
     assert_store_clean(app.root)
 
@@ -271,6 +309,7 @@ def test_a_remote_registry_may_not_redirect_into_this_machine(app: Strata) -> No
 
 def stall_halfway(reached: threading.Event, release: threading.Event) -> Callable[[FakeHandler], None]:
     """Send the headers and half the blob, then nothing until ``release``."""
+
     def answer(handler: FakeHandler) -> None:
         handler.send_response(200)
         handler.send_header("Content-Length", str(len(BLOB)))
@@ -280,6 +319,7 @@ def stall_halfway(reached: threading.Event, release: threading.Event) -> Callabl
         handler.wfile.flush()
         reached.set()
         release.wait(SHORT_WAIT_S * 4)
+
     return answer
 
 
@@ -289,15 +329,15 @@ def test_a_blob_that_stops_arriving_is_one_error_naming_it(app: Strata, fake_reg
     fake_registry.routes[blob_path("slow/img")] = stall_halfway(reached, release)
     env = {**os.environ, "STRATA_REGISTRY_TIMEOUT": "1"}
     try:
-        proc = run_strata("pull", f"{fake_registry.address}/slow/img:1", root=app.root, env=env,
-                          timeout=SHORT_WAIT_S)
+        proc = run_strata("pull", f"{fake_registry.address}/slow/img:1", root=app.root, env=env, timeout=SHORT_WAIT_S)
     finally:
         release.set()
     assert reached.is_set()
     assert proc.returncode == 1
     assert stderr_lines(proc) == [
         f"Error: layer {SHORT} from {fake_registry.address}: no data for 1 second; pull again to resume "
-        "(STRATA_REGISTRY_TIMEOUT sets how many seconds to wait)"]
+        "(STRATA_REGISTRY_TIMEOUT sets how many seconds to wait)"
+    ]
     assert_store_clean(app.root)
     del fake_registry.routes[blob_path("slow/img")]
     again = run_strata("pull", f"{fake_registry.address}/slow/img:1", root=app.root, env=env)
@@ -309,7 +349,8 @@ def test_a_bad_timeout_setting_is_one_error(app: Strata) -> None:
     proc = run_strata("pull", "127.0.0.1:1/x:1", root=app.root, env=env)
     assert proc.returncode == 1
     assert stderr_lines(proc) == [
-        "Error: STRATA_REGISTRY_TIMEOUT='soon': give the seconds to wait for a registry, a number above 0"]
+        "Error: STRATA_REGISTRY_TIMEOUT='soon': give the seconds to wait for a registry, a number above 0"
+    ]
 
 
 def test_the_first_ctrl_c_stops_a_stalled_pull(app: Strata, fake_registry: FakeRegistry) -> None:
@@ -317,15 +358,24 @@ def test_the_first_ctrl_c_stops_a_stalled_pull(app: Strata, fake_registry: FakeR
     fake_registry.add_image("slow/img", "1", [LAYER])
     reached, release = threading.Event(), threading.Event()
     fake_registry.routes[blob_path("slow/img")] = stall_halfway(reached, release)
-    env = {**os.environ, "STRATA_REGISTRY_TIMEOUT": "600",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    env = {
+        **os.environ,
+        "STRATA_REGISTRY_TIMEOUT": "600",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
+    }
     # SIGINT raises KeyboardInterrupt even where the test runner was started with it ignored.
-    start = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-             "from explorer.__main__ import main; sys.exit(main())")
-    proc = subprocess.Popen([sys.executable, "-c", start, "--root", str(app.root), "pull",
-                             f"{fake_registry.address}/slow/img:1"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+    start = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from explorer.__main__ import main; sys.exit(main())"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", start, "--root", str(app.root), "pull", f"{fake_registry.address}/slow/img:1"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert reached.wait(SHORT_WAIT_S), "the pull never asked for the layer"
         proc.send_signal(signal.SIGINT)

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.registry
 
 
 def test_push_then_pull_into_an_empty_store_gives_the_same_image(
-        app: Strata, other: Strata, registry: Registry, busybox_rootfs_tar: Path) -> None:
+    app: Strata, other: Strata, registry: Registry, busybox_rootfs_tar: Path
+) -> None:
     _, top = derived(app, busybox_rootfs_tar)
     name = f"{registry.address}/demo/app:1"
     app.tag("test/app:1", name)
@@ -51,7 +52,8 @@ def test_push_then_pull_into_an_empty_store_gives_the_same_image(
 
 
 def test_a_second_push_sends_no_layer_and_another_repository_mounts(
-        app: Strata, registry: Registry, busybox_rootfs_tar: Path) -> None:
+    app: Strata, registry: Registry, busybox_rootfs_tar: Path
+) -> None:
     derived(app, busybox_rootfs_tar)
     first = f"{registry.address}/demo/app:1"
     app.tag("test/app:1", first)
@@ -77,7 +79,8 @@ def test_a_second_push_sends_no_layer_and_another_repository_mounts(
 
 
 def test_pulling_an_image_whose_base_is_here_fetches_only_the_new_layers(
-        app: Strata, other: Strata, registry: Registry, busybox_rootfs_tar: Path) -> None:
+    app: Strata, other: Strata, registry: Registry, busybox_rootfs_tar: Path
+) -> None:
     derived(app, busybox_rootfs_tar)
     base, full = f"{registry.address}/demo/base:1", f"{registry.address}/demo/app:1"
     app.tag("test/busybox:1", base)
@@ -97,7 +100,8 @@ def test_pulling_an_image_whose_base_is_here_fetches_only_the_new_layers(
 
 
 def test_an_interrupted_pull_keeps_finished_layers_and_the_next_pull_finishes(
-        app: Strata, other: Strata, registry: Registry, busybox_rootfs_tar: Path) -> None:
+    app: Strata, other: Strata, registry: Registry, busybox_rootfs_tar: Path
+) -> None:
     derived(app, busybox_rootfs_tar)
     name = f"{registry.address}/demo/app:1"
     app.tag("test/app:1", name)
@@ -122,13 +126,15 @@ def test_an_interrupted_pull_keeps_finished_layers_and_the_next_pull_finishes(
 
 
 def test_zstd_layers_and_oci_manifests_round_trip(
-        app: Strata, other: Strata, registry: Registry, busybox_rootfs_tar: Path) -> None:
+    app: Strata, other: Strata, registry: Registry, busybox_rootfs_tar: Path
+) -> None:
     derived(app, busybox_rootfs_tar)
     name = f"{registry.address}/demo/zstd:1"
     app.tag("test/app:1", name)
     push(app.store, name, compression="zstd")
-    request = urllib.request.Request(f"{registry.url}/v2/demo/zstd/manifests/1",
-                                     headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    request = urllib.request.Request(
+        f"{registry.url}/v2/demo/zstd/manifests/1", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    )
     with urllib.request.urlopen(request) as response:
         manifest = json.loads(response.read())
     assert {layer["mediaType"] for layer in manifest["layers"]} == {MT_OCI_LAYER_ZSTD}
@@ -138,7 +144,8 @@ def test_zstd_layers_and_oci_manifests_round_trip(
 
 
 def test_an_index_resolves_to_this_platform_or_the_one_asked_for(
-        app: Strata, other: Strata, registry: Registry, busybox_rootfs_tar: Path, settings: RegistrySettings) -> None:
+    app: Strata, other: Strata, registry: Registry, busybox_rootfs_tar: Path, settings: RegistrySettings
+) -> None:
     base = app.import_rootfs(str(busybox_rootfs_tar), "test/busybox:1")
     native = add_layer(app.store, base, "test/multi:native", {"/arch": host_architecture().encode()})
     foreign_config = json.loads(native.raw_config)
@@ -150,10 +157,18 @@ def test_an_index_resolves_to_this_platform_or_the_one_asked_for(
         app.tag(f"test/multi:{tag}", name)
         digests[tag] = push(app.store, name, fmt="oci")
     entries = [
-        Descriptor("application/vnd.oci.image.manifest.v1+json", digests["native"].digest, digests["native"].size,
-                   platform={"os": "linux", "architecture": host_architecture()}),
-        Descriptor("application/vnd.oci.image.manifest.v1+json", digests["foreign"].digest, digests["foreign"].size,
-                   platform={"os": "linux", "architecture": "s390x"}),
+        Descriptor(
+            "application/vnd.oci.image.manifest.v1+json",
+            digests["native"].digest,
+            digests["native"].size,
+            platform={"os": "linux", "architecture": host_architecture()},
+        ),
+        Descriptor(
+            "application/vnd.oci.image.manifest.v1+json",
+            digests["foreign"].digest,
+            digests["foreign"].size,
+            platform={"os": "linux", "architecture": "s390x"},
+        ),
     ]
     raw = image_index("oci", entries)
     with RegistryClient(registry.address, settings) as client:
@@ -180,7 +195,8 @@ def test_unknown_images_and_digests_are_one_line_errors(other: Strata, registry:
 
 
 def test_build_base_images_are_pulled_when_missing_or_asked_for(
-        app: Strata, other: Strata, registry: Registry, busybox_rootfs_tar: Path) -> None:
+    app: Strata, other: Strata, registry: Registry, busybox_rootfs_tar: Path
+) -> None:
     derived(app, busybox_rootfs_tar)
     name = f"{registry.address}/demo/base:1"
     app.tag("test/mid:1", name)
@@ -204,7 +220,8 @@ def test_build_base_images_are_pulled_when_missing_or_asked_for(
 
 
 def test_the_cli_pulls_and_pushes_with_docker_like_output(
-        app: Strata, other: Strata, registry: Registry, busybox_rootfs_tar: Path) -> None:
+    app: Strata, other: Strata, registry: Registry, busybox_rootfs_tar: Path
+) -> None:
     derived(app, busybox_rootfs_tar)
     app.close()
     name = f"{registry.address}/demo/cli"

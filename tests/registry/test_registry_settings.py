@@ -30,7 +30,8 @@ def test_plain_http_only_for_loopback_and_listed_registries(tmp_path: Path) -> N
 
     (tmp_path / "config" / "strata").mkdir(parents=True)
     (tmp_path / "config" / "strata" / "registries.json").write_text(
-        json.dumps({"insecure-registries": ["registry.local:5000", "10.1.0.0/16"]}))
+        json.dumps({"insecure-registries": ["registry.local:5000", "10.1.0.0/16"]})
+    )
     listed = RegistrySettings.load(env(tmp_path, STRATA_INSECURE_REGISTRIES="example.com:5000, other.test"))
     assert listed.plain_http_allowed("registry.local:5000")
     assert not listed.plain_http_allowed("registry.local:5001")
@@ -71,10 +72,16 @@ def test_credentials_are_saved_0600_and_docker_config_is_only_read(tmp_path: Pat
     docker_dir = tmp_path / "home" / ".docker"
     docker_dir.mkdir(parents=True)
     docker_config = docker_dir / "config.json"
-    docker_config.write_text(json.dumps({"auths": {
-        "https://index.docker.io/v1/": {"auth": base64.b64encode(b"hubuser:hubpass").decode()},
-        "quay.io": {"auth": base64.b64encode(b"q:w").decode()},
-    }}))
+    docker_config.write_text(
+        json.dumps(
+            {
+                "auths": {
+                    "https://index.docker.io/v1/": {"auth": base64.b64encode(b"hubuser:hubpass").decode()},
+                    "quay.io": {"auth": base64.b64encode(b"q:w").decode()},
+                }
+            }
+        )
+    )
     before = docker_config.read_bytes()
     store = CredentialStore(RegistrySettings.load(env(tmp_path)))
 
@@ -102,8 +109,10 @@ def test_a_credential_helper_named_in_docker_config_is_asked(tmp_path: Path, mon
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     helper = bin_dir / "docker-credential-fake"
-    helper.write_text('#!/bin/sh\nread server\n[ "$server" = "example.test" ] || exit 1\n'
-                      'echo \'{"ServerURL":"example.test","Username":"helped","Secret":"tok"}\'\n')
+    helper.write_text(
+        '#!/bin/sh\nread server\n[ "$server" = "example.test" ] || exit 1\n'
+        'echo \'{"ServerURL":"example.test","Username":"helped","Secret":"tok"}\'\n'
+    )
     helper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     docker_dir = tmp_path / "home" / ".docker"
@@ -116,11 +125,16 @@ def test_a_credential_helper_named_in_docker_config_is_asked(tmp_path: Path, mon
 
 
 def test_challenges_parse_like_docker_hub_sends_them() -> None:
-    [c] = parse_challenges('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
-                           'scope="repository:library/alpine:pull,push"')
+    [c] = parse_challenges(
+        'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
+        'scope="repository:library/alpine:pull,push"'
+    )
     assert c.scheme == "bearer"
-    assert c.params == {"realm": "https://auth.docker.io/token", "service": "registry.docker.io",
-                        "scope": "repository:library/alpine:pull,push"}
+    assert c.params == {
+        "realm": "https://auth.docker.io/token",
+        "service": "registry.docker.io",
+        "scope": "repository:library/alpine:pull,push",
+    }
     basic, bearer = parse_challenges('Basic realm="Registry Realm", Bearer realm=x,error="invalid_token"')
     assert basic.scheme == "basic" and basic.params == {"realm": "Registry Realm"}
     assert bearer.params == {"realm": "x", "error": "invalid_token"}

@@ -140,8 +140,14 @@ print(len(codes), len(bad), len(errors), errors[:3])
 def test_hundreds_of_starts_from_threads_never_hang(tmp_path: Path, busybox_rootfs_dir: Path) -> None:
     require_userns()
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(busybox_rootfs_dir), "200", "4", str(tmp_path / "runs")],
-                          capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=500)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(busybox_rootfs_dir), "200", "4", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=500,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     done, bad, errors, *_ = proc.stdout.split(maxsplit=3)
     assert (done, bad, errors) == ("200", "0", "0"), proc.stdout + proc.stderr

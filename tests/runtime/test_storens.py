@@ -17,16 +17,36 @@ from tests.capabilities import missing, real_root, require_userns
 from tests.fixtures import REPO_ROOT
 
 USER = "strata-test"
-PROBE = ("import os, sys; from explorer.runtime import storens; m = storens.enter(); "
-         "print(os.stat('/proc/self/ns/user').st_ino, m.mode, os.geteuid())")
+PROBE = (
+    "import os, sys; from explorer.runtime import storens; m = storens.enter(); "
+    "print(os.stat('/proc/self/ns/user').st_ino, m.mode, os.geteuid())"
+)
 
 
 def _as_user(code: str, tree: Path) -> subprocess.CompletedProcess[str]:
     python = "/opt/strata-venv/bin/python"
     home = subprocess.run(["getent", "passwd", USER], capture_output=True, text=True).stdout.split(":")[5]
-    return subprocess.run(["runuser", "-u", USER, "--", "env", "-i", f"HOME={home}", "LANG=C.UTF-8",
-                           "PATH=/usr/bin:/bin:/usr/sbin:/sbin", f"PYTHONPATH={tree}", python, "-c", code],
-                          capture_output=True, text=True, timeout=60, cwd="/")
+    return subprocess.run(
+        [
+            "runuser",
+            "-u",
+            USER,
+            "--",
+            "env",
+            "-i",
+            f"HOME={home}",
+            "LANG=C.UTF-8",
+            "PATH=/usr/bin:/bin:/usr/sbin:/sbin",
+            f"PYTHONPATH={tree}",
+            python,
+            "-c",
+            code,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
 
 
 def test_real_root_stays_in_the_initial_namespace() -> None:
@@ -80,9 +100,11 @@ def test_a_process_with_threads_is_told_to_enter_first(tmp_path: Path) -> None:
         pytest.skip("runs strata-test through runuser: the root pass does this")
     if subprocess.run(["id", "-u", USER], capture_output=True).returncode != 0:
         missing(f"no user {USER} (packaging/dev.sh creates it)")
-    code = ("import threading, time; from explorer.runtime import storens; "
-            "threading.Thread(target=time.sleep, args=(2,), daemon=True).start()\n"
-            "try:\n    storens.enter()\nexcept Exception as e:\n    print(type(e).__name__, e)")
+    code = (
+        "import threading, time; from explorer.runtime import storens; "
+        "threading.Thread(target=time.sleep, args=(2,), daemon=True).start()\n"
+        "try:\n    storens.enter()\nexcept Exception as e:\n    print(type(e).__name__, e)"
+    )
     done = _as_user(code, _readable(tmp_path))
     assert done.stdout.startswith("RuntimeUnavailable the store's user namespace must be entered before"), done
 

@@ -195,8 +195,9 @@ def test_follow_link_copies_the_target(tmp_path: Path) -> None:
         [("x", "dir", ""), ("x/evil", "symlink", "{canary}"), ("x/evil/new/deeper", "file", "pwned")],
     ],
 )
-def test_stream_cannot_write_through_its_own_links(tmp_path: Path, canary: Path, members: list[tuple[str, ...]]
-                                                   ) -> None:
+def test_stream_cannot_write_through_its_own_links(
+    tmp_path: Path, canary: Path, members: list[tuple[str, ...]]
+) -> None:
     dest = tmp_path / "dest"
     before = snapshot(canary)
     data = make_tar(*[(n, k, v.format(canary=canary)) for n, k, v in members])
@@ -233,8 +234,7 @@ def test_raw_stream_replaces_links_in_its_way(tmp_path: Path, canary: Path) -> N
     os.symlink(canary, dest / "a")
     os.symlink("../canary", dest / "b")
     before = snapshot(canary)
-    unpack(make_tar(("a/keep", "file", "pwned"), ("b/c/d", "file", "pwned"), ("/abs", "file", "ok")), dest,
-           raw=True)
+    unpack(make_tar(("a/keep", "file", "pwned"), ("b/c/d", "file", "pwned"), ("/abs", "file", "ok")), dest, raw=True)
     assert snapshot(canary) == before
     assert (dest / "a" / "keep").read_text() == "pwned" and not (dest / "a").is_symlink()
     assert (dest / "b" / "c" / "d").read_text() == "pwned"

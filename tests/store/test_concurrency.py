@@ -34,9 +34,14 @@ LOCKED = ("database is locked", "database is busy", "is busy (another strata")
 
 def strata_popen(root: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "explorer", "--root", str(root), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            env=env, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "explorer", "--root", str(root), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str]:
@@ -53,7 +58,8 @@ def context(where: Path, name: str) -> Path:
     (where / "Dockerfile").write_text(
         f"FROM bb:1\n"
         f"COPY {name}.txt /{name}/\n"
-        f"RUN echo ran > /{name}/ran && test -f /{name}/{name}.txt && test -x /bin/busybox\n")
+        f"RUN echo ran > /{name}/ran && test -f /{name}/{name}.txt && test -x /bin/busybox\n"
+    )
     return where
 
 
@@ -82,8 +88,10 @@ def test_two_builds_and_a_prune_at_once(store: Path, tmp_path: Path) -> None:
     for r in range(ROUNDS):
         same = r % 2 == 1  # the same Dockerfile twice, or two sharing only the base
         second = a if same else b
-        builds = [strata_popen(store, "build", "-q", "-t", f"one:{r}", str(a)),
-                  strata_popen(store, "build", "-q", "-t", f"two:{r}", str(second))]
+        builds = [
+            strata_popen(store, "build", "-q", "-t", f"one:{r}", str(a)),
+            strata_popen(store, "build", "-q", "-t", f"two:{r}", str(second)),
+        ]
         time.sleep((r % 4) * 0.1)
         prune = strata_popen(store, *PRUNES[r % len(PRUNES)])
         results = [finish(p) for p in builds]
@@ -116,9 +124,26 @@ def test_rmi_of_the_base_waits_for_the_build_using_it(tmp_path: Path, busybox_ro
     events = tmp_path / "build.jsonl"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     with events.open("w") as out:
-        build = subprocess.Popen([sys.executable, "-m", "explorer", "--root", str(root), "build", "--progress",
-                                  "json", "-t", "child:1", str(ctx)], stdout=out, stderr=subprocess.PIPE,
-                                 stdin=subprocess.DEVNULL, env=env, text=True)
+        build = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "explorer",
+                "--root",
+                str(root),
+                "build",
+                "--progress",
+                "json",
+                "-t",
+                "child:1",
+                str(ctx),
+            ],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            text=True,
+        )
     deadline = time.monotonic() + 60
     while '"cached"' not in events.read_text():  # FROM resolved: the build holds the gc lock
         assert build.poll() is None and time.monotonic() < deadline, events.read_text()
@@ -152,9 +177,17 @@ def test_many_readers_and_writers_never_see_a_locked_database(tmp_path: Path) ->
         "            sys.exit(code)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(p), str(root)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, text=True)
-             for p in range(6)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(p), str(root)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            text=True,
+        )
+        for p in range(6)
+    ]
     errors: list[BaseException] = []
 
     def worker(n: int) -> None:

@@ -56,9 +56,14 @@ class Streamed:
 
     def __init__(self, root: Path, *args: str) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "explorer", "--root", str(root), *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     stdin=subprocess.DEVNULL, env=env, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "explorer", "--root", str(root), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            text=True,
+        )
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -130,8 +135,14 @@ def held(root: Path, point: str, *args: str, timeout: float = 120) -> list[str]:
     without reaching the point: every kill lands exactly where it is aimed."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "STRATA_TEST_HOLD": point}
     with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "explorer", "--root", str(root), *args],
-                                stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "explorer", "--root", str(root), *args],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            text=True,
+        )
         assert proc.stderr is not None
         errors: list[str] = []
         deadline = time.monotonic() + timeout
@@ -146,8 +157,10 @@ def held(root: Path, point: str, *args: str, timeout: float = 120) -> list[str]:
         out.seek(0)
         printed = out.read().splitlines()
     assert errors and errors[-1].startswith("strata-test-hold "), (
-        f"{point}: the command ended without reaching it (exit {proc.returncode})\n" + "".join(errors)
-        + "\n".join(printed))
+        f"{point}: the command ended without reaching it (exit {proc.returncode})\n"
+        + "".join(errors)
+        + "\n".join(printed)
+    )
     return printed
 
 
@@ -172,7 +185,7 @@ def test_build_killed_at_every_named_point(tmp_path: Path, busybox_rootfs_tar: P
     points = [f"build.step{s}.{phase}" for s in runnable for phase in ("running", "executed", "recorded")]
     points += ["layer.renamed@1", "layer.committed@1"] * 3
     kills = 0
-    for group, chosen in (("steps", points[: len(points) - 6]), ("layers", points[len(points) - 6:])):
+    for group, chosen in (("steps", points[: len(points) - 6]), ("layers", points[len(points) - 6 :])):
         done_before: set[int] = set()
         for point in chosen:
             printed = held(root, point, *args(group))
@@ -200,15 +213,20 @@ def manifest_layers(registry: Registry, repository: str, tag: str) -> list[str]:
 
     request = urllib.request.Request(
         f"{registry.url}/v2/{repository}/manifests/{tag}",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json, "
-                           "application/vnd.oci.image.manifest.v1+json"})
+        headers={
+            "Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
+        },
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return [str(layer["digest"]) for layer in json.load(response)["layers"]]
 
 
 def blob_gets(registry: Registry, since: int) -> list[str]:
-    return [r.path.rsplit("/", 1)[-1] for r in registry.requests()[since:]
-            if r.method == "GET" and "/blobs/sha256:" in r.path]
+    return [
+        r.path.rsplit("/", 1)[-1]
+        for r in registry.requests()[since:]
+        if r.method == "GET" and "/blobs/sha256:" in r.path
+    ]
 
 
 def layer_count(root: Path) -> tuple[int, int]:

@@ -19,8 +19,12 @@ from tests.fixtures import REPO_ROOT, run_strata
 
 def strata_proc(root: Path, *args: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "explorer", "--root", str(root), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "explorer", "--root", str(root), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
 
 
 def kill_after(proc: subprocess.Popen[bytes], delay: float) -> bool:
@@ -64,9 +68,17 @@ def test_commit_killed_at_many_points(tmp_path: Path, busybox_rootfs_tar: Path) 
     require_userns()
     root = tmp_path / "store"
     run_strata("import", busybox_rootfs_tar, "bb:1", root=root, check=True)
-    run_strata("run", "--name", "big", "bb:1", "sh", "-c",
-               "mkdir /data && for i in $(seq 300); do head -c 20000 /dev/urandom > /data/f$i; done",
-               root=root, check=True)
+    run_strata(
+        "run",
+        "--name",
+        "big",
+        "bb:1",
+        "sh",
+        "-c",
+        "mkdir /data && for i in $(seq 300); do head -c 20000 /dev/urandom > /data/f$i; done",
+        root=root,
+        check=True,
+    )
     # The kill points spread over what one whole commit takes here and now (a fixed
     # schedule missed the commit on a fast machine and everything on a slow one).
     began = time.monotonic()

@@ -23,8 +23,11 @@ def one_error(proc: subprocess.CompletedProcess[str]) -> str:
 
 
 def tree(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.name.startswith("metadata.db")
-                  and not p.name.endswith(".lock"))
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if not p.name.startswith("metadata.db") and not p.name.endswith(".lock")
+    )
 
 
 @pytest.fixture

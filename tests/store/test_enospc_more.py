@@ -21,8 +21,13 @@ from tests.store.test_disk_full import small_fs  # noqa: F401 - a fixture
 BIG = 9_000_000  # more than the 6 MB tmpfs holds, incompressible
 
 
-def assert_failed_cleanly(proc: subprocess.CompletedProcess[str], root: Path, before: list[str],
-                          why: str = "no space left", containers: bool = True) -> None:
+def assert_failed_cleanly(
+    proc: subprocess.CompletedProcess[str],
+    root: Path,
+    before: list[str],
+    why: str = "no space left",
+    containers: bool = True,
+) -> None:
     assert proc.returncode != 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("Error")]
@@ -39,9 +44,15 @@ def listing(root: Path, containers: bool = True) -> list[str]:
     container writes its hostname and hosts files there) or overlay's work directory (the
     kernel makes work/work at the first mount): state, not content. With ``containers``
     false, nothing of the containers at all."""
-    return [p for p in full_listing(root) if not p.endswith(".lock") and "/run/" not in p and p != "driver"
-            and not (p.startswith("containers/") and "/work/" in p)
-            and (containers or not p.startswith("containers/"))]
+    return [
+        p
+        for p in full_listing(root)
+        if not p.endswith(".lock")
+        and "/run/" not in p
+        and p != "driver"
+        and not (p.startswith("containers/") and "/work/" in p)
+        and (containers or not p.startswith("containers/"))
+    ]
 
 
 def with_base(small_fs: Path, busybox_rootfs_tar: Path) -> Path:  # noqa: F811
@@ -50,12 +61,18 @@ def with_base(small_fs: Path, busybox_rootfs_tar: Path) -> Path:  # noqa: F811
     return root
 
 
-@pytest.mark.parametrize("step", [
-    "COPY big.bin /big/",
-    pytest.param(f"RUN head -c {BIG} /dev/urandom > /big.bin"),
-])
+@pytest.mark.parametrize(
+    "step",
+    [
+        "COPY big.bin /big/",
+        pytest.param(f"RUN head -c {BIG} /dev/urandom > /big.bin"),
+    ],
+)
 def test_build_on_a_full_disk_fails_cleanly(
-    small_fs: Path, tmp_path: Path, busybox_rootfs_tar: Path, step: str  # noqa: F811
+    small_fs: Path,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+    busybox_rootfs_tar: Path,
+    step: str,
 ) -> None:
     if step.startswith("RUN"):
         require_userns()
@@ -72,7 +89,10 @@ def test_build_on_a_full_disk_fails_cleanly(
 
 
 def test_pull_onto_a_full_disk_fails_cleanly(
-    small_fs: Path, tmp_path: Path, busybox_rootfs_tar: Path, registry: Registry  # noqa: F811
+    small_fs: Path,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+    busybox_rootfs_tar: Path,
+    registry: Registry,
 ) -> None:
     source = tmp_path / "source"
     context = tmp_path / "ctx"
@@ -93,7 +113,9 @@ def test_pull_onto_a_full_disk_fails_cleanly(
 
 
 def test_copy_over_a_file_of_a_stopped_container_on_a_full_disk_fails_cleanly(
-    small_fs: Path, tmp_path: Path, busybox_rootfs_tar: Path  # noqa: F811
+    small_fs: Path,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+    busybox_rootfs_tar: Path,
 ) -> None:
     root = with_base(small_fs, busybox_rootfs_tar)
     run_strata("create", "--name", "box", "bb:1", "true", root=root, check=True)
@@ -111,7 +133,9 @@ def test_copy_over_a_file_of_a_stopped_container_on_a_full_disk_fails_cleanly(
 
 
 def test_copy_of_a_directory_into_a_stopped_container_on_a_full_disk_fails_cleanly(
-    small_fs: Path, tmp_path: Path, busybox_rootfs_tar: Path  # noqa: F811
+    small_fs: Path,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+    busybox_rootfs_tar: Path,
 ) -> None:
     root = with_base(small_fs, busybox_rootfs_tar)
     run_strata("create", "--name", "box", "bb:1", "true", root=root, check=True)
@@ -126,7 +150,9 @@ def test_copy_of_a_directory_into_a_stopped_container_on_a_full_disk_fails_clean
 
 
 def test_build_in_a_read_only_store_is_a_clear_error(
-    small_fs: Path, tmp_path: Path, busybox_rootfs_tar: Path  # noqa: F811
+    small_fs: Path,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+    busybox_rootfs_tar: Path,
 ) -> None:
     root = with_base(small_fs, busybox_rootfs_tar)
     context = tmp_path / "ctx"

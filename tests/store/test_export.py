@@ -43,15 +43,18 @@ def content(tmp_path: Path) -> Path:
 
 
 def test_a_tree_comes_out_with_contents_links_and_modes(tmp_path: Path, content: Path) -> None:
-    view = _layer(content, [
-        FileEntry("/app", "dir", 0o755, mtime=1000.0),
-        FileEntry("/app/bin", "dir", 0o555),
-        FileEntry("/app/bin/tool", "file", 0o4755),
-        FileEntry("/app/bin/again", "hardlink", 0o4755, link="/app/bin/tool"),
-        FileEntry("/app/readme", "file", 0o400, mtime=2000.0),
-        FileEntry("/app/latest", "symlink", 0o777, link="/etc/passwd"),
-        FileEntry("/app/dev", "char", 0o600),
-    ])
+    view = _layer(
+        content,
+        [
+            FileEntry("/app", "dir", 0o755, mtime=1000.0),
+            FileEntry("/app/bin", "dir", 0o555),
+            FileEntry("/app/bin/tool", "file", 0o4755),
+            FileEntry("/app/bin/again", "hardlink", 0o4755, link="/app/bin/tool"),
+            FileEntry("/app/readme", "file", 0o400, mtime=2000.0),
+            FileEntry("/app/latest", "symlink", 0o777, link="/etc/passwd"),
+            FileEntry("/app/dev", "char", 0o600),
+        ],
+    )
     out = tmp_path / "out"
     export_view(view, "/app", out, USER_COPY)
     assert (out / "bin" / "tool").read_bytes() == b"/app/bin/tool"
@@ -66,12 +69,15 @@ def test_a_tree_comes_out_with_contents_links_and_modes(tmp_path: Path, content:
 
 
 def test_a_volume_fill_keeps_what_docker_keeps(tmp_path: Path, content: Path) -> None:
-    view = _layer(content, [
-        FileEntry("/data", "dir", 0o1777, mtime=1000.0),
-        FileEntry("/data/tool", "file", 0o4750, mtime=2000.0),
-        FileEntry("/data/again", "hardlink", 0o4750, mtime=2000.0, link="/data/tool"),  # before its target
-        FileEntry("/data/pipe", "fifo", 0o640),
-    ])
+    view = _layer(
+        content,
+        [
+            FileEntry("/data", "dir", 0o1777, mtime=1000.0),
+            FileEntry("/data/tool", "file", 0o4750, mtime=2000.0),
+            FileEntry("/data/again", "hardlink", 0o4750, mtime=2000.0, link="/data/tool"),  # before its target
+            FileEntry("/data/pipe", "fifo", 0o640),
+        ],
+    )
     volume = tmp_path / "volume" / "_data"
     volume.mkdir(parents=True)
     export_view(view, "/data", volume, VOLUME_FILL, into=True)
@@ -90,11 +96,20 @@ def test_a_symlink_in_the_image_cannot_carry_a_write_out(tmp_path: Path, content
     (content / "d").mkdir()
     (content / "d" / "link").mkdir()  # where the source side would read the "file" from
     (content / "d" / "link" / "evil").write_bytes(b"evil")
-    view = UnionView([ListedLayer("layer", [
-        FileEntry("/d", "dir", 0o755),
-        FileEntry("/d/link", "symlink", 0o777, link=str(outside)),
-        FileEntry("/d/link/evil", "file", 0o644),
-    ], content, kind="layer")])
+    view = UnionView(
+        [
+            ListedLayer(
+                "layer",
+                [
+                    FileEntry("/d", "dir", 0o755),
+                    FileEntry("/d/link", "symlink", 0o777, link=str(outside)),
+                    FileEntry("/d/link/evil", "file", 0o644),
+                ],
+                content,
+                kind="layer",
+            )
+        ]
+    )
     for n, rules in enumerate((USER_COPY, VOLUME_FILL, ExportRules())):
         out = tmp_path / f"out{n}"
         export_view(view, "/d", out, rules)
@@ -121,8 +136,13 @@ def test_a_name_that_exists_in_the_destination_is_never_written_through(tmp_path
 
 def test_names_that_are_not_one_component_are_refused(tmp_path: Path, content: Path) -> None:
     (content / "d").mkdir()
-    view = UnionView([ListedLayer("layer", [FileEntry("/d", "dir", 0o755), FileEntry("/d/..", "file", 0o644)],
-                                  content, kind="layer")])
+    view = UnionView(
+        [
+            ListedLayer(
+                "layer", [FileEntry("/d", "dir", 0o755), FileEntry("/d/..", "file", 0o644)], content, kind="layer"
+            )
+        ]
+    )
     with pytest.raises(InvalidArgument, match=r"refusing to write a file named '\.\.'"):
         export_view(view, "/d", tmp_path / "out", USER_COPY)
     with pytest.raises(InvalidArgument):
@@ -138,8 +158,9 @@ def test_a_missing_path_and_a_non_directory_to_fill(tmp_path: Path, content: Pat
 
 
 def test_owners_are_given_only_by_root(tmp_path: Path, content: Path) -> None:
-    view = _layer(content, [FileEntry("/d", "dir", 0o755, uid=123, gid=456),
-                            FileEntry("/d/f", "file", 0o644, uid=123, gid=456)])
+    view = _layer(
+        content, [FileEntry("/d", "dir", 0o755, uid=123, gid=456), FileEntry("/d/f", "file", 0o644, uid=123, gid=456)]
+    )
     export_view(view, "/d", tmp_path / "user", USER_COPY)
     me = (os.getuid(), os.getgid())
     assert (os.lstat(tmp_path / "user" / "f").st_uid, os.lstat(tmp_path / "user" / "f").st_gid) == me

@@ -38,8 +38,11 @@ def free_bytes(fs: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def test_freeing_space_works_on_a_full_disk(small_fs: Path, tmp_path: Path,  # noqa: F811
-                                            busybox_rootfs_tar: Path) -> None:
+def test_freeing_space_works_on_a_full_disk(
+    small_fs: Path,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+    busybox_rootfs_tar: Path,
+) -> None:
     root = small_fs / "store"
     run_strata("import", busybox_rootfs_tar, "bb:1", root=root, check=True)
     context = tmp_path / "ctx"

@@ -17,10 +17,31 @@ from explorer.errors import StrataError
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(
-        st.sampled_from(["Config", "Layers", "RepoTags", "manifests", "digest", "mediaType", "size", "config",
-                         "layers", "rootfs", "diff_ids", "imageLayoutVersion", "annotations", "platform"]),
-        children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "Config",
+                    "Layers",
+                    "RepoTags",
+                    "manifests",
+                    "digest",
+                    "mediaType",
+                    "size",
+                    "config",
+                    "layers",
+                    "rootfs",
+                    "diff_ids",
+                    "imageLayoutVersion",
+                    "annotations",
+                    "platform",
+                ]
+            ),
+            children,
+            max_size=5,
+        )
+    ),
     max_leaves=20,
 )
 
@@ -35,8 +56,9 @@ def archive(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(st.sampled_from(["docker", "oci"]), json_values, json_values)
 def test_loader_refuses_garbage_manifests(tmp_path: Path, kind: str, first: object, second: object) -> None:
     if kind == "docker":

@@ -40,8 +40,9 @@ def docker_archive(manifest: bytes, config: bytes, layer: bytes) -> bytes:
 
 def config_for(layer: bytes) -> bytes:
     diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
-    return json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                       "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+    return json.dumps(
+        {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
+    ).encode()
 
 
 MANIFEST = json.dumps([{"Config": "config.json", "RepoTags": ["hostile/x:1"], "Layers": ["l/layer.tar"]}]).encode()
@@ -65,8 +66,11 @@ OUT_OF_RANGE = [
 
 
 def _tree(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                  if "tmp" not in p.relative_to(root).parts[:1] and not p.name.startswith("metadata.db"))
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if "tmp" not in p.relative_to(root).parts[:1] and not p.name.startswith("metadata.db")
+    )
 
 
 @pytest.fixture
@@ -91,8 +95,9 @@ def _one_line_error(done: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize(("pax", "why"), OUT_OF_RANGE,
-                         ids=[f"{key}={value[:12]}" for pax, _ in OUT_OF_RANGE for key, value in pax.items()])
+@pytest.mark.parametrize(
+    ("pax", "why"), OUT_OF_RANGE, ids=[f"{key}={value[:12]}" for pax, _ in OUT_OF_RANGE for key, value in pax.items()]
+)
 def test_import_refuses_values_no_file_can_hold(store: Path, tmp_path: Path, pax: dict[str, str], why: str) -> None:
     archive = tmp_path / "hostile.tar"
     archive.write_bytes(pax_tar(pax))
@@ -103,8 +108,9 @@ def test_import_refuses_values_no_file_can_hold(store: Path, tmp_path: Path, pax
 
 
 @pytest.mark.parametrize(("pax", "why"), OUT_OF_RANGE[:5])
-def test_load_refuses_a_layer_with_values_no_file_can_hold(store: Path, tmp_path: Path, pax: dict[str, str],
-                                                           why: str) -> None:
+def test_load_refuses_a_layer_with_values_no_file_can_hold(
+    store: Path, tmp_path: Path, pax: dict[str, str], why: str
+) -> None:
     layer = pax_tar(pax)
     archive = tmp_path / "saved.tar"
     archive.write_bytes(docker_archive(MANIFEST, config_for(layer), layer))
@@ -114,8 +120,15 @@ def test_load_refuses_a_layer_with_values_no_file_can_hold(store: Path, tmp_path
     assert _state(store) == before
 
 
-@pytest.mark.parametrize("pax", [{"mtime": "9223372036.854775807"}, {"mtime": "-9223372036.854775808"},
-                                 {"uid": "4294967294", "gid": "+7"}, {"mtime": "-1.5"}])
+@pytest.mark.parametrize(
+    "pax",
+    [
+        {"mtime": "9223372036.854775807"},
+        {"mtime": "-9223372036.854775808"},
+        {"uid": "4294967294", "gid": "+7"},
+        {"mtime": "-1.5"},
+    ],
+)
 def test_values_at_the_ends_of_the_range_load_and_save(store: Path, tmp_path: Path, pax: dict[str, str]) -> None:
     """Legitimate, if odd: such a layer imports, lists and saves again."""
     archive = tmp_path / "edge.tar"
@@ -163,8 +176,10 @@ def test_json_nested_512_deep_still_loads(store: Path, tmp_path: Path) -> None:
     assert run_strata("load", "-i", archive, check=True).stdout.endswith("Loaded image: hostile/x:1\n")
 
 
-@pytest.mark.parametrize(("uid", "why"), [(-1, "uid -1 is out of range (0 to 4294967294)"),
-                                          (2**40, "uid 1099511627776 is out of range (0 to 4294967294)")])
+@pytest.mark.parametrize(
+    ("uid", "why"),
+    [(-1, "uid -1 is out of range (0 to 4294967294)"), (2**40, "uid 1099511627776 is out of range (0 to 4294967294)")],
+)
 def test_import_refuses_base256_ids_in_the_header_itself(store: Path, tmp_path: Path, uid: int, why: str) -> None:
     """GNU tar writes big or negative numbers base-256 in the ustar field, no PAX record needed."""
     buf = io.BytesIO()
@@ -187,6 +202,8 @@ def test_load_refuses_an_oci_layout_whose_index_nests_too_deeply(store: Path, tm
     (layout / "index.json").write_bytes(b'{"schemaVersion": 2, "manifests": ' + b"[" * 100_000)
     before = _state(store)
     line = _one_line_error(run_strata("load", "-i", layout))
-    assert line == ("Error: OCI layout: index.json is not valid JSON: "
-                    "arrays and objects nested deeper than 512 levels (at byte 545)")
+    assert line == (
+        "Error: OCI layout: index.json is not valid JSON: "
+        "arrays and objects nested deeper than 512 levels (at byte 545)"
+    )
     assert _state(store) == before

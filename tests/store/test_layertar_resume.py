@@ -23,18 +23,29 @@ names = st.one_of(
     st.text(alphabet="abc/._-", min_size=1, max_size=120),
     st.text(min_size=1, max_size=30),
 )
-numbers = st.one_of(st.integers(0, 10), st.integers(0, 2**40), st.sampled_from([0o7777777, 0o10000000,
-                                                                                0o77777777777, 0o100000000000]))
+numbers = st.one_of(
+    st.integers(0, 10), st.integers(0, 2**40), st.sampled_from([0o7777777, 0o10000000, 0o77777777777, 0o100000000000])
+)
 
 
 @settings(max_examples=400, deadline=None)
-@given(name=names, link=st.one_of(st.just(""), names), flag=st.sampled_from(["0", "1", "2", "3", "4", "5", "6"]),
-       mode=st.integers(0, 0o177777), uid=numbers, gid=numbers, size=numbers,
-       mtime=st.one_of(numbers, st.integers(-(2**34), -1)), dev=st.sampled_from([0, 8, 0o7777777, 0o10000000]))
-def test_direct_headers_are_build_header_bytes(name: str, link: str, flag: str, mode: int, uid: int, gid: int,
-                                               size: int, mtime: int, dev: int) -> None:
-    expected = tarstream.build_header(name, flag, mode=mode, uid=uid, gid=gid, size=size, mtime=mtime,
-                                      linkname=link, devmajor=dev, devminor=dev)
+@given(
+    name=names,
+    link=st.one_of(st.just(""), names),
+    flag=st.sampled_from(["0", "1", "2", "3", "4", "5", "6"]),
+    mode=st.integers(0, 0o177777),
+    uid=numbers,
+    gid=numbers,
+    size=numbers,
+    mtime=st.one_of(numbers, st.integers(-(2**34), -1)),
+    dev=st.sampled_from([0, 8, 0o7777777, 0o10000000]),
+)
+def test_direct_headers_are_build_header_bytes(
+    name: str, link: str, flag: str, mode: int, uid: int, gid: int, size: int, mtime: int, dev: int
+) -> None:
+    expected = tarstream.build_header(
+        name, flag, mode=mode, uid=uid, gid=gid, size=size, mtime=mtime, linkname=link, devmajor=dev, devminor=dev
+    )
     assert layertar._header(name, flag, mode, uid, gid, size, mtime, link, dev, dev) == expected
 
 
@@ -79,8 +90,9 @@ def with_size(entries: list[FileEntry], path: str, size: int) -> list[FileEntry]
     return [FileEntry(e.path, e.type, e.mode, e.uid, e.gid, size, e.mtime) if e.path == path else e for e in entries]
 
 
-def test_resumed_hash_is_the_full_hash(tmp_path: Path, small_checkpoints: None,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resumed_hash_is_the_full_hash(
+    tmp_path: Path, small_checkpoints: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     old, new = tmp_path / "old", tmp_path / "new"
     entries = make_tree(old)
     write_layer_tar(str(old), entries, None, str(tmp_path / "old.split"))
@@ -97,8 +109,9 @@ def test_resumed_hash_is_the_full_hash(tmp_path: Path, small_checkpoints: None,
 
     monkeypatch.setattr(layertar._Stream, "payload", counting)
     split = tmp_path / "new.split"
-    resumed = write_layer_tar(str(new), changed, None, str(split),
-                              earlier=earlier_of(tmp_path / "old.split", same, entries))
+    resumed = write_layer_tar(
+        str(new), changed, None, str(split), earlier=earlier_of(tmp_path / "old.split", same, entries)
+    )
     assert read and "d/f00" not in read and "d/f30" in read  # the shared head was not read again
     monkeypatch.setattr(layertar._Stream, "payload", real)
     full_id, full_size, data = sha_of(new, changed)
@@ -118,13 +131,15 @@ def test_only_files_named_the_same_are_shared(tmp_path: Path, small_checkpoints:
     write_layer_tar(str(old), entries, None, str(tmp_path / "old.split"))
     relink(old, new, entries, "/d/f30")
     changed = with_size(entries, "/d/f30", len(b"a different payload"))
-    resumed = write_layer_tar(str(new), changed, None, str(tmp_path / "new.split"),
-                              earlier=earlier_of(tmp_path / "old.split", set(), entries))
+    resumed = write_layer_tar(
+        str(new), changed, None, str(tmp_path / "new.split"), earlier=earlier_of(tmp_path / "old.split", set(), entries)
+    )
     assert resumed == sha_of(new, changed)[:2]
 
 
-def test_earlier_layers_without_checkpoints_or_libcrypto(tmp_path: Path, small_checkpoints: None,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_earlier_layers_without_checkpoints_or_libcrypto(
+    tmp_path: Path, small_checkpoints: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     old, new = tmp_path / "old", tmp_path / "new"
     entries = make_tree(old)
     monkeypatch.setattr(layertar, "_LIB", [None])  # hashlib only: no states, no checkpoints
@@ -173,16 +188,18 @@ def rewrite_footer(path: Path, change: dict[str, object]) -> None:
     path.write_bytes(data[: -16 - length] + encoded + struct.pack("<Q", len(encoded)) + data[-8:])
 
 
-@pytest.mark.parametrize("points", [
-    [[4096 + 1, "00" * 32, 3, 40, 1]],  # not at a block boundary
-    [[1024, "not hex at all" + "0" * 50, 2, 40, 0]],
-    "junk",
-    [[512, "00" * 32, "extra"]],  # the old two-field form, damaged
-    [[1024, "00" * 32, 2, 10**9, 0]],  # more records than the tar-split has
-    [[1024, "00" * 32, 2, 7, 0]],  # records that do not end where the point says
-])
-def test_damaged_checkpoints_mean_hashing_everything(tmp_path: Path, small_checkpoints: None,
-                                                     points: object) -> None:
+@pytest.mark.parametrize(
+    "points",
+    [
+        [[4096 + 1, "00" * 32, 3, 40, 1]],  # not at a block boundary
+        [[1024, "not hex at all" + "0" * 50, 2, 40, 0]],
+        "junk",
+        [[512, "00" * 32, "extra"]],  # the old two-field form, damaged
+        [[1024, "00" * 32, 2, 10**9, 0]],  # more records than the tar-split has
+        [[1024, "00" * 32, 2, 7, 0]],  # records that do not end where the point says
+    ],
+)
+def test_damaged_checkpoints_mean_hashing_everything(tmp_path: Path, small_checkpoints: None, points: object) -> None:
     old, new = tmp_path / "old", tmp_path / "new"
     entries = make_tree(old)
     write_layer_tar(str(old), entries, None, str(tmp_path / "old.split"))
@@ -203,8 +220,9 @@ def test_a_path_the_new_layer_lacks_ends_the_shared_part(tmp_path: Path, small_c
     (new / "d" / "f10").unlink()
     same.discard("d/f10")
     changed = [e for e in with_size(entries, "/d/f35", len(b"a different payload")) if e.path != "/d/f10"]
-    resumed = write_layer_tar(str(new), changed, None, str(tmp_path / "n.split"),
-                              earlier=earlier_of(tmp_path / "old.split", same, entries))
+    resumed = write_layer_tar(
+        str(new), changed, None, str(tmp_path / "n.split"), earlier=earlier_of(tmp_path / "old.split", same, entries)
+    )
     assert resumed == sha_of(new, changed)[:2]
 
 
@@ -230,14 +248,22 @@ def test_a_tree_still_being_made_hashes_from_where_the_bytes_are(tmp_path: Path,
         os.rename(side / "parked", new / "d/f30")
 
     earlier = EarlierLayer(str(tmp_path / "old.split"), frozenset(same), {e.path: e for e in entries}, str(old))
-    resumed = write_layer_tar(str(new), changed, None, str(tmp_path / "n.split"), earlier=earlier,
-                              elsewhere={"d/f30": str(side / "parked")}, settle=settle)
+    resumed = write_layer_tar(
+        str(new),
+        changed,
+        None,
+        str(tmp_path / "n.split"),
+        earlier=earlier,
+        elsewhere={"d/f30": str(side / "parked")},
+        settle=settle,
+    )
     assert settled == [True]  # d/f33 is neither shared nor parked: it waited for the tree
     assert resumed == sha_of(new, changed)[:2]
 
 
-def test_members_after_the_change_are_replayed_not_remade(tmp_path: Path, small_checkpoints: None,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_members_after_the_change_are_replayed_not_remade(
+    tmp_path: Path, small_checkpoints: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A file added in the middle: the tar before it is spliced, the tar after it is the
     earlier tar-split's records replayed (headers not made again), and every byte hashed
     is still the new tar's."""
@@ -257,8 +283,9 @@ def test_members_after_the_change_are_replayed_not_remade(tmp_path: Path, small_
 
     monkeypatch.setattr(layertar, "_member", counting)
     split = tmp_path / "new.split"
-    resumed = write_layer_tar(str(new), changed, None, str(split), earlier=earlier_of(tmp_path / "old.split",
-                                                                                       same, entries))
+    resumed = write_layer_tar(
+        str(new), changed, None, str(split), earlier=earlier_of(tmp_path / "old.split", same, entries)
+    )
     assert "/d/f20x" in made and "/d/f59" not in made and "/d/f05" not in made
     monkeypatch.setattr(layertar, "_member", real)
     full_id, full_size, data = sha_of(new, changed)
@@ -271,6 +298,7 @@ def test_members_after_the_change_are_replayed_not_remade(tmp_path: Path, small_
     (new / "d" / "f55").write_bytes(b"changed again")
     third = with_size(changed, "/d/f55", len(b"changed again"))
     newer = {e.path[1:] for e in changed if e.type == "file" and e.path != "/d/f55"}
-    again_id = write_layer_tar(str(new), third, None, str(tmp_path / "third.split"),
-                               earlier=earlier_of(split, newer, changed))
+    again_id = write_layer_tar(
+        str(new), third, None, str(tmp_path / "third.split"), earlier=earlier_of(split, newer, changed)
+    )
     assert again_id == sha_of(new, third)[:2]

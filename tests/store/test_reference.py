@@ -71,4 +71,3 @@ def test_daemon_references_are_known_in_one_place() -> None:
     with pytest.raises(InvalidArgument, match="give an image name after podman:"):
         reference.daemon_source("podman:")
     assert reference.DAEMON_FORMS == "docker-daemon:NAME or podman:NAME"
-

@@ -92,12 +92,17 @@ def test_tree_order_keeps_subtrees_together() -> None:
 
 
 def test_symlinks_are_followed_inside_the_root_only() -> None:
-    v = view(layer(
-        "0", d("/usr"), d("/usr/bin"), f("/usr/bin/sh"),
-        f("/bin", type=SYMLINK, link="usr/bin"),
-        f("/up", type=SYMLINK, link="../../../usr"),
-        f("/loop", type=SYMLINK, link="/loop"),
-    ))
+    v = view(
+        layer(
+            "0",
+            d("/usr"),
+            d("/usr/bin"),
+            f("/usr/bin/sh"),
+            f("/bin", type=SYMLINK, link="usr/bin"),
+            f("/up", type=SYMLINK, link="../../../usr"),
+            f("/loop", type=SYMLINK, link="/loop"),
+        )
+    )
     assert v.resolve_path("/bin/sh") == "/usr/bin/sh"
     assert v.resolve_path("/up/bin") == "/usr/bin"
     assert [e.path for e in v.list_dir("/bin")] == ["/usr/bin/sh"]

@@ -154,8 +154,7 @@ class CodeEditor(QPlainTextEdit):
             if block.isVisible() and bottom >= event.rect().top():
                 line = number + 1
                 painter.setPen(pal.color(QPalette.ColorRole.Text) if number == current else dim)
-                painter.drawText(0, top, width - Gutter.MARK_WIDTH - 4, height,
-                                 Qt.AlignmentFlag.AlignRight, str(line))
+                painter.drawText(0, top, width - Gutter.MARK_WIDTH - 4, height, Qt.AlignmentFlag.AlignRight, str(line))
                 box = QRect(width - Gutter.MARK_WIDTH + 2, top + (height - 10) // 2, 10, 10)
                 step = self.steps.get(line)
                 if step is not None:
@@ -257,8 +256,9 @@ class CodeEditor(QPlainTextEdit):
         if event.type() == QEvent.Type.ToolTip and isinstance(event, QHelpEvent):
             pos = self.viewport().mapFromGlobal(event.globalPos())
             cursor = self.cursorForPosition(pos)
-            text = "\n".join(m.message for m in self.marks
-                             if m.line <= cursor.blockNumber() + 1 <= max(m.line, m.end_line))
+            text = "\n".join(
+                m.message for m in self.marks if m.line <= cursor.blockNumber() + 1 <= max(m.line, m.end_line)
+            )
             if text:
                 QToolTip.showText(event.globalPos(), text, self)
             else:

@@ -320,9 +320,12 @@ class DockerfileEditor(QWidget):
         if not self.is_modified():
             return True
         answer = QMessageBox.warning(
-            self, "Unsaved changes", f"Save the changes to {self.title().rstrip(' •')}?",
-            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
-            | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Save)
+            self,
+            "Unsaved changes",
+            f"Save the changes to {self.title().rstrip(' •')}?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Save,
+        )
         if answer == QMessageBox.StandardButton.Save:
             return self.save()
         return answer == QMessageBox.StandardButton.Discard
@@ -350,9 +353,11 @@ class DockerfileEditor(QWidget):
                 errors = sum(1 for m in marks if m.severity == "error")
                 if marks:
                     first = marks[0]
-                    self._say(f"line {first.line}: {first.message}"
-                              + (f" (and {len(marks) - 1} more)" if len(marks) > 1 else ""),
-                              error=errors > 0)
+                    self._say(
+                        f"line {first.line}: {first.message}"
+                        + (f" (and {len(marks) - 1} more)" if len(marks) > 1 else ""),
+                        error=errors > 0,
+                    )
                 elif not self._outcome_shown:
                     self._say("")
             self.diagnosticsReady.emit(marks)
@@ -394,19 +399,31 @@ class DockerfileEditor(QWidget):
 
         def work(control: Control) -> Any:
             return self.ctx.api().build(
-                str(context), dockerfile=dockerfile, tags=tags, build_args=build_args, target=target,
-                no_cache=no_cache, on_event=control.emit, cancel=control.cancel_event)
+                str(context),
+                dockerfile=dockerfile,
+                tags=tags,
+                build_args=build_args,
+                target=target,
+                no_cache=no_cache,
+                on_event=control.emit,
+                cancel=control.cancel_event,
+            )
 
         title = f"build {tags[0] if tags else self.title().rstrip(' •')}"
-        task = self.ctx.submit(title, work, on_result=self._build_done, on_error=self._build_failed,
-                               on_event=self._build_event, owner=self)
+        task = self.ctx.submit(
+            title, work, on_result=self._build_done, on_error=self._build_failed, on_event=self._build_event, owner=self
+        )
         self.run = BuildRun(task)
         self.build_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self._say(f"building {self.path.name} in {context} …")
-        self.output.emit(f"━━ build {dockerfile} (context {context}"
-                         + (f", tags {' '.join(tags)}" if tags else "") + (", no cache" if no_cache else "")
-                         + (f", target {target}" if target else "") + ")")
+        self.output.emit(
+            f"━━ build {dockerfile} (context {context}"
+            + (f", tags {' '.join(tags)}" if tags else "")
+            + (", no cache" if no_cache else "")
+            + (f", target {target}" if target else "")
+            + ")"
+        )
         self.buildStarted.emit()
 
     def cancel_build(self) -> None:

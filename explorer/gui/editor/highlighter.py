@@ -73,12 +73,32 @@ def _fmt(color: str, bold: bool = False, italic: bool = False) -> QTextCharForma
 
 def scheme(dark: bool) -> Scheme:
     if dark:
-        return Scheme(_fmt("#79c0ff", bold=True), _fmt("#d2a8ff"), _fmt("#a5d6ff"), _fmt("#ffa657"),
-                      _fmt("#8b949e", italic=True), _fmt("#8b949e", bold=True), _fmt("#7ee787"),
-                      _fmt("#ff7b72", bold=True), _fmt("#79c0ff"), _fmt("#ff7b72"), _fmt("#f2cc60", bold=True))
-    return Scheme(_fmt("#0550ae", bold=True), _fmt("#8250df"), _fmt("#0a3069"), _fmt("#953800"),
-                  _fmt("#6e7781", italic=True), _fmt("#6e7781", bold=True), _fmt("#116329"),
-                  _fmt("#cf222e", bold=True), _fmt("#0550ae"), _fmt("#cf222e"), _fmt("#7d4e00", bold=True))
+        return Scheme(
+            _fmt("#79c0ff", bold=True),
+            _fmt("#d2a8ff"),
+            _fmt("#a5d6ff"),
+            _fmt("#ffa657"),
+            _fmt("#8b949e", italic=True),
+            _fmt("#8b949e", bold=True),
+            _fmt("#7ee787"),
+            _fmt("#ff7b72", bold=True),
+            _fmt("#79c0ff"),
+            _fmt("#ff7b72"),
+            _fmt("#f2cc60", bold=True),
+        )
+    return Scheme(
+        _fmt("#0550ae", bold=True),
+        _fmt("#8250df"),
+        _fmt("#0a3069"),
+        _fmt("#953800"),
+        _fmt("#6e7781", italic=True),
+        _fmt("#6e7781", bold=True),
+        _fmt("#116329"),
+        _fmt("#cf222e", bold=True),
+        _fmt("#0550ae"),
+        _fmt("#cf222e"),
+        _fmt("#7d4e00", bold=True),
+    )
 
 
 class DockerfileHighlighter(QSyntaxHighlighter):
@@ -172,9 +192,11 @@ class DockerfileHighlighter(QSyntaxHighlighter):
 
 # --- everything else ---------------------------------------------------------------------
 
-_WORD = re.compile(r"\b(if|then|else|elif|fi|for|while|do|done|case|esac|function|return|in|export|"
-                   r"def|class|import|from|as|with|try|except|finally|raise|lambda|yield|pass|"
-                   r"true|false|null|None|True|False|const|let|var|local)\b")
+_WORD = re.compile(
+    r"\b(if|then|else|elif|fi|for|while|do|done|case|esac|function|return|in|export|"
+    r"def|class|import|from|as|with|try|except|finally|raise|lambda|yield|pass|"
+    r"true|false|null|None|True|False|const|let|var|local)\b"
+)
 _NUMBER = re.compile(r"\b\d+(\.\d+)?\b")
 _HASH_COMMENT = re.compile(r"(^|\s)#.*$")
 _SLASH_COMMENT = re.compile(r"(^|\s)//.*$")
@@ -219,9 +241,24 @@ class GenericHighlighter(QSyntaxHighlighter):
 
 
 _EXTENSIONS = {
-    ".sh": "shell", ".bash": "shell", ".py": "python", ".json": "json", ".ini": "ini", ".cfg": "ini",
-    ".conf": "conf", ".toml": "ini", ".yaml": "yaml", ".yml": "yaml", ".c": "code", ".h": "code",
-    ".js": "code", ".ts": "code", ".go": "code", ".rs": "code", ".java": "code", ".cpp": "code",
+    ".sh": "shell",
+    ".bash": "shell",
+    ".py": "python",
+    ".json": "json",
+    ".ini": "ini",
+    ".cfg": "ini",
+    ".conf": "conf",
+    ".toml": "ini",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".c": "code",
+    ".h": "code",
+    ".js": "code",
+    ".ts": "code",
+    ".go": "code",
+    ".rs": "code",
+    ".java": "code",
+    ".cpp": "code",
 }
 
 

@@ -51,40 +51,90 @@ def _images(du: Any) -> list[Item]:
     for i in du.images:
         name = ", ".join(i.tags) if i.tags else f"<none> {fmt.short_id(i.id)}"
         users = f"{i.containers} container{'s' if i.containers != 1 else ''}" if i.containers else "unused"
-        out.append(Item(i.id, i, name, i.size, i.shared_size, i.unique_size, 0 if i.containers else i.unique_size,
-                        f"{users} · created {fmt.ago(i.created)}",
-                        f"{name}\n{i.id}\nsize {fmt.size(i.size)}: {fmt.size(i.shared_size)} shared with other "
-                        f"images, {fmt.size(i.unique_size)} its own (what removing it alone frees)"))
+        out.append(
+            Item(
+                i.id,
+                i,
+                name,
+                i.size,
+                i.shared_size,
+                i.unique_size,
+                0 if i.containers else i.unique_size,
+                f"{users} · created {fmt.ago(i.created)}",
+                f"{name}\n{i.id}\nsize {fmt.size(i.size)}: {fmt.size(i.shared_size)} shared with other "
+                f"images, {fmt.size(i.unique_size)} its own (what removing it alone frees)",
+            )
+        )
     return out
 
 
 def _containers(du: Any) -> list[Item]:
-    return [Item(c.id, c, c.name, c.size, None, None, 0 if c.running else c.size,
-                 f"{c.status} · {c.image}", f"{c.name} ({c.id[:12]})\n{c.command}\nits own layer: {fmt.size(c.size)}")
-            for c in du.containers]
+    return [
+        Item(
+            c.id,
+            c,
+            c.name,
+            c.size,
+            None,
+            None,
+            0 if c.running else c.size,
+            f"{c.status} · {c.image}",
+            f"{c.name} ({c.id[:12]})\n{c.command}\nits own layer: {fmt.size(c.size)}",
+        )
+        for c in du.containers
+    ]
 
 
 def _volumes(du: Any) -> list[Item]:
-    return [Item(v.name, v, v.name, v.size, None, None, 0 if v.links else v.size,
-                 f"{v.links} container{'s' if v.links != 1 else ''}" if v.links else "unused")
-            for v in du.volumes]
+    return [
+        Item(
+            v.name,
+            v,
+            v.name,
+            v.size,
+            None,
+            None,
+            0 if v.links else v.size,
+            f"{v.links} container{'s' if v.links != 1 else ''}" if v.links else "unused",
+        )
+        for v in du.volumes
+    ]
 
 
 def _cache(du: Any) -> list[Item]:
-    return [Item(e.key, e, fmt.instruction(e.instruction, 100) or e.key[:12], e.size, None, None,
-                 0 if e.shared else e.size,
-                 ("layer shared with an image · " if e.shared else "") + f"last used {fmt.ago(e.last_used)}",
-                 f"{fmt.instruction(e.instruction)}\ncache key {e.key}")
-            for e in du.build_cache]
+    return [
+        Item(
+            e.key,
+            e,
+            fmt.instruction(e.instruction, 100) or e.key[:12],
+            e.size,
+            None,
+            None,
+            0 if e.shared else e.size,
+            ("layer shared with an image · " if e.shared else "") + f"last used {fmt.ago(e.last_used)}",
+            f"{fmt.instruction(e.instruction)}\ncache key {e.key}",
+        )
+        for e in du.build_cache
+    ]
 
 
-_CHILDREN: dict[str, Callable[[Any], list[Item]]] = {IMAGES: _images, CONTAINERS: _containers, VOLUMES: _volumes,
-                                                     CACHE: _cache}
+_CHILDREN: dict[str, Callable[[Any], list[Item]]] = {
+    IMAGES: _images,
+    CONTAINERS: _containers,
+    VOLUMES: _volumes,
+    CACHE: _cache,
+}
 
 
 def _sort_value(item: Item, column: int) -> Any:
-    return {NAME: item.name.lower(), SIZE: item.size, SHARED: item.shared or 0, UNIQUE: item.unique or 0,
-            RECLAIMABLE: item.reclaimable, DETAIL: item.detail}[column]
+    return {
+        NAME: item.name.lower(),
+        SIZE: item.size,
+        SHARED: item.shared or 0,
+        UNIQUE: item.unique or 0,
+        RECLAIMABLE: item.reclaimable,
+        DETAIL: item.detail,
+    }[column]
 
 
 class DiskUsageModel(QAbstractItemModel):
@@ -170,8 +220,11 @@ class DiskUsageModel(QAbstractItemModel):
         return len(HEADERS)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole \
-                and 0 <= section < len(HEADERS):
+        if (
+            orientation == Qt.Orientation.Horizontal
+            and role == Qt.ItemDataRole.DisplayRole
+            and 0 <= section < len(HEADERS)
+        ):
             return HEADERS[section]
         return None
 
@@ -193,11 +246,14 @@ class DiskUsageModel(QAbstractItemModel):
             return None
         kind = self.kinds[index.internalId() - 1]
         if role == Qt.ItemDataRole.DisplayRole:
-            return {NAME: item.name, SIZE: fmt.size(item.size),
-                    SHARED: fmt.size(item.shared) if item.shared is not None else "",
-                    UNIQUE: fmt.size(item.unique) if item.unique is not None else "",
-                    RECLAIMABLE: fmt.size(item.reclaimable) if item.reclaimable else "",
-                    DETAIL: item.detail}[column]
+            return {
+                NAME: item.name,
+                SIZE: fmt.size(item.size),
+                SHARED: fmt.size(item.shared) if item.shared is not None else "",
+                UNIQUE: fmt.size(item.unique) if item.unique is not None else "",
+                RECLAIMABLE: fmt.size(item.reclaimable) if item.reclaimable else "",
+                DETAIL: item.detail,
+            }[column]
         if role == Qt.ItemDataRole.ToolTipRole:
             return item.tooltip or item.name
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (SIZE, SHARED, UNIQUE, RECLAIMABLE):
@@ -227,8 +283,10 @@ class DiskUsageModel(QAbstractItemModel):
             return f"{u.total} total" + (f", {u.active} active" if kind != CACHE else "")
         if role == Qt.ItemDataRole.ToolTipRole:
             if kind == IMAGES:
-                return (f"{u.total} images over {fmt.size(u.size)} of layers, each layer counted once; "
-                        f"{fmt.size(u.shared)} of it in layers two or more images share")
+                return (
+                    f"{u.total} images over {fmt.size(u.size)} of layers, each layer counted once; "
+                    f"{fmt.size(u.shared)} of it in layers two or more images share"
+                )
             return f"{u.title}: {fmt.size(u.size)}, {fmt.size(u.reclaimable)} reclaimable"
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (SIZE, SHARED, UNIQUE, RECLAIMABLE):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -250,13 +308,14 @@ class DiskUsageModel(QAbstractItemModel):
         self._sort = (column, order)
         self.layoutAboutToBeChanged.emit()
         old = [i for i in self.persistentIndexList() if i.isValid() and i.internalId() != _TOP]
-        keys = [(i.internalId(), self.rows_of[self.kinds[i.internalId() - 1]][i.row()].key, i.column())
-                for i in old]
+        keys = [(i.internalId(), self.rows_of[self.kinds[i.internalId() - 1]][i.row()].key, i.column()) for i in old]
         for kind in self.kinds:
-            self.rows_of[kind].sort(key=lambda item: _sort_value(item, column),
-                                     reverse=order == Qt.SortOrder.DescendingOrder)
-        where = {(k + 1, item.key): row for k, kind in enumerate(self.kinds)
-                 for row, item in enumerate(self.rows_of[kind])}
+            self.rows_of[kind].sort(
+                key=lambda item: _sort_value(item, column), reverse=order == Qt.SortOrder.DescendingOrder
+            )
+        where = {
+            (k + 1, item.key): row for k, kind in enumerate(self.kinds) for row, item in enumerate(self.rows_of[kind])
+        }
         new = [self.createIndex(where[(ident, key)], col, ident) for ident, key, col in keys]
         self.changePersistentIndexList(old, new)
         self.layoutChanged.emit()

@@ -77,9 +77,27 @@ class FileRow:
         return self.type == "dir"
 
     def same_as(self, other: FileRow) -> bool:
-        return (self.type, self.size, self.mode, self.uid, self.gid, self.mtime, self.link, self.layer,
-                self.status) == (other.type, other.size, other.mode, other.uid, other.gid, other.mtime,
-                                 other.link, other.layer, other.status)
+        return (
+            self.type,
+            self.size,
+            self.mode,
+            self.uid,
+            self.gid,
+            self.mtime,
+            self.link,
+            self.layer,
+            self.status,
+        ) == (
+            other.type,
+            other.size,
+            other.mode,
+            other.uid,
+            other.gid,
+            other.mtime,
+            other.link,
+            other.layer,
+            other.status,
+        )
 
 
 @dataclass
@@ -114,9 +132,21 @@ class Snapshot:
                 status = UNCHANGED
             if changed_only and status in ("", UNCHANGED) and not (e.type == "dir" and e.path in dirs):
                 continue
-            out.append(FileRow(posixpath.basename(e.path), e.path, e.type,
-                               size, e.mode, e.uid, e.gid, e.mtime, e.link,
-                               hit.layer, status))
+            out.append(
+                FileRow(
+                    posixpath.basename(e.path),
+                    e.path,
+                    e.type,
+                    size,
+                    e.mode,
+                    e.uid,
+                    e.gid,
+                    e.mtime,
+                    e.link,
+                    hit.layer,
+                    status,
+                )
+            )
         out += self.deleted_in(path)
         return out
 
@@ -136,8 +166,9 @@ class Snapshot:
             if old is None:
                 continue
             e = old.entry
-            out.append(FileRow(posixpath.basename(gone), gone, e.type, 0, e.mode, e.uid, e.gid, e.mtime,
-                               None, -1, DELETED))
+            out.append(
+                FileRow(posixpath.basename(gone), gone, e.type, 0, e.mode, e.uid, e.gid, e.mtime, None, -1, DELETED)
+            )
         return out
 
     def _lower(self) -> UnionView:
@@ -215,8 +246,7 @@ def _read_names(view: UnionView, path: str) -> dict[int, str]:
     return names
 
 
-def open_snapshot(strata: Strata, source: FileSource,
-                  check: Callable[[], None] | None = None) -> Snapshot:
+def open_snapshot(strata: Strata, source: FileSource, check: Callable[[], None] | None = None) -> Snapshot:
     view = _view_for(strata, source)
     if check:
         check()

@@ -179,8 +179,7 @@ class FileTreeModel(QAbstractItemModel):
         self.changed_only = on
         self.set_snapshot(self._snapshot)
 
-    def update_snapshot(self, snapshot: Snapshot, paths: Iterable[str] | None = None,
-                        mark: bool = True) -> None:
+    def update_snapshot(self, snapshot: Snapshot, paths: Iterable[str] | None = None, mark: bool = True) -> None:
         """Swap in a fresher snapshot of the same source and merge the directories that
         ``paths`` touch (every loaded directory when None)."""
         self._snapshot = snapshot
@@ -268,8 +267,12 @@ class FileTreeModel(QAbstractItemModel):
         if self._snapshot is None:
             return False
         node = self._node(parent)
-        return node.is_dir and node.children is None and not node.loading and \
-            (node.data is None or node.data.status != DELETED)
+        return (
+            node.is_dir
+            and node.children is None
+            and not node.loading
+            and (node.data is None or node.data.status != DELETED)
+        )
 
     def fetchMore(self, parent: Index) -> None:
         if not self.canFetchMore(parent):
@@ -315,8 +318,9 @@ class FileTreeModel(QAbstractItemModel):
             if not isinstance(rows, list):
                 self.loadFailed.emit(node.path, str(rows))
                 rows = []
-            rows = sorted(rows, key=_sort_key(self._sort_column),
-                          reverse=self._sort_order == Qt.SortOrder.DescendingOrder)
+            rows = sorted(
+                rows, key=_sort_key(self._sort_column), reverse=self._sort_order == Qt.SortOrder.DescendingOrder
+            )
             index = self._index_of(node)
             if rows:
                 self.beginInsertRows(index, 0, len(rows) - 1)
@@ -408,7 +412,7 @@ class FileTreeModel(QAbstractItemModel):
         gone = [c.row for c in node.children if c.data is not None and c.data.name not in fresh]
         for first, last in reversed(_runs(gone)):
             self.beginRemoveRows(parent_index, first, last)
-            del node.children[first: last + 1]
+            del node.children[first : last + 1]
             self._renumber(node, first)
             self.endRemoveRows()
         # 2. rows that changed in place
@@ -503,10 +507,12 @@ class FileTreeModel(QAbstractItemModel):
 
     # --- data ----------------------------------------------------------------------------
 
-    def headerData(self, section: int, orientation: Qt.Orientation,
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole \
-                and 0 <= section < len(HEADERS):
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if (
+            orientation == Qt.Orientation.Horizontal
+            and role == Qt.ItemDataRole.DisplayRole
+            and 0 <= section < len(HEADERS)
+        ):
             return HEADERS[section]
         return None
 
@@ -530,8 +536,11 @@ class FileTreeModel(QAbstractItemModel):
         if role == _FOREGROUND:
             return _status_brush(row.status) if row.status else None
         if role == _DECORATION:
-            return (self.icons.get(row.type if row.status != DELETED else "whiteout") or self.icons.get("file")
-                    if col == Col.NAME else None)
+            return (
+                self.icons.get(row.type if row.status != DELETED else "whiteout") or self.icons.get("file")
+                if col == Col.NAME
+                else None
+            )
         if role == _ALIGNMENT:
             return _RIGHT if col == Col.SIZE else None
         if role == _FONT:
@@ -610,15 +619,13 @@ class FileTreeModel(QAbstractItemModel):
             mime.setUrls([QUrl.fromLocalFile(p) for p in paths])
         return mime
 
-    def canDropMimeData(self, data: QMimeData, action: Qt.DropAction, row: int, column: int,
-                        parent: Index) -> bool:
+    def canDropMimeData(self, data: QMimeData, action: Qt.DropAction, row: int, column: int, parent: Index) -> bool:
         snap = self._snapshot
         if snap is None or not snap.source.writable or not data.hasUrls():
             return False
         return any(u.isLocalFile() for u in data.urls())
 
-    def dropMimeData(self, data: QMimeData, action: Qt.DropAction, row: int, column: int,
-                     parent: Index) -> bool:
+    def dropMimeData(self, data: QMimeData, action: Qt.DropAction, row: int, column: int, parent: Index) -> bool:
         if not self.canDropMimeData(data, action, row, column, parent) or self.drop_handler is None:
             return False
         target = self._node(parent)

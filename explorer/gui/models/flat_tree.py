@@ -125,7 +125,7 @@ class FlatTreeModel(QAbstractTableModel):
             prev = pnode.children[first - 1]
             at = self._position(prev)
             pos = at + self._span(prev, at)
-        new = self._flatten(pnode.children[first: last + 1])
+        new = self._flatten(pnode.children[first : last + 1])
         if not new:
             return
         self.beginInsertRows(QModelIndex(), pos, pos + len(new) - 1)
@@ -151,7 +151,7 @@ class FlatTreeModel(QAbstractTableModel):
             return
         start, end = pending
         self.beginRemoveRows(QModelIndex(), start, end)
-        del self.rows[start: end + 1]
+        del self.rows[start : end + 1]
         self._dirty()
         self.endRemoveRows()
 
@@ -204,8 +204,12 @@ class FlatTreeModel(QAbstractTableModel):
         return self.index(at, column) if at >= 0 else QModelIndex()
 
     def expandable(self, node: Node) -> bool:
-        return node.data is not None and node.data.type == "dir" and node.data.status != "deleted" \
+        return (
+            node.data is not None
+            and node.data.type == "dir"
+            and node.data.status != "deleted"
             and (node.children is None or bool(node.children))
+        )
 
     def expand(self, index: Index) -> None:
         node = self.node(index)
@@ -221,7 +225,7 @@ class FlatTreeModel(QAbstractTableModel):
             new = self._flatten(node.children)
             if at >= 0 and new:
                 self.beginInsertRows(QModelIndex(), at + 1, at + len(new))
-                self.rows[at + 1: at + 1] = new
+                self.rows[at + 1 : at + 1] = new
                 self._dirty()
                 self.endInsertRows()
         self.dataChanged.emit(self.index(index.row(), 0), self.index(index.row(), 0))
@@ -236,7 +240,7 @@ class FlatTreeModel(QAbstractTableModel):
         node.expanded = False
         if span > 1:
             self.beginRemoveRows(QModelIndex(), at + 1, at + span - 1)
-            del self.rows[at + 1: at + span]
+            del self.rows[at + 1 : at + span]
             self._dirty()
             self.endRemoveRows()
         self.dataChanged.emit(self.index(at, 0), self.index(at, 0))
@@ -254,8 +258,7 @@ class FlatTreeModel(QAbstractTableModel):
     def columnCount(self, parent: Index = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(HEADERS)
 
-    def headerData(self, section: int, orientation: Qt.Orientation,
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         return self.source.headerData(section, orientation, role)
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
@@ -306,12 +309,10 @@ class FlatTreeModel(QAbstractTableModel):
     def mimeData(self, indexes: Sequence[QModelIndex]) -> QMimeData:
         return self.source.mimeData([self._to_source(i) for i in indexes])
 
-    def canDropMimeData(self, data: QMimeData, action: Qt.DropAction, row: int, column: int,
-                        parent: Index) -> bool:
+    def canDropMimeData(self, data: QMimeData, action: Qt.DropAction, row: int, column: int, parent: Index) -> bool:
         return self.source.canDropMimeData(data, action, -1, -1, self._to_source(parent))
 
-    def dropMimeData(self, data: QMimeData, action: Qt.DropAction, row: int, column: int,
-                     parent: Index) -> bool:
+    def dropMimeData(self, data: QMimeData, action: Qt.DropAction, row: int, column: int, parent: Index) -> bool:
         return self.source.dropMimeData(data, action, -1, -1, self._to_source(parent))
 
     # --- lookups the browser uses ----------------------------------------------------------------

@@ -49,8 +49,15 @@ class _Item:
 
 
 def _same(a: TreeNode, b: TreeNode) -> bool:
-    return (a.created_by, a.size, a.added, a.modified, a.deleted, a.tags, a.images) == \
-        (b.created_by, b.size, b.added, b.modified, b.deleted, b.tags, b.images)
+    return (a.created_by, a.size, a.added, a.modified, a.deleted, a.tags, a.images) == (
+        b.created_by,
+        b.size,
+        b.added,
+        b.modified,
+        b.deleted,
+        b.tags,
+        b.images,
+    )
 
 
 class LayerTreeModel(QAbstractItemModel):
@@ -164,10 +171,12 @@ class LayerTreeModel(QAbstractItemModel):
 
     # --- data ------------------------------------------------------------------------------
 
-    def headerData(self, section: int, orientation: Qt.Orientation,
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole \
-                and 0 <= section < len(HEADERS):
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if (
+            orientation == Qt.Orientation.Horizontal
+            and role == Qt.ItemDataRole.DisplayRole
+            and 0 <= section < len(HEADERS)
+        ):
             return HEADERS[section]
         return None
 
@@ -190,9 +199,13 @@ class LayerTreeModel(QAbstractItemModel):
             if col == Col.LAYER:
                 return node.layer_id[:12]
         if role == Qt.ItemDataRole.ToolTipRole:
-            lines = [fmt.instruction(node.created_by) or "(no instruction recorded)",
-                     f"layer {node.layer_id}", f"diff id {node.diff_id}", f"chain id {node.chain_id}",
-                     f"{node.added} added, {node.modified} changed, {node.deleted} deleted; {fmt.size(node.size)}"]
+            lines = [
+                fmt.instruction(node.created_by) or "(no instruction recorded)",
+                f"layer {node.layer_id}",
+                f"diff id {node.diff_id}",
+                f"chain id {node.chain_id}",
+                f"{node.added} added, {node.modified} changed, {node.deleted} deleted; {fmt.size(node.size)}",
+            ]
             if node.tags:
                 lines.append("top of " + ", ".join(node.tags))
             return "\n".join(lines)
@@ -207,8 +220,11 @@ class LayerTreeModel(QAbstractItemModel):
         if role == Role.LAYER_ID:
             return node.layer_id
         if role == Role.SORT:
-            return (node.size, node.added + node.modified + node.deleted, ", ".join(node.tags),
-                    node.layer_id)[col - 1] if col else node.created_by
+            return (
+                (node.size, node.added + node.modified + node.deleted, ", ".join(node.tags), node.layer_id)[col - 1]
+                if col
+                else node.created_by
+            )
         return None
 
     def flags(self, index: Index) -> Qt.ItemFlag:

@@ -38,8 +38,7 @@ class Column(Generic[R]):
 
 
 class RecordTableModel(QAbstractTableModel, Generic[R]):
-    def __init__(self, columns: Sequence[Column[R]], key: Callable[[R], Any],
-                 parent: QObject | None = None) -> None:
+    def __init__(self, columns: Sequence[Column[R]], key: Callable[[R], Any], parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.columns = list(columns)
         self.key = key
@@ -100,10 +99,12 @@ class RecordTableModel(QAbstractTableModel, Generic[R]):
     def columnCount(self, parent: Index = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.columns)
 
-    def headerData(self, section: int, orientation: Qt.Orientation,
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole \
-                and 0 <= section < len(self.columns):
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if (
+            orientation == Qt.Orientation.Horizontal
+            and role == Qt.ItemDataRole.DisplayRole
+            and 0 <= section < len(self.columns)
+        ):
             return self.columns[section].header
         return None
 
@@ -139,12 +140,10 @@ class RecordTableModel(QAbstractTableModel, Generic[R]):
         self._sort = (column, order)
         self.layoutAboutToBeChanged.emit()
         old = self.persistentIndexList()
-        keys = [(self.key(self.records[i.row()]), i.column()) if i.row() < len(self.records) else None
-                for i in old]
+        keys = [(self.key(self.records[i.row()]), i.column()) if i.row() < len(self.records) else None for i in old]
         self._sort_records(column, order)
         where = {self.key(r): row for row, r in enumerate(self.records)}
-        new = [self.index(where[k[0]], k[1]) if k is not None and k[0] in where else QModelIndex()
-               for k in keys]
+        new = [self.index(where[k[0]], k[1]) if k is not None and k[0] in where else QModelIndex() for k in keys]
         self.changePersistentIndexList(old, new)
         self.layoutChanged.emit()
 

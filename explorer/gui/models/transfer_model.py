@@ -25,8 +25,14 @@ HEADERS = ("Layer", "Status", "Progress", "Bytes", "Rate")
 
 # docker's words for a layer's state
 STATUS_TEXT = {
-    "waiting": "Waiting", "exists": "Already exists", "downloading": "Downloading", "copying": "Copying",
-    "complete": "Pull complete", "preparing": "Preparing", "uploading": "Pushing", "mounted": "Mounted",
+    "waiting": "Waiting",
+    "exists": "Already exists",
+    "downloading": "Downloading",
+    "copying": "Copying",
+    "complete": "Pull complete",
+    "preparing": "Preparing",
+    "uploading": "Pushing",
+    "mounted": "Mounted",
     "pushed": "Pushed",
 }
 FINISHED = {"exists", "complete", "mounted", "pushed"}
@@ -115,8 +121,11 @@ class TransferModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(HEADERS)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole \
-                and 0 <= section < len(HEADERS):
+        if (
+            orientation == Qt.Orientation.Horizontal
+            and role == Qt.ItemDataRole.DisplayRole
+            and 0 <= section < len(HEADERS)
+        ):
             return HEADERS[section]
         return None
 

@@ -70,7 +70,8 @@ class AnalysisView(QWidget):
         self.summary.setText(
             f"<b>{self.ref}</b>: {len(result.layers)} layers, {fmt.size(result.total_size)} of files, "
             f"{fmt.size(result.wasted_bytes)} wasted in {len(result.offenders)} file(s) that later layers "
-            f"overwrite or delete.")
+            f"overwrite or delete."
+        )
 
     def _failed(self, failure: TaskFailure) -> None:
         self.summary.setText(f"Cannot analyze {self.ref}: {failure.message}")

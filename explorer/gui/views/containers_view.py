@@ -41,7 +41,8 @@ class ContainersView(QWidget):
         self.table.doubleClicked.connect(lambda _: self._act("browse"))
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._update_actions())
         self.table.selectionModel().currentRowChanged.connect(
-            lambda cur, _: self.containerSelected.emit(self.model.record(cur)))
+            lambda cur, _: self.containerSelected.emit(self.model.record(cur))
+        )
         bar = QToolBar(self)
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.actions_: dict[str, QAction] = {}

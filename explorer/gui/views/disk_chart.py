@@ -162,11 +162,17 @@ class DiskChart(QWidget):
             p.setBrush(QColor(COLORS[kind]))
             p.drawRoundedRect(swatch, 2, 2)
             p.setPen(text)
-            figures = (f"{usage.title} {fmt.size(usage.size)}"
-                       + (f" · {fmt.size(usage.reclaimable)} reclaimable" if usage.reclaimable else "")
-                       if usage is not None else kind)
-            p.drawText(QRectF(x + 18, row_y, col_w - 22, LEGEND_H), Qt.AlignmentFlag.AlignVCenter,
-                       fm.elidedText(figures, Qt.TextElideMode.ElideRight, int(col_w - 22)))
+            figures = (
+                f"{usage.title} {fmt.size(usage.size)}"
+                + (f" · {fmt.size(usage.reclaimable)} reclaimable" if usage.reclaimable else "")
+                if usage is not None
+                else kind
+            )
+            p.drawText(
+                QRectF(x + 18, row_y, col_w - 22, LEGEND_H),
+                Qt.AlignmentFlag.AlignVCenter,
+                fm.elidedText(figures, Qt.TextElideMode.ElideRight, int(col_w - 22)),
+            )
 
         # the file system the store lives on
         y += LEGEND_H * 2 + 4
@@ -181,10 +187,15 @@ class DiskChart(QWidget):
             p.fillRect(QRectF(disk.left(), disk.top(), store_w, disk.height()), QColor(COLORS[IMAGES]))
             p.fillRect(QRectF(disk.left() + store_w, disk.top(), other_w, disk.height()), dim)
             p.setPen(dim)
-            line = (f"File system: {fmt.size(self.disk_total)} · the store {fmt.size(total)} · "
-                    f"everything else {fmt.size(max(0, used - total))} · free {fmt.size(self.disk_free)}")
-            p.drawText(QRectF(disk.left(), disk.bottom() + 2, disk.width(), fm.height()), Qt.AlignmentFlag.AlignLeft,
-                       fm.elidedText(line, Qt.TextElideMode.ElideRight, int(disk.width())))
+            line = (
+                f"File system: {fmt.size(self.disk_total)} · the store {fmt.size(total)} · "
+                f"everything else {fmt.size(max(0, used - total))} · free {fmt.size(self.disk_free)}"
+            )
+            p.drawText(
+                QRectF(disk.left(), disk.bottom() + 2, disk.width(), fm.height()),
+                Qt.AlignmentFlag.AlignLeft,
+                fm.elidedText(line, Qt.TextElideMode.ElideRight, int(disk.width())),
+            )
         p.end()
 
     # --- interaction -------------------------------------------------------------------------
@@ -192,9 +203,11 @@ class DiskChart(QWidget):
     def tooltip_for(self, seg: Segment) -> str:
         u = seg.usage
         share = 100 * u.size / self.total if self.total else 0
-        lines = [f"{u.title}: {fmt.size(u.size)} ({share:.0f}% of the store)",
-                 f"{u.total} total, {u.active} active" if seg.kind != CACHE else f"{u.total} cache entries",
-                 f"reclaimable: {fmt.size(u.reclaimable)}"]
+        lines = [
+            f"{u.title}: {fmt.size(u.size)} ({share:.0f}% of the store)",
+            f"{u.total} total, {u.active} active" if seg.kind != CACHE else f"{u.total} cache entries",
+            f"reclaimable: {fmt.size(u.reclaimable)}",
+        ]
         if seg.kind == IMAGES:
             lines.append(f"shared by two or more images: {fmt.size(u.shared)} (counted once)")
         return "\n".join(lines)

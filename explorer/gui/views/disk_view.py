@@ -88,8 +88,12 @@ class DiskUsageView(QWidget):
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.actions_: dict[str, QAction] = {"refresh": bar.addAction(icon("refresh"), "Refresh", self.measure)}
         menu = QMenu(self)
-        for key, ic, text in ((CONTAINERS, "container", "Stopped containers…"), (IMAGES, "image", "Images…"),
-                              (VOLUMES, "volume", "Volumes…"), (CACHE, "cache", "Build cache…")):
+        for key, ic, text in (
+            (CONTAINERS, "container", "Stopped containers…"),
+            (IMAGES, "image", "Images…"),
+            (VOLUMES, "volume", "Volumes…"),
+            (CACHE, "cache", "Build cache…"),
+        ):
             self.actions_[key] = self._menu_action(menu, ic, text, key)
         menu.addSeparator()
         self.actions_[SYSTEM] = self._menu_action(menu, "prune", "All of them…", SYSTEM)
@@ -209,8 +213,12 @@ class DiskUsageView(QWidget):
                 IMAGES: lambda a: plan_image_prune(du, all=a),
                 CACHE: lambda _: plan_cache_prune(du),
             }
-            labels = {CONTAINERS: "Stopped containers", VOLUMES: "Anonymous volumes no container uses",
-                      IMAGES: "Dangling images (untagged, unused)", CACHE: "Build cache"}
+            labels = {
+                CONTAINERS: "Stopped containers",
+                VOLUMES: "Anonymous volumes no container uses",
+                IMAGES: "Dangling images (untagged, unused)",
+                CACHE: "Build cache",
+            }
             dialog = PruneAllDialog(planners, labels, self)
             dialog.accepted.connect(lambda: self._prune_all(dialog.chosen(), dialog.all_images.isChecked()))
         else:
@@ -225,23 +233,36 @@ class DiskUsageView(QWidget):
         dialog.finished.connect(lambda _: setattr(self, "dialog", None))
         dialog.open()
 
-    def _dialog_spec(self, kind: str, du: DiskUsage, volumes: list[VolumeInfo]
-                     ) -> tuple[str, str, Callable[[Any], CleanupPlan], Option | None]:
+    def _dialog_spec(
+        self, kind: str, du: DiskUsage, volumes: list[VolumeInfo]
+    ) -> tuple[str, str, Callable[[Any], CleanupPlan], Option | None]:
         if kind == CONTAINERS:
-            return ("Prune containers", "Remove every stopped container and its changes.",
-                    lambda _: plan_container_prune(du), None)
+            return (
+                "Prune containers",
+                "Remove every stopped container and its changes.",
+                lambda _: plan_container_prune(du),
+                None,
+            )
         if kind == IMAGES:
-            return ("Prune images", "Remove dangling images: untagged, and used by no container.",
-                    lambda a: plan_image_prune(du, all=bool(a)),
-                    Option("Every image no container uses, tagged or not (-a)",
-                           tooltip="strata image prune -a"))
+            return (
+                "Prune images",
+                "Remove dangling images: untagged, and used by no container.",
+                lambda a: plan_image_prune(du, all=bool(a)),
+                Option("Every image no container uses, tagged or not (-a)", tooltip="strata image prune -a"),
+            )
         if kind == VOLUMES:
-            return ("Prune volumes", "Remove anonymous volumes no container uses, and their data.",
-                    lambda a: plan_volume_prune(du, volumes, all=bool(a)),
-                    Option("Named volumes too (-a)", tooltip="strata volume prune -a"))
-        return ("Prune build cache", "Forget cached build steps, oldest first; layers no image uses are deleted.",
-                lambda keep: plan_cache_prune(du, int(keep or 0)),
-                Option("Keep at most", kind="size", tooltip="0 removes the whole cache"))
+            return (
+                "Prune volumes",
+                "Remove anonymous volumes no container uses, and their data.",
+                lambda a: plan_volume_prune(du, volumes, all=bool(a)),
+                Option("Named volumes too (-a)", tooltip="strata volume prune -a"),
+            )
+        return (
+            "Prune build cache",
+            "Forget cached build steps, oldest first; layers no image uses are deleted.",
+            lambda keep: plan_cache_prune(du, int(keep or 0)),
+            Option("Keep at most", kind="size", tooltip="0 removes the whole cache"),
+        )
 
     def _prune(self, kind: str, value: Any, plan: CleanupPlan) -> Task | None:
         calls: dict[str, tuple[str, Callable[[Strata], Pruned]]] = {
@@ -316,8 +337,9 @@ class DiskUsageView(QWidget):
             dialog.accepted.connect(lambda: self._check(repair=True) if not repair else None)
             self._show_dialog(dialog)
 
-        return self._run("repairing the store" if repair else "checking the store", work, done,
-                         cancellable=False, touch=repair)
+        return self._run(
+            "repairing the store" if repair else "checking the store", work, done, cancellable=False, touch=repair
+        )
 
     # --- running ----------------------------------------------------------------------------
 
@@ -330,8 +352,14 @@ class DiskUsageView(QWidget):
             self.task.cancel()
             self.strip_label.setText(self.strip_label.text() + " — cancelling after this step")
 
-    def _run(self, title: str, fn: Callable[[Control], Any], done: Callable[[Any], None],
-             cancellable: bool = False, touch: bool = True) -> Task:
+    def _run(
+        self,
+        title: str,
+        fn: Callable[[Control], Any],
+        done: Callable[[Any], None],
+        cancellable: bool = False,
+        touch: bool = True,
+    ) -> Task:
         def ok(result: Any) -> None:
             self._finished()
             done(result)
@@ -348,13 +376,22 @@ class DiskUsageView(QWidget):
             if touch:
                 self.ctx.store_touched.emit()
 
-        self.task = self.ctx.submit(title, fn, on_result=ok, on_error=failed,
-                                    on_progress=lambda text: self.strip_label.setText(f"{title}: {text}"),
-                                    cancellable=cancellable, owner=self)
+        self.task = self.ctx.submit(
+            title,
+            fn,
+            on_result=ok,
+            on_error=failed,
+            on_progress=lambda text: self.strip_label.setText(f"{title}: {text}"),
+            cancellable=cancellable,
+            owner=self,
+        )
         self.strip_label.setText(title + " …")
         self.cancel_button.setEnabled(cancellable)
-        self.cancel_button.setToolTip("Stop after the current step" if cancellable else
-                                      "This runs as one step in the store and cannot be stopped half-way")
+        self.cancel_button.setToolTip(
+            "Stop after the current step"
+            if cancellable
+            else "This runs as one step in the store and cannot be stopped half-way"
+        )
         self.strip.setVisible(True)
         self._update_actions()
         return self.task

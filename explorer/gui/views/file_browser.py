@@ -111,8 +111,14 @@ class FileBrowser(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(False)
         header.resizeSection(Col.NAME, 260)
-        for col, width in ((Col.SIZE, 80), (Col.MODE, 95), (Col.OWNER, 90), (Col.MODIFIED, 140),
-                           (Col.LAYER, 150), (Col.STATUS, 110)):
+        for col, width in (
+            (Col.SIZE, 80),
+            (Col.MODE, 95),
+            (Col.OWNER, 90),
+            (Col.MODIFIED, 140),
+            (Col.LAYER, 150),
+            (Col.STATUS, 110),
+        ):
             header.resizeSection(col, width)
         self.tree.selectionModel().currentChanged.connect(self._current_changed)
         self.tree.customContextMenuRequested.connect(self._context_menu)
@@ -171,7 +177,6 @@ class FileBrowser(QWidget):
         self.extract_action.setToolTip("Copy the selected files and folders to a folder on this computer")
         self.refresh_action = self.toolbar.addAction(icon("refresh"), "Refresh", lambda: self.refresh(None, False))
 
-
         split = QSplitter(Qt.Orientation.Horizontal, self)
         left = QWidget(split)
         lv = QVBoxLayout(left)
@@ -208,13 +213,17 @@ class FileBrowser(QWidget):
             action.setVisible(s.kind == CONTAINER)
             action.setEnabled(s.kind == CONTAINER)
         if s.kind == CONTAINER:
-            text = ("This is the container's filesystem: edits, deletions and dropped files land in its own "
-                    "layer (copy-up); the image below stays unchanged.")
+            text = (
+                "This is the container's filesystem: edits, deletions and dropped files land in its own "
+                "layer (copy-up); the image below stays unchanged."
+            )
         elif s.kind == VOLUME:
             text = "A volume: drop files from the desktop onto a folder to copy them in."
         else:
-            text = ("Files in image layers are read-only. To change them, run a container from the image "
-                    "and browse the container.")
+            text = (
+                "Files in image layers are read-only. To change them, run a container from the image "
+                "and browse the container."
+            )
         self.banner.setText(text)
         self.banner.setStyleSheet("padding: 3px; border-radius: 3px; background: palette(alternate-base);")
 
@@ -442,8 +451,9 @@ class FileBrowser(QWidget):
             if not failure.cancelled:
                 self.show_error(f"find: {failure.message}")
 
-        self._search_task = self.ctx.submit(f"find “{text}” in {self.source.label}", work,
-                                            on_result=done, on_error=failed, owner=self)
+        self._search_task = self.ctx.submit(
+            f"find “{text}” in {self.source.label}", work, on_result=done, on_error=failed, owner=self
+        )
 
     def reveal(self, path: str | None) -> None:
         """Expand down to ``path`` (loading folders on the way) and select it."""
@@ -503,8 +513,7 @@ class FileBrowser(QWidget):
             return
         path = posixpath.join(parent, name)
         ref = self.source.ref
-        self._api_call(f"new folder {path}", lambda: self.ctx.api().container_mkdir(ref, path),
-                       [path])
+        self._api_call(f"new folder {path}", lambda: self.ctx.api().container_mkdir(ref, path), [path])
 
     def delete_selected(self) -> None:
         if self.source.kind != CONTAINER:
@@ -514,8 +523,11 @@ class FileBrowser(QWidget):
             return
         names = "\n".join(r.path for r in rows[:10]) + ("\n…" if len(rows) > 10 else "")
         answer = QMessageBox.question(
-            self, "Delete", f"Delete from the container?\n\n{names}\n\n"
-            "Files that come from the image are hidden by a whiteout in the container's layer.")
+            self,
+            "Delete",
+            f"Delete from the container?\n\n{names}\n\n"
+            "Files that come from the image are hidden by a whiteout in the container's layer.",
+        )
         if answer != QMessageBox.StandardButton.Yes:
             return
         ref = self.source.ref
@@ -627,9 +639,14 @@ class FileBrowser(QWidget):
     def maybe_close(self) -> bool:
         if self.viewer.is_dirty():
             answer = QMessageBox.warning(
-                self, "Unsaved changes", f"Save the changes to {self.viewer.row.path if self.viewer.row else ''}?",
-                QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
-                | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Save)
+                self,
+                "Unsaved changes",
+                f"Save the changes to {self.viewer.row.path if self.viewer.row else ''}?",
+                QMessageBox.StandardButton.Save
+                | QMessageBox.StandardButton.Discard
+                | QMessageBox.StandardButton.Cancel,
+                QMessageBox.StandardButton.Save,
+            )
             if answer == QMessageBox.StandardButton.Cancel:
                 return False
             if answer == QMessageBox.StandardButton.Save:

@@ -50,7 +50,7 @@ def looks_binary(data: bytes) -> bool:
 def hexdump(data: bytes, limit: int = HEX_LIMIT) -> str:
     lines = []
     for off in range(0, min(len(data), limit), 16):
-        chunk = data[off: off + 16]
+        chunk = data[off : off + 16]
         hexes = " ".join(f"{b:02x}" for b in chunk)
         text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
         lines.append(f"{off:08x}  {hexes[:23]:<23}  {hexes[24:]:<23}  |{text}|")
@@ -127,8 +127,13 @@ class FileViewer(QWidget):
         self.stack.setCurrentWidget(self.message)
         self._buttons(False)
 
-    def show_row(self, snapshot: Snapshot, row: FileRow,
-                 writer: Callable[[str, bytes], None] | None = None, read_only_why: str = "") -> None:
+    def show_row(
+        self,
+        snapshot: Snapshot,
+        row: FileRow,
+        writer: Callable[[str, bytes], None] | None = None,
+        read_only_why: str = "",
+    ) -> None:
         """``writer`` makes the file editable; without one, ``read_only_why`` says why not."""
         if self.is_dirty() and self.row is not None and row.path != self.row.path:
             self.save()  # never lose an edit by clicking elsewhere; the save reports its own errors
@@ -214,8 +219,11 @@ class FileViewer(QWidget):
         language = language_for(path, data[:64])
         if self._highlighter is not None:
             self._highlighter.setDocument(None)
-        self._highlighter = (DockerfileHighlighter(self.text.document()) if language == "dockerfile"
-                             else GenericHighlighter(self.text.document(), language))
+        self._highlighter = (
+            DockerfileHighlighter(self.text.document())
+            if language == "dockerfile"
+            else GenericHighlighter(self.text.document(), language)
+        )
         self.text.setPlainText(data.decode("utf-8", "replace"))
         self.text.document().setModified(False)
         self.text.setReadOnly(True)
@@ -277,7 +285,9 @@ class FileViewer(QWidget):
             self.saved.emit(path)
 
         def failed(failure: TaskFailure) -> None:
-            self.info.setText(f"<span style='color:{'#f47067' if is_dark() else '#cf222e'}'>"
-                              f"Cannot save {path}: {failure.message}</span>")
+            self.info.setText(
+                f"<span style='color:{'#f47067' if is_dark() else '#cf222e'}'>"
+                f"Cannot save {path}: {failure.message}</span>"
+            )
 
         self.ctx.submit(f"save {path}", work, on_result=done, on_error=failed, owner=self)

@@ -36,7 +36,8 @@ class ImagesView(QWidget):
         self.table.setObjectName("images-table")
         self.table.doubleClicked.connect(lambda _: self._browse())
         self.table.selectionModel().currentRowChanged.connect(
-            lambda cur, _: self.imageSelected.emit(self.model.record(cur)))
+            lambda cur, _: self.imageSelected.emit(self.model.record(cur))
+        )
         bar = QToolBar(self)
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.actions_: dict[str, QAction] = {}

@@ -146,7 +146,8 @@ class LayerTreeView(QWidget):
             f"<b>{fmt.instruction(node.created_by, 200) or '(no instruction recorded)'}</b><br>"
             f"layer {node.layer_id[:12]} · {fmt.size(node.size)} · "
             f"{node.added} added, {node.modified} changed, {node.deleted} deleted"
-            + (f" · top of {', '.join(node.tags)}" if node.tags else ""))
+            + (f" · top of {', '.join(node.tags)}" if node.tags else "")
+        )
         self._generation += 1
         generation = self._generation
         layer_id = node.layer_id
@@ -163,8 +164,9 @@ class LayerTreeView(QWidget):
             if generation == self._generation and not failure.cancelled:
                 self.title.setText(self.title.text() + f"<br>cannot list its changes: {failure.message}")
 
-        self.ctx.submit(f"changes of layer {layer_id[:12]}", work, on_result=done, on_error=failed, visible=False,
-                        owner=self)
+        self.ctx.submit(
+            f"changes of layer {layer_id[:12]}", work, on_result=done, on_error=failed, visible=False, owner=self
+        )
 
     def _apply_filter(self) -> None:
         needle = self.filter_edit.text().strip().lower()
@@ -179,8 +181,9 @@ class LayerTreeView(QWidget):
     def _analyze(self) -> None:
         node = self.current_node()
         if node is not None and (node.tags or node.images):
-            self.analyzeImage.emit(node.tags[0] if node.tags and not node.tags[0].startswith("<none>")
-                                   else node.images[0])
+            self.analyzeImage.emit(
+                node.tags[0] if node.tags and not node.tags[0].startswith("<none>") else node.images[0]
+            )
 
     def _double_clicked(self, index: QModelIndex) -> None:
         node = self.model.node(index)

@@ -11,8 +11,7 @@ from ..models.record_table import RecordTableModel
 
 
 class RecordTable(QTableView):
-    def __init__(self, model: RecordTableModel[Any], parent: QWidget | None = None,
-                 stretch: int = -1) -> None:
+    def __init__(self, model: RecordTableModel[Any], parent: QWidget | None = None, stretch: int = -1) -> None:
         super().__init__(parent)
         self.setModel(model)
         self.record_model = model

@@ -69,13 +69,19 @@ class BranchDelegate(QStyledItemDelegate):
         else:
             super().paint(painter, opt, index)
 
-    def editorEvent(self, event: QEvent, model: Any, option: QStyleOptionViewItem,
-                    index: Index) -> bool:
-        if index.column() == 0 and event.type() == QEvent.Type.MouseButtonPress \
-                and isinstance(event, QMouseEvent) and event.button() == Qt.MouseButton.LeftButton:
+    def editorEvent(self, event: QEvent, model: Any, option: QStyleOptionViewItem, index: Index) -> bool:
+        if (
+            index.column() == 0
+            and event.type() == QEvent.Type.MouseButtonPress
+            and isinstance(event, QMouseEvent)
+            and event.button() == Qt.MouseButton.LeftButton
+        ):
             depth = int(index.data(Role.DEPTH) or 0)
-            if self._arrow_rect(option, depth).contains(event.position().toPoint()) \
-                    and index.data(Role.EXPANDABLE) and isinstance(model, FlatTreeModel):
+            if (
+                self._arrow_rect(option, depth).contains(event.position().toPoint())
+                and index.data(Role.EXPANDABLE)
+                and isinstance(model, FlatTreeModel)
+            ):
                 if model.is_expanded(index):
                     model.collapse(index)
                 else:

@@ -30,13 +30,15 @@ class VolumesView(QWidget):
         self.table.doubleClicked.connect(lambda _: self._browse())
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._update_actions())
         self.table.selectionModel().currentRowChanged.connect(
-            lambda cur, _: self.volumeSelected.emit(self.model.record(cur)))
+            lambda cur, _: self.volumeSelected.emit(self.model.record(cur))
+        )
         bar = QToolBar(self)
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.actions_: dict[str, QAction] = {
             "create": bar.addAction(icon("new"), "Create…", ops.volume_create),
-            "rm": bar.addAction(icon("delete"), "Remove",
-                                lambda: ops.volume_rm([r.name for r in self.table.selected_records()])),
+            "rm": bar.addAction(
+                icon("delete"), "Remove", lambda: ops.volume_rm([r.name for r in self.table.selected_records()])
+            ),
             "prune": bar.addAction(icon("prune"), "Prune…", ops.volume_prune),
             "browse": bar.addAction(icon("folder"), "Browse files", self._browse),
         }
