@@ -295,9 +295,14 @@ class ContainerOps:
             config["Entrypoint"] = []
         driver = self.driver()
         mounts_plan = self._plan_mounts(image, options)
-        rec = self.store.containers.create(
-            image.id, image_name, config, driver, name, volumes=[(v, t, ro) for v, t, ro in mounts_plan.volumes]
-        )
+        try:
+            rec = self.store.containers.create(
+                image.id, image_name, config, driver, name, volumes=[(v, t, ro) for v, t, ro in mounts_plan.volumes]
+            )
+        except BaseException:
+            # A refused create (a name in use …) takes back the anonymous volumes it planned.
+            self._drop_unused_anonymous([v for v, _t, _ro in mounts_plan.volumes])
+            raise
         try:
             config["Hostname"] = options.hostname or rec.id[:12]
             config["Binds"] = mounts_plan.binds
@@ -509,6 +514,15 @@ class ContainerOps:
         remover: Callable[[str], None] | None = getattr(self, "_remove_volume_quietly", None)
         if remover is not None:
             for v in anonymous:
+                remover(v)
+
+    def _drop_unused_anonymous(self, names: list[str]) -> None:
+        remover: Callable[[str], None] | None = getattr(self, "_remove_volume_quietly", None)
+        if remover is None:
+            return
+        for v in names:
+            used = self.store.meta.one("SELECT 1 FROM container_volumes WHERE volume=? LIMIT 1", (v,))
+            if self._volume_is_anonymous(v) and used is None:
                 remover(v)
 
     def _volume_is_anonymous(self, name: str) -> bool:

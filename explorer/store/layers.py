@@ -310,6 +310,7 @@ class LayerStore:
                     # The owner mark travels with the directory and goes only once the record is
                     # committed: until then a checker sees work in progress, not an orphan.
                     os.rename(st.path, final)
+                    _sync_dir(self.dir)  # the rename is on disk before the record can be
                 hold("layer.renamed")  # in place, not recorded: the next open removes it
         except _LostRace:
             found = self.by_chain(chain_id)
@@ -463,5 +464,20 @@ def _syncfs(path: Path) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.syncfs(fd) != 0:
             os.sync()
+    finally:
+        os.close(fd)
+
+
+def _sync_dir(path: Path) -> None:
+    """fsync a directory, so a rename into it survives a crash (best effort where the
+    file system cannot sync directories)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)

@@ -213,11 +213,6 @@ def test_a_name_in_use_is_refused_and_creates_nothing(fresh: Store) -> None:
     assert fresh.lines("ps", "-a", "-q", "--no-trunc") == [first]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="anonymous volumes are created before the container "
-    "(explorer/api/containers.py), so a refused name leaves them behind",
-)
 def test_a_name_in_use_leaves_no_anonymous_volume_behind(fresh: Store) -> None:
     fresh.ok("create", "--name", "taken", IMAGE, "true")
     fresh.error("run", "--name", "taken", "-v", "/anon", IMAGE, "true", code=125)
