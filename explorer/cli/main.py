@@ -85,7 +85,10 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         verb = self.prog.split()[-1] if " " in self.prog else ""
         print(f"{self.prog}: {message}\nSee '{self.prog} --help'.", file=sys.stderr)
-        sys.exit(125 if verb in RUN_VERBS else 1)
+        # Docker: a flag it cannot parse is 125 for every verb; missing arguments are 125
+        # for the run family and 1 elsewhere.
+        flag_error = not message.startswith("the following arguments are required")
+        sys.exit(125 if flag_error or verb in RUN_VERBS else 1)
 
 
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:

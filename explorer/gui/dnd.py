@@ -37,6 +37,27 @@ def is_dockerfile_name(name: str) -> bool:
     )
 
 
+def looks_like_dockerfile(path: Path) -> bool:
+    """A file of any name whose first instruction is FROM (or an ARG before it), as
+    BuildKit requires: what ``Dockerfile2`` or ``web.build`` holds. Only the first
+    64 KiB are read, and it must be UTF-8 text."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = head[: head.rfind(b"\n") + 1].decode("utf-8", "replace") if len(head) == 1 << 16 else ""
+    for line in text.splitlines():
+        word = line.strip().split(maxsplit=1)[0].upper() if line.strip() else ""
+        if not word or word.startswith("#"):
+            continue
+        return word in ("FROM", "ARG")
+    return False
+
+
 def _looks_like_archive(path: Path) -> bool:
     name = path.name.lower()
     if name.endswith(ARCHIVE_SUFFIXES):
@@ -62,6 +83,8 @@ def classify(path: Path) -> DropAction:
         return DropAction(BUILD, path, path.parent)
     if _looks_like_archive(path):
         return DropAction(LOAD, path)
+    if looks_like_dockerfile(path):
+        return DropAction(BUILD, path, path.parent)
     return DropAction(REFUSE, path, reason=f"{path.name}: drop a Dockerfile, a folder with one, or an image .tar")
 
 

@@ -135,11 +135,6 @@ def test_run_usage_errors_are_125(shared: Store) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an unknown option of run is reported by the top-level parser "
-    "(explorer/cli/main.py) as `strata: unrecognized arguments`, exit 1; docker says 125",
-)
 def test_run_unknown_option_is_125(shared: Store) -> None:
     assert shared.run("run", "--bogus", IMAGE, "true").returncode == 125
 
@@ -542,9 +537,6 @@ DOCKER_CASES = [
         ("run", "--bogus", "{img}", "true"),
         None,
         id="run-unknown-flag",
-        marks=pytest.mark.xfail(
-            strict=True, reason="strata exits 1: main.py's top-level parser reports unknown options"
-        ),
     ),
     pytest.param(
         ("create", "--name", UP, "{img}", "true"),
@@ -614,9 +606,6 @@ DOCKER_CASES = [
         ("ps", "--bogus"),
         None,
         id="ps-unknown-flag",
-        marks=pytest.mark.xfail(
-            strict=True, reason="docker exits 125 for an unknown flag of any verb; strata's top-level parser exits 1"
-        ),
     ),
 ]
 

@@ -327,9 +327,6 @@ DOCKER_CASES = [
     pytest.param(
         ("images", "--bogus"),
         id="images-unknown-flag",
-        marks=pytest.mark.xfail(
-            strict=True, reason="docker exits 125 for an unknown flag; strata's top-level parser (main.py) exits 1"
-        ),
     ),
 ]
 
