@@ -27,6 +27,7 @@ from . import linux, pty, security
 from .command import ExecFailure, exec_program, final_env
 from .config import Process
 from .forking import exit_code_of
+from .userns import read_all as read_all  # one reader of pipes for the whole runtime
 from .users import ExecUser, resolve_user
 
 if TYPE_CHECKING:
@@ -78,18 +79,6 @@ def report_exception(fd: int, err: BaseException) -> int:
     else:
         report(fd, 125, "runtime", f"{type(err).__name__}: {err}")
     return 125
-
-
-def read_all(fd: int) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except InterruptedError:
-            continue
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
 
 
 def raise_report(data: bytes) -> None:

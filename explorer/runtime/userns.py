@@ -47,7 +47,8 @@ class Join:
     namespaces: tuple[tuple[int, int], ...]
 
 
-def _read_all(fd: int) -> bytes:
+def read_all(fd: int) -> bytes:
+    """Everything until every writer has closed ``fd``."""
     chunks: list[bytes] = []
     while True:
         try:
@@ -132,7 +133,7 @@ class Helper:
         if self._done:
             raise RuntimeUnavailable("the helper process was already waited for")
         try:
-            data = _read_all(self._out_r)
+            data = read_all(self._out_r)
         finally:
             self._finish()
         return data
