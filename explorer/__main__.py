@@ -12,6 +12,12 @@ def main(argv: list[str] | None = None) -> int:
 
     given = leading(args)
     rest = given.rest
+    if rest == ["--version"]:
+        # Answered before any verb module is imported: the version needs no parser and no store.
+        from . import __version__
+
+        print(f"strata {__version__}")
+        return 0
     if given.missing_value is None and (not rest or rest[:1] == ["gui"] or _only_files(rest)):
         from .launcher import launch_gui
 

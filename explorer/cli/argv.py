@@ -8,23 +8,31 @@ full parse of a verb's own options stays with argparse.
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+# Nothing is imported at run time: ``strata --version`` reads argv through this module and
+# pays for every import it makes (``typing`` alone costs more than the rest of the command).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+    from typing import Any
 
 WITH_VALUE = ("--root", "--storage-driver")
 FLAGS = ("-D", "--debug")
 
 
-@dataclass
 class Leading:
-    """The global options before the first other word, and everything from there on."""
+    """The global options before the first other word, and everything from there on.
 
-    values: dict[str, str] = field(default_factory=dict)
-    flags: set[str] = field(default_factory=set)
-    rest: list[str] = field(default_factory=list)
-    missing_value: str | None = None  # an option given last, without its value
+    A plain class, not a dataclass: ``strata --version`` reads argv through here, and
+    importing ``dataclasses`` (with ``inspect``) would double what that command costs."""
+
+    __slots__ = ("flags", "missing_value", "rest", "values")
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.flags: set[str] = set()
+        self.rest: list[str] = []
+        self.missing_value: str | None = None  # an option given last, without its value
 
     @property
     def root(self) -> str | None:

@@ -50,13 +50,21 @@ def chosen(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
         (["--root=/s", "gui"], "window"),
         (["--root=/s", "images"], "cli"),
         (["--root"], "cli"),
-        (["--version"], "cli"),
+        (["--root=/s", "images", "--version"], "cli"),
         (["--help"], "cli"),
     ],
 )
 def test_window_or_verb(chosen: list[tuple[str, list[str]]], argv: list[str], what: str) -> None:
     assert entry.main(argv) == 0
     assert chosen == [(what, argv)]
+
+
+def test_the_version_is_answered_before_any_verb_is_loaded(
+    chosen: list[tuple[str, list[str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert entry.main(["--version"]) == 0
+    assert chosen == []
+    assert capsys.readouterr().out.startswith("strata ")
 
 
 @pytest.mark.parametrize(
