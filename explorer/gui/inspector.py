@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QApplication, QLabel, QTreeWidget, QTreeWidgetItem
 from ..api.model import TreeNode
 from . import fmt
 from .context import AppContext
+from .models.layer_tree_model import layer_label
 from .workers import Control, TaskFailure
 
 
@@ -146,13 +147,13 @@ class Inspector(QWidget):
         )
 
     def show_layer(self, node: TreeNode) -> None:
-        self._begin("layer", node.layer_id, f"<b>Layer</b> {node.layer_id[:12]}")
+        self._begin("layer", node.layer_id, f"<b>Layer</b> {layer_label(node)}")
         self._section(
             "Layer",
             [
-                ("Id", node.layer_id),
-                ("Diff id", node.diff_id),
                 ("Chain id", node.chain_id),
+                ("Diff id", node.diff_id),
+                ("Stored as", f"layers/{node.layer_id}"),
                 ("Instruction", fmt.instruction(node.created_by)),
                 ("Size", fmt.size(node.size)),
                 ("Added", node.added),

@@ -38,6 +38,7 @@ from .editor.highlighter import is_dark
 from .icons import app_icon, icon
 from .inspector import Inspector
 from .models.file_source import CONTAINER, IMAGE, LAYER, VOLUME, FileSource
+from .models.layer_tree_model import layer_label
 from .operations import Operations
 from .sidebar import CACHE, CONTAINERS, IMAGES, LAYERS, VOLUMES, Sidebar
 from .state import StoreState, gather
@@ -172,7 +173,7 @@ class MainWindow(QMainWindow):
         self.images_view.browseImage.connect(lambda ref: self.open_browser(FileSource(IMAGE, ref)))
         self.images_view.analyzeImage.connect(self.open_analysis)
         self.images_view.imageSelected.connect(self._image_selected)
-        self.layer_view.browseLayer.connect(lambda lid: self.open_browser(FileSource(LAYER, lid)))
+        self.layer_view.browseLayer.connect(self._browse_layer)
         self.layer_view.analyzeImage.connect(self.open_analysis)
         self.layer_view.layerSelected.connect(self._layer_selected)
         self.containers_view.browseContainer.connect(
@@ -698,6 +699,9 @@ class MainWindow(QMainWindow):
     def _image_selected(self, summary: ImageSummary | None) -> None:
         if summary is not None:
             self.inspector.show_image(image_ref(summary))
+
+    def _browse_layer(self, node: TreeNode) -> None:
+        self.open_browser(FileSource(LAYER, node.layer_id, title=f"layer {layer_label(node)}"))
 
     def _layer_selected(self, node: TreeNode | None) -> None:
         if node is not None:

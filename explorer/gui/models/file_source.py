@@ -16,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ...digest import chain_ids, short
 from ...errors import StrataError
 
 if TYPE_CHECKING:
     from ...api import Strata
-    from ...api.model import UnionView
+    from ...api.model import TreeNode, UnionView
 
 IMAGE = "image"
 LAYER = "layer"
@@ -52,7 +53,7 @@ class FileSource:
         if self.kind == IMAGE and self.at_layer is not None:
             return f"{self.ref} @ layer {self.at_layer}"
         if self.kind == LAYER:
-            return f"layer {self.ref[:12]}"
+            return f"layer {short(self.ref)}"
         return self.ref
 
 
@@ -216,15 +217,40 @@ def _view_for(strata: Strata, source: FileSource) -> UnionView:
     raise StrataError(f"cannot browse a {source.kind}")
 
 
-def _labels(view: UnionView) -> list[str]:
+def _chain_of(strata: Strata, source: FileSource) -> list[str]:
+    """The chain ids of the image layers ``source`` stands on, bottom first: the ids
+    ``strata tree`` prints (and the layer tree shows), so a row's layer can be found there."""
+    if source.kind == IMAGE:
+        chain = chain_ids(strata.image(source.ref).diff_ids)
+        return chain if source.at_layer is None else chain[: source.at_layer + 1]
+    if source.kind == CONTAINER:
+        return chain_ids(strata.image(strata.container(source.ref).image).diff_ids)
+    if source.kind == LAYER:
+        return _path_to(strata.layer_tree(), source.ref)
+    return []
+
+
+def _path_to(nodes: list[TreeNode], layer_id: str) -> list[str]:
+    for node in nodes:
+        if node.layer_id == layer_id:
+            return [node.chain_id]
+        below = _path_to(node.children, layer_id)
+        if below:
+            return [node.chain_id, *below]
+    return []
+
+
+def _labels(view: UnionView, chain: list[str]) -> list[str]:
     out = []
     for index, layer in enumerate(view.layers):
         if layer.kind == "container":
             out.append("container")
         elif layer.kind == "volume":
             out.append("volume")
+        elif index < len(chain):
+            out.append(f"{index} · {short(chain[index])}")
         else:
-            out.append(f"{index} · {layer.label[:12]}")
+            out.append(str(index))
     return out
 
 
@@ -251,7 +277,7 @@ def open_snapshot(strata: Strata, source: FileSource, check: Callable[[], None] 
     if check:
         check()
     top = -1 if source.kind == VOLUME or not view.layers else len(view.layers) - 1
-    snap = Snapshot(source, view, top, _labels(view))
+    snap = Snapshot(source, view, top, _labels(view, _chain_of(strata, source)))
     if source.kind != VOLUME:
         snap.users = _read_names(view, "/etc/passwd")
         snap.groups = _read_names(view, "/etc/group")

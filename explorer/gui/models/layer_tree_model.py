@@ -16,6 +16,7 @@ from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QPersistent
 from PySide6.QtGui import QFont
 
 from ...api.model import TreeNode
+from ...digest import short
 from .. import fmt
 
 Index = QModelIndex | QPersistentModelIndex
@@ -30,6 +31,12 @@ class Col(IntEnum):
 
 
 HEADERS = ("Instruction", "Size", "Files +/~/-", "Images", "Layer")
+
+
+def layer_label(node: TreeNode) -> str:
+    """A layer's name on screen: its chain id abbreviated as ``strata tree`` prints it (the
+    content's identity, the same in every store), never the random directory id."""
+    return short(node.chain_id)
 
 
 class Role(IntEnum):
@@ -197,13 +204,13 @@ class LayerTreeModel(QAbstractItemModel):
             if col == Col.TAGS:
                 return ", ".join(node.tags)
             if col == Col.LAYER:
-                return node.layer_id[:12]
+                return layer_label(node)
         if role == Qt.ItemDataRole.ToolTipRole:
             lines = [
                 fmt.instruction(node.created_by) or "(no instruction recorded)",
-                f"layer {node.layer_id}",
-                f"diff id {node.diff_id}",
                 f"chain id {node.chain_id}",
+                f"diff id {node.diff_id}",
+                f"stored as layers/{node.layer_id}",
                 f"{node.added} added, {node.modified} changed, {node.deleted} deleted; {fmt.size(node.size)}",
             ]
             if node.tags:
@@ -221,7 +228,7 @@ class LayerTreeModel(QAbstractItemModel):
             return node.layer_id
         if role == Role.SORT:
             return (
-                (node.size, node.added + node.modified + node.deleted, ", ".join(node.tags), node.layer_id)[col - 1]
+                (node.size, node.added + node.modified + node.deleted, ", ".join(node.tags), node.chain_id)[col - 1]
                 if col
                 else node.created_by
             )

@@ -22,14 +22,14 @@ from ...api.model import TreeNode
 from .. import fmt
 from ..context import AppContext
 from ..icons import icon
-from ..models.layer_tree_model import Col, LayerTreeModel
+from ..models.layer_tree_model import Col, LayerTreeModel, layer_label
 from ..models.record_table import RecordTableModel
 from ..models.tables import changes_model
 from ..workers import Control, TaskFailure
 
 
 class LayerTreeView(QWidget):
-    browseLayer = Signal(str)
+    browseLayer = Signal(object)  # the TreeNode
     analyzeImage = Signal(str)
     layerSelected = Signal(object)
 
@@ -144,7 +144,7 @@ class LayerTreeView(QWidget):
             return
         self.title.setText(
             f"<b>{fmt.instruction(node.created_by, 200) or '(no instruction recorded)'}</b><br>"
-            f"layer {node.layer_id[:12]} · {fmt.size(node.size)} · "
+            f"layer {layer_label(node)} · {fmt.size(node.size)} · "
             f"{node.added} added, {node.modified} changed, {node.deleted} deleted"
             + (f" · top of {', '.join(node.tags)}" if node.tags else "")
         )
@@ -165,7 +165,7 @@ class LayerTreeView(QWidget):
                 self.title.setText(self.title.text() + f"<br>cannot list its changes: {failure.message}")
 
         self.ctx.submit(
-            f"changes of layer {layer_id[:12]}", work, on_result=done, on_error=failed, visible=False, owner=self
+            f"changes of layer {layer_label(node)}", work, on_result=done, on_error=failed, visible=False, owner=self
         )
 
     def _apply_filter(self) -> None:
@@ -176,7 +176,7 @@ class LayerTreeView(QWidget):
     def _browse(self) -> None:
         node = self.current_node()
         if node is not None:
-            self.browseLayer.emit(node.layer_id)
+            self.browseLayer.emit(node)
 
     def _analyze(self) -> None:
         node = self.current_node()
@@ -188,4 +188,4 @@ class LayerTreeView(QWidget):
     def _double_clicked(self, index: QModelIndex) -> None:
         node = self.model.node(index)
         if node is not None:
-            self.browseLayer.emit(node.layer_id)
+            self.browseLayer.emit(node)
