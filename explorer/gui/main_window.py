@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -518,12 +519,20 @@ class MainWindow(QMainWindow):
         widget = self.tabs.widget(index)
         if widget is None or widget in self.fixed_tabs:
             return False
-        closer = getattr(widget, "maybe_close", None)
-        if callable(closer) and not closer():
+        if not self._may_close(widget, lambda: self.close_tab(self.tabs.indexOf(widget))):
             return False
         self.tabs.removeTab(index)
         widget.deleteLater()
         self._sync_context_watch()
+        return True
+
+    @staticmethod
+    def _may_close(widget: QWidget | None, retry: Callable[[], object]) -> bool:
+        """Whether a tab may go now; a browser saving its edit first calls ``retry`` once it is written."""
+        if isinstance(widget, FileBrowser):
+            return widget.maybe_close(retry)
+        if isinstance(widget, DockerfileEditor):
+            return widget.maybe_close()
         return True
 
     def _tab_changed(self, index: int) -> None:
@@ -871,9 +880,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         for i in range(self.tabs.count() - 1, -1, -1):
-            widget = self.tabs.widget(i)
-            closer = getattr(widget, "maybe_close", None)
-            if callable(closer) and not closer():
+            if not self._may_close(self.tabs.widget(i), self.close):
                 event.ignore()
                 return
         self.save_settings()

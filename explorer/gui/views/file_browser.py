@@ -17,7 +17,16 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QItemSelectionModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -52,6 +61,7 @@ from ..workers import Control, TaskFailure
 from .file_viewer import FileViewer
 from .tree_table import TreeTable
 
+Index = QModelIndex | QPersistentModelIndex
 FIND_LIMIT = 2000
 # Files the runtime writes into a container on every start (Docker bind-mounts the same
 # three): an edit would land in that generated copy and be gone by the next start.
@@ -76,6 +86,34 @@ class FileTree(TreeTable):
         self.setDragDropOverwriteMode(True)  # drop *on* a folder, never between rows
         self.setDefaultDropAction(Qt.DropAction.CopyAction)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+
+
+class GuardedSelection(QItemSelectionModel):
+    """A selection whose current row moves only when ``may_move(new index)`` agrees.
+
+    The view moves the current row first and selects after (a click, a key), so one
+    refusal refuses the rest of that gesture too: the selection stays with the current row.
+    """
+
+    def __init__(self, model: QAbstractItemModel, parent: QObject) -> None:
+        super().__init__(model, parent)
+        self.may_move: Callable[[Index], bool] | None = None
+        self._refused = False
+
+    def setCurrentIndex(self, index: Index, command: QItemSelectionModel.SelectionFlag) -> None:
+        if self.may_move is not None and index.isValid() and not self.may_move(index):
+            self._refused = True
+            QTimer.singleShot(0, self._gesture_over)
+            return
+        super().setCurrentIndex(index, command)
+
+    def select(self, selection: Any, command: Any) -> None:
+        if self._refused:
+            return
+        super().select(selection, command)
+
+    def _gesture_over(self) -> None:
+        self._refused = False
 
 
 class FileBrowser(QWidget):
@@ -106,6 +144,9 @@ class FileBrowser(QWidget):
         self.flat = FlatTreeModel(self.model, self)
         self.tree = FileTree(self)
         self.tree.setModel(self.flat)
+        self.selection = GuardedSelection(self.flat, self.tree)
+        self.selection.may_move = self._may_move_to
+        self.tree.setSelectionModel(self.selection)
         self.tree.sortByColumn(Col.NAME, Qt.SortOrder.AscendingOrder)
         header = self.tree.header()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
@@ -351,7 +392,7 @@ class FileBrowser(QWidget):
 
     # --- selection and viewing ---------------------------------------------------------------
 
-    def row_at(self, index: QModelIndex) -> FileRow | None:
+    def row_at(self, index: Index) -> FileRow | None:
         """The file row at an index of the view."""
         node = self.flat.node(index)
         return node.data if node is not None else None
@@ -371,6 +412,31 @@ class FileBrowser(QWidget):
         why = RUNTIME_FILES.get(row.path, "") if self.source.kind == CONTAINER else ""
         writer = self._writer() if self.source.kind == CONTAINER and row.status != DELETED and not why else None
         self.viewer.show_row(self.snapshot, row, writer, why)
+
+    def _may_move_to(self, index: Index) -> bool:
+        """Asked before the current row moves: with an edit pending, the user settles it
+        first. Cancel stays; Save stays until the edit is written, then moves on."""
+        row = self.row_at(index)
+        shown = self.viewer.row
+        if row is None or shown is None or shown.path == row.path or not self.viewer.is_dirty():
+            return True
+        target = row.path
+        if self.viewer.saving:
+            self.viewer.save(then=lambda: self._select_path(target))
+            return False
+        answer = self.viewer.ask_about_edit(f"open {target}")
+        if answer == QMessageBox.StandardButton.Save:
+            self.viewer.save(then=lambda: self._select_path(target))
+            return False
+        if answer == QMessageBox.StandardButton.Discard:
+            self.viewer.discard()
+            return True
+        return False
+
+    def _select_path(self, path: str) -> None:
+        index = self.index_for_path(path)
+        if index.isValid():
+            self.tree.setCurrentIndex(index)
 
     def _writer(self) -> Callable[[str, bytes], None] | None:
         ref = self.source.ref
@@ -636,20 +702,20 @@ class FileBrowser(QWidget):
             holder.cleanup()
         self._drag_dirs.clear()
 
-    def maybe_close(self) -> bool:
+    def maybe_close(self, then: Callable[[], object]) -> bool:
+        """True when the browser may close now. With an edit pending the user chooses:
+        Cancel keeps it open, Discard drops the edit, Save writes it and calls ``then``
+        (the close, asked again) once it is written; a failed save keeps the tab and the edit."""
+        if self.viewer.saving:
+            self.viewer.save(then=then)
+            return False
         if self.viewer.is_dirty():
-            answer = QMessageBox.warning(
-                self,
-                "Unsaved changes",
-                f"Save the changes to {self.viewer.row.path if self.viewer.row else ''}?",
-                QMessageBox.StandardButton.Save
-                | QMessageBox.StandardButton.Discard
-                | QMessageBox.StandardButton.Cancel,
-                QMessageBox.StandardButton.Save,
-            )
+            answer = self.viewer.ask_about_edit(f"close {self.source.label}")
             if answer == QMessageBox.StandardButton.Cancel:
                 return False
             if answer == QMessageBox.StandardButton.Save:
-                self.viewer.save()
+                self.viewer.save(then=then)
+                return False
+            self.viewer.discard()
         self.cleanup()
         return True

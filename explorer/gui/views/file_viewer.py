@@ -2,7 +2,9 @@
 
 Content is read in a worker (at most ``LIMIT`` bytes; the rest is noted, never loaded).
 In a container the text can be edited and saved: the write goes through the API, which
-copies the file up into the container's layer, so its status becomes "modified".
+copies the file up into the container's layer, so its status becomes "modified". An edit
+is never saved behind the user's back: whoever wants to show another file (or close the
+view) asks first, as editors do (``ask_about_edit``), and a save that fails keeps the edit.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from PySide6.QtGui import QImageReader, QPixmap
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
@@ -69,6 +72,8 @@ class FileViewer(QWidget):
         self.read_only_why = ""
         self._generation = 0
         self._truncated = False
+        self._saving = False
+        self._after_save: list[Callable[[], object]] = []
 
         self.title = QLabel(self)
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -134,9 +139,8 @@ class FileViewer(QWidget):
         writer: Callable[[str, bytes], None] | None = None,
         read_only_why: str = "",
     ) -> None:
-        """``writer`` makes the file editable; without one, ``read_only_why`` says why not."""
-        if self.is_dirty() and self.row is not None and row.path != self.row.path:
-            self.save()  # never lose an edit by clicking elsewhere; the save reports its own errors
+        """``writer`` makes the file editable; without one, ``read_only_why`` says why not.
+        A pending edit is the caller's to settle first (``ask_about_edit``)."""
         self.snapshot = snapshot
         self.row = row
         self.writer = writer
@@ -267,27 +271,69 @@ class FileViewer(QWidget):
         self.revert_button.setEnabled(changed)
 
     def is_dirty(self) -> bool:
-        return self.writer is not None and self.text.document().isModified() and not self.text.isReadOnly()
+        """An edit not yet written (turning Edit off does not drop it)."""
+        return self.writer is not None and self.row is not None and self.text.document().isModified()
 
-    def save(self) -> None:
+    @property
+    def saving(self) -> bool:
+        return self._saving
+
+    def ask_about_edit(self, leaving: str) -> QMessageBox.StandardButton:
+        """Save, Discard or Cancel for the pending edit, before ``leaving`` ("open …", "close …")."""
+        path = self.row.path if self.row is not None else ""
+        return QMessageBox.warning(
+            self,
+            "Unsaved changes",
+            f"{path} has changes that are not saved in the container.\n\nSave them before you {leaving}?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Save,
+        )
+
+    def discard(self) -> None:
+        """Drop the pending edit: the file shows as it is in the container again."""
+        self.text.document().setModified(False)
+        self.edit_button.setChecked(False)
+        if self.row is not None and self.snapshot is not None:
+            self.reload()
+
+    def save(self, then: Callable[[], object] | None = None) -> None:
+        """Write the edit in a worker; ``then`` runs once it is written (never when the
+        write fails: the edit stays, with the error above it)."""
+        if then is not None:
+            self._after_save.append(then)
+        if self._saving:
+            return  # the running save calls ``then`` too
         if self.row is None or self.writer is None:
+            self._run_after_save()
             return
         path = self.row.path
         data = self.text.toPlainText().encode("utf-8")
         writer = self.writer
+        generation = self._generation
+        self._saving = True
 
         def work(_: Control) -> None:
             writer(path, data)
 
         def done(_: Any) -> None:
-            self.text.document().setModified(False)
-            self.edit_button.setChecked(False)
+            self._saving = False
+            if generation == self._generation and self.text.toPlainText().encode("utf-8") == data:
+                self.text.document().setModified(False)
+                self.edit_button.setChecked(False)
             self.saved.emit(path)
+            self._run_after_save()
 
         def failed(failure: TaskFailure) -> None:
+            self._saving = False
+            self._after_save.clear()
             self.info.setText(
                 f"<span style='color:{'#f47067' if is_dark() else '#cf222e'}'>"
                 f"Cannot save {path}: {failure.message}</span>"
             )
 
-        self.ctx.submit(f"save {path}", work, on_result=done, on_error=failed, owner=self)
+        self.ctx.submit(f"save {path}", work, on_result=done, on_error=failed, cancellable=False, owner=self)
+
+    def _run_after_save(self) -> None:
+        waiting, self._after_save = self._after_save, []
+        for then in waiting:
+            then()
