@@ -143,6 +143,7 @@ class MainWindow(QMainWindow):
             watcher.containerFilesChanged.connect(self._container_files_changed)
             watcher.volumeFilesChanged.connect(self._volume_files_changed)
             watcher.contextChanged.connect(self._context_changed)
+            watcher.statusChanged.connect(self._watch_status)
 
     # --- layout ------------------------------------------------------------------------------
 
@@ -235,9 +236,13 @@ class MainWindow(QMainWindow):
         self.root_label = QLabel(f"Store: {self.ctx.strata.root}", self)
         self.root_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.disk_label = QLabel(self)
+        self.watch_label = QLabel(self)
+        self.watch_label.setObjectName("watch-status")
+        self.watch_label.setVisible(False)
         self.tasks = TaskIndicator(self.ctx, self)
         bar = self.statusBar()
         bar.addWidget(self.root_label)
+        bar.addPermanentWidget(self.watch_label)
         bar.addPermanentWidget(self.tasks)
         bar.addPermanentWidget(self.disk_label)
 
@@ -492,6 +497,15 @@ class MainWindow(QMainWindow):
             if browser.source.kind == VOLUME and browser.source.ref == name:
                 browser.files_changed(paths)
         self.request_refresh()  # sizes
+
+    def _watch_status(self, text: str) -> None:
+        """Live refresh fell back to polling (or is whole again): said where it stays in sight."""
+        self.watch_label.setText(text)
+        self.watch_label.setVisible(bool(text))
+        polled = sorted(self.watcher.report.polled) if self.watcher is not None else []
+        self.watch_label.setToolTip("Polled instead of watched:\n" + "\n".join(polled) if polled else "")
+        if text:
+            self._message("event", text)
 
     def _context_changed(self, directory: str, paths: list[str]) -> None:
         for editor in self.editors():

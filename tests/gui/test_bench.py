@@ -142,7 +142,9 @@ def test_big_image_root_listing_and_scrolling(qtbot: Any, big_window: MainWindow
 
 
 def test_outside_write_shows_in_under_a_second(qtbot: Any, big_window: MainWindow, big_root: Path) -> None:
-    assert big_window.watcher is not None and big_window.watcher.start()
+    assert big_window.watcher is not None
+    with qtbot.waitSignal(big_window.watcher.synced, timeout=20000):
+        assert big_window.watcher.start()
     strata = big_window.ctx.strata
     info = strata.container("bigc")
     browser = big_window.open_browser(FileSource(CONTAINER, "bigc", ident=info.id))

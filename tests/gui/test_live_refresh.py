@@ -25,7 +25,8 @@ def live_window(qtbot: Any, ctx: AppContext, strata: Strata) -> Any:
     win.show()
     with qtbot.waitSignal(win.refreshed, timeout=10000):
         win.refresh()
-    assert watcher.start()
+    with qtbot.waitSignal(watcher.synced, timeout=10000):
+        assert watcher.start()
     yield win
     watcher.stop()
     ctx.runner.cancel_all()
@@ -37,7 +38,8 @@ def test_watcher_names_what_changed(qtbot: Any, ctx: AppContext, strata: Strata)
     info = strata.create("app:1", name="c1")
     volume = strata.volume_create("vol")
     watcher = StoreWatcher(strata.root, ctx, debounce_ms=50)
-    assert watcher.start()
+    with qtbot.waitSignal(watcher.synced, timeout=10000):
+        assert watcher.start()
     try:
         diff = strata.container_diff_dir("c1")
         with qtbot.waitSignal(watcher.containerFilesChanged, timeout=3000) as seen:
@@ -55,12 +57,15 @@ def test_watcher_names_what_changed(qtbot: Any, ctx: AppContext, strata: Strata)
 def test_write_into_a_container_shows_live(qtbot: Any, live_window: MainWindow, strata: Strata) -> None:
     info = strata.create("app:1", name="c1")
     qtbot.waitUntil(lambda: live_window.containers_view.model.rowCount() == 1, timeout=5000)
+    watcher = live_window.watcher
+    assert watcher is not None
+    diff = strata.container_diff_dir("c1")
+    qtbot.waitUntil(lambda: str(diff) in watcher.report.watched, timeout=5000)  # set up by a worker
     browser = live_window.open_browser(FileSource(CONTAINER, "c1", ident=info.id))
     qtbot.waitUntil(lambda: browser.model.rowCount() > 0, timeout=5000)
     browser.reveal("/etc/hostname")
     qtbot.waitUntil(lambda: browser.current_path() == "/etc/hostname", timeout=5000)
     expanded_before = browser.tree.isExpanded(browser.index_for_path("/etc"))
-    diff = strata.container_diff_dir("c1")
     (diff / "etc").mkdir()
     (diff / "etc" / "written-outside.conf").write_text("by another program\n")
     # How soon is a benchmark's question (tests/gui/test_bench.py); here: it does arrive.
@@ -76,6 +81,9 @@ def test_write_into_a_container_shows_live(qtbot: Any, live_window: MainWindow, 
 def test_write_into_a_volume_shows(qtbot: Any, live_window: MainWindow, strata: Strata) -> None:
     volume = strata.volume_create("data")
     qtbot.waitUntil(lambda: live_window.volumes_view.model.rowCount() == 1, timeout=5000)
+    watcher = live_window.watcher
+    assert watcher is not None
+    qtbot.waitUntil(lambda: str(volume.mountpoint) in watcher.report.watched, timeout=5000)
     browser = live_window.open_browser(FileSource(VOLUME, "data", ident="data"))
     qtbot.waitUntil(lambda: browser.snapshot is not None, timeout=5000)
     Path(volume.mountpoint / "log.txt").write_text("line\n")
