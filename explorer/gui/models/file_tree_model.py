@@ -25,7 +25,6 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     Qt,
     QTimer,
-    QUrl,
     Signal,
 )
 from PySide6.QtGui import QBrush, QColor, QFont, QGuiApplication, QIcon, QPalette
@@ -150,7 +149,8 @@ class FileTreeModel(QAbstractItemModel):
         self._mark_timer.timeout.connect(self._expire_marks)
         self.changed_only = False
         self.icons: dict[str, QIcon] = {}
-        self.exporter: Callable[[list[FileRow]], list[str]] | None = None
+        # the drag's data for these rows (the browser writes them out in a task)
+        self.exporter: Callable[[list[FileRow]], QMimeData] | None = None
         self.drop_handler: Callable[[list[str], str], None] | None = None
         self._pending_refresh: set[str] = set()
 
@@ -613,11 +613,9 @@ class FileTreeModel(QAbstractItemModel):
             row = self.node_at(index)
             if row is not None and row.status != DELETED:
                 rows[row.path] = row
-        mime = QMimeData()
         if self.exporter is not None and rows:
-            paths = self.exporter(list(rows.values()))
-            mime.setUrls([QUrl.fromLocalFile(p) for p in paths])
-        return mime
+            return self.exporter(list(rows.values()))
+        return QMimeData()
 
     def canDropMimeData(self, data: QMimeData, action: Qt.DropAction, row: int, column: int, parent: Index) -> bool:
         snap = self._snapshot

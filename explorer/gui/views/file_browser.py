@@ -17,9 +17,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import (
     QAbstractItemModel,
     QItemSelectionModel,
+    QMimeData,
     QModelIndex,
     QObject,
     QPersistentModelIndex,
@@ -27,7 +29,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QDrag, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -51,6 +53,7 @@ from PySide6.QtWidgets import (
 
 from .. import fmt
 from ..context import AppContext
+from ..drag_out import DragExport
 from ..editor.highlighter import is_dark
 from ..export import extract
 from ..icons import file_icons, icon
@@ -86,6 +89,24 @@ class FileTree(TreeTable):
         self.setDragDropOverwriteMode(True)  # drop *on* a folder, never between rows
         self.setDefaultDropAction(Qt.DropAction.CopyAction)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+
+    def startDrag(self, supportedActions: Qt.DropAction) -> None:
+        """As the view's own drag, except that a drag ending nowhere stops the copy it started."""
+        indexes = [i for i in self.selectedIndexes() if i.column() == 0]
+        model = self.model()
+        if not indexes or model is None:
+            return
+        mime = model.mimeData(indexes)
+        if not mime.formats():
+            return
+        drag = QDrag(self)
+        drag.setMimeData(mime)
+        icon = indexes[0].data(Qt.ItemDataRole.DecorationRole)
+        if isinstance(icon, QIcon):
+            drag.setPixmap(icon.pixmap(32, 32))
+        result = drag.exec(supportedActions, Qt.DropAction.CopyAction)
+        if result == Qt.DropAction.IgnoreAction and isinstance(mime, DragExport) and not mime.done:
+            mime.cancel()
 
 
 class GuardedSelection(QItemSelectionModel):
@@ -654,21 +675,45 @@ class FileBrowser(QWidget):
 
         self.ctx.submit(f"extract {len(rows)} item(s) to {dest}", work, on_result=done, on_error=failed, owner=self)
 
-    def _export_for_drag(self, rows: list[FileRow]) -> list[str]:
-        """Files to hand to the desktop for a drag: written synchronously, because the drag
-        needs their paths now. The folder lives until the browser closes."""
+    def _export_for_drag(self, rows: list[FileRow]) -> QMimeData:
+        """The drag's data: the rows are written to a temporary folder by a task that starts
+        now, and handed to the desktop when it asks (drag_out.py). The folder lives until
+        the browser closes, or goes at once when the drag ends nowhere or fails."""
         snap = self.snapshot
         if snap is None:
-            return []
+            return QMimeData()
         holder = tempfile.TemporaryDirectory(prefix="strata-drag-")
         self._drag_dirs.append(holder)
-        out = []
-        for r in rows:
-            try:
-                out.append(str(extract(snap.view, r.path, Path(holder.name))))
-            except Exception as e:  # a drag cannot show a dialog mid-gesture; say it inline
-                self.show_error(f"cannot export {r.path}: {e}")
-        return out
+        view, dest = snap.view, Path(holder.name)
+        paths = [r.path for r in rows]
+
+        def work(control: Control) -> list[str]:
+            written = 0
+
+            def check() -> None:
+                nonlocal written
+                written += 1
+                if written % 200 == 0:
+                    control.progress(f"{written} files written")
+                control.check("export")
+
+            out = []
+            for path in paths:
+                control.progress(f"writing {path}")
+                out.append(str(extract(view, path, dest, check)))
+            return out
+
+        def failed(failure: TaskFailure) -> None:
+            holder.cleanup()
+            if not shiboken6.isValid(self):
+                return
+            if holder in self._drag_dirs:
+                self._drag_dirs.remove(holder)
+            if not failure.cancelled:  # a drag cannot show a dialog mid-gesture: say it inline
+                self.show_error(f"cannot export for the drag: {failure.message}")
+
+        what = paths[0] if len(paths) == 1 else f"{len(paths)} items"
+        return DragExport(self.ctx, f"export {what} for a drag", work, failed)
 
     # --- menus -------------------------------------------------------------------------------
 
