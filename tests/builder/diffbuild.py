@@ -14,6 +14,7 @@ same tar under the same tag, so both see the same Dockerfile bytes (``COPY .`` c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -198,7 +199,7 @@ def build_with_strata(case: Case, work: Path, base_tar: Path, tag: str) -> Build
     listed = run_strata("ls", "-R", "--json", image, root=root, check=True).stdout
     outcome.listing_problems = listing_disagreements(outcome.tree, map(json.loads, listed.splitlines()))
     for number, rebuild in enumerate(case.rebuilds):
-        _edit(ctx, number, rebuild.edit, rebuild.remove)
+        _edit(case, ctx, number, tag)
         again, events = build(rebuild.build_args)
         outcome.rebuild_errors.append("" if again.returncode == 0 else again.stderr.strip())
         outcome.rebuilds.append(strata_cached(case, events))
@@ -214,9 +215,17 @@ def _build_flags(case: Case, build_args: Mapping[str, str]) -> list[str]:
     return flags
 
 
-def _edit(ctx: Path, number: int, edit: Sequence[Mapping[str, Any]], remove: Sequence[str]) -> None:
-    """Apply rebuild `number`'s changes; what it writes gets an mtime of its own."""
-    remove_paths(ctx, remove)
+def _edit(case: Case, ctx: Path, number: int, tag: str) -> None:
+    """Apply rebuild `number`'s changes; what it writes gets an mtime of its own. An edit of
+    the Dockerfile is written as the case's Dockerfile is: with ``FROM base`` naming `tag`."""
+    rebuild = case.rebuilds[number]
+    remove_paths(ctx, rebuild.remove)
+    edit = [
+        {**entry, "content": dataclasses.replace(case, dockerfile=str(entry["content"])).dockerfile_for(tag)}
+        if entry["path"].strip("/") == "Dockerfile" and "content" in entry
+        else entry
+        for entry in rebuild.edit
+    ]
     write_entries(ctx, edit, default_mtime=CASE_MTIME + 1000 * (number + 1))
 
 
@@ -262,7 +271,7 @@ def build_with_docker(case: Case, builder: str, work: Path, tag: str) -> BuildOu
         _drop_mount_stubs(outcome.tree)
     outcome.config = _config(_docker("image", "inspect", image).stdout)
     for number, rebuild in enumerate(case.rebuilds):
-        _edit(ctx, number, rebuild.edit, rebuild.remove)
+        _edit(case, ctx, number, tag)
         again_flags = ["build", "--network", "none", "-t", image, *_build_flags(case, rebuild.build_args)]
         again_flags += ["--progress=plain"] if buildkit else ["--force-rm"]
         again = build(again_flags)

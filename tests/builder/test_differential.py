@@ -12,9 +12,11 @@ A case is a directory of data (the format, shared by everyone who writes cases):
   diffcase.py), ``dockerignore``, ``build_args``, ``target``, ``expect`` (``ok``, ``error``
   — a substring of Strata's one error line —, ``docker_error`` — a substring both Docker
   builders print, where their words are comparable —, ``paths``, ``absent``, ``config``,
-  ``same_inode``, ``distinct_inode``), ``rebuild`` (context edits, removals, build args, and
-  ``cached``: one entry per instruction after FROM — FROMs and the ARGs before the first FROM
-  are not counted —, null where the instruction is not run) and ``docker`` (per builder:
+  ``same_inode``, ``distinct_inode``), ``rebuild`` (context edits — an edit of the
+  ``Dockerfile`` gets the same ``FROM base`` and must keep its instructions on their lines —,
+  removals, build args, and ``cached``: one entry per instruction after FROM — FROMs and the
+  ARGs before the first FROM are not counted —, null where the instruction is not run) and
+  ``docker`` (per builder:
   ``same``, ``differs: why`` — the builder must differ, so a stale note fails —, or
   ``skip: why`` — not compared).
 
