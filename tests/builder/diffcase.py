@@ -185,7 +185,8 @@ def load_case(directory: Path, root: Path = CASES_DIR) -> Case:
         rebuilds=tuple(rebuilds),
         docker=docker,
     )
-    slots = case.slots()
+    # Only a case with rebuilds needs its Dockerfile parsed here: a failure case's may not parse.
+    slots = case.slots() if case.rebuilds else []
     for i, rebuild in enumerate(case.rebuilds):
         if len(rebuild.cached) != len(slots):
             raise fail(
