@@ -194,6 +194,18 @@ class VolumeOps:
             [ListedLayer(f"volume {name}", (), v.mountpoint, kind="volume", rows=rows, ordered=True)]
         ), size
 
+    def bind_view(self, source: str) -> UnionView:
+        """A bind mount's host directory as a one-layer view, as a container sees it at its
+        mount point (the window's file browser shows it there). The files are the user's own
+        on the host, read from the host view like any other host path the user names."""
+        from ..store.union import ListedLayer, UnionView
+
+        root = Path(source)
+        if not root.is_dir():
+            raise InvalidArgument(f"bind source {source} is not a directory on this host")
+        rows, _ = walk_rows(root)
+        return UnionView([ListedLayer(f"bind {source}", (), root, kind="volume", rows=rows, ordered=True)])
+
     def inspect_volume(self, name: str) -> dict[str, Any]:
         v = self.store.volumes.get(name)
         return {
