@@ -37,12 +37,12 @@ def unique_target(directory: Path, name: str) -> Path:
     return target
 
 
-def extract(view: UnionView, path: str, dest: Path, check: Callable[[], None] | None = None) -> Path:
-    """Copy ``path`` (a file or a whole directory) from ``view`` into directory ``dest``;
-    returns what was written."""
-    if view.lookup(path) is None:
+def extract(view: UnionView, path: str, dest: Path, check: Callable[[], None] | None = None, name: str = "") -> Path:
+    """Copy ``path`` (a file or a whole directory) from ``view`` into directory ``dest``,
+    named ``name`` (its own name by default); returns what was written."""
+    if path != "/" and view.lookup(path) is None:
         raise InvalidArgument(f"{path}: no such file in this view")
-    target = unique_target(dest, posixpath.basename(path) or "root")
+    target = unique_target(dest, name or posixpath.basename(path) or "root")
     export_to_host(view, path, target, check)
     return target
 

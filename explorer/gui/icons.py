@@ -47,6 +47,9 @@ _ICONS: dict[str, tuple[tuple[str, ...], QStyle.StandardPixmap]] = {
     "logs": (("text-x-log", "text-x-generic"), SP.SP_FileDialogInfoView),
     "commit": (("document-save",), SP.SP_DialogApplyButton),
     "tag": (("tag",), SP.SP_FileDialogListView),
+    "mount-volume": (("drive-harddisk",), SP.SP_DriveHDIcon),
+    "mount-bind": (("folder-remote", "folder-link"), SP.SP_DirLinkIcon),
+    "mount-tmpfs": (("media-flash", "drive-removable-media"), SP.SP_DriveFDIcon),
 }
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
@@ -75,7 +78,7 @@ def app_icon() -> QIcon:
 
 
 def file_icons() -> dict[str, QIcon]:
-    """Icons by index entry type, for the file tree."""
+    """Icons by index entry type, and by mount type (``mount:volume`` …), for the file tree."""
     return {
         "dir": icon("folder"),
         "file": icon("file"),
@@ -86,6 +89,9 @@ def file_icons() -> dict[str, QIcon]:
         "fifo": icon("file"),
         "socket": icon("file"),
         "whiteout": icon("whiteout"),
+        "mount:volume": icon("mount-volume"),
+        "mount:bind": icon("mount-bind"),
+        "mount:tmpfs": icon("mount-tmpfs"),
     }
 
 

@@ -496,6 +496,8 @@ class MainWindow(QMainWindow):
         for browser in self.browsers():
             if browser.source.kind == VOLUME and browser.source.ref == name:
                 browser.files_changed(paths)
+            elif browser.source.kind == CONTAINER:
+                browser.volume_changed(name, paths)  # where the container mounts it
         self.request_refresh()  # sizes
 
     def _watch_status(self, text: str) -> None:

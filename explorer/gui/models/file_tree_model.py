@@ -30,7 +30,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QBrush, QColor, QFont, QGuiApplication, QIcon, QPalette
 
 from .. import fmt
-from .file_source import ADDED, DELETED, MODIFIED, FileRow, Snapshot
+from .file_source import ADDED, DELETED, MODIFIED, MOUNTED, FileRow, Snapshot
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -87,7 +87,7 @@ def _flags_for(row: FileRow | None, writable: bool) -> Qt.ItemFlag:
     if row.status == DELETED:
         return _LEAF
     if row.type == "dir":
-        return _DROP_DIR if writable else _DIR
+        return _DROP_DIR if writable and (row.mount is None or row.mount.writable) else _DIR
     return _FILE
 
 
@@ -536,11 +536,11 @@ class FileTreeModel(QAbstractItemModel):
         if role == _FOREGROUND:
             return _status_brush(row.status) if row.status else None
         if role == _DECORATION:
-            return (
-                self.icons.get(row.type if row.status != DELETED else "whiteout") or self.icons.get("file")
-                if col == Col.NAME
-                else None
-            )
+            if col != Col.NAME:
+                return None
+            if row.mount is not None and row.is_mount_point:
+                return self.icons.get(f"mount:{row.mount.kind}") or self.icons.get("dir")
+            return self.icons.get(row.type if row.status != DELETED else "whiteout") or self.icons.get("file")
         if role == _ALIGNMENT:
             return _RIGHT if col == Col.SIZE else None
         if role == _FONT:
@@ -574,6 +574,8 @@ class FileTreeModel(QAbstractItemModel):
         if col == Col.MODIFIED:
             return fmt.when(row.mtime) if row.mtime else ""
         if col == Col.LAYER:
+            if row.mount is not None:
+                return row.mount.label
             snap = self._snapshot
             return snap.layer_label(row.layer) if snap else str(row.layer)
         if col == Col.STATUS:
@@ -582,6 +584,12 @@ class FileTreeModel(QAbstractItemModel):
 
     def _tooltip(self, row: FileRow) -> str:
         lines = [row.path]
+        if row.mount is not None and row.is_mount_point:
+            lines.append(row.mount.description)
+        elif row.mount is not None:
+            lines.append(f"in {row.mount.label}, mounted at {row.mount.destination}")
+        elif row.layer == MOUNTED:
+            lines.append("made by the runtime at start, for a mount below it")
         if row.status == DELETED:
             lines.append("deleted by this layer: a whiteout hides it and everything below it")
         elif row.type == "symlink":

@@ -15,7 +15,7 @@ import posixpath
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import shiboken6
 from PySide6.QtCore import (
@@ -57,12 +57,25 @@ from ..drag_out import DragExport
 from ..editor.highlighter import is_dark
 from ..export import extract
 from ..icons import file_icons, icon
-from ..models.file_source import CONTAINER, DELETED, IMAGE, VOLUME, FileRow, FileSource, Snapshot, open_snapshot
+from ..models.file_source import (
+    CONTAINER,
+    DELETED,
+    IMAGE,
+    VOLUME,
+    VOLUME_MOUNT,
+    FileRow,
+    FileSource,
+    Snapshot,
+    open_snapshot,
+)
 from ..models.file_tree_model import Col, FileTreeModel
 from ..models.flat_tree import FlatTreeModel
 from ..workers import Control, TaskFailure
 from .file_viewer import FileViewer
 from .tree_table import TreeTable
+
+if TYPE_CHECKING:
+    from ...api.model import UnionView
 
 Index = QModelIndex | QPersistentModelIndex
 FIND_LIMIT = 2000
@@ -431,6 +444,8 @@ class FileBrowser(QWidget):
         if row is None or self.snapshot is None:
             return
         why = RUNTIME_FILES.get(row.path, "") if self.source.kind == CONTAINER else ""
+        if row.mount is not None and not row.mount.writable:
+            why = f"{row.path} is in a mount: {row.mount.description}"
         writer = self._writer() if self.source.kind == CONTAINER and row.status != DELETED and not why else None
         self.viewer.show_row(self.snapshot, row, writer, why)
 
@@ -509,14 +524,20 @@ class FileBrowser(QWidget):
 
         def work(control: Control) -> list[tuple[str, str, int]]:
             out: list[tuple[str, str, int]] = []
-            for i, hit in enumerate(snap.view.walk()):
-                if i % 2000 == 0:
-                    control.check("find")
-                name = hit.entry.path.rsplit("/", 1)[-1].lower()
-                if needle in name:
-                    out.append((hit.entry.path, hit.entry.type, hit.entry.size))
-                    if len(out) >= FIND_LIMIT:
-                        break
+            # the container's own files (not what a mount hides), then each mount's
+            walks = [(snap.view, None), *((m.view, m) for m in snap.mounts if m.view is not None)]
+            for view, mount in walks:
+                for i, hit in enumerate(view.walk()):
+                    if i % 2000 == 0:
+                        control.check("find")
+                    path = mount.outer(hit.entry.path) if mount is not None else hit.entry.path
+                    if snap.mount_for(path) is not mount:
+                        continue
+                    name = path.rsplit("/", 1)[-1].lower()
+                    if needle in name:
+                        out.append((path, hit.entry.type, hit.entry.size))
+                        if len(out) >= FIND_LIMIT:
+                            return out
             return out
 
         def done(found: list[tuple[str, str, int]]) -> None:
@@ -587,10 +608,31 @@ class FileBrowser(QWidget):
 
         self.ctx.submit(title, lambda _: fn(), on_result=done, on_error=failed, owner=self)
 
+    def _keeps_edits(self, directory: str) -> bool:
+        """False (said inline) when ``directory`` is in a mount that would not keep a change."""
+        mount = self.snapshot.mount_for(directory) if self.snapshot is not None else None
+        if mount is not None and not mount.writable:
+            self.show_error(f"{directory} is in a mount: {mount.description}")
+            return False
+        return True
+
+    def volume_changed(self, name: str, paths: list[str]) -> None:
+        """Files of volume ``name`` changed: shown here too where this container mounts it."""
+        snap = self.snapshot
+        if snap is None:
+            return
+        inside = [
+            m.outer(p) for m in snap.mounts if m.kind == VOLUME_MOUNT and m.source == name for p in paths or ["/"]
+        ]
+        if inside:
+            self.files_changed(inside)
+
     def new_folder(self) -> None:
         if self.source.kind != CONTAINER:
             return
         parent = self._target_dir()
+        if not self._keeps_edits(parent):
+            return
         name, ok = QInputDialog.getText(self, "New folder", f"Name of the new folder in {parent}:")
         name = name.strip()
         if not ok or not name:
@@ -606,8 +648,19 @@ class FileBrowser(QWidget):
         if self.source.kind != CONTAINER:
             return
         rows = [r for r in self.selected_rows() if r.status != DELETED]
-        if not rows:
+        if not rows or self.snapshot is None:
             return
+        for r in rows:
+            held = self.snapshot.mounts_under(r.path)
+            if held:
+                self.show_error(
+                    f"{r.path} holds the mount point {held[0].destination} ({held[0].description}): "
+                    "deleting it would reach into the mount; remove the mount by recreating the container"
+                )
+                return
+            if r.mount is not None and not r.mount.writable:
+                self.show_error(f"cannot delete {r.path}: {r.mount.description}")
+                return
         names = "\n".join(r.path for r in rows[:10]) + ("\n…" if len(rows) > 10 else "")
         answer = QMessageBox.question(
             self,
@@ -631,6 +684,8 @@ class FileBrowser(QWidget):
         kind, ref = self.source.kind, self.source.ref
         if kind not in (CONTAINER, VOLUME):
             self.show_error("Files in image layers are read-only; drop onto a container or a volume instead.")
+            return
+        if kind == CONTAINER and not self._keeps_edits(target_dir):
             return
         changed = [posixpath.join(target_dir, Path(f).name) for f in files]
 
@@ -656,13 +711,13 @@ class FileBrowser(QWidget):
             if not destination:
                 return
         dest = Path(destination)
-        view = snap.view
+        sources = self._sources(snap, [r.path for r in rows])
 
         def work(control: Control) -> list[str]:
             out = []
-            for r in rows:
-                control.progress(f"extracting {r.path}")
-                out.append(str(extract(view, r.path, dest, control.check)))
+            for path, view, inner in sources:
+                control.progress(f"extracting {path}")
+                out.append(str(extract(view, inner, dest, control.check, posixpath.basename(path))))
             return out
 
         def done(paths: list[str]) -> None:
@@ -675,6 +730,16 @@ class FileBrowser(QWidget):
 
         self.ctx.submit(f"extract {len(rows)} item(s) to {dest}", work, on_result=done, on_error=failed, owner=self)
 
+    @staticmethod
+    def _sources(snap: Snapshot, paths: list[str]) -> list[tuple[str, UnionView, str]]:
+        """(path shown, view holding it, path in that view) for each path with content."""
+        out = []
+        for path in paths:
+            found = snap.view_for(path)
+            if found is not None:
+                out.append((path, *found))
+        return out
+
     def _export_for_drag(self, rows: list[FileRow]) -> QMimeData:
         """The drag's data: the rows are written to a temporary folder by a task that starts
         now, and handed to the desktop when it asks (drag_out.py). The folder lives until
@@ -684,8 +749,9 @@ class FileBrowser(QWidget):
             return QMimeData()
         holder = tempfile.TemporaryDirectory(prefix="strata-drag-")
         self._drag_dirs.append(holder)
-        view, dest = snap.view, Path(holder.name)
+        dest = Path(holder.name)
         paths = [r.path for r in rows]
+        sources = self._sources(snap, paths)
 
         def work(control: Control) -> list[str]:
             written = 0
@@ -698,9 +764,9 @@ class FileBrowser(QWidget):
                 control.check("export")
 
             out = []
-            for path in paths:
+            for path, view, inner in sources:
                 control.progress(f"writing {path}")
-                out.append(str(extract(view, path, dest, check)))
+                out.append(str(extract(view, inner, dest, check, posixpath.basename(path))))
             return out
 
         def failed(failure: TaskFailure) -> None:

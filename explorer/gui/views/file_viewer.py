@@ -183,12 +183,16 @@ class FileViewer(QWidget):
         self._generation += 1
         generation = self._generation
         path = row.path
-        view = snap.view
+        found = snap.view_for(path)
+        if found is None:
+            self._show_text_message(f"{path} is in a tmpfs: it has content only while the container runs.")
+            return
+        view, inner = found
         self.message.setText("Loading …")
         self.stack.setCurrentWidget(self.message)
 
         def work(_: Control) -> tuple[bytes, int]:
-            return read_head(view, path, LIMIT)
+            return read_head(view, inner, LIMIT)
 
         def done(result: Any) -> None:
             if generation == self._generation:
