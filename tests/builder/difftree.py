@@ -149,7 +149,11 @@ def _name_links(slots: Mapping[str, _Slot]) -> Tree:
 
 
 def _absolute(name: str) -> str:
-    return posixpath.normpath("/" + name.lstrip("./").lstrip("/")) if name not in (".", "./") else "/"
+    # Only a leading "./" goes: lstrip("./") would also eat the dot of a root-level ".wh.x"
+    # whiteout or of a dotfile such as "/.profile".
+    while name.startswith("./"):
+        name = name[2:]
+    return posixpath.normpath("/" + name.lstrip("/")) if name not in ("", ".") else "/"
 
 
 def _under(path: str, directory: str) -> bool:
