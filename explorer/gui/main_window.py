@@ -43,6 +43,7 @@ from .models.layer_tree_model import layer_label
 from .operations import Operations
 from .sidebar import CACHE, CONTAINERS, IMAGES, LAYERS, VOLUMES, Sidebar
 from .state import StoreState, gather
+from .tabs import DocumentTabs
 from .views.analysis_view import AnalysisView
 from .views.containers_view import ContainersView
 from .views.disk_view import DiskUsageView
@@ -148,10 +149,7 @@ class MainWindow(QMainWindow):
     # --- layout ------------------------------------------------------------------------------
 
     def _build_central(self) -> None:
-        self.tabs = QTabWidget(self)
-        self.tabs.setDocumentMode(True)
-        self.tabs.setMovable(True)
-        self.tabs.setTabsClosable(True)
+        self.tabs = DocumentTabs(self)
         self.tabs.tabCloseRequested.connect(self.close_tab)
         self.tabs.currentChanged.connect(self._tab_changed)
         self.images_view = ImagesView(self.ctx, self.ops, self)
@@ -166,9 +164,7 @@ class MainWindow(QMainWindow):
             (self.volumes_view, "Volumes", "volume"),
             (self.disk_view, "Disk usage", "disk"),
         ):
-            index = self.tabs.addTab(widget, icon(ic), title)
-            self.tabs.tabBar().setTabButton(index, self.tabs.tabBar().ButtonPosition.RightSide, None)
-            self.tabs.tabBar().setTabButton(index, self.tabs.tabBar().ButtonPosition.LeftSide, None)
+            self.tabs.add_pinned(widget, icon(ic), title)
         self.fixed_tabs = {self.images_view, self.layer_view, self.containers_view, self.volumes_view, self.disk_view}
         self.setCentralWidget(self.tabs)
 
@@ -229,7 +225,7 @@ class MainWindow(QMainWindow):
         self.bottom.addTab(self.output, icon("build"), "Build output")
         self.bottom.addTab(self.events, icon("info"), "Events")
         self.bottom_dock = self._dock("Output", "output", self.bottom, Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.resizeDocks([self.sidebar_dock, self.inspector_dock], [250, 330], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.sidebar_dock, self.inspector_dock], [210, 290], Qt.Orientation.Horizontal)
         self.resizeDocks([self.bottom_dock], [140], Qt.Orientation.Vertical)
 
     def _build_status(self) -> None:
@@ -527,9 +523,17 @@ class MainWindow(QMainWindow):
         return [w for w in widgets if w is not None]
 
     def _add_tab(self, widget: QWidget, title: str, ic: str) -> None:
-        index = self.tabs.addTab(widget, icon(ic), title)
-        self.tabs.setTabToolTip(index, title)
+        index = self.tabs.add_document(widget, icon(ic), title, self._tooltip(widget, title))
         self.tabs.setCurrentIndex(index)
+
+    @staticmethod
+    def _tooltip(widget: QWidget, title: str) -> str:
+        """A tab's full name: the Dockerfile's path, what a browser shows."""
+        if isinstance(widget, DockerfileEditor):
+            return str(widget.path) if widget.path is not None else title
+        if isinstance(widget, FileBrowser):
+            return f"{widget.source.kind} {widget.source.label}"
+        return title
 
     def close_tab(self, index: int) -> bool:
         widget = self.tabs.widget(index)
@@ -613,10 +617,7 @@ class MainWindow(QMainWindow):
         return view
 
     def _retitle(self, widget: QWidget, title: str) -> None:
-        index = self.tabs.indexOf(widget)
-        if index >= 0:
-            self.tabs.setTabText(index, title)
-            self.tabs.setTabToolTip(index, title)
+        self.tabs.set_document_title(widget, title, self._tooltip(widget, title))
 
     # --- editors -----------------------------------------------------------------------------
 
