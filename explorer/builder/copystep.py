@@ -43,8 +43,10 @@ if TYPE_CHECKING:
     from ..store.layers import Staging
     from ..store.linkclone import LinkClone
     from .cache import BuildCache
-    from .copy import CopyPlan, LayerWriter, Owner
+    from .copy import CopyPlan
+    from .copyitems import Owner
     from .executor import Snapshot, Step
+    from .layerwriter import LayerWriter
 
 URL_PREFIXES = ("http://", "https://")
 # A COPY whose earlier result has at least this many paths starts from a hard-link clone
@@ -362,7 +364,9 @@ class CopySteps(StepHost):
         becoming a hard-link clone of ``earlier`` (``cp -lRP``, while the items are worked
         out) and only what differs is written; without, unchanged files are still
         hard-linked from ``earlier``."""
-        from .copy import CopyError, LayerWriter, place_all
+        from .copy import place_all
+        from .copyitems import CopyError
+        from .layerwriter import LayerWriter
 
         ins = step.expanded
         assert isinstance(ins, (Copy, Add)) and self.ctx is not None
@@ -444,7 +448,9 @@ class CopySteps(StepHost):
         owner: Owner,
         chmod: int | None,
     ) -> None:
-        from .copy import ROOT, CopyError, archive_items, inline_items, opened_archive, place_all
+        from .archives import archive_items, opened_archive
+        from .copy import inline_items, place_all
+        from .copyitems import ROOT, CopyError
 
         ins = step.expanded
         assert isinstance(ins, (Copy, Add)) and self.ctx is not None
@@ -479,7 +485,8 @@ class CopySteps(StepHost):
         self._place_plain(writer, plain, prepared, dest, dest_as_dir, owner, chmod, step)
         for url, path, size, digest in prepared.get("urls", []):
             name = posixpath.basename(url.split("?", 1)[0].rstrip("/")) or "index.html"
-            from .copy import CopyItem, _file_target
+            from .copy import _file_target
+            from .copyitems import CopyItem
 
             target = _file_target(view, dest, dest_as_dir, name)
             item = CopyItem(

@@ -712,7 +712,8 @@ class Builder(CopySteps, RunSteps):
         return UnionView.of_layers(self.store, self.store.layers.chain(snap.top_layer))
 
     def _workdir(self, step: Step, snap: Snapshot) -> tuple[str | None, bool]:
-        from .copy import ROOT, LayerWriter
+        from .copyitems import ROOT
+        from .layerwriter import LayerWriter
 
         path = step.config_after.get("WorkingDir") or "/"
         view = self._view(snap)
