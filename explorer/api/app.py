@@ -1,237 +1,129 @@
-"""The application context: one store root and the operations on it."""
+"""``Strata``: the porcelain over the operation groups, for the CLI, the window and tests.
+
+Each group is an object built here with the collaborators it needs and nothing else
+(see the package docstring); ``Strata`` owns them and forwards each public operation to
+the one group that does it, so callers keep one typed object with the names they know.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ..errors import InvalidArgument
-from ..store import reference
-from ..store.images import Image
 from ..store.store import Store, default_root
-from .build import BuildOps
-from .containers import ContainerOps
-from .copy import CopyOps
-from .registry import RegistryOps
+from .archives import Archives, Progress, no_progress
+from .build import Builds
+from .containers import ContainerInfo, Containers, RunOptions
+from .context import StoreContext
+from .copy import ContainerFiles, CopyReport
+from .images import Images
+from .mounts import MountPlan, Mounts
+from .registry import Registries
 from .system import SystemOps
-from .volumes import VolumeOps
+from .volumes import VolumeInfo, Volumes
 
 if TYPE_CHECKING:
+    from .. import runtime
+    from ..builder.cache import CacheEntry, PruneReport
+    from ..builder.events import BuildEvent, BuildResult
+    from ..registry.events import Progress as TransferProgress
+    from ..registry.pull import PullResult
+    from ..registry.push import PushResult
+    from ..store.containers import ContainerRecord
+    from ..store.images import Image
     from ..store.union import UnionView
     from .analysis import Change, ImageAnalysis
     from .model import HistoryRow, ImageSummary, LsEntry, TreeNode
 
-Progress = Callable[[str], None]
 
+class Strata(SystemOps):
+    """Everything a user can do with one store. Cheap to create; opens the store lazily.
 
-def _noop(_: str) -> None:
-    pass
-
-
-class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps, BuildOps):
-    """Everything a user can do with one store. Cheap to create; opens the store lazily."""
+    ``SystemOps`` (df, the prunes, check) is still a base class, standing on the methods
+    below; it becomes a group like the others once its SQL has moved into the store."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None, storage_driver: str | None = None) -> None:
-        self.root = Path(root) if root else default_root()
-        self.storage_driver = storage_driver
-        self._store: Store | None = None
+        self.context = StoreContext(Path(root) if root else default_root(), storage_driver)
+        self.image_ops = Images(self.context)
+        self.archive_ops = Archives(self.context)
+        self.volume_ops = Volumes(self.context)
+        self.mount_ops = Mounts(self.context)
+        self.container_ops = Containers(self.context, self.volume_ops, self.mount_ops)
+        self.file_ops = ContainerFiles(self.context, self.container_ops, self.mount_ops)
+        self.registry_ops = Registries(self.context)
+        self.build_ops = Builds(self.context)
+
+    @property
+    def root(self) -> Path:  # type: ignore[override]
+        return self.context.root
+
+    @property
+    def storage_driver(self) -> str | None:
+        return self.context.storage_driver
 
     @property
     def store(self) -> Store:  # type: ignore[override]
-        if self._store is None:
-            if os.geteuid() != 0:
-                # Rootless content is only readable inside the store's user namespace: a
-                # program using the API gets there as the CLI and the window do.
-                from ..runtime.storens import enter
-
-                enter()
-            self._store = Store(self.root)
-        return self._store
+        return self.context.store
 
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        self.context.close()
 
-    # --- images --------------------------------------------------------------------
+    def driver(self) -> str:
+        return self.context.driver()
+
+    # --- images (Images) -----------------------------------------------------------
 
     def image(self, name: str) -> Image:
-        return self.store.images.resolve(name)
+        return self.image_ops.image(name)
 
     def images(self, all_images: bool = True) -> list[ImageSummary]:
-        from .model import ImageSummary
-
-        out: list[ImageSummary] = []
-        for image in self.store.images.all():
-            layers = self.store.images.layers(image)
-            size = sum(layer.content_size for layer in layers)
-            names = image.tags or [""]
-            for name in names:
-                if name:
-                    repo, tag = reference.split_name(name)
-                    repo = reference.familiar(repo)
-                else:
-                    repo, tag = "<none>", "<none>"
-                out.append(ImageSummary(image.id, repo, tag, image.created, size, len(layers)))
-        return out
+        return self.image_ops.images(all_images)
 
     def history(self, name: str) -> list[HistoryRow]:
-        """docker history, newest first: each config history entry with its layer."""
-        from .model import HistoryRow
-
-        image = self.image(name)
-        layers = self.store.images.layers(image)
-        rows: list[HistoryRow] = []
-        layer_iter = iter(layers)
-        history = image.config.get("history") or []
-        if not history:
-            history = [{"created_by": layer.created_by} for layer in layers]
-        for h in history:
-            empty = bool(h.get("empty_layer"))
-            layer = None if empty else next(layer_iter, None)
-            rows.append(
-                HistoryRow(
-                    layer.id if layer else None,
-                    str(h.get("created", "")),
-                    str(h.get("created_by", "")),
-                    layer.content_size if layer else 0,
-                    str(h.get("comment", "")),
-                    empty,
-                )
-            )
-        rows.reverse()
-        return rows
+        return self.image_ops.history(name)
 
     def inspect_image(self, name: str) -> dict[str, Any]:
-        """docker image inspect's shape, as far as it applies."""
-        image = self.image(name)
-        config = image.config
-        layers = self.store.images.layers(image)
-        repo_digests: list[str] = []
-        return {
-            "Id": image.id,
-            "RepoTags": image.familiar_tags,
-            "RepoDigests": repo_digests,
-            "Parent": image.parent or "",
-            "Comment": next((h.get("comment", "") for h in reversed(config.get("history") or [])), ""),
-            "Created": config.get("created", ""),
-            "Author": config.get("author", ""),
-            "Config": config.get("config") or {},
-            "Architecture": config.get("architecture", ""),
-            "Variant": config.get("variant", ""),
-            "Os": config.get("os", ""),
-            "Size": sum(layer.content_size for layer in layers),
-            "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in layers]},
-            "Metadata": {"LastTagTime": ""},
-            "GraphDriver": {
-                "Name": "overlay",
-                "Data": {
-                    "UpperDir": str(self.store.layers.diff_dir(layers[-1].id)) if layers else "",
-                    "LowerDir": ":".join(str(self.store.layers.diff_dir(layer.id)) for layer in reversed(layers[:-1])),
-                },
-            },
-            "History": config.get("history") or [],
-        }
+        return self.image_ops.inspect_image(name)
 
     def tag(self, source: str, target: str) -> None:
-        image = self.image(source)
-        self.store.images.tag(image, target)
+        self.image_ops.tag(source, target)
 
     def rmi(self, names: list[str], force: bool = False) -> list[str]:
-        out: list[str] = []
-        for name in names:
-            out += self.store.images.remove(name, force=force)
-        return out
-
-    # --- the layer tree ------------------------------------------------------------
+        return self.image_ops.rmi(names, force)
 
     def layer_tree(self) -> list[TreeNode]:
-        """All layers as a forest: images sharing steps share a trunk."""
-        from .model import TreeNode
-
-        nodes: dict[str, TreeNode] = {}
-        for layer in self.store.layers.all():
-            nodes[layer.id] = TreeNode(
-                layer.id,
-                layer.chain_id,
-                layer.diff_id,
-                layer.created_by,
-                layer.content_size,
-                layer.added,
-                layer.modified,
-                layer.deleted,
-            )
-        for image in self.store.images.all():
-            if image.top_layer in nodes:
-                node = nodes[image.top_layer]
-                node.images.append(image.id)
-                node.tags += image.familiar_tags or [f"<none>@{image.short_id}"]
-        roots: list[TreeNode] = []
-        for layer in self.store.layers.all():
-            node = nodes[layer.id]
-            if layer.parent and layer.parent in nodes:
-                nodes[layer.parent].children.append(node)
-            else:
-                roots.append(node)
-        self._fill_created_by(nodes)
-        return roots
-
-    def _fill_created_by(self, nodes: dict[str, TreeNode]) -> None:
-        """Layers loaded without history get their instruction from any image that has one."""
-        for image in self.store.images.all():
-            history = [h for h in image.config.get("history") or [] if not h.get("empty_layer")]
-            for layer, h in zip(self.store.images.layers(image), history, strict=False):
-                node = nodes.get(layer.id)
-                if node is not None and not node.created_by:
-                    node.created_by = str(h.get("created_by") or h.get("comment") or "")
+        return self.image_ops.layer_tree()
 
     def layer_changes(self, layer_id: str) -> list[Change]:
-        from . import analysis
-
-        return analysis.layer_changes(self.store, self.store.layers.find(layer_id))
+        return self.image_ops.layer_changes(layer_id)
 
     def layer_view(self, layer_id: str) -> UnionView:
-        """The filesystem as of one layer: it and everything below it."""
-        from ..store.union import UnionView
-
-        return UnionView.of_layers(self.store, self.store.layers.chain(self.store.layers.find(layer_id).id))
+        return self.image_ops.layer_view(layer_id)
 
     def analyze(self, name: str) -> ImageAnalysis:
-        from . import analysis
-
-        image = self.image(name)
-        return analysis.analyze(self.store, self.store.images.layers(image))
-
-    # --- files ---------------------------------------------------------------------
+        return self.image_ops.analyze(name)
 
     def image_view(self, name: str, at_layer: int | None = None) -> UnionView:
-        from ..store.union import UnionView
+        return self.image_ops.image_view(name, at_layer)
 
-        image = self.image(name)
-        layers = self.store.images.layers(image)
-        if at_layer is not None:
-            if not 0 <= at_layer < len(layers):
-                raise InvalidArgument(f"{name} has {len(layers)} layers; --layer must be 0..{len(layers) - 1}")
-            layers = layers[: at_layer + 1]
-        return UnionView.of_layers(self.store, layers)
+    # --- files of an image or a container --------------------------------------------
 
     def view_of(self, target: str) -> UnionView:
         """A container's merged view when ``target`` names a container, else an image's."""
         from ..errors import ContainerNotFound
 
         try:
-            return self.container_view(target)
+            return self.container_ops.container_view(target)
         except ContainerNotFound:
-            return self.image_view(target)
+            return self.image_ops.image_view(target)
 
     def ls(self, target: str, path: str = "/", recursive: bool = False) -> list[LsEntry]:
         view = self.view_of(target)
         try:
-            return self._ls(view, path, recursive)
+            return _ls(view, path, recursive)
         finally:
             scratch = getattr(view, "scratch", None)
             if scratch is not None:
@@ -239,35 +131,7 @@ class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps, BuildOps)
 
                 rmtree(scratch)
 
-    def _ls(self, view: UnionView, path: str, recursive: bool) -> list[LsEntry]:
-        from .model import LsEntry
-
-        if recursive:
-            start = view.resolve_path(path)
-            if start == "/":
-                hits = view.walk()
-            else:
-                hits = [h for h in view.walk() if h.path == start or h.path.startswith(start + "/")]
-        else:
-            hits = view.list_dir(path)
-        return [
-            LsEntry(
-                h.entry.path,
-                h.entry.type,
-                h.entry.mode,
-                h.entry.uid,
-                h.entry.gid,
-                size,
-                h.entry.link,
-                "container" if view.layers[h.layer].kind == "container" else h.layer,
-                h.status,
-                h.entry.mtime,
-                view.layers[h.layer].label,
-            )
-            for h, size in zip(hits, view.sizes(hits), strict=True)
-        ]
-
-    # --- archives ------------------------------------------------------------------
+    # --- archives (Archives) ---------------------------------------------------------
 
     def import_rootfs(
         self,
@@ -277,62 +141,288 @@ class Strata(ContainerOps, VolumeOps, SystemOps, CopyOps, RegistryOps, BuildOps)
         changes: dict[str, Any] | None = None,
         stdin: BinaryIO | None = None,
     ) -> Image:
-        from ..store import archive
+        return self.archive_ops.import_rootfs(source, name, message, changes, stdin)
 
-        with self.store.gc_lock():
-            return self._import_rootfs(archive, source, name, message, changes, stdin)
+    def load(self, path: str, progress: Progress = no_progress) -> list[str]:
+        return self.archive_ops.load(path, progress)
 
-    def _import_rootfs(
+    def save(self, names: list[str], output: str, fmt: str = "docker", progress: Progress = no_progress) -> None:
+        self.archive_ops.save(names, output, fmt, progress)
+
+    # --- containers (Containers) -----------------------------------------------------
+
+    def containers(self, all: bool = True) -> list[ContainerInfo]:
+        return self.container_ops.containers(all)
+
+    def container(self, name: str) -> ContainerInfo:
+        return self.container_ops.container(name)
+
+    def inspect_container(self, name: str) -> dict[str, Any]:
+        return self.container_ops.inspect_container(name)
+
+    def reconcile(self) -> list[str]:
+        return self.container_ops.reconcile()
+
+    def create(
+        self, image_name: str, options: RunOptions | None = None, name: str | None = None, hold: bool = False
+    ) -> ContainerInfo:
+        return self.container_ops.create(image_name, options, name, hold)
+
+    def start(self, name: str) -> ContainerInfo:
+        return self.container_ops.start(name)
+
+    def start_attached(self, name: str, stdin: int | None, stdout: int, stderr: int) -> int:
+        return self.container_ops.start_attached(name, stdin, stdout, stderr)
+
+    def stop(self, name: str, timeout: float = 10.0) -> str:
+        return self.container_ops.stop(name, timeout)
+
+    def kill(self, name: str, sig: str = "SIGKILL") -> str:
+        return self.container_ops.kill(name, sig)
+
+    def wait(self, name: str) -> int:
+        return self.container_ops.wait(name)
+
+    def rm(self, name: str, force: bool = False, volumes: bool = False) -> str:
+        return self.container_ops.rm(name, force, volumes)
+
+    def logs(self, name: str) -> tuple[bytes, bytes]:
+        return self.container_ops.logs(name)
+
+    def follow_logs(self, name: str, stdout: int, stderr: int, poll: float = 0.1) -> None:
+        self.container_ops.follow_logs(name, stdout, stderr, poll)
+
+    def exec(
         self,
-        archive: ModuleType,
-        source: str,
-        name: str | None,
-        message: str,
-        changes: dict[str, Any] | None,
-        stdin: BinaryIO | None,
+        name: str,
+        cmd: list[str],
+        *,
+        env: list[str] | None = None,
+        user: str | None = None,
+        workdir: str | None = None,
+        tty: bool = False,
+        stdin: bool = False,
+        stdio: tuple[int | None, int | None, int | None] = (None, None, None),
+        detach: bool = False,
+    ) -> int:
+        return self.container_ops.exec(
+            name, cmd, env=env, user=user, workdir=workdir, tty=tty, stdin=stdin, stdio=stdio, detach=detach
+        )
+
+    def container_view(self, name: str) -> UnionView:
+        return self.container_ops.container_view(name)
+
+    def container_diff_dir(self, name: str) -> Path:
+        return self.container_ops.container_diff_dir(name)
+
+    def diff(self, name: str) -> list[Change]:
+        return self.container_ops.diff(name)
+
+    def commit(
+        self,
+        name: str,
+        reference_name: str | None = None,
+        message: str = "",
+        author: str = "",
+        changes: dict[str, Any] | None = None,
     ) -> Image:
-        if source == "-":
-            if stdin is None:
-                raise InvalidArgument("import from - needs standard input")
-            image: Image = archive.import_rootfs(self.store, stdin, name, "-", changes, message)
-            return image
-        path = Path(source)
-        if not path.is_file():
-            raise InvalidArgument(f"{source}: no such file; give a root filesystem tarball")
-        _check_readable(source)
-        with open(path, "rb") as f:
-            image = archive.import_rootfs(self.store, f, name, source, changes, message)
-            return image
+        return self.container_ops.commit(name, reference_name, message, author, changes)
 
-    def load(self, path: str, progress: Progress = _noop) -> list[str]:
-        from ..store import archive
+    # --- a container's mounts (Mounts) -----------------------------------------------
 
-        if path != "-":
-            _check_readable(path)
-        with self.store.gc_lock():
-            return archive.load(self.store, path, progress)
+    def plan_mounts(self, image: Image, options: RunOptions) -> MountPlan:
+        return self.mount_ops.plan(image, options.volumes, options.mounts)
 
-    def save(self, names: list[str], output: str, fmt: str = "docker", progress: Progress = _noop) -> None:
-        from ..store import archive
+    def prepare_mounts(self, container_id: str, image: Image, plan: MountPlan) -> None:
+        self.mount_ops.prepare(container_id, image, plan)
 
-        with self.store.gc_lock():
-            archive.save(self.store, names, output, fmt, progress)
+    def runtime_mounts(self, rec: ContainerRecord) -> list[runtime.Mount]:
+        return self.mount_ops.for_runtime(rec)
+
+    # --- files in and out of containers and volumes (ContainerFiles) -----------------
+
+    def container_write(self, name: str, path: str, data: bytes) -> None:
+        self.file_ops.container_write(name, path, data)
+
+    def container_delete(self, name: str, path: str) -> None:
+        self.file_ops.container_delete(name, path)
+
+    def container_mkdir(self, name: str, path: str) -> None:
+        self.file_ops.container_mkdir(name, path)
+
+    def cp_in(
+        self,
+        name: str,
+        host_path: str,
+        container_path: str,
+        *,
+        archive: bool = False,
+        follow_link: bool = False,
+        stdin: BinaryIO | None = None,
+    ) -> CopyReport:
+        return self.file_ops.cp_in(
+            name, host_path, container_path, archive=archive, follow_link=follow_link, stdin=stdin
+        )
+
+    def cp_in_volume(
+        self,
+        name: str,
+        host_path: str,
+        path: str,
+        *,
+        archive: bool = False,
+        follow_link: bool = False,
+        stdin: BinaryIO | None = None,
+    ) -> CopyReport:
+        return self.file_ops.cp_in_volume(name, host_path, path, archive=archive, follow_link=follow_link, stdin=stdin)
+
+    def cp_out(
+        self,
+        name: str,
+        container_path: str,
+        host_path: str,
+        *,
+        archive: bool = False,
+        follow_link: bool = False,
+        stdout: BinaryIO | None = None,
+    ) -> CopyReport:
+        return self.file_ops.cp_out(
+            name, container_path, host_path, archive=archive, follow_link=follow_link, stdout=stdout
+        )
+
+    # --- volumes (Volumes) -----------------------------------------------------------
+
+    def volumes(self, dangling: bool | None = None, labels: list[str] | None = None) -> list[VolumeInfo]:
+        return self.volume_ops.volumes(dangling, labels)
+
+    def volume(self, name: str) -> VolumeInfo:
+        return self.volume_ops.volume(name)
+
+    def volume_create(self, name: str | None = None, labels: dict[str, str] | None = None) -> VolumeInfo:
+        return self.volume_ops.volume_create(name, labels)
+
+    def volume_rm(self, names: list[str], force: bool = False) -> list[str]:
+        return self.volume_ops.volume_rm(names, force)
+
+    def volume_prune(self, all: bool = False) -> tuple[list[str], int]:
+        return self.volume_ops.volume_prune(all)
+
+    def volume_size(self, name: str) -> int:
+        return self.volume_ops.volume_size(name)
+
+    def volume_view(self, name: str) -> UnionView:
+        return self.volume_ops.volume_view(name)
+
+    def volume_listing(self, name: str) -> tuple[UnionView, int]:
+        return self.volume_ops.volume_listing(name)
+
+    def bind_view(self, source: str) -> UnionView:
+        return self.volume_ops.bind_view(source)
+
+    def inspect_volume(self, name: str) -> dict[str, Any]:
+        return self.volume_ops.inspect_volume(name)
+
+    # --- registries (Registries) -----------------------------------------------------
+
+    def pull(
+        self,
+        name: str,
+        *,
+        platform: str | None = None,
+        progress: TransferProgress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> PullResult:
+        return self.registry_ops.pull(name, platform=platform, progress=progress, cancel=cancel)
+
+    def push(
+        self,
+        name: str,
+        *,
+        compression: str = "gzip",
+        fmt: str | None = None,
+        progress: TransferProgress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> PushResult:
+        return self.registry_ops.push(name, compression=compression, fmt=fmt, progress=progress, cancel=cancel)
+
+    def login(self, server: str | None, username: str, password: str) -> str:
+        return self.registry_ops.login(server, username, password)
+
+    def logout(self, server: str | None) -> str:
+        return self.registry_ops.logout(server)
+
+    def ensure_image(
+        self,
+        name: str,
+        pull: bool = False,
+        *,
+        progress: TransferProgress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Image:
+        return self.registry_ops.ensure_image(name, pull, progress=progress, cancel=cancel)
+
+    # --- builds (Builds) -------------------------------------------------------------
+
+    def build(
+        self,
+        context_dir: str,
+        dockerfile: str | None = None,
+        tags: Sequence[str] = (),
+        build_args: Mapping[str, str] | None = None,
+        target: str | None = None,
+        no_cache: bool = False,
+        on_event: Callable[[BuildEvent], None] | None = None,
+        cancel: threading.Event | None = None,
+        *,
+        dockerfile_text: str | None = None,
+        network: str = "host",
+        pull: bool = False,
+    ) -> BuildResult:
+        return self.build_ops.build(
+            context_dir,
+            dockerfile,
+            tags,
+            build_args,
+            target,
+            no_cache,
+            on_event,
+            cancel,
+            dockerfile_text=dockerfile_text,
+            network=network,
+            pull=pull,
+        )
+
+    def builder_prune(self, all: bool = False) -> PruneReport:
+        return self.build_ops.builder_prune(all)
+
+    def build_cache(self) -> list[CacheEntry]:
+        return self.build_ops.build_cache()
 
 
-def _check_readable(path: str) -> None:
-    """An archive this user may not read is bad input, named as such (not a crash)."""
-    if os.path.isdir(path):  # an OCI layout
-        if not os.access(path, os.R_OK | os.X_OK):
-            raise InvalidArgument(f"{path}: cannot read this directory; check its permissions")
-        return
-    try:
-        with open(path, "rb"):
-            pass
-    except FileNotFoundError:
-        raise InvalidArgument(f"{path}: no such file") from None
-    except OSError as e:
-        raise InvalidArgument(f"{path}: cannot read it: {e.strerror}; check its permissions") from None
+def _ls(view: UnionView, path: str, recursive: bool) -> list[LsEntry]:
+    from .model import LsEntry
 
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, indent=4, ensure_ascii=False)
+    if recursive:
+        start = view.resolve_path(path)
+        if start == "/":
+            hits = view.walk()
+        else:
+            hits = [h for h in view.walk() if h.path == start or h.path.startswith(start + "/")]
+    else:
+        hits = view.list_dir(path)
+    return [
+        LsEntry(
+            h.entry.path,
+            h.entry.type,
+            h.entry.mode,
+            h.entry.uid,
+            h.entry.gid,
+            size,
+            h.entry.link,
+            "container" if view.layers[h.layer].kind == "container" else h.layer,
+            h.status,
+            h.entry.mtime,
+            view.layers[h.layer].label,
+        )
+        for h, size in zip(hits, view.sizes(hits), strict=True)
+    ]

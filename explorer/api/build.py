@@ -1,8 +1,8 @@
 """Dockerfile builds and the build cache, as the CLI and the GUI ask for them.
 
-``BuildOps`` is mixed into ``Strata``. The work happens in ``explorer.builder``; this layer
-turns keyword arguments into build options, picks the storage driver the containers of
-RUN steps use (the same one ``strata run`` uses) and hands progress events through.
+The work happens in ``explorer.builder``; ``Builds`` turns keyword arguments into build
+options, gives the builder the storage driver the containers of RUN steps use (the
+context's, the same one ``strata run`` uses) and hands progress events through.
 """
 
 from __future__ import annotations
@@ -11,18 +11,25 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from .context import StoreContext
+
 if TYPE_CHECKING:
     from ..builder.cache import CacheEntry, PruneReport
     from ..builder.events import BuildEvent, BuildResult
     from ..store.store import Store
 
-__all__ = ["BuildOps"]
+__all__ = ["Builds"]
 
 
-class BuildOps:
-    """Mixed into ``Strata``: build, builder prune, and a look at the cache."""
+class Builds:
+    """build, builder prune, and a look at the cache; needs the store and the driver."""
 
-    store: Store
+    def __init__(self, context: StoreContext) -> None:
+        self._context = context
+
+    @property
+    def store(self) -> Store:
+        return self._context.store
 
     def build(
         self,
@@ -59,9 +66,8 @@ class BuildOps:
             pull=pull,
             network=network,
         )
-        driver: Callable[[], str] | None = getattr(self, "driver", None)
         with self.store.gc_lock():  # collectors wait: the layers this build stands on stay
-            return build(self.store, options, on_event, cancel, driver)
+            return build(self.store, options, on_event, cancel, self._context.driver)
 
     def builder_prune(self, all: bool = False) -> PruneReport:
         """Remove build cache: by default the entries whose layers no image uses; with

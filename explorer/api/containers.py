@@ -5,6 +5,10 @@ The store keeps records and directories; the runtime starts processes. This modu
 joins them: it turns an image and docker-style options into a runtime configuration,
 keeps the record's state current (a container started by another process may have
 exited since), and reads the container layer for diff, ls and commit.
+
+``Containers`` is given the two groups it works with: ``Volumes``, which takes back a
+container's anonymous volumes, and ``Mounts``, which plans a new container's mounts and
+lists them for every start.
 """
 
 from __future__ import annotations
@@ -27,14 +31,16 @@ from ..store.images import Image, now_rfc3339
 from ..store.index import FileEntry
 from ..store.marks import mark_owner
 from ..timestamps import human_ago, human_duration
+from .context import StoreContext
 from .isolation import host_config, security_of
+from .mounts import Mounts
+from .volumes import Volumes
 
 if TYPE_CHECKING:
     from ..store.store import Store
     from ..store.union import UnionView
     from .analysis import Change
 
-DRIVER_FILE = "driver"
 STOP_TIMEOUT = 10.0
 
 
@@ -83,37 +89,26 @@ def _status(rec: ContainerRecord) -> str:
     return "Created"
 
 
-class ContainerOps:
-    """Mixed into ``Strata``: everything a user does with containers."""
+def lowerdirs(store: Store, image: Image) -> list[str]:
+    """The image's layer directories as overlay's lowerdir wants them: top-most first."""
+    return [str(store.layers.diff_dir(layer.id)) for layer in reversed(store.images.layers(image))]
 
-    store: Store
-    root: Path
-    storage_driver: str | None
 
-    # --- driver ----------------------------------------------------------------------
+class Containers:
+    """Everything a user does with containers."""
 
-    def driver(self) -> str:
-        """The storage driver for new containers: the user's choice, else what this
-        machine supports (probed once and remembered in the store)."""
-        chosen = self.storage_driver
-        if chosen:
-            if chosen not in ("overlay", "vfs"):
-                raise InvalidArgument(f"unknown storage driver {chosen!r}: use overlay or vfs")
-            return chosen
-        marker = self.store.root / DRIVER_FILE
-        with contextlib.suppress(OSError):
-            remembered = marker.read_text().strip()
-            if remembered in ("overlay", "vfs"):
-                return remembered
-        runtime.check_support()
-        found = runtime.detect_driver(str(self.store.tmp))
-        with contextlib.suppress(OSError):
-            marker.write_text(found + "\n")
-        return found
+    def __init__(self, context: StoreContext, volumes: Volumes, mounts: Mounts) -> None:
+        self._context = context
+        self._volumes = volumes
+        self._mounts = mounts
+
+    @property
+    def store(self) -> Store:
+        return self._context.store
 
     # --- records ---------------------------------------------------------------------
 
-    def _record(self, name: str) -> ContainerRecord:
+    def record(self, name: str) -> ContainerRecord:
         """The record of ``name`` for a verb that changes the container: reconciled first
         (an exit its monitor recorded is written down, an ended ``--rm`` one removed)."""
         return self._refresh(self.store.containers.get(name))
@@ -293,44 +288,27 @@ class ContainerOps:
         config.update(host_config(options.privileged, options.cap_add, options.cap_drop, options.security_opt))
         if options.entrypoint is not None and options.entrypoint == [""]:
             config["Entrypoint"] = []
-        driver = self.driver()
-        mounts_plan = self._plan_mounts(image, options)
+        driver = self._context.driver()
+        mounts_plan = self._mounts.plan(image, options.volumes, options.mounts)
         try:
             rec = self.store.containers.create(
                 image.id, image_name, config, driver, name, volumes=[(v, t, ro) for v, t, ro in mounts_plan.volumes]
             )
         except BaseException:
             # A refused create (a name in use …) takes back the anonymous volumes it planned.
-            self._drop_unused_anonymous([v for v, _t, _ro in mounts_plan.volumes])
+            self._volumes.remove_anonymous([v for v, _t, _ro in mounts_plan.volumes])
             raise
         try:
             config["Hostname"] = options.hostname or rec.id[:12]
             config["Binds"] = mounts_plan.binds
             self.store.containers.set_state(rec.id, config=config)
-            self._after_create(rec.id, image, mounts_plan)
+            self._mounts.prepare(rec.id, image, mounts_plan)
             if driver == "vfs":
-                runtime.vfs_materialize(self._lowerdirs(image), str(self.store.containers.rootfs_dir(rec.id)))
+                runtime.vfs_materialize(lowerdirs(self.store, image), str(self.store.containers.rootfs_dir(rec.id)))
         except BaseException:
             self._remove_record(self.store.containers.get(rec.id))
             raise
         return self._info(self.store.containers.get(rec.id))
-
-    def _plan_mounts(self, image: Image, options: RunOptions) -> Any:
-        """Volumes and binds (see api/volumes.py); none when volumes are not available."""
-        planner: Callable[..., Any] | None = getattr(self, "plan_mounts", None)
-        if planner is None:
-            if options.volumes or options.mounts:
-                raise InvalidArgument("volumes are not supported by this build of strata")
-            return _NoMounts()
-        return planner(image, options)
-
-    def _after_create(self, container_id: str, image: Image, plan: Any) -> None:
-        hook: Callable[..., Any] | None = getattr(self, "prepare_mounts", None)
-        if hook is not None:
-            hook(container_id, image, plan)
-
-    def _lowerdirs(self, image: Image) -> list[str]:
-        return [str(self.store.layers.diff_dir(layer.id)) for layer in reversed(self.store.images.layers(image))]
 
     def _argv(self, rec: ContainerRecord, check: bool = True) -> list[str]:
         c = rec.config
@@ -359,18 +337,16 @@ class ContainerOps:
         else:
             rootfs = runtime.RootFS(
                 "overlay",
-                lowerdirs=self._lowerdirs(image),
+                lowerdirs=lowerdirs(self.store, image),
                 upperdir=str(self.store.containers.diff_dir(rec.id)),
                 workdir=str(self.store.containers.work_dir(rec.id)),
             )
-        mounts_for: Callable[..., list[runtime.Mount]] | None = getattr(self, "runtime_mounts", None)
-        mounts = mounts_for(rec) if mounts_for is not None else []
         return runtime.ContainerConfig(
             rootfs=rootfs,
             process=process,
             runtime_dir=str(self.store.containers.run_dir(rec.id)),
             hostname=c.get("Hostname") or rec.id[:12],
-            mounts=mounts,
+            mounts=self._mounts.for_runtime(rec),
             network=c.get("NetworkMode") or "host",
             security=security_of(c),
         )
@@ -399,7 +375,7 @@ class ContainerOps:
 
     def start(self, name: str) -> ContainerInfo:
         """Start in the background (`docker start` without -a); output goes to the log."""
-        rec = self._record(name)
+        rec = self.record(name)
         config = self._begin(rec)
         out, err = self._log_fds(rec)
         try:
@@ -428,7 +404,7 @@ class ContainerOps:
     def start_attached(self, name: str, stdin: int | None, stdout: int, stderr: int) -> int:
         """Start and stay attached: output streams to ``stdout``/``stderr`` and to the
         log; returns the exit code (docker's conventions)."""
-        rec = self._record(name)
+        rec = self.record(name)
         config = self._begin(rec)
         if config.process.tty:
             running = self._start_failed_cleanup(rec, lambda: runtime.start(config, stdin, stdout, stderr))
@@ -462,7 +438,7 @@ class ContainerOps:
         return code
 
     def stop(self, name: str, timeout: float = STOP_TIMEOUT) -> str:
-        rec = self._record(name)
+        rec = self.record(name)
         if rec.state != "running":
             return rec.name
         run_dir = str(self.store.containers.run_dir(rec.id))
@@ -476,7 +452,7 @@ class ContainerOps:
         return rec.name
 
     def kill(self, name: str, sig: str = "SIGKILL") -> str:
-        rec = self._record(name)
+        rec = self.record(name)
         if rec.state != "running":
             raise ContainerStateError(f"container {rec.name} is not running")
         runtime.kill(str(self.store.containers.run_dir(rec.id)), _signal_number(sig))
@@ -485,7 +461,7 @@ class ContainerOps:
         return rec.name
 
     def wait(self, name: str) -> int:
-        rec = self._record(name)
+        rec = self.record(name)
         if rec.state == "running":
             code = runtime.wait_exit(str(self.store.containers.run_dir(rec.id)), None)
             rec = self._refresh(self.store.containers.get(rec.id))
@@ -493,7 +469,7 @@ class ContainerOps:
         return rec.exit_code or 0
 
     def rm(self, name: str, force: bool = False, volumes: bool = False) -> str:
-        rec = self._record(name)
+        rec = self.record(name)
         if rec.state == "running":
             if not force:
                 raise ContainerRunning(
@@ -507,27 +483,9 @@ class ContainerOps:
         return rec.name
 
     def _remove_record(self, rec: ContainerRecord, volumes: bool = False) -> None:
-        anonymous: list[str] = []
-        if volumes:
-            anonymous = [v for v, _t, _ro in rec.volumes if self._volume_is_anonymous(v)]
         self.store.containers.remove(rec.id)
-        remover: Callable[[str], None] | None = getattr(self, "_remove_volume_quietly", None)
-        if remover is not None:
-            for v in anonymous:
-                remover(v)
-
-    def _drop_unused_anonymous(self, names: list[str]) -> None:
-        remover: Callable[[str], None] | None = getattr(self, "_remove_volume_quietly", None)
-        if remover is None:
-            return
-        for v in names:
-            used = self.store.meta.one("SELECT 1 FROM container_volumes WHERE volume=? LIMIT 1", (v,))
-            if self._volume_is_anonymous(v) and used is None:
-                remover(v)
-
-    def _volume_is_anonymous(self, name: str) -> bool:
-        row = self.store.meta.one("SELECT anonymous FROM volumes WHERE name=?", (name,))
-        return bool(row and row[0])
+        if volumes:
+            self._volumes.remove_anonymous(v for v, _t, _ro in rec.volumes)
 
     def logs(self, name: str) -> tuple[bytes, bytes]:
         rec = self._observed(name)
@@ -567,7 +525,7 @@ class ContainerOps:
     ) -> int:
         """``docker exec``: the process's exit code; with ``detach`` 0 once it runs
         (its output goes to /dev/null, as with Docker's ``exec -d``)."""
-        rec = self._record(name)
+        rec = self.record(name)
         if rec.state != "running":
             raise ContainerStateError(f"container {rec.name} is not running")
         if not cmd:
@@ -612,7 +570,7 @@ class ContainerOps:
             (scratch).mkdir(mode=0o700)
             mark_owner(scratch)
             runtime.vfs_diff(
-                self._lowerdirs(image),
+                lowerdirs(self.store, image),
                 str(self.store.containers.rootfs_dir(rec.id)),
                 str(scratch / "diff"),
                 runtime_dir=str(self.store.containers.run_dir(rec.id)),
@@ -667,7 +625,7 @@ class ContainerOps:
     def _commit(
         self, name: str, reference_name: str | None, message: str, author: str, changes: dict[str, Any] | None
     ) -> Image:
-        rec = self._record(name)
+        rec = self.record(name)
         image = self.store.images.get(rec.image)
         entries, content, scratch = self._container_entries(rec)
         try:
@@ -707,11 +665,6 @@ class ContainerOps:
         config.pop("container", None)
         tags = [reference_name] if reference_name else []
         return self.store.images.create(config, layer.id, parent=image.id, tags=tags)
-
-
-class _NoMounts:
-    volumes: list[tuple[str, str, bool]] = []
-    binds: list[dict[str, Any]] = []
 
 
 def _devnull() -> int:

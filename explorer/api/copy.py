@@ -10,6 +10,9 @@ whatever the container changes meanwhile (the docker cp symlink-exchange attack,
 CVE-2018-15664). Host files cross as a tar stream on a pipe and, on the host,
 are packed from or unpacked beneath the path the user gave, never through a link
 the container made (``runtime.tarcopy``).
+
+``ContainerFiles`` is given ``Containers`` (for a container's record, reconciled) and
+``Mounts`` (its volumes and binds, mounted as ``start`` would mount them).
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from .. import runtime
 from ..errors import ContainerStateError, FileOperationFailed, InvalidArgument, PathNotFound, StrataError
 from ..store.index import normalize
+from .containers import Containers, lowerdirs
+from .context import StoreContext
+from .mounts import Mounts
 
 if TYPE_CHECKING:
     from ..store.containers import ContainerRecord
-    from ..store.images import Image
     from ..store.store import Store
 
 LOCK_FILE = "files.lock"
@@ -138,16 +143,17 @@ def _locked(run_dir: str) -> Iterator[None]:
         os.close(fd)
 
 
-class CopyOps:
-    """Mixed into ``Strata``: files in and out of containers and volumes."""
+class ContainerFiles:
+    """Files in and out of containers and volumes."""
 
-    store: Store
+    def __init__(self, context: StoreContext, containers: Containers, mounts: Mounts) -> None:
+        self._context = context
+        self._containers = containers
+        self._mounts = mounts
 
-    if TYPE_CHECKING:
-
-        def _record(self, name: str) -> ContainerRecord: ...
-
-        def _lowerdirs(self, image: Image) -> list[str]: ...
+    @property
+    def store(self) -> Store:
+        return self._context.store
 
     # --- entering a container ---------------------------------------------------------
 
@@ -160,18 +166,17 @@ class CopyOps:
             image = self.store.images.get(rec.image)
             rootfs = runtime.RootFS(
                 "overlay",
-                lowerdirs=self._lowerdirs(image),
+                lowerdirs=lowerdirs(self.store, image),
                 upperdir=str(containers.diff_dir(rec.id)),
                 workdir=str(containers.work_dir(rec.id)),
             )
-        mounts_for: Callable[..., list[runtime.Mount]] | None = getattr(self, "runtime_mounts", None)
         c = rec.config
         return runtime.ContainerConfig(
             rootfs=rootfs,
             process=runtime.Process(args=["true"]),
             runtime_dir=str(containers.run_dir(rec.id)),
             hostname=c.get("Hostname") or rec.id[:12],
-            mounts=mounts_for(rec) if mounts_for is not None else [],
+            mounts=self._mounts.for_runtime(rec),
             network=c.get("NetworkMode") or "host",
         )
 
@@ -194,7 +199,7 @@ class CopyOps:
                 yield helper
 
     def _edit(self, name: str, fn: Callable[..., None], *args: Any) -> None:
-        rec = self._record(name)
+        rec = self._containers.record(name)
         where = f"container {rec.name}"
         path = str(args[0]) if args else ""
         if normalize(path) in RUNTIME_FILES:
@@ -241,7 +246,7 @@ class CopyOps:
         """docker cp HOST_PATH CONTAINER:PATH (``-``: a tar stream on ``stdin``,
         unpacked into the directory PATH). ``archive`` keeps the host's uid/gid;
         otherwise the copy belongs to the container's root."""
-        rec = self._record(name)
+        rec = self._containers.record(name)
         receiver = self._receiver(container_path, host_path, archive, f"container {rec.name}")
 
         def enter(fn: Callable[[], Any], keep: tuple[int, ...]) -> contextlib.AbstractContextManager[runtime.InRoot]:
@@ -299,7 +304,7 @@ class CopyOps:
         root, as docker cp makes them (the report names those left out)."""
         from ..runtime import tarcopy
 
-        rec = self._record(name)
+        rec = self._containers.record(name)
         where = f"container {rec.name}"
         path = container_path if container_path.startswith("/") else "/" + container_path
         source = tarcopy.Source.parse(path, follow_link)

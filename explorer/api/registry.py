@@ -1,4 +1,4 @@
-"""Registry operations for ``Strata``: pull, push, login, logout, and the build's base-image
+"""Registry operations: pull, push, login, logout, and the build's base-image
 lookup. Progress comes back as ``TransferEvent``s through ``progress``; ``cancel`` stops
 a transfer between two reads."""
 
@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from .context import StoreContext
+
 if TYPE_CHECKING:
     from ..registry.events import Progress, TransferEvent
     from ..registry.pull import PullResult
@@ -14,13 +16,18 @@ if TYPE_CHECKING:
     from ..store.images import Image
     from ..store.store import Store
 
-__all__ = ["PullResult", "PushResult", "RegistryOps", "TransferEvent"]
+__all__ = ["PullResult", "PushResult", "Registries", "TransferEvent"]
 
 
-class RegistryOps:
-    """Mixed into ``Strata``; needs only ``self.store``."""
+class Registries:
+    """pull, push, login, logout; needs only the store."""
 
-    store: Store
+    def __init__(self, context: StoreContext) -> None:
+        self._context = context
+
+    @property
+    def store(self) -> Store:
+        return self._context.store
 
     def pull(
         self,
@@ -73,4 +80,4 @@ class RegistryOps:
         """The image a build's FROM names: from the store, pulled when missing or when ``pull``."""
         from ..registry.ensure import ensure_image
 
-        return ensure_image(self, name, pull, progress=progress, cancel=cancel)
+        return ensure_image(self.store, name, pull, progress=progress, cancel=cancel)

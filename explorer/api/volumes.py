@@ -1,34 +1,27 @@
-"""Volume operations and the mounts of a container: named and anonymous volumes,
-bind mounts and tmpfs, with docker's rules.
+"""Volume operations: create, list, inspect, remove, prune, and a view of a volume's files.
 
-- ``-v NAME:/path`` creates the named volume when missing; ``-v /path`` and every
-  ``VOLUME`` of the image get a fresh anonymous volume unless a mount covers them.
-- A new, empty volume mounted over a directory the image has is first filled with the
-  image's content there (``nocopy`` turns that off); a bind mount never is.
-- ``--rm`` and ``rm -v`` remove a container's anonymous volumes, never named ones.
+``--rm`` and ``rm -v`` remove a container's anonymous volumes, never named ones:
+``Containers`` asks this group for that (``remove_anonymous``). How volumes are mounted
+into a container is ``mounts.py``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import runtime
-from ..errors import InvalidArgument, StrataError, VolumeInUse
+from ..errors import InvalidArgument, StrataError, VolumeInUse, VolumeNotFound
 from ..fsutil import dir_size
-from ..store.export import VOLUME_FILL, export_view
-from ..store.images import Image, now_rfc3339
-from ..store.index import normalize
-from ..store.volumes import Volume, check_name, walk_rows
+from ..store.images import now_rfc3339
+from ..store.volumes import Volume, walk_rows
+from .context import StoreContext
 
 if TYPE_CHECKING:
-    from ..store.containers import ContainerRecord
     from ..store.store import Store
     from ..store.union import UnionView
-    from .containers import RunOptions
 
 
 @dataclass(frozen=True)
@@ -41,97 +34,19 @@ class VolumeInfo:
     users: list[str]
 
 
-@dataclass
-class MountPlan:
-    volumes: list[tuple[str, str, bool]] = field(default_factory=list)  # (volume, target, readonly)
-    binds: list[dict[str, Any]] = field(default_factory=list)  # bind and tmpfs mounts, docker-inspect shaped
-    fill: list[tuple[str, str]] = field(default_factory=list)  # (volume, target): copy image content if empty
-
-
 def _info(v: Volume) -> VolumeInfo:
     return VolumeInfo(v.name, v.created, v.labels, v.anonymous, v.mountpoint, v.users)
 
 
-def _target(path: str, spec: str) -> str:
-    if not path.startswith("/"):
-        raise InvalidArgument(f"invalid mount {spec!r}: the container path must be absolute")
-    target = normalize(path)
-    if target == "/":
-        raise InvalidArgument(f"invalid mount {spec!r}: cannot mount over /")
-    return target
+class Volumes:
+    """Everything about volumes; needs only the store."""
 
+    def __init__(self, context: StoreContext) -> None:
+        self._context = context
 
-def parse_volume_flag(spec: str) -> dict[str, Any]:
-    """``-v`` syntax: ``/path``, ``NAME:/path[:opts]``, ``/host:/path[:opts]``."""
-    parts = spec.split(":")
-    if len(parts) == 1:
-        return {"type": "volume", "source": None, "target": _target(parts[0], spec), "readonly": False, "nocopy": False}
-    if len(parts) > 3:
-        raise InvalidArgument(f"invalid volume specification {spec!r}: use SOURCE:TARGET[:ro]")
-    source, target = parts[0], parts[1]
-    options = parts[2].split(",") if len(parts) == 3 else []
-    unknown = [o for o in options if o not in ("ro", "rw", "nocopy", "z", "Z", "")]
-    if unknown:
-        raise InvalidArgument(f"invalid volume specification {spec!r}: unknown option {unknown[0]!r}")
-    if not source:
-        raise InvalidArgument(f"invalid volume specification {spec!r}: empty source")
-    kind = "bind" if source.startswith(("/", ".")) else "volume"
-    return {
-        "type": kind,
-        "source": source,
-        "target": _target(target, spec),
-        "readonly": "ro" in options,
-        "nocopy": "nocopy" in options,
-    }
-
-
-def parse_mount_flag(spec: str) -> dict[str, Any]:
-    """``--mount type=…,source=…,target=…[,readonly][,volume-nocopy][,tmpfs-size=…]``."""
-    fields: dict[str, str] = {}
-    for item in spec.split(","):
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        fields[key.strip().lower()] = value.strip() if sep else "true"
-    kind = fields.pop("type", "volume")
-    if kind not in ("volume", "bind", "tmpfs"):
-        raise InvalidArgument(f"invalid mount {spec!r}: type must be volume, bind or tmpfs")
-    source = fields.pop("source", None) or fields.pop("src", None)
-    target = fields.pop("target", None) or fields.pop("destination", None) or fields.pop("dst", None)
-    if not target:
-        raise InvalidArgument(f"invalid mount {spec!r}: target is required")
-    readonly = fields.pop("readonly", fields.pop("ro", "false")).lower() in ("true", "1", "")
-    nocopy = fields.pop("volume-nocopy", "false").lower() in ("true", "1", "")
-    size = fields.pop("tmpfs-size", "")
-    mode = fields.pop("tmpfs-mode", "")
-    for ignored in ("bind-propagation", "consistency", "volume-driver", "bind-recursive"):
-        fields.pop(ignored, None)
-    labels = {k[len("volume-label=") :]: v for k, v in fields.items() if k.startswith("volume-label")}
-    leftovers = [k for k in fields if not k.startswith("volume-label")]
-    if leftovers:
-        raise InvalidArgument(f"invalid mount {spec!r}: unknown field {leftovers[0]!r}")
-    if kind == "bind" and not source:
-        raise InvalidArgument(f"invalid mount {spec!r}: a bind mount needs source=")
-    if kind == "tmpfs" and source:
-        raise InvalidArgument(f"invalid mount {spec!r}: tmpfs takes no source")
-    return {
-        "type": kind,
-        "source": source,
-        "target": _target(target, spec),
-        "readonly": readonly,
-        "nocopy": nocopy,
-        "size": size,
-        "mode": mode,
-        "labels": labels,
-    }
-
-
-class VolumeOps:
-    """Mixed into ``Strata``."""
-
-    store: Store
-
-    # --- volumes -----------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        return self._context.store
 
     def volumes(self, dangling: bool | None = None, labels: list[str] | None = None) -> list[VolumeInfo]:
         out = []
@@ -154,10 +69,8 @@ class VolumeOps:
         for name in names:
             try:
                 self.store.volumes.remove(name)
-            except StrataError as e:
-                from ..errors import VolumeNotFound
-
-                if force and isinstance(e, VolumeNotFound):
+            except VolumeNotFound:
+                if force:
                     continue
                 raise
             removed.append(name)
@@ -219,98 +132,15 @@ class VolumeOps:
             "UsedBy": v.users,
         }
 
-    def _remove_volume_quietly(self, name: str) -> None:
-        with contextlib.suppress(StrataError):
-            self.store.volumes.remove(name)
-
-    # --- mounts of a container ------------------------------------------------------------
-
-    def plan_mounts(self, image: Image, options: RunOptions) -> MountPlan:
-        specs = [parse_volume_flag(s) for s in options.volumes] + [parse_mount_flag(s) for s in options.mounts]
-        seen: set[str] = set()
-        for spec in specs:
-            if spec["target"] in seen:
-                raise InvalidArgument(f"duplicate mount point: {spec['target']}")
-            seen.add(spec["target"])
-        image_volumes = (image.config.get("config") or {}).get("Volumes") or {}
-        for path in image_volumes:
-            target = normalize(path)
-            if target not in seen and target != "/":
-                specs.append({"type": "volume", "source": None, "target": target, "readonly": False, "nocopy": False})
-                seen.add(target)
-        plan = MountPlan()
-        for spec in specs:
-            if spec["type"] == "bind":
-                source = os.path.abspath(spec["source"])
-                if not os.path.exists(source):
-                    raise InvalidArgument(
-                        f"bind source path does not exist: {source}; create it first (strata never creates it)"
-                    )
-                plan.binds.append(
-                    {"Type": "bind", "Source": source, "Destination": spec["target"], "RW": not spec["readonly"]}
-                )
-            elif spec["type"] == "tmpfs":
-                tmpfs_options = [
-                    o
-                    for o in (
-                        f"size={spec['size']}" if spec.get("size") else "",
-                        f"mode={spec['mode']}" if spec.get("mode") else "",
-                    )
-                    if o
-                ]
-                plan.binds.append(
-                    {
-                        "Type": "tmpfs",
-                        "Source": "",
-                        "Destination": spec["target"],
-                        "RW": not spec["readonly"],
-                        "Options": tmpfs_options,
-                    }
-                )
-            else:
-                name = spec["source"]
-                if name is not None:
-                    check_name(name)
-                    volume = self.store.volumes.create(name, spec.get("labels") or None)
-                else:
-                    volume = self.store.volumes.create(None, anonymous=True)
-                plan.volumes.append((volume.name, spec["target"], spec["readonly"]))
-                if not spec["nocopy"]:
-                    plan.fill.append((volume.name, spec["target"]))
-        return plan
-
-    def prepare_mounts(self, container_id: str, image: Image, plan: MountPlan) -> None:
-        """Copy-on-first-mount: an empty volume over a non-empty image directory gets
-        that directory's content."""
-        if not plan.fill:
-            return
-        from ..store.union import UnionView
-
-        view = UnionView.of_layers(self.store, self.store.images.layers(image))
-        for name, target in plan.fill:
-            data = self.store.volumes.data_dir(name)
-            if any(data.iterdir()):
-                continue
-            found = view.lookup(view.resolve_path(target))
-            if found is None or found.entry.type != "dir":
-                continue
-            export_view(view, found.path, data, VOLUME_FILL, into=True)
-
-    def runtime_mounts(self, rec: ContainerRecord) -> list[runtime.Mount]:
-        mounts = [
-            runtime.Mount(str(self.store.volumes.data_dir(v)), target, "bind", readonly)
-            for v, target, readonly in rec.volumes
-        ]
-        for b in rec.config.get("Binds") or []:
-            if b["Type"] == "tmpfs":
-                mounts.append(
-                    runtime.Mount("tmpfs", b["Destination"], "tmpfs", not b["RW"], list(b.get("Options") or []))
-                )
-            else:
-                if not os.path.exists(b["Source"]):
-                    raise InvalidArgument(f"bind source path does not exist: {b['Source']}")
-                mounts.append(runtime.Mount(b["Source"], b["Destination"], "bind", not b["RW"]))
-        return mounts
+    def remove_anonymous(self, names: Iterable[str]) -> None:
+        """Remove those of ``names`` that are anonymous and that no container mounts any
+        more: what ``--rm``, ``rm -v`` and a refused create leave behind. Best effort, as
+        Docker's: a volume that cannot go now stays for ``volume prune``."""
+        for name in names:
+            with contextlib.suppress(StrataError):
+                volume = self.store.volumes.get(name)
+                if volume.anonymous and not volume.users:
+                    self.store.volumes.remove(name)
 
 
 def _label_matches(labels: dict[str, str], spec: str) -> bool:

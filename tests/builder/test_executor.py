@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from explorer.api import Strata
-from explorer.api.build import BuildOps
 from explorer.builder import checksum as checksum_module
 from explorer.builder.events import BuildEvent
 from explorer.errors import BuildError, Cancelled, DockerfileError
@@ -72,10 +71,8 @@ def build(app: Strata, ctx: Path, text: str | None = None, name: str = "Dockerfi
     if text is not None:
         (ctx / name).write_text(text)
     events: list[BuildEvent] = []
-    ops = app if isinstance(app, BuildOps) else None
-    call = ops.build if ops is not None else BuildOps.build.__get__(app)
     dockerfile = str(ctx / name) if name != "Dockerfile" else None
-    result = call(str(ctx), dockerfile=dockerfile, on_event=events.append, **kw)
+    result = app.build(str(ctx), dockerfile=dockerfile, on_event=events.append, **kw)
     return Run(events, result)
 
 
@@ -228,7 +225,7 @@ def test_no_cache_and_prune(app: Strata, ctx: Path) -> None:
     (ctx / "a.txt").write_text("changed\n")
     build(app, ctx, tags=["p:2"])
     app.rmi(["p:1"])
-    prune = BuildOps.builder_prune.__get__(app) if not isinstance(app, BuildOps) else app.builder_prune
+    prune = app.builder_prune
     report = prune()
     assert report.entries == 1 and len(report.layers) == 1  # the layer only p:1's cache kept
     assert prune(all=True).entries == 1
@@ -303,7 +300,7 @@ def test_failing_run_reports_output_events(runs: Strata, ctx: Path) -> None:
     events: list[BuildEvent] = []
     (ctx / "Dockerfile").write_text(FROM + "RUN echo out && echo err >&2 && exit 5\n")
     with pytest.raises(BuildError):
-        BuildOps.build.__get__(runs)(str(ctx), on_event=events.append)
+        runs.build(str(ctx), on_event=events.append)
     assert [e.output for e in events if e.status == "output"] == ["out", "err"]
     assert events[-1].status == "error" and events[-1].exit_code == 5 and events[-1].line == 2
 
@@ -363,7 +360,7 @@ def test_cancel_kills_a_running_step(runs: Strata, ctx: Path) -> None:
     (ctx / "Dockerfile").write_text(FROM + "RUN sleep 30\n")
     started = time.monotonic()
     with pytest.raises(Cancelled):
-        BuildOps.build.__get__(runs)(str(ctx), cancel=cancel)
+        runs.build(str(ctx), cancel=cancel)
     timer.cancel()
     assert time.monotonic() - started < 10
 
