@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ..store.union import UnionView
     from .analysis import Change, ImageAnalysis
     from .model import HistoryRow, ImageSummary, LsEntry, TreeNode
+    from .scratch import ContainerView
 
 
 class Strata(SystemOps):
@@ -121,15 +122,14 @@ class Strata(SystemOps):
             return self.image_ops.image_view(target)
 
     def ls(self, target: str, path: str = "/", recursive: bool = False) -> list[LsEntry]:
-        view = self.view_of(target)
-        try:
-            return _ls(view, path, recursive)
-        finally:
-            scratch = getattr(view, "scratch", None)
-            if scratch is not None:
-                from ..fsutil import rmtree
+        from ..errors import ContainerNotFound
 
-                rmtree(scratch)
+        try:
+            view = self.container_ops.container_view(target)
+        except ContainerNotFound:
+            return _ls(self.image_ops.image_view(target), path, recursive)
+        with view:
+            return _ls(view, path, recursive)
 
     # --- archives (Archives) ---------------------------------------------------------
 
@@ -209,7 +209,7 @@ class Strata(SystemOps):
             name, cmd, env=env, user=user, workdir=workdir, tty=tty, stdin=stdin, stdio=stdio, detach=detach
         )
 
-    def container_view(self, name: str) -> UnionView:
+    def container_view(self, name: str) -> ContainerView:
         return self.container_ops.container_view(name)
 
     def container_diff_dir(self, name: str) -> Path:

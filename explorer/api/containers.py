@@ -25,11 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from .. import runtime
 from ..errors import ContainerRunning, ContainerStateError, InvalidArgument, StrataError
-from ..fsutil import rmtree
 from ..store.containers import ContainerRecord
 from ..store.images import Image, now_rfc3339
 from ..store.index import FileEntry
-from ..store.marks import mark_owner
 from ..timestamps import human_ago, human_duration
 from .context import StoreContext
 from .isolation import host_config, security_of
@@ -38,8 +36,8 @@ from .volumes import Volumes
 
 if TYPE_CHECKING:
     from ..store.store import Store
-    from ..store.union import UnionView
     from .analysis import Change
+    from .scratch import ContainerView, Scratch
 
 STOP_TIMEOUT = 10.0
 
@@ -555,40 +553,53 @@ class Containers:
 
     # --- the container layer -----------------------------------------------------------
 
-    def _container_entries(self, rec: ContainerRecord) -> tuple[list[FileEntry], Path, Any]:
-        """The container layer's index and the directory holding its content.
+    def _read_layer(self, rec: ContainerRecord) -> tuple[list[FileEntry], Path, Scratch | None]:
+        """The container layer's index and the directory holding its content; on vfs a
+        diff computed into a scratch directory of this call's own, which the caller owns
+        and closes (see ``scratch.py``).
 
         Read directly: rootless, this process works inside the store's user namespace
         (``runtime.storens``), where every file the container made is readable and
         shows the owner the container gave it."""
         from ..store.scan import scan_dir
 
-        if rec.driver == "vfs":
-            image = self.store.images.get(rec.image)
-            scratch = self.store.tmp / f"stage-diff-{rec.id[:12]}-{os.getpid()}"
-            rmtree(scratch)
-            (scratch).mkdir(mode=0o700)
-            mark_owner(scratch)
+        if rec.driver != "vfs":
+            diff = self.store.containers.diff_dir(rec.id)
+            return scan_dir(str(diff)), diff, None
+        from .scratch import Scratch
+
+        image = self.store.images.get(rec.image)
+        scratch = Scratch(self.store.tmp, rec.id[:12])
+        try:
+            content = scratch.path / "diff"
             runtime.vfs_diff(
                 lowerdirs(self.store, image),
                 str(self.store.containers.rootfs_dir(rec.id)),
-                str(scratch / "diff"),
+                str(content),
                 runtime_dir=str(self.store.containers.run_dir(rec.id)),
             )
-            return scan_dir(str(scratch / "diff")), scratch / "diff", scratch
-        diff = self.store.containers.diff_dir(rec.id)
-        return scan_dir(str(diff)), diff, None
+            return scan_dir(str(content)), content, scratch
+        except BaseException:
+            scratch.close()
+            raise
 
-    def container_view(self, name: str) -> UnionView:
+    def container_view(self, name: str) -> ContainerView:
+        """The container's merged files. On vfs the view owns a scratch copy of the
+        container's changes: close it (or use ``with``) when done; the garbage collector
+        removes what an unclosed view leaves."""
         from ..store.union import ListedLayer, UnionView
+        from .scratch import ContainerView, ScratchLayer
 
         rec = self._observed(name)
         image = self.store.images.get(rec.image)
-        entries, content, scratch = self._container_entries(rec)
-        layers: list[Any] = list(UnionView.of_layers(self.store, self.store.images.layers(image)).layers)
-        view = UnionView([*layers, ListedLayer("container", entries, content, kind="container")])
-        view.scratch = scratch  # type: ignore[attr-defined]
-        return view
+        entries, content, scratch = self._read_layer(rec)
+        below = UnionView.of_layers(self.store, self.store.images.layers(image)).layers
+        top: ListedLayer = (
+            ScratchLayer("container", entries, scratch, content)
+            if scratch is not None
+            else ListedLayer("container", entries, content, kind="container")
+        )
+        return ContainerView([*below, top], scratch)
 
     def container_diff_dir(self, name: str) -> Path:
         rec = self._observed(name)
@@ -602,13 +613,13 @@ class Containers:
 
         rec = self._observed(name)
         image = self.store.images.get(rec.image)
-        entries, _content, scratch = self._container_entries(rec)
+        entries, _content, scratch = self._read_layer(rec)
         try:
             below = UnionView.of_layers(self.store, self.store.images.layers(image))
             return sorted(classify(entries, below), key=lambda c: c.path)
         finally:
             if scratch is not None:
-                rmtree(scratch)
+                scratch.close()
 
     def commit(
         self,
@@ -627,7 +638,7 @@ class Containers:
     ) -> Image:
         rec = self.record(name)
         image = self.store.images.get(rec.image)
-        entries, content, scratch = self._container_entries(rec)
+        entries, content, scratch = self._read_layer(rec)
         try:
             with self.store.layers.staging() as st:
                 _copy_layer(str(content), str(st.diff), entries)
@@ -636,7 +647,7 @@ class Containers:
                 layer = self.store.layers.add_dir(st, entries, image.top_layer, created_by)
         finally:
             if scratch is not None:
-                rmtree(scratch)
+                scratch.close()
         config = image.config
         container_config = dict(config.get("config") or {})
         c = rec.config
