@@ -1,8 +1,23 @@
-"""Records of disk usage and of store problems (``strata system df`` and ``check``)."""
+"""Records of disk usage and of store problems (``strata system df`` and ``check``).
+
+``Problem`` is the store's own finding (``store.check``), returned as it is."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from ..store.check import Problem
+
+__all__ = [
+    "CacheUsage",
+    "ContainerUsage",
+    "DiskUsage",
+    "ImageUsage",
+    "PartialPullUsage",
+    "Problem",
+    "QuarantineUsage",
+    "VolumeUsage",
+]
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,18 @@ class QuarantineUsage:
     size: int
 
 
+@dataclass(frozen=True)
+class PartialPullUsage:
+    """A complete layer no image or cache entry uses: what an interrupted pull (or load,
+    build) committed before it stopped, kept so that running it again resumes."""
+
+    chain_id: str
+    size: int
+    created: float
+    source: str  # the repository it was pulled from, "" when not known
+    busy: bool  # still being committed by a running process: no prune takes it
+
+
 @dataclass
 class DiskUsage:
     images: list[ImageUsage] = field(default_factory=list)
@@ -71,17 +98,16 @@ class DiskUsage:
     cache_size: int = 0
     cache_reclaimable: int = 0
     quarantine: list[QuarantineUsage] = field(default_factory=list)  # what repairs set aside
+    partial_pulls: list[PartialPullUsage] = field(default_factory=list)  # image prune removes them
 
     @property
     def quarantine_size(self) -> int:
         return sum(q.size for q in self.quarantine)
 
+    @property
+    def partial_pulls_size(self) -> int:
+        return sum(p.size for p in self.partial_pulls)
 
-@dataclass
-class Problem:
-    kind: str  # orphan-dir, leftover, dangling-tag, missing-layer, corrupt-layer, …
-    what: str
-    detail: str
-    repairable: bool
-    repaired: bool = False
-    size: int = 0  # bytes below the directory a repair moves aside (orphan-dir, leftover), as found
+    @property
+    def partial_pulls_reclaimable(self) -> int:
+        return sum(p.size for p in self.partial_pulls if not p.busy)

@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_container_prune)
 
 
+PARTIAL_PULLS = "  - all layers interrupted pulls kept for resuming (no running pull's)"
+
+
 def _confirm(args: argparse.Namespace, what: str) -> int | None:
     """None to go ahead, else the exit status of a prune the user did not confirm."""
     from .confirm import NotConfirmed, confirm, refused
@@ -124,6 +127,19 @@ def cmd_df(app: Strata, args: argparse.Namespace) -> int:
                         if u.quarantine
                         else []
                     ),
+                    *(
+                        [
+                            [
+                                "Partial Pulls",
+                                str(len(u.partial_pulls)),
+                                str(sum(1 for p in u.partial_pulls if p.busy)),
+                                human_size(u.partial_pulls_size),
+                                human_size(u.partial_pulls_reclaimable),
+                            ]
+                        ]
+                        if u.partial_pulls
+                        else []
+                    ),
                 ],
             )
         )
@@ -187,6 +203,17 @@ def cmd_df(app: Strata, args: argparse.Namespace) -> int:
     if u.quarantine:
         print("\nQuarantine (set aside by `system check --repair`; `system prune --quarantine` deletes it):\n")
         print(table(["PATH", "ITEMS", "SIZE"], [[q.path, str(q.items), human_size(q.size)] for q in u.quarantine]))
+    if u.partial_pulls:
+        print("\nPartial pulls (layers kept for a pull to resume; `image prune` or `system prune` deletes them):\n")
+        print(
+            table(
+                ["LAYER", "SIZE", "CREATED", "FROM", "IN USE"],
+                [
+                    [short(p.chain_id), human_size(p.size), human_ago(p.created), p.source or "-", str(p.busy).lower()]
+                    for p in u.partial_pulls
+                ],
+            )
+        )
     return 0
 
 
@@ -194,6 +221,7 @@ def cmd_system_prune(app: Strata, args: argparse.Namespace) -> int:
     what = [
         "  - all stopped containers",
         "  - all images without at least one container associated to them" if args.all else "  - all dangling images",
+        PARTIAL_PULLS,
         "  - all build cache",
     ]
     if args.volumes:
@@ -231,6 +259,7 @@ def cmd_system_prune(app: Strata, args: argparse.Namespace) -> int:
 
 def cmd_image_prune(app: Strata, args: argparse.Namespace) -> int:
     what = "  - all images without at least one container associated to them" if args.all else "  - all dangling images"
+    what += "\n" + PARTIAL_PULLS
     if (stop := _confirm(args, what)) is not None:
         return stop
     lines, freed = app.image_prune(all=args.all)
@@ -257,9 +286,16 @@ def cmd_check(app: Strata, args: argparse.Namespace) -> int:
     if not problems:
         print("The store is consistent: no problems found.")
         return 0
+    notes = [p for p in problems if p.note]
+    problems = [p for p in problems if not p.note]
     for p in problems:
         state = "repaired" if p.repaired else ("repairable with --repair" if p.repairable else "needs attention")
         print(f"{p.kind:<15} {p.what}: {p.detail} [{state}]")
+    for p in notes:
+        print(f"{p.kind:<15} {p.what}: {human_size(p.size)}, {p.detail} [note]")
+    if not problems:
+        print("The store is consistent: no problems found.")
+        return 0
     unresolved = [p for p in problems if not p.repaired]
     print(f"{len(problems)} problem(s), {len(problems) - len(unresolved)} repaired.")
     return 1 if unresolved else 0

@@ -199,6 +199,12 @@ class ContainerStore:
         """vfs only: the container's full private root."""
         return self.dir / container_id / "rootfs"
 
+    def content_dir(self, rec: ContainerRecord) -> Path:
+        """Where the container's own bytes are: the whole root for vfs (a copy of the
+        image plus its changes), the diff for overlay. ``df`` measures it and a prune
+        frees it."""
+        return self.rootfs_dir(rec.id) if rec.driver == "vfs" else self.diff_dir(rec.id)
+
     def log_paths(self, container_id: str) -> tuple[Path, Path]:
         """Where a detached container's standard output and error go (``strata logs``)."""
         base = self.dir / container_id
@@ -314,15 +320,20 @@ class ContainerStore:
             if config is None or not json.loads(config[0]).get("AutoRemove"):
                 self.release(container_id)
 
+    def forget(self, container_id: str) -> None:
+        """Drop the record (and its mounts) of a container whose directory is gone
+        already: ``check --repair``'s answer to a record naming nothing."""
+        with self.meta.transaction() as conn:
+            conn.execute("DELETE FROM container_volumes WHERE container=?", (container_id,))
+            conn.execute("DELETE FROM containers WHERE id=?", (container_id,))
+
     def remove(self, container_id: str) -> None:
         """Forget the record first, then the directory (through a rename, so a crash
         mid-delete leaves trash, not a half container)."""
         from ..fsutil import rmtree as remove_tree
 
         self.release(container_id)
-        with self.meta.transaction() as conn:
-            conn.execute("DELETE FROM container_volumes WHERE container=?", (container_id,))
-            conn.execute("DELETE FROM containers WHERE id=?", (container_id,))
+        self.forget(container_id)
         path = self.path(container_id)
         trash = self.store.tmp / owned_name(f"trash-{container_id}")
         try:

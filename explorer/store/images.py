@@ -224,6 +224,10 @@ class ImageStore:
             conn.execute("DELETE FROM tags WHERE name=?", (ref.name,))
             return str(row[0])
 
+    def has_children(self, image_id: str) -> bool:
+        """Another image names this one as its parent (a build's intermediate image)."""
+        return self.meta.one("SELECT 1 FROM images WHERE parent=? LIMIT 1", (image_id,)) is not None
+
     def users(self, image_id: str) -> list[str]:
         """Containers and child images that need this image."""
         rows = self.meta.query("SELECT id, name FROM containers WHERE image=?", (image_id,))

@@ -48,6 +48,11 @@ def _owner(path: Path) -> int:
     return _read(path)[0]
 
 
+def marked(path: Path) -> bool:
+    """``path`` carries an owner mark (in its name or an ``owner`` file), live or not."""
+    return _owner(path) != 0
+
+
 def owner_text() -> str:
     pid = os.getpid()
     start = _start_time(pid)

@@ -128,6 +128,12 @@ class VolumeStore:
         (path / "owner").unlink(missing_ok=True)
         return self.get(name)
 
+    def adopt(self, name: str, created: float) -> None:
+        """Record a volume directory whose record is gone (``check --repair``): its data
+        is the volume, and nothing else about it was kept."""
+        with self.meta.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO volumes(name, created) VALUES (?, ?)", (name, created))
+
     def remove(self, name: str) -> None:
         """Forget the volume, then delete its directory.
 
