@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import runtime
-from ..errors import ContainerRunning, ContainerStateError, InvalidArgument, StrataError
+from ..errors import CommandNotExecutable, ContainerRunning, ContainerStateError, InvalidArgument, StrataError
 from ..store.containers import ContainerRecord
 from ..store.images import Image, now_rfc3339
 from ..store.index import FileEntry
@@ -286,6 +286,7 @@ class Containers:
         config.update(host_config(options.privileged, options.cap_add, options.cap_drop, options.security_opt))
         if options.entrypoint is not None and options.entrypoint == [""]:
             config["Entrypoint"] = []
+        _command(config)  # nothing to run is refused here, as Docker's create does, before anything exists
         driver = self._context.driver()
         mounts_plan = self._mounts.plan(image, options.volumes, options.mounts)
         try:
@@ -309,11 +310,8 @@ class Containers:
         return self._info(self.store.containers.get(rec.id))
 
     def _argv(self, rec: ContainerRecord, check: bool = True) -> list[str]:
-        c = rec.config
         try:
-            if c.get("EntrypointOverridden"):
-                return runtime.combine_command(None, None, c.get("Entrypoint") or [], c.get("Cmd") or [])
-            return runtime.combine_command(c.get("Entrypoint"), c.get("Cmd"))
+            return _command(rec.config)
         except StrataError:
             if check:
                 raise
@@ -542,14 +540,20 @@ class Containers:
             user=user if user is not None else rec.config.get("User") or "",
             tty=tty,
             stdin=stdin,
+            make_cwd=False,  # docker exec runs in -w as it is; a missing one fails (126)
         )
-        if not detach:
-            return runtime.exec_in(pid, process, *stdio, security=security_of(rec.config))
-        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
-            return runtime.exec_in(pid, process, null, null, null, security=security_of(rec.config), detach=True)
-        finally:
-            os.close(null)
+            if not detach:
+                return runtime.exec_in(pid, process, *stdio, security=security_of(rec.config))
+            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                return runtime.exec_in(pid, process, null, null, null, security=security_of(rec.config), detach=True)
+            finally:
+                os.close(null)
+        except InvalidArgument as e:
+            # What the process was given (its user, group, working directory) did not work
+            # inside the container: docker exec reports that as the command not running.
+            raise CommandNotExecutable(str(e)) from None
 
     # --- the container layer -----------------------------------------------------------
 
@@ -676,6 +680,13 @@ class Containers:
         config.pop("container", None)
         tags = [reference_name] if reference_name else []
         return self.store.images.create(config, layer.id, parent=image.id, tags=tags)
+
+
+def _command(config: dict[str, Any]) -> list[str]:
+    """The argv a container's config runs: ``--entrypoint`` drops the image's Cmd."""
+    if config.get("EntrypointOverridden"):
+        return runtime.combine_command(None, None, config.get("Entrypoint") or [], config.get("Cmd") or [])
+    return runtime.combine_command(config.get("Entrypoint"), config.get("Cmd"))
 
 
 def _devnull() -> int:

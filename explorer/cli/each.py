@@ -9,14 +9,17 @@ from collections.abc import Callable, Iterable
 from ..errors import StrataError
 
 
-def each(names: Iterable[str], action: Callable[[str], object]) -> int:
+def each(names: Iterable[str], action: Callable[[str], object], forgiven: tuple[type[StrataError], ...] = ()) -> int:
+    """``forgiven`` errors are told but do not fail the verb (``rmi -f`` of a missing
+    image, as docker's)."""
     status = 0
     for name in names:
         try:
             action(name)
         except StrataError as e:
             print(f"Error: {e}", file=sys.stderr)
-            status = 1
+            if not isinstance(e, forgiven):
+                status = 1
     return status
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..api import Strata, TreeNode
 from ..digest import short
-from ..errors import InvalidArgument
+from ..errors import ImageNotFound, InvalidArgument
 from ..store.index import shown
 from .each import each, print_lines
 from .format import human_ago, human_size, mode_string, table, truncate
@@ -200,7 +200,8 @@ def cmd_tag(app: Strata, args: argparse.Namespace) -> int:
 
 
 def cmd_rmi(app: Strata, args: argparse.Namespace) -> int:
-    return each(args.images, lambda name: print_lines(app.rmi([name], force=args.force)))
+    forgiven = (ImageNotFound,) if args.force else ()
+    return each(args.images, lambda name: print_lines(app.rmi([name], force=args.force)), forgiven)
 
 
 def cmd_tree(app: Strata, args: argparse.Namespace) -> int:

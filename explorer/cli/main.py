@@ -15,8 +15,10 @@ from typing import cast
 
 from ..errors import StrataError
 
-# Verbs whose errors use docker run's convention (125); other verbs exit 1 like the docker CLI.
-RUN_VERBS = {"run", "create", "start", "exec", "cp"}
+# Verbs whose own errors use docker run's convention (125). Every other verb exits 1 for
+# its own errors, as the docker CLI does for a daemon's refusal: create, start, exec and cp
+# included. 126 and 127 (the command cannot run) are kept by every verb.
+RUN_VERBS = {"run"}
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -83,12 +85,11 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one docker-like line and exit 125/1."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        verb = self.prog.split()[-1] if " " in self.prog else ""
         print(f"{self.prog}: {message}\nSee '{self.prog} --help'.", file=sys.stderr)
-        # Docker: a flag it cannot parse is 125 for every verb; missing arguments are 125
-        # for the run family and 1 elsewhere.
+        # Docker: a flag it cannot parse is 125 for every verb; missing arguments are 1 for
+        # every verb, run included.
         flag_error = not message.startswith("the following arguments are required")
-        sys.exit(125 if flag_error or verb in RUN_VERBS else 1)
+        sys.exit(125 if flag_error else 1)
 
 
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:

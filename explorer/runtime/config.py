@@ -34,7 +34,9 @@ class Process:
 
     ``args`` is the final argv (entrypoint + cmd already combined, see
     ``command.combine_command``); ``user`` is docker's USER syntax: ``name``,
-    ``uid``, ``uid:gid``, ``name:group``; empty means root.
+    ``uid``, ``uid:gid``, ``name:group``; empty means root. ``make_cwd``: a missing
+    ``cwd`` is made first, as ``docker run`` makes its WORKDIR; ``docker exec`` does not,
+    and fails (126) in a directory that is not there.
     """
 
     args: list[str]
@@ -43,6 +45,7 @@ class Process:
     user: str = ""
     tty: bool = False
     stdin: bool = False
+    make_cwd: bool = True
 
 
 @dataclass

@@ -179,7 +179,7 @@ def run_process(launch: Launch) -> NoReturn:
     cwd = proc.cwd or "/"
     if not cwd.startswith("/"):
         raise InvalidArgument(f"the working directory must be an absolute path: {cwd}")
-    if not os.path.isdir(cwd):
+    if proc.make_cwd and not os.path.isdir(cwd):
         try:
             os.makedirs(cwd, 0o755, exist_ok=True)
         except OSError as e:

@@ -115,21 +115,19 @@ def test_run_says_125_for_its_own_errors(shared: Store, args: tuple[str, ...], m
 NO_COMMAND = "no command specified: the image has no CMD or ENTRYPOINT; give one after the image name"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the command is checked only when the container starts, outside "
-    "api/containers.py's _start_failed_cleanup: `run --rm` of an image without CMD leaves a "
-    "Created container behind (docker refuses at create and leaves none)",
-)
+@pytest.mark.parametrize("rm", [[], ["--rm"]], ids=["kept", "rm"])
 @pytest.mark.parametrize("detach", [[], ["-d"]], ids=["attached", "detached"])
-def test_run_rm_of_an_image_without_command_leaves_nothing(fresh: Store, detach: list[str]) -> None:
-    assert fresh.error("run", "--rm", *detach, IMAGE, code=125) == NO_COMMAND
-    assert fresh.ok("ps", "-a", "-q") == ""
+def test_run_of_an_image_without_command_is_refused_and_leaves_nothing(
+    fresh: Store, rm: list[str], detach: list[str]
+) -> None:
+    assert fresh.error("run", *rm, *detach, "-v", "/anon", IMAGE, code=125) == NO_COMMAND
+    assert fresh.error("create", "-v", "/anon", IMAGE) == NO_COMMAND
+    assert fresh.ok("ps", "-a", "-q") == "" and fresh.ok("volume", "ls", "-q") == ""
 
 
-def test_run_usage_errors_are_125(shared: Store) -> None:
+def test_run_without_arguments_is_a_usage_error(shared: Store) -> None:
     done = shared.run("run")
-    assert done.returncode == 125
+    assert done.returncode == 1  # as docker's: 125 is for a flag it cannot parse
     assert done.stderr == (
         "strata run: the following arguments are required: image, command\nSee 'strata run --help'.\n"
     )
@@ -204,7 +202,7 @@ def test_a_name_in_use_is_refused_and_creates_nothing(fresh: Store) -> None:
     message = 'the container name "/taken" is already in use; remove that container or pick another name'
     assert fresh.error("run", "--name", "taken", IMAGE, "true", code=125) == message
     assert fresh.error("run", "-d", "--name", "taken", IMAGE, "true", code=125) == message
-    assert fresh.error("create", "--name", "taken", IMAGE, "true", code=125) == message
+    assert fresh.error("create", "--name", "taken", IMAGE, "true", code=1) == message
     assert fresh.lines("ps", "-a", "-q", "--no-trunc") == [first]
 
 
@@ -241,8 +239,7 @@ def test_start_errors(shared: Store) -> None:
     shared.ok("create", "--name", "start-one", IMAGE, "true")
     shared.ok("create", "--name", "start-two", IMAGE, "true")
     assert (
-        shared.error("start", "-a", "start-one", "start-two", code=125)
-        == "you cannot attach to more than one container"
+        shared.error("start", "-a", "start-one", "start-two", code=1) == "you cannot attach to more than one container"
     )
     done = shared.run("start", "start-one", "absent", "start-two")
     assert (done.returncode, done.stdout, done.stderr) == (
@@ -396,15 +393,30 @@ def test_exec_takes_env_user_and_workdir(shared: Store, running: str) -> None:
     assert shared.ok("exec", running, "sh", "-c", "id -u; pwd") == "0\n/\n"
 
 
-def test_exec_errors_are_125(shared: Store, running: str) -> None:
-    assert shared.error("exec", "absent", "true", code=125) == "No such container: absent"
-    assert shared.error("exec", running, code=125) == "exec needs a command"
+def test_exec_errors_exit_as_dockers(shared: Store, running: str) -> None:
+    """1 for what exec refuses itself; 126 for what the process was given that does not
+    work inside the container (its user, group or working directory), never made up."""
+    assert shared.error("exec", "absent", "true", code=1) == "No such container: absent"
+    assert shared.error("exec", running, code=1) == "exec needs a command"
+    shared.ok("create", "--name", "never-started", IMAGE, "true")
+    assert shared.error("exec", "never-started", "true", code=1) == "container never-started is not running"
     assert (
-        shared.error("exec", "-u", "nosuchuser", running, "id", code=125)
+        shared.error("exec", "-u", "nosuchuser", running, "id", code=126)
         == "unable to find user nosuchuser: no matching entries in passwd file"
     )
-    shared.ok("create", "--name", "never-started", IMAGE, "true")
-    assert shared.error("exec", "never-started", "true", code=125) == "container never-started is not running"
+    assert (
+        shared.error("exec", "-u", "0:nosuchgroup", running, "id", code=126)
+        == "unable to find group nosuchgroup: no matching entries in group file"
+    )
+    assert (
+        shared.error("exec", "-w", "/nonexistent", running, "pwd", code=126)
+        == "chdir to cwd ('/nonexistent') failed: No such file or directory"
+    )
+    assert shared.error("exec", "-w", "relative", running, "pwd", code=126) == (
+        "the working directory must be an absolute path: relative"
+    )
+    done = shared.run("exec", running, "test", "-e", "/nonexistent")
+    assert (done.returncode, done.stderr) == (1, "")  # the process's own 1 says nothing
 
 
 # --- stop, kill, wait --------------------------------------------------------------------
@@ -533,61 +545,24 @@ DOCKER_CASES = [
     pytest.param(("run", "--rm", "strata-test/absent:1", "true"), None, id="run-no-image"),
     pytest.param(("run", "--rm", "-u", "nosuchuser", "{img}", "id"), None, id="run-no-user"),
     pytest.param(("run", "--name", UP, "{img}", "true"), None, id="run-name-in-use"),
-    pytest.param(
-        ("run", "--bogus", "{img}", "true"),
-        None,
-        id="run-unknown-flag",
-    ),
-    pytest.param(
-        ("create", "--name", UP, "{img}", "true"),
-        None,
-        id="create-name-in-use",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="docker create exits 1 for a daemon error; strata gives create run's 125 (RUN_VERBS in main.py)",
-        ),
-    ),
-    pytest.param(
-        ("create", "{img}"),
-        None,
-        id="create-no-command",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="docker create refuses an image without CMD (1); "
-            "strata creates the container and fails only at start",
-        ),
-    ),
+    pytest.param(("run", "--bogus", "{img}", "true"), None, id="run-unknown-flag"),
+    pytest.param(("create", "--name", UP, "{img}", "true"), None, id="create-name-in-use"),
+    pytest.param(("create", "{img}"), None, id="create-no-command"),
+    pytest.param(("run",), None, id="run-no-arguments"),
+    pytest.param(("create",), None, id="create-no-arguments"),
+    pytest.param(("cp", "strata-verbs-absent:/etc/hostname", "-"), None, id="cp-no-container"),
     pytest.param(("exec", UP, "sh", "-c", "exit 7"), None, id="exec-own-status"),
     pytest.param(("exec", UP, "/etc/passwd"), None, id="exec-not-executable"),
     # docker exec reports every failure of the OCI runtime as 126; strata keeps run's 127 for
     # a command not found, as its README says (and as podman does).
     pytest.param(("exec", UP, "nosuch"), 127, id="exec-not-found"),
-    pytest.param(
-        ("exec", DOWN, "true"),
-        None,
-        id="exec-not-running",
-        marks=pytest.mark.xfail(strict=True, reason="docker exec exits 1; strata 125 (RUN_VERBS in main.py)"),
-    ),
-    pytest.param(
-        ("exec", "strata-verbs-absent", "true"),
-        None,
-        id="exec-no-container",
-        marks=pytest.mark.xfail(strict=True, reason="docker exec exits 1; strata 125 (RUN_VERBS in main.py)"),
-    ),
-    pytest.param(
-        ("exec", "-u", "nosuchuser", UP, "id"),
-        None,
-        id="exec-no-user",
-        marks=pytest.mark.xfail(strict=True, reason="docker exec exits 126; strata 125"),
-    ),
-    pytest.param(
-        ("exec", "-w", "/nonexistent", UP, "pwd"),
-        None,
-        id="exec-no-workdir",
-        marks=pytest.mark.xfail(
-            strict=True, reason="docker exec refuses a missing -w (126); strata creates the directory and runs (0)"
-        ),
-    ),
+    pytest.param(("exec", DOWN, "true"), None, id="exec-not-running"),
+    pytest.param(("exec", "strata-verbs-absent", "true"), None, id="exec-no-container"),
+    pytest.param(("exec", "-u", "nosuchuser", UP, "id"), None, id="exec-no-user"),
+    pytest.param(("exec", "-w", "/nonexistent", UP, "pwd"), None, id="exec-no-workdir"),
+    pytest.param(("exec", "-u", "0:nosuchgroup", UP, "id"), None, id="exec-no-group"),
+    pytest.param(("exec", "-w", "relative", UP, "pwd"), None, id="exec-relative-workdir"),
+    pytest.param(("exec", UP), None, id="exec-no-command"),
     pytest.param(("start", "strata-verbs-absent"), None, id="start-no-container"),
     pytest.param(("start", "-a", DOWN), None, id="start-attached-status"),
     pytest.param(("stop", "strata-verbs-absent"), None, id="stop-no-container"),
@@ -602,11 +577,7 @@ DOCKER_CASES = [
     pytest.param(("logs", "strata-verbs-absent"), None, id="logs-no-container"),
     pytest.param(("diff", "strata-verbs-absent"), None, id="diff-no-container"),
     pytest.param(("commit", "strata-verbs-absent"), None, id="commit-no-container"),
-    pytest.param(
-        ("ps", "--bogus"),
-        None,
-        id="ps-unknown-flag",
-    ),
+    pytest.param(("ps", "--bogus"), None, id="ps-unknown-flag"),
 ]
 
 

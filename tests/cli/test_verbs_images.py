@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -256,27 +256,53 @@ def test_rmi_goes_on_past_a_missing_name(fresh: Store) -> None:
     assert fresh.ok("images", "-q") == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docker rmi -f untags (and deletes) an image a stopped container uses; "
-    "store/images.remove refuses it even with force",
-)
 def test_rmi_force_untags_an_image_a_stopped_container_uses(fresh: Store) -> None:
+    """Docker also drops the image record and keeps only its layers for the container;
+    a strata container's layers are its image's, so the image stays, untagged, while a
+    container uses it, and the container still starts. Its removal leaves the image
+    dangling for ``image prune``."""
+    base = fresh.inspect(IMAGE, "image")["Id"]
+    fresh.ok("create", "--name", "user", IMAGE, "true")
+    assert fresh.lines("rmi", "-f", IMAGE) == [f"Untagged: {IMAGE}"]
+    assert fresh.lines("images", "-a", "-q", "--no-trunc") == [base]
+    assert fresh.run("start", "-a", "user").returncode == 0
+    assert fresh.error("rmi", "-f", base) == (
+        f"image {short(base)} is in use by container {fresh.inspect('user')['Id'][:12]} (user); "
+        "remove the containers first"
+    )
+    fresh.ok("rm", "user")
+    assert fresh.lines("image", "prune", "-f")[:2] == ["Deleted Images:", f"deleted: {base}"]
+
+
+def test_rmi_force_by_name_untags_that_name_only(fresh: Store) -> None:
+    base = fresh.inspect(IMAGE, "image")["Id"]
+    fresh.ok("tag", IMAGE, ALIAS)
     fresh.ok("create", IMAGE, "true")
-    assert fresh.lines("rmi", "-f", IMAGE)[0] == f"Untagged: {IMAGE}"
+    assert fresh.lines("rmi", "-f", ALIAS) == [f"Untagged: {ALIAS}"]
+    assert fresh.inspect(base, "image")["RepoTags"] == [IMAGE]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docker rmi also deletes the untagged parents nothing else uses; strata "
-    "keeps them (they stay listed by images -a)",
-)
 def test_rmi_deletes_untagged_parents_nothing_else_uses(fresh: Store) -> None:
     base = fresh.inspect(IMAGE, "image")["Id"]
     middle = child_of(fresh, IMAGE)
     top = child_of(fresh, middle, "test/top:1")
-    assert f"Deleted: {top}" in fresh.lines("rmi", "test/top:1")
+    out = fresh.lines("rmi", "test/top:1")
+    # each image, then its own layer
+    assert [out[0], out[1], out[3]] == ["Untagged: test/top:1", f"Deleted: {top}", f"Deleted: {middle}"]
+    assert len(out) == 5 and all(IMAGE_ID.fullmatch(line.removeprefix("Deleted: ")) for line in out[1:])
     assert fresh.lines("images", "-a", "-q", "--no-trunc") == [base]
+
+
+def test_rmi_keeps_parents_that_are_tagged_used_or_shared(fresh: Store) -> None:
+    tagged = child_of(fresh, IMAGE, "test/tagged:1")
+    used = child_of(fresh, IMAGE)
+    shared = child_of(fresh, IMAGE)
+    tops = [child_of(fresh, parent, f"test/top:{n}") for n, parent in enumerate((tagged, used, shared, shared))]
+    fresh.ok("create", used, "true")
+    for n in range(3):
+        fresh.ok("rmi", f"test/top:{n}")
+    left = set(fresh.lines("images", "-a", "-q", "--no-trunc"))
+    assert {tagged, used, shared, tops[3]} <= left and not set(tops[:3]) & left
 
 
 # --- image prune -------------------------------------------------------------------------
@@ -324,10 +350,8 @@ DOCKER_CASES = [
     pytest.param(("inspect", "strata-verbs/absent:1"), id="inspect-nothing"),
     pytest.param(("inspect", "--type", "image", "strata-verbs/absent:1"), id="inspect-no-image"),
     pytest.param(("inspect", "--type", "container", USED_IN_DOCKER), id="inspect-image-as-container"),
-    pytest.param(
-        ("images", "--bogus"),
-        id="images-unknown-flag",
-    ),
+    pytest.param(("images", "--bogus"), id="images-unknown-flag"),
+    pytest.param(("rmi", "-f", "strata-verbs/absent:1"), id="rmi-force-no-image"),
 ]
 
 
@@ -380,3 +404,38 @@ def _docker_lines(*args: str) -> list[str]:
 def _docker_inspect(name: str, kind: str = "image") -> dict[str, str]:
     found: list[dict[str, str]] = json.loads(docker_ok("inspect", "--type", kind, name))
     return found[0]
+
+
+def _commit_child(run: Callable[..., str], base: str, *ref: str) -> str:
+    cid = run("run", "-d", base, "touch", "/made").strip()
+    run("wait", cid)
+    image = run("commit", cid, *ref).strip()
+    run("rm", cid)
+    return image
+
+
+@pytest.mark.docker
+def test_rmi_deletes_the_same_chain_as_docker(twins: Store) -> None:
+    """A tagged image committed from an untagged one committed from the base: rmi of the
+    top deletes both images and their layers in Docker's order, the base stays."""
+    require_docker()
+    docker_status("rmi", "strata-verbs/top:1")  # what a failed run may have left
+    shapes = []
+    for run in (twins.ok, docker_ok):
+        middle = _commit_child(run, BUSYBOX_TAG)
+        top = _commit_child(run, middle, "strata-verbs/top:1")
+        out = run("rmi", "strata-verbs/top:1").splitlines()
+        named = [line.replace(top, "TOP").replace(middle, "MIDDLE") for line in out]
+        shapes.append([line if not line.startswith("Deleted: sha256:") else "Deleted" for line in named])
+        assert middle not in run("images", "-a", "-q", "--no-trunc").split()
+    assert (
+        shapes[0]
+        == shapes[1]
+        == [
+            "Untagged: strata-verbs/top:1",
+            "Deleted: TOP",
+            "Deleted",
+            "Deleted: MIDDLE",
+            "Deleted",
+        ]
+    )
