@@ -81,11 +81,22 @@ def mark_owner(path: Path) -> None:
 
 def owner_live(path: Path) -> bool:
     """True while the process that marked ``path`` still runs (the same process, not
-    a later one that got its pid)."""
+    a later one that got its pid, and not its zombie: a killed writer has closed its
+    files, released its locks and will write nothing more, even before it is reaped)."""
     pid, start = _read(path)
-    if not pid or not _alive(pid):
+    if not pid or not _alive(pid) or _exited(pid):
         return False
     return start is None or _start_time(pid) == start
+
+
+def _exited(pid: int) -> bool:
+    """``pid`` is a zombie (or being torn down): exited, not yet reaped."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False  # not ours to see: ``_alive`` decided
+    return data[data.rindex(b")") + 2 :][:1] in (b"Z", b"X")
 
 
 def _alive(pid: int) -> bool:

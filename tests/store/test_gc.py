@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import tarfile
 import threading
 import time
@@ -246,3 +247,25 @@ def test_check_repairs_records_that_name_nothing(store: Store) -> None:
     assert check.check(store) == []
     assert [v.name for v in store.volumes.all()] == ["kept"]
     assert store.containers.all() == []
+
+
+def test_a_killed_writers_mark_is_dead_before_it_is_reaped(tmp_path: Path) -> None:
+    """A writer killed a moment ago has released the gc lock (a prune waiting for it goes
+    on at once) but may not be reaped yet: its zombie must not keep its layer busy."""
+    from explorer.store.marks import _start_time, owner_live
+
+    writer = subprocess.Popen(["sleep", "60"])
+    try:
+        marked_dir = tmp_path / "layer"
+        marked_dir.mkdir()
+        (marked_dir / "owner").write_text(f"{writer.pid} {_start_time(writer.pid)}\n")
+        assert owner_live(marked_dir)
+        writer.kill()
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{writer.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert not owner_live(marked_dir)
+    finally:
+        writer.kill()
+        writer.wait()

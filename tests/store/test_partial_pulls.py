@@ -173,7 +173,7 @@ def test_a_prune_waits_while_a_pull_holds_its_pieces(tmp_path: Path, pushed: tup
     assert prune is not None
     out, err = prune.communicate(timeout=120)
     assert prune.returncode == 0, out + err
-    assert sum(line.startswith("deleted: ") for line in out.splitlines()) == 2
+    assert sum(line.startswith("deleted: ") for line in out.splitlines()) == 2, out + err
     assert layer_count(root) == (0, 0)
     assert_clean(root)
 
