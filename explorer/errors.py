@@ -190,7 +190,7 @@ class StoreDamaged(StoreError):
 
     ``where`` is the database's path, ``what`` says what is wrong with it; the message
     points at the one command that rebuilds it (and must not loop: see
-    ``api.system.SystemOps.check``)."""
+    ``api.system.System.check``)."""
 
     def __init__(self, where: str, what: str, lost: bool = False) -> None:
         if lost:

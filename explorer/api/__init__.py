@@ -14,13 +14,13 @@ builds the groups and forwards each public method to the one group that does it:
     ContainerFiles cp, the window's edits of container files  (context, Containers, Mounts)
     Registries     pull, push, login, logout, a build's FROM               (context)
     Builds         build, builder prune, the build cache                   (context)
+    System         info, df, the prunes, check --repair          (context, Containers)
 
 No group looks another up by name or inherits from one; a group a test needs is built
 from a ``StoreContext`` and the groups it names. ``Strata`` exposes them as typed
 attributes (``strata.container_ops`` …) besides its forwarding methods, which are what
-the CLI, the window and the tests call. ``SystemOps`` (df, prunes, check, info;
-system.py) is for now the one base class left of the old mixins: it stands on
-``Strata``'s own methods until gc and check live in the store.
+the CLI, the window and the tests call. What keeps what, gc and check are the store's
+(``store.gc``, ``store.check``); ``System`` only adds the containers' states to them.
 
 ``Strata`` owns the store and nothing is global. Everything here is plain Python;
 progress is reported through callbacks.

@@ -22,7 +22,7 @@ from .copy import ContainerFiles, CopyReport
 from .images import Images
 from .mounts import MountPlan, Mounts
 from .registry import Registries
-from .system import SystemOps
+from .system import System
 from .volumes import VolumeInfo, Volumes
 
 if TYPE_CHECKING:
@@ -32,19 +32,19 @@ if TYPE_CHECKING:
     from ..registry.events import Progress as TransferProgress
     from ..registry.pull import PullResult
     from ..registry.push import PushResult
+    from ..store.check import Problem
     from ..store.containers import ContainerRecord
     from ..store.images import Image
     from ..store.union import UnionView
     from .analysis import Change, ImageAnalysis
     from .model import HistoryRow, ImageSummary, LsEntry, TreeNode
     from .scratch import ContainerView
+    from .sysinfo import SystemInfo
+    from .usage import DiskUsage
 
 
-class Strata(SystemOps):
-    """Everything a user can do with one store. Cheap to create; opens the store lazily.
-
-    ``SystemOps`` (df, the prunes, check) is still a base class, standing on the methods
-    below; it becomes a group like the others once its SQL has moved into the store."""
+class Strata:
+    """Everything a user can do with one store. Cheap to create; opens the store lazily."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None, storage_driver: str | None = None) -> None:
         self.context = StoreContext(Path(root) if root else default_root(), storage_driver)
@@ -56,9 +56,10 @@ class Strata(SystemOps):
         self.file_ops = ContainerFiles(self.context, self.container_ops, self.mount_ops)
         self.registry_ops = Registries(self.context)
         self.build_ops = Builds(self.context)
+        self.system_ops = System(self.context, self.container_ops)
 
     @property
-    def root(self) -> Path:  # type: ignore[override]
+    def root(self) -> Path:
         return self.context.root
 
     @property
@@ -66,7 +67,7 @@ class Strata(SystemOps):
         return self.context.storage_driver
 
     @property
-    def store(self) -> Store:  # type: ignore[override]
+    def store(self) -> Store:
         return self.context.store
 
     def close(self) -> None:
@@ -397,6 +398,29 @@ class Strata(SystemOps):
 
     def build_cache(self) -> list[CacheEntry]:
         return self.build_ops.build_cache()
+
+    # --- the whole store (System) ----------------------------------------------------
+
+    def info(self) -> SystemInfo:
+        return self.system_ops.info()
+
+    def df(self) -> DiskUsage:
+        return self.system_ops.df()
+
+    def quarantine_prune(self) -> tuple[list[str], int]:
+        return self.system_ops.quarantine_prune()
+
+    def container_prune(self) -> tuple[list[str], int]:
+        return self.system_ops.container_prune()
+
+    def image_prune(self, all: bool = False) -> tuple[list[str], int]:
+        return self.system_ops.image_prune(all)
+
+    def cache_prune(self, keep_storage: int = 0, all: bool = True) -> tuple[int, int]:
+        return self.system_ops.cache_prune(keep_storage, all)
+
+    def check(self, repair: bool = False, verify_content: bool = True) -> list[Problem]:
+        return self.system_ops.check(repair, verify_content)
 
 
 def _ls(view: UnionView, path: str, recursive: bool) -> list[LsEntry]:

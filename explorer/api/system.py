@@ -2,8 +2,9 @@
 store is sound (system check --repair).
 
 The knowledge of what keeps what, what may be collected and what is damaged lives in the
-store (``store.gc``, ``store.check``); this module composes it with the containers'
-states, which only the API knows, and returns the API's records (``usage.py``).
+store (``store.gc``, ``store.check``); ``System`` composes it with the containers'
+states, which only the API knows (it is given ``Containers`` for them), and returns the
+API's records (``usage.py``).
 
 Shared layers are counted once everywhere: an image's *shared* size is the part of it
 other images also use, its *unique* size what removing it alone would free.
@@ -12,38 +13,37 @@ other images also use, its *unique* size what removing it alone would free.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import StoreDamaged, StrataError
 from ..fsutil import dir_size
+from .containers import Containers
+from .context import StoreContext
 
 if TYPE_CHECKING:
     from ..store.check import Problem
     from ..store.store import Store
-    from .containers import ContainerInfo
     from .sysinfo import SystemInfo
     from .usage import DiskUsage
 
 
-class SystemOps:
-    """Mixed into ``Strata``."""
+class System:
+    """info, df, the prunes, check; needs the store context and ``Containers``."""
 
-    store: Store
-    root: Path
-    containers: Callable[..., list[ContainerInfo]]
-    rm: Callable[..., str]
-    reconcile: Callable[[], list[str]]
-    close: Callable[[], None]
+    def __init__(self, context: StoreContext, containers: Containers) -> None:
+        self._context = context
+        self._containers = containers
+
+    @property
+    def store(self) -> Store:
+        return self._context.store
 
     def info(self) -> SystemInfo:
         """What ``strata system info`` prints (docker info's shape)."""
         from .. import __version__
         from .sysinfo import gather
 
-        driver: Callable[[], str] = self.driver  # type: ignore[attr-defined]
-        return gather(self.store, driver(), __version__)
+        return gather(self.store, self._context.driver(), __version__)
 
     # --- disk usage --------------------------------------------------------------------
 
@@ -83,7 +83,7 @@ class SystemOps:
                     found.containers_of.get(image.id, 0),
                 )
             )
-        for info in self.containers(all=True):
+        for info in self._containers.containers(all=True):
             rec = store.containers.get(info.id)
             usage.containers.append(
                 ContainerUsage(
@@ -136,8 +136,8 @@ class SystemOps:
         starting right now (``ContainerStore.claim``)."""
         removed: list[str] = []
         freed = 0
-        self.reconcile()  # exits written down, ended --rm containers gone first
-        for info in self.containers(all=True):
+        self._containers.reconcile()  # exits written down, ended --rm containers gone first
+        for info in self._containers.containers(all=True):
             if info.state == "running":
                 continue
             with self.store.containers.claim(info.id) as ours:
@@ -151,7 +151,7 @@ class SystemOps:
                     continue
                 size = dir_size(self.store.containers.content_dir(rec))
                 with contextlib.suppress(StrataError):
-                    self.rm(info.id)
+                    self._containers.rm(info.id)
                     removed.append(info.id)
                     freed += size
         return removed, freed
@@ -194,10 +194,10 @@ class SystemOps:
         except StoreDamaged as damage:
             if not repair:
                 return [check.Problem("damaged-db", damage.where, damage.what, True)]
-            self.close()  # the rebuild replaces the database under this handle
+            self._context.close()  # the rebuild replaces the database under this handle
             from ..store.rebuild import rebuild
 
-            done = rebuild(Path(self.root).absolute(), damage.what)
+            done = rebuild(self._context.root.absolute(), damage.what)
             with self.store.gc_lock(exclusive=True):
                 return check.rebuilt_problems(done, damage) + check.check(self.store, True, verify_content)
 
