@@ -2,8 +2,11 @@
 
 A step's key is a hash of its parent step's key, the instruction after variable
 expansion, the build args and env in effect and, for COPY/ADD, the checksum of the
-source files. A hit reuses the layer and the image config the step made before; a miss
-cascades to every later step because their parent keys change.
+source files. As in BuildKit a layer step's parent is the previous layer step, not a LABEL
+or CMD between them, and its key also holds what it reads from the config (RUN: shell,
+working directory, user, mounted stages); see ``executor.Snapshot``. A hit reuses the
+layer the step made before (the image config is made again from the plan); a miss cascades
+to every later step of its chain because their parent keys change.
 
 Every row also keeps, as JSON, what its key was made of. When a step misses, the rows
 that share its parent key are the builds of "the same place" in the past, and comparing
@@ -32,8 +35,18 @@ from ..fsutil import dir_size, rmtree
 if TYPE_CHECKING:
     from ..store.store import Store
 
-KEY_VERSION = 1
+KEY_VERSION = 2  # 2: layer steps keyed on the layer chain (see executor.Snapshot)
 MOUNTS_DIR = "build-mounts"
+
+
+#: How a miss reason names what changed in a layer step's context (see executor._op_context).
+_CONTEXT_NAMES = {
+    "shell": "SHELL",
+    "workdir": "the working directory (WORKDIR)",
+    "user": "USER",
+    "mounts": "a mounted stage",
+    "path": "the directory",
+}
 
 
 def step_key(parent: str, instruction: str, args: Mapping[str, str], env: Sequence[str], sources: str | None) -> str:
@@ -209,6 +222,11 @@ class BuildCache:
             return self._files_reason(str(old.get("sources") or ""), files)
         if list(detail.get("env") or []) != list(old.get("env") or []):
             return "environment changed"
+        context_now = dict(detail.get("context") or {})
+        context_then = dict(old.get("context") or {})
+        changed = sorted(k for k in set(context_now) | set(context_then) if context_now.get(k) != context_then.get(k))
+        if changed:
+            return f"{_CONTEXT_NAMES.get(changed[0], changed[0])} changed"
         if detail.get("expanded") != old.get("expanded"):
             return "instruction changed after variable expansion"
         return "not in the cache"

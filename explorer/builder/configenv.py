@@ -20,9 +20,20 @@ def env_dict(env: Iterable[str]) -> dict[str, str]:
 
 
 def set_env(env: list[str], key: str, value: str) -> list[str]:
-    """``env`` with ``key`` set, moved to the end as Docker's builder does."""
-    out = [e for e in env if e.partition("=")[0] != key]
-    out.append(f"{key}={value}")
+    """``env`` with ``key`` set: a variable already there keeps its place (both of Docker's
+    builders replace it in place, so ``docker inspect`` lists Env in first-set order), a new
+    one goes at the end."""
+    out: list[str] = []
+    found = False
+    for item in env:
+        if item.partition("=")[0] == key:
+            if not found:
+                out.append(f"{key}={value}")
+            found = True
+        else:
+            out.append(item)
+    if not found:
+        out.append(f"{key}={value}")
     return out
 
 

@@ -65,16 +65,31 @@ from .instructions import (
     User,
     Volume,
     Workdir,
+    exposed_port_keys,
     parse_instruction,
 )
+from .parser import go_quote as _q
 from .parser import parse
 from .runstep import RunSteps
 from .stages import BuildPlan, Stage, parse_stages
 
 if TYPE_CHECKING:
     from ..store.store import Store
+    from .copyitems import Owner
 
 EventSink = Callable[[BuildEvent], None]
+
+#: The steps that make (or, WORKDIR, may make) a layer: BuildKit's file-system operations.
+_LAYER_STEPS = (Run, Copy, Add, Workdir)
+_COMMENT = "strata.dockerfile.v0"
+
+
+@dataclass
+class _Missed:
+    """Whether a stage has missed the cache so far: at any step, and at a layer step."""
+
+    any: bool = False
+    layers: bool = False
 
 
 # --- the one place a base image is found ---------------------------------------------------
@@ -149,16 +164,30 @@ class StagePlan:
     stage: Stage
     base: Stage | Image | None  # None for scratch
     steps: list[Step]
+    state: _StageState | None = None  # the ARGs in effect at its end (a stage built on it inherits them)
 
 
 @dataclass
 class Snapshot:
-    """The image as of one step: its cache key, full config and top layer."""
+    """The image as of one step: its cache keys, full config and top layer.
+
+    There are two keys because BuildKit's cache follows the file system, not the config:
+    ``key`` is that of the last step that makes or may make a layer (RUN, COPY, ADD,
+    WORKDIR), and the next such step is keyed on it, so a LABEL, EXPOSE, CMD … between them
+    does not miss the steps after it. ``meta_key`` is the last step's of any kind, the parent
+    of a config-only step. The config a cache hit stands for is rebuilt from the plan, never
+    taken from the row, so a hit after a changed LABEL still carries the new label.
+    """
 
     key: str
     config: dict[str, Any]
     top_layer: str | None
     base_image: str | None = None
+    meta_key: str | None = None
+
+    @property
+    def chain_key(self) -> str:
+        return self.meta_key or self.key
 
     def raw(self) -> bytes:
         return canonical_json(self.config)
@@ -185,10 +214,6 @@ def _automatic_args() -> dict[str, str]:
     return {name: values[name.removeprefix("BUILD").removeprefix("TARGET")] for name in AUTOMATIC_PLATFORM_ARGS}
 
 
-def _port(spec: str) -> str:
-    return spec if "/" in spec else f"{spec}/tcp"
-
-
 def _apply_config(c: dict[str, Any], ins: Instruction, state: _StageState) -> None:
     """What a config-changing instruction does to the container config ``c``."""
     if isinstance(ins, Env):
@@ -207,8 +232,8 @@ def _apply_config(c: dict[str, Any], ins: Instruction, state: _StageState) -> No
         c["User"] = ins.user
     elif isinstance(ins, Expose):
         ports = dict(c.get("ExposedPorts") or {})
-        for p in ins.ports:
-            ports[_port(p)] = {}
+        for p in ins.ports:  # already port keys: see _normalize
+            ports[p] = {}
         c["ExposedPorts"] = ports
     elif isinstance(ins, Volume):
         volumes = dict(c.get("Volumes") or {})
@@ -216,7 +241,8 @@ def _apply_config(c: dict[str, Any], ins: Instruction, state: _StageState) -> No
             volumes[p] = {}
         c["Volumes"] = volumes
     elif isinstance(ins, Cmd):
-        c["Cmd"] = shell_form(c, ins.command, ins.json)
+        # CMD [] clears the command: BuildKit stores null, as ENTRYPOINT [] does.
+        c["Cmd"] = shell_form(c, ins.command, ins.json) if ins.command or not ins.json else None
         state.cmd_set = True
     elif isinstance(ins, Entrypoint):
         c["Entrypoint"] = shell_form(c, ins.command, ins.json) if ins.command is not None else None
@@ -246,11 +272,32 @@ def _apply_config(c: dict[str, Any], ins: Instruction, state: _StageState) -> No
 
 @dataclass
 class _StageState:
-    """ARGs and flags that evolve through a stage while it is planned."""
+    """ARGs and flags that evolve through a stage while it is planned.
+
+    BuildKit keeps one environment for the build: ENV and an ARG with a value both set a
+    variable in it, in the order they come, so an ARG declared after an ENV of the same name
+    wins in RUN and in expansions from its line on, while the image's Env keeps the ENV value
+    (``arg_wins`` names those ARGs). See the choices table in the package docstring.
+    """
 
     args: dict[str, str] = field(default_factory=dict)  # declared ARGs with a value
     predefined: dict[str, str] = field(default_factory=dict)  # proxy args given, not declared
+    arg_wins: set[str] = field(default_factory=set)  # ARGs set after any ENV of their name
     cmd_set: bool = False
+
+    def build_env(self, image_env: Mapping[str, str]) -> dict[str, str]:
+        """The variables an instruction is expanded with."""
+        env = {**self.predefined, **self.args, **image_env}
+        env.update((name, self.args[name]) for name in self.arg_wins if name in self.args)
+        return env
+
+    def visible_args(self, image_env: Mapping[str, str]) -> dict[str, str]:
+        """The declared ARGs a RUN gets on top of the image's Env (and whose values key it)."""
+        return {k: v for k, v in self.args.items() if k not in image_env or k in self.arg_wins}
+
+    def inherited(self) -> _StageState:
+        """The state a stage built on this one starts with: its ARGs, not its CMD flag."""
+        return _StageState(dict(self.args), {}, set(self.arg_wins))
 
 
 # --- the builder -------------------------------------------------------------------------------------
@@ -289,6 +336,7 @@ class Builder(CopySteps, RunSteps):
         self._cache: BuildCache | None = None
         self._scratch: list[Path] = []
         self._head_start = None  # a COPY begun early: see CopySteps._begin_early
+        self._automatic: dict[str, str] = {}
 
     # --- entry point ---
 
@@ -356,6 +404,9 @@ class Builder(CopySteps, RunSteps):
         ignore = load_dockerignore(self.options.context_dir, dockerfile_path)
         self.ctx = BuildContext(self.options.context_dir, ignore, self.filename)
         automatic = _automatic_args()
+        # BuildKit's TARGETSTAGE: the stage being built, "default" for an unnamed last one.
+        automatic["TARGETSTAGE"] = required[-1].name or "default"
+        self._automatic = automatic
         meta = plan.meta_env(args, automatic)
         planned: dict[int, StagePlan] = {}
         for stage in required:
@@ -384,6 +435,10 @@ class Builder(CopySteps, RunSteps):
             config = copy.deepcopy(image.config.get("config") or {})
         if not isinstance(base, Stage):
             _ensure_path(config)
+            # Docker shows an image that sets neither as WorkingDir "" and User ""; BuildKit's
+            # empty image (scratch) has WorkingDir / (dockerfile2llb emptyImage).
+            config.setdefault("WorkingDir", "/" if base == "scratch" else "")
+            config.setdefault("User", "")
         instructions: list[Instruction] = []
         triggers = list(config.get("OnBuild") or [])
         for expression in triggers:
@@ -392,8 +447,9 @@ class Builder(CopySteps, RunSteps):
         instructions += stage.instructions
         total = len(instructions) + 1
         from_ins = stage.from_
-        state = _StageState()
-        state.predefined = {k: v for k, v in build_args.items() if k in PREDEFINED_ARGS}
+        inherited = planned[base.index].state if isinstance(base, Stage) else None
+        state = inherited.inherited() if inherited is not None else _StageState()
+        state.predefined = {k: v for k, v in build_args.items() if k in PREDEFINED_ARGS and k not in state.args}
         shown = (base.name or str(base.index)) if isinstance(base, Stage) else base
         from_step = Step(
             stage,
@@ -411,33 +467,33 @@ class Builder(CopySteps, RunSteps):
             from_ref=base_ref,
         )
         steps = [from_step]
-        automatic = _automatic_args()
+        automatic = self._automatic
         for number, ins in enumerate(instructions, start=2):
             before = steps[-1].config_after
             env_list = list(before.get("Env") or [])
-            env = {**state.predefined, **state.args, **env_dict(env_list)}
-            expanded, used = ins.expanded_with(env, plan.escape, self.filename)
-            used_args = {n: state.args[n] for n in used if n in state.args and n not in env_dict(env_list)}
+            image_env = env_dict(env_list)
+            visible = state.visible_args(image_env)
+            expanded, used = ins.expanded_with(state.build_env(image_env), plan.escape, self.filename)
+            expanded = self._normalize(expanded)
+            used_args = {n: visible[n] for n in used if n in visible}
             run_args = {}
-            if isinstance(ins, Run):
-                declared = {k: v for k, v in state.args.items() if k not in env_dict(env_list)}
-                run_args = declared
-                used_args = dict(declared)
+            if isinstance(ins, Run) or (isinstance(ins, (Copy, Add)) and ins.contents):
+                # A RUN sees every declared ARG, and so does a heredoc COPY/ADD's expansion.
+                run_args = dict(visible)
+                used_args = dict(visible)
             after = copy.deepcopy(before)
             if isinstance(expanded, Arg):
                 for item in expanded.args:
-                    if item.name in build_args:
-                        state.args[item.name] = build_args[item.name]
-                    elif item.default is not None:
-                        state.args[item.name] = item.default
-                    elif item.name in meta:
-                        state.args[item.name] = meta[item.name]
-                    elif item.name in automatic:
-                        state.args[item.name] = automatic[item.name]
+                    value = _arg_value(item.name, item.default, build_args, meta, automatic)
+                    if value is not None:  # an ARG with no value leaves the environment alone
+                        state.args[item.name] = value
+                        state.arg_wins.add(item.name)
                     state.predefined.pop(item.name, None)
             elif isinstance(expanded, Maintainer):
                 pass
             else:
+                if isinstance(expanded, Env):
+                    state.arg_wins.difference_update(key for key, _ in expanded.pairs)
                 _apply_config(after, expanded, state)
             text = ins.source if ins.line != stage.line or number == 1 else f"ONBUILD {ins.source}"
             step = Step(
@@ -445,7 +501,23 @@ class Builder(CopySteps, RunSteps):
             )
             self._check_step(step, plan, planned)
             steps.append(step)
-        return StagePlan(stage, base_ref, steps)
+        return StagePlan(stage, base_ref, steps, state)
+
+    def _normalize(self, ins: Instruction) -> Instruction:
+        """Checks that need the expanded words: EXPOSE specs become their port keys (sorted,
+        so ``EXPOSE 80 2375`` and ``EXPOSE 2375 80`` are one step for the cache, as in both of
+        Docker's builders), and a VOLUME must not expand to nothing."""
+        if isinstance(ins, Expose):
+            keys: set[str] = set()
+            for spec in ins.ports:
+                try:
+                    keys.update(exposed_port_keys(spec))
+                except ValueError as err:
+                    raise DockerfileError(f"EXPOSE: {err}", ins.line, self.filename) from None
+            return dataclasses.replace(ins, ports=tuple(sorted(keys, key=_port_order)))
+        if isinstance(ins, Volume) and any(not p.strip() for p in ins.paths):
+            raise DockerfileError("VOLUME specified can not be an empty string", ins.line, self.filename)
+        return ins
 
     def _trigger(self, expression: str, line: int) -> Instruction:
         try:
@@ -462,7 +534,12 @@ class Builder(CopySteps, RunSteps):
         stage = plan.find_stage(ref)
         if stage is not None:
             if stage.index >= step.stage.index:
-                raise DockerfileError(f"stage {ref} is not defined before this stage", step.line, self.filename)
+                raise DockerfileError(
+                    f"cannot copy from stage {_q(ref)}, it needs to be defined before current stage "
+                    f"{_q(step.stage.ref)}",
+                    step.line,
+                    self.filename,
+                )
             return stage
         try:
             return self.store.images.resolve(ref)
@@ -490,16 +567,8 @@ class Builder(CopySteps, RunSteps):
                             )
                         continue
                     step.sources += self.ctx.sources(src, step.line, keyword)
-            count = len(step.sources) + len(ins.contents) + sum(s.startswith(URL_PREFIXES) for s in ins.sources)
-            if isinstance(ins, Copy) and ins.from_:
-                count = len(ins.sources) + (1 if any(c in "".join(ins.sources) for c in "*?[") else 0)
-            if count > 1 and not ins.dest.endswith("/"):
-                raise DockerfileError(
-                    f"When using {keyword} with more than one source file, the destination must be a directory "
-                    f"and end with a /",
-                    step.line,
-                    self.filename,
-                )
+            # Several sources need a directory destination: checked when the step runs, against
+            # the image (copy.check_several), since an existing directory needs no "/".
             if ins.chmod:
                 from .copy import parse_chmod
 
@@ -569,11 +638,11 @@ class Builder(CopySteps, RunSteps):
         snap = self._from_snapshot(sp)
         self.emit(self._event(first, CACHED, layer=snap.top_layer))
         self.steps_cached += 1
-        rebuilt = False
+        missed = _Missed()
         for step in sp.steps[1:]:
             self._check_cancel()
             self.vertex += 1
-            snap, rebuilt = self._run_step(step, snap, rebuilt)
+            snap = self._run_step(step, snap, missed)
         return snap
 
     def _from_snapshot(self, sp: StagePlan) -> Snapshot:
@@ -596,7 +665,7 @@ class Builder(CopySteps, RunSteps):
         config.setdefault("history", [])
         return Snapshot(base_key(base.id), config, base.top_layer, base.id)
 
-    def _run_step(self, step: Step, snap: Snapshot, rebuilt: bool) -> tuple[Snapshot, bool]:
+    def _run_step(self, step: Step, snap: Snapshot, missed: _Missed) -> Snapshot:
         ins = step.expanded
         started = time.monotonic()
         sources_sum: str | None = None
@@ -605,12 +674,19 @@ class Builder(CopySteps, RunSteps):
         if isinstance(ins, (Copy, Add)):
             sources_sum, lines, prepared = self._copy_sources(step, snap)
         canonical = _canonical(ins)
-        key = step_key(snap.key, canonical, step.used_args, step.env, sources_sum)
+        layer_step = isinstance(ins, _LAYER_STEPS)
+        parent = snap.key if layer_step else snap.chain_key
+        rebuilt = missed.layers if layer_step else missed.any
+        context = self._op_context(step) if layer_step else {}
+        # A COPY/ADD does not read the environment: only its expanded words (in `canonical`).
+        env = step.env if not isinstance(ins, (Copy, Add)) else []
+        key = step_key(parent, json.dumps([canonical, context], sort_keys=True), step.used_args, env, sources_sum)
         detail = {
             "instruction": step.instruction.source,
             "expanded": canonical,
+            "context": context,
             "args": step.used_args,
-            "env": step.env,
+            "env": env,
             "sources": sources_sum,
             "stage": step.stage_label,
             "line": step.line,
@@ -623,11 +699,14 @@ class Builder(CopySteps, RunSteps):
             self._drop_head_start()
             self._touched.append(key)
             self.steps_cached += 1
-            config = json.loads(hit.config)
+            created = str(json.loads(hit.config).get("created") or now_rfc3339())
+            config = self._image_config(step, snap, hit.layer, created)
             self.emit(self._event(step, CACHED, layer=hit.layer))
-            return Snapshot(key, config, hit.layer or snap.top_layer, snap.base_image), rebuilt
+            return self._after(snap, key, layer_step, config, hit.layer or snap.top_layer)
+        missed.any = True
+        missed.layers = missed.layers or layer_step
         files = fingerprints(lines()) if lines is not None and not self.options.no_cache else None
-        reason = "--no-cache" if self.options.no_cache else self.cache.explain(snap.key, rebuilt, detail, files)
+        reason = "--no-cache" if self.options.no_cache else self.cache.explain(parent, rebuilt, detail, files)
         self.emit(self._event(step, RUNNING, reason=reason))
         hold(f"build.step{step.number}.running")
         try:
@@ -650,28 +729,10 @@ class Builder(CopySteps, RunSteps):
             self.emit(self._event(step, ERROR, reason=reason, message=str(err), duration_s=time.monotonic() - started))
             raise
         hold(f"build.step{step.number}.executed")  # its layer made, the cache not told
-        config = copy.deepcopy(snap.config)
-        config["config"] = copy.deepcopy(step.config_after)
-        if isinstance(ins, Maintainer):
-            config["author"] = ins.name
-        now = now_rfc3339()
-        config["created"] = now
-        history: dict[str, Any] = {
-            "created": now,
-            "created_by": self._created_by(step),
-            "comment": "strata.dockerfile.v0",
-        }
-        if empty:
-            history["empty_layer"] = True
-        else:
-            assert new_layer is not None
-            layer = self.store.layers.get(new_layer)
-            rootfs = config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
-            rootfs["diff_ids"] = [*rootfs.get("diff_ids", []), layer.diff_id]
-        config["history"] = [*(config.get("history") or []), history]
+        config = self._image_config(step, snap, None if empty else new_layer, now_rfc3339())
         top = new_layer if not empty else snap.top_layer
         entry = CacheEntry(
-            key, snap.key, None if empty else new_layer, canonical_json(config), step.instruction.source, detail
+            key, parent, None if empty else new_layer, canonical_json(config), step.instruction.source, detail
         )
         self.cache.put(entry)
         if lines is not None and sources_sum is not None:
@@ -683,7 +744,53 @@ class Builder(CopySteps, RunSteps):
                 step, DONE, reason=reason, layer=None if empty else new_layer, duration_s=time.monotonic() - started
             )
         )
-        return Snapshot(key, config, top, snap.base_image), True
+        return self._after(snap, key, layer_step, config, top)
+
+    @staticmethod
+    def _after(snap: Snapshot, key: str, layer_step: bool, config: dict[str, Any], top: str | None) -> Snapshot:
+        """The snapshot after a step keyed `key`: a layer step moves both keys."""
+        return Snapshot(key if layer_step else snap.key, config, top, snap.base_image, meta_key=key)
+
+    def _op_context(self, step: Step) -> dict[str, Any]:
+        """What a layer step reads from the config besides its own words, as BuildKit's
+        operation does: a RUN its shell, directory, user and the sources of its mounts; a
+        COPY/ADD the directory its relative paths start at; a WORKDIR the path it makes and
+        the user who owns it. ENV and ARG reach a RUN's key through its environment."""
+        before = step.config_before
+        ins = step.expanded
+        if isinstance(ins, Run):
+            mounts = {
+                name: self.snapshots[ref.index].key if isinstance(ref, Stage) else ref.id
+                for name, ref in sorted(step.mount_refs.items())
+            }
+            return {
+                "shell": shell_form(before, [], False),
+                "workdir": before.get("WorkingDir") or "/",
+                "user": before.get("User") or "",
+                "mounts": mounts,
+            }
+        if isinstance(ins, Workdir):
+            return {"path": step.config_after.get("WorkingDir") or "/", "user": before.get("User") or ""}
+        return {"workdir": before.get("WorkingDir") or "/"}
+
+    def _image_config(self, step: Step, snap: Snapshot, layer_id: str | None, created: str) -> dict[str, Any]:
+        """The image config after `step`: the snapshot's, with the step's container config,
+        its history entry and its layer. A cache hit passes the time the step was first made,
+        so an unchanged rebuild gives the same image."""
+        config = copy.deepcopy(snap.config)
+        config["config"] = copy.deepcopy(step.config_after)
+        if isinstance(step.expanded, Maintainer):
+            config["author"] = step.expanded.name
+        config["created"] = created
+        history: dict[str, Any] = {"created": created, "created_by": self._created_by(step), "comment": _COMMENT}
+        if layer_id is None:
+            history["empty_layer"] = True
+        else:
+            layer = self.store.layers.get(layer_id)
+            rootfs = config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+            rootfs["diff_ids"] = [*rootfs.get("diff_ids", []), layer.diff_id]
+        config["history"] = [*(config.get("history") or []), history]
+        return config
 
     def _created_by(self, step: Step) -> str:
         ins = step.expanded
@@ -712,7 +819,6 @@ class Builder(CopySteps, RunSteps):
         return UnionView.of_layers(self.store, self.store.layers.chain(snap.top_layer))
 
     def _workdir(self, step: Step, snap: Snapshot) -> tuple[str | None, bool]:
-        from .copyitems import ROOT
         from .layerwriter import LayerWriter
 
         path = step.config_after.get("WorkingDir") or "/"
@@ -723,9 +829,10 @@ class Builder(CopySteps, RunSteps):
             if hit.entry.type != DIR:
                 raise DockerfileError(f"WORKDIR {path}: {real} exists and is not a directory", step.line, self.filename)
             return None, True
+        owner = _user_owner(view, step.config_before.get("User") or "")
         with self.store.layers.staging() as st:
             writer = LayerWriter(str(st.diff), view, self.filename, step.line, "WORKDIR")
-            writer.ensure_dir(real, ROOT, time.time())
+            writer.ensure_dir(real, owner, time.time())
             return self.store.layers.add_dir(st, writer.finish(), snap.top_layer, self._created_by(step)).id, False
 
     def _new_scratch(self, what: str) -> Path:
@@ -748,6 +855,66 @@ def build(
 
 
 __all__ = ["BuildOptions", "Builder", "Step", "build", "find_base_image"]
+
+
+def _user_owner(view: UnionView, user: str) -> Owner:
+    """Who owns a directory WORKDIR makes: the USER in effect, found as BuildKit's file
+    operations find it (solver/llbsolver/ops/user_linux.go): a name through the image's
+    /etc/passwd (uid and primary gid; 0:0 when it is not there), a number as uid and gid,
+    a ``:group`` through /etc/group or as a number."""
+    from .copyitems import Owner
+
+    if not user:
+        return Owner()
+    name, _, group = user.partition(":")
+
+    def rows(path: str) -> list[list[str]]:
+        try:
+            with view.open(path) as fh:
+                text = fh.read(16 << 20).decode("utf-8", "replace")
+        except (OSError, StrataError):
+            return []
+        return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
+
+    uid = gid = 0
+    if name.isdigit():
+        uid = gid = int(name)
+    else:
+        for row in rows("/etc/passwd"):
+            if len(row) >= 4 and row[0] == name and row[2].isdigit() and row[3].isdigit():
+                uid, gid = int(row[2]), int(row[3])
+                break
+    if group.isdigit():
+        gid = int(group)
+    elif group:
+        for row in rows("/etc/group"):
+            if len(row) >= 3 and row[0] == group and row[2].isdigit():
+                gid = int(row[2])
+                break
+    return Owner(uid, gid)
+
+
+def _arg_value(
+    name: str,
+    default: str | None,
+    build_args: Mapping[str, str],
+    meta: Mapping[str, str],
+    automatic: Mapping[str, str],
+) -> str | None:
+    """The value ``ARG name[=default]`` gives: --build-arg, else the default, else the global
+    ARG or automatic one of that name, else none."""
+    if name in build_args:
+        return build_args[name]
+    if default is not None:
+        return default
+    if name in meta:
+        return meta[name]
+    return automatic.get(name)
+
+
+def _port_order(key: str) -> tuple[int, str]:
+    number, _, proto = key.partition("/")
+    return int(number), proto
 
 
 def _ensure_path(config: dict[str, Any]) -> None:

@@ -52,6 +52,7 @@ __all__ = [
     "User",
     "Volume",
     "Workdir",
+    "exposed_port_keys",
     "parse_instruction",
 ]
 
@@ -164,6 +165,11 @@ class _Flags:
     def strings(self, name: str) -> tuple[str, ...]:
         return tuple(self.specs[name].values)
 
+    def flag_or_none(self, name: str) -> bool | None:
+        """A boolean flag's value, or None when the instruction does not give it."""
+        spec = self.specs[name]
+        return spec.value is True if spec.used else None
+
 
 # --- records ------------------------------------------------------------------------
 
@@ -275,6 +281,7 @@ class _Transfer(Instruction):
     chown: str | None = None
     chmod: str | None = None
     link: bool = False
+    exclude: tuple[str, ...] = ()  # --exclude patterns (Dockerfile 1.19)
 
     def expanded(self, expand: Expander) -> Self:
         return replace(
@@ -283,6 +290,7 @@ class _Transfer(Instruction):
             dest=expand(self.dest),
             chown=expand(self.chown) if self.chown is not None else None,
             chmod=expand(self.chmod) if self.chmod is not None else None,
+            exclude=tuple(expand(p) for p in self.exclude),
         )
 
 
@@ -290,6 +298,7 @@ class _Transfer(Instruction):
 class Copy(_Transfer):
     keyword: ClassVar[str] = "COPY"
     from_: str | None = None
+    parents: bool = False  # --parents (Dockerfile 1.20)
 
     def expanded(self, expand: Expander) -> Self:
         done = super().expanded(expand)
@@ -301,6 +310,7 @@ class Add(_Transfer):
     keyword: ClassVar[str] = "ADD"
     keep_git_dir: bool = False
     checksum: str | None = None
+    unpack: bool | None = None  # --unpack (Dockerfile 1.17): None extracts local archives only
 
     def expanded(self, expand: Expander) -> Self:
         done = super().expanded(expand)
@@ -444,6 +454,59 @@ class Maintainer(Instruction):
     name: str
 
 
+# --- EXPOSE port specs --------------------------------------------------------------
+
+_PROTOCOLS = ("tcp", "udp", "sctp")
+
+
+def _port_number(text: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise ValueError(text)
+    port = int(text, 10)
+    if port > 65535:
+        raise ValueError(text)
+    return port
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    start, dash, end = text.partition("-")
+    first = _port_number(start)
+    if not dash or start == end:
+        return first, first
+    last = _port_number(end)
+    if last < first:
+        raise ValueError(text)
+    return first, last
+
+
+def exposed_port_keys(spec: str) -> list[str]:
+    """The ``ExposedPorts`` keys one EXPOSE word stands for, as current BuildKit reads it
+    (dockerfile2llb/convert_expose.go): ``[ip:][hostport:]port[-port][/proto]``, the protocol
+    lower-cased (``5678/UDP`` is ``5678/udp``), a range one key per port. A bad spec raises
+    ``ValueError`` with BuildKit's words."""
+    parts = spec.split(":")
+    container = parts[-1]
+    host = parts[-2] if len(parts) >= 2 else ""
+    port, _, proto = container.partition("/")
+    if not port:
+        raise ValueError(f"invalid port: {_q(spec)}: no port specified")
+    proto = proto.lower() or "tcp"
+    if proto not in _PROTOCOLS:
+        raise ValueError(f"invalid port: {_q(spec)}: invalid proto: {container.partition('/')[2]}")
+    try:
+        first, last = _port_range(port)
+    except ValueError:
+        raise ValueError(f"invalid containerPort: {port}") from None
+    if host:
+        try:
+            host_first, host_last = _port_range(host)
+        except ValueError:
+            raise ValueError(f"invalid hostPort: {host}") from None
+        if last - first != host_last - host_first and first != last:
+            raise ValueError(f"invalid ranges specified for container and host Ports: {port} and {host}")
+    return [f"{number}/{proto}" for number in range(first, last + 1)]
+
+
 # --- node → instruction -------------------------------------------------------------
 
 
@@ -529,7 +592,16 @@ def _sources_and_dest(node: Node) -> tuple[tuple[str, ...], str, tuple[SourceCon
 
 def _parse_copy(node: Node) -> Copy:
     sources, dest, contents = _sources_and_dest(node)
-    flags = _Flags("COPY", node.flags, from_="string", chown="string", chmod="string", link="bool").parse()
+    flags = _Flags(
+        "COPY",
+        node.flags,
+        from_="string",
+        chown="string",
+        chmod="string",
+        link="bool",
+        parents="bool",
+        exclude="strings",
+    ).parse()
     return Copy(
         **_common(node),
         sources=sources,
@@ -539,6 +611,8 @@ def _parse_copy(node: Node) -> Copy:
         chown=flags.string("chown"),
         chmod=flags.string("chmod"),
         link=flags.flag("link"),
+        parents=flags.flag("parents"),
+        exclude=flags.strings("exclude"),
     )
 
 
@@ -552,6 +626,8 @@ def _parse_add(node: Node) -> Add:
         link="bool",
         keep_git_dir="bool",
         checksum="string",
+        exclude="strings",
+        unpack="bool",
     ).parse()
     return Add(
         **_common(node),
@@ -563,6 +639,8 @@ def _parse_add(node: Node) -> Add:
         link=flags.flag("link"),
         keep_git_dir=flags.flag("keep-git-dir"),
         checksum=flags.string("checksum"),
+        exclude=flags.strings("exclude"),
+        unpack=flags.flag_or_none("unpack"),
     )
 
 
@@ -774,6 +852,12 @@ def _parse_simple(node: Node) -> Instruction:
         return StopSignal(**common, signal=node.args[0])
     if cmd == "expose":
         _need_at_least_one(node, node.args)
+        for spec in node.args:
+            if "$" not in spec:  # one with a variable is checked once it is expanded
+                try:
+                    exposed_port_keys(spec)
+                except ValueError as err:
+                    raise _InstructionError(f"EXPOSE: {err}") from None
         return Expose(**common, ports=tuple(node.args))
     if cmd == "volume":
         _need_at_least_one(node, node.args)

@@ -74,7 +74,9 @@ class RunSteps(StepHost):
         assert isinstance(ins, Run)
         c = step.config_before
         argv, script = self._run_argv(step, ins)
-        env = list(c.get("Env") or [])
+        # A declared ARG in run_args replaces an Env entry of its name: the planner puts one
+        # there only when it was set after that ENV (BuildKit's order; executor._StageState).
+        env = [e for e in c.get("Env") or [] if e.partition("=")[0] not in step.run_args]
         env_keys = {e.partition("=")[0] for e in env}
         env += [f"{k}={v}" for k, v in sorted({**self._predefined(step), **step.run_args}.items()) if k not in env_keys]
         process = runtime.Process(args=argv, env=env, cwd=c.get("WorkingDir") or "/", user=c.get("User") or "")

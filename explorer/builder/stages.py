@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from explorer.builder.instructions import Arg, Copy, Env, From, Instruction, Run, parse_instruction
+from explorer.builder.instructions import Arg, Copy, Env, From, Instruction, Onbuild, Run, parse_instruction
 from explorer.builder.parser import (
     Diagnostic,
     Node,
@@ -53,8 +53,9 @@ class Stage:
 
     @property
     def ref(self) -> str:
-        """How messages name the stage: its name, or its index."""
-        return self.name if self.name is not None else str(self.index)
+        """How messages name the stage: its name, or ``stage-<index>`` as BuildKit calls an
+        unnamed one."""
+        return self.name if self.name is not None else f"stage-{self.index}"
 
 
 @dataclass
@@ -153,12 +154,16 @@ class BuildPlan:
         """
         args = dict(build_args or {})
         found: dict[int, Stage] = {}
+        # A base stage's ONBUILD triggers run first in this stage, so what they copy or mount
+        # from is needed too (BuildKit testOnBuildInheritedStageWithFrom).
+        triggers: list[Instruction] = []
         if resolve_args or "$" not in stage.base:
             base = self.base_of(stage, args)
             if isinstance(base, Stage):
                 found[base.index] = base
+                triggers = [i.trigger for i in base.instructions if isinstance(i, Onbuild)]
         meta = self.meta_env(args) if resolve_args else {}
-        for position, instruction in enumerate(stage.instructions):
+        for position, instruction in [(0, t) for t in triggers] + list(enumerate(stage.instructions)):
             refs: list[str] = []
             if isinstance(instruction, Copy) and instruction.from_:
                 ref = instruction.from_
@@ -267,7 +272,7 @@ def _group(
             plan.stages[-1].instructions.append(instruction)
     if not plan.stages:
         line = plan.meta_args[-1].line if plan.meta_args else 0
-        on_error(DockerfileError("the Dockerfile has no FROM: nothing to build", line, parsed.filename))
+        on_error(DockerfileError("dockerfile contains no stages to build (it has no FROM)", line, parsed.filename))
     return plan
 
 

@@ -66,7 +66,7 @@ def test_from_forms() -> None:
         0,
         1,
     )
-    assert (second.name, second.base, second.ref) == (None, "scratch", "1")
+    assert (second.name, second.base, second.ref) == (None, "scratch", "stage-1")
     assert plan.base_of(second) == "scratch"
     assert plan.base_of(third) is first
     assert isinstance(first.from_, From)
@@ -393,7 +393,7 @@ def test_instruction_before_from() -> None:
 
 
 def test_no_from() -> None:
-    assert error_of("ARG A\n") == "Dockerfile:1: the Dockerfile has no FROM: nothing to build"
+    assert error_of("ARG A\n") == "Dockerfile:1: dockerfile contains no stages to build (it has no FROM)"
 
 
 def test_duplicate_stage_name() -> None:
