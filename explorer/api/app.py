@@ -8,24 +8,18 @@ the one group that does it, so callers keep one typed object with the names they
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ..store.store import Store, default_root
-from .archives import Archives, Progress, no_progress
-from .build import Builds
-from .containers import ContainerInfo, Containers, RunOptions
+from ..store.store import default_root
+from .archives import Progress, no_progress
 from .context import StoreContext
-from .copy import ContainerFiles, CopyReport
-from .images import Images
-from .mounts import MountPlan, Mounts
-from .registry import Registries
-from .system import System
-from .volumes import VolumeInfo, Volumes
 
 if TYPE_CHECKING:
+    import threading
+
     from .. import runtime
     from ..builder.cache import CacheEntry, PruneReport
     from ..builder.events import BuildEvent, BuildResult
@@ -35,12 +29,22 @@ if TYPE_CHECKING:
     from ..store.check import Problem
     from ..store.containers import ContainerRecord
     from ..store.images import Image
+    from ..store.store import Store
     from ..store.union import UnionView
     from .analysis import Change, ImageAnalysis
+    from .archives import Archives
+    from .build import Builds
+    from .containers import ContainerInfo, Containers, RunOptions
+    from .copy import ContainerFiles, CopyReport
+    from .images import Images
     from .model import HistoryRow, ImageSummary, LsEntry, TreeNode
+    from .mounts import MountPlan, Mounts
+    from .registry import Registries
     from .scratch import ContainerView
     from .sysinfo import SystemInfo
+    from .system import System
     from .usage import DiskUsage
+    from .volumes import VolumeInfo, Volumes
 
 
 class Strata:
@@ -48,15 +52,64 @@ class Strata:
 
     def __init__(self, root: str | os.PathLike[str] | None = None, storage_driver: str | None = None) -> None:
         self.context = StoreContext(Path(root) if root else default_root(), storage_driver)
-        self.image_ops = Images(self.context)
-        self.archive_ops = Archives(self.context)
-        self.volume_ops = Volumes(self.context)
-        self.mount_ops = Mounts(self.context)
-        self.container_ops = Containers(self.context, self.volume_ops, self.mount_ops)
-        self.file_ops = ContainerFiles(self.context, self.container_ops, self.mount_ops)
-        self.registry_ops = Registries(self.context)
-        self.build_ops = Builds(self.context)
-        self.system_ops = System(self.context, self.container_ops)
+
+    # Each group is built, and its module imported, when first used: a command pays only
+    # for the groups its verb reaches (a build never loads the container runtime's API or
+    # the registry client; tests/cli/test_import_budget.py holds each verb to its list).
+
+    @cached_property
+    def image_ops(self) -> Images:
+        from .images import Images
+
+        return Images(self.context)
+
+    @cached_property
+    def archive_ops(self) -> Archives:
+        from .archives import Archives
+
+        return Archives(self.context)
+
+    @cached_property
+    def volume_ops(self) -> Volumes:
+        from .volumes import Volumes
+
+        return Volumes(self.context)
+
+    @cached_property
+    def mount_ops(self) -> Mounts:
+        from .mounts import Mounts
+
+        return Mounts(self.context)
+
+    @cached_property
+    def container_ops(self) -> Containers:
+        from .containers import Containers
+
+        return Containers(self.context, self.volume_ops, self.mount_ops)
+
+    @cached_property
+    def file_ops(self) -> ContainerFiles:
+        from .copy import ContainerFiles
+
+        return ContainerFiles(self.context, self.container_ops, self.mount_ops)
+
+    @cached_property
+    def registry_ops(self) -> Registries:
+        from .registry import Registries
+
+        return Registries(self.context)
+
+    @cached_property
+    def build_ops(self) -> Builds:
+        from .build import Builds
+
+        return Builds(self.context)
+
+    @cached_property
+    def system_ops(self) -> System:
+        from .system import System
+
+        return System(self.context, self.container_ops)
 
     @property
     def root(self) -> Path:

@@ -14,12 +14,15 @@ import os
 import sys
 import threading
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from ..api import Strata
 from ..builder.events import BuildEvent
 from ..errors import BuildError, InvalidArgument
 from .format import human_size
+
+if TYPE_CHECKING:
+    from ..api import Strata
+
 
 _TAIL_LINES = 6
 

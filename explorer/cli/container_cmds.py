@@ -7,13 +7,16 @@ import argparse
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from ..api import Strata
-from ..api.containers import RunOptions
 from ..errors import InvalidArgument
 from ..store.index import shown
 from .each import each
 from .format import human_ago, table, truncate
+
+if TYPE_CHECKING:
+    from ..api import Strata
+    from ..api.containers import RunOptions
 
 
 def _run_flags(p: argparse.ArgumentParser) -> None:
@@ -123,6 +126,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _options(args: argparse.Namespace) -> RunOptions:
+    from ..api.containers import RunOptions
+
     env = list(args.env)
     for path in args.env_file:
         try:

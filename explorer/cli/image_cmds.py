@@ -6,14 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..api import Strata, TreeNode
 from ..digest import short
 from ..errors import ImageNotFound, InvalidArgument
 from ..store.index import shown
 from .each import each, print_lines
 from .format import human_ago, human_size, mode_string, table, truncate
+
+if TYPE_CHECKING:
+    from ..api import Strata, TreeNode
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

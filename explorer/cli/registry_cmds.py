@@ -9,15 +9,18 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from ..api import Strata
 from ..errors import InvalidArgument
 from ..registry import events
 from ..registry.events import TransferEvent
 from ..store import reference
 from ..store.reference import DAEMON_FORMS, is_daemon_reference
 from .format import human_size
+
+if TYPE_CHECKING:
+    from ..api import Strata
+
 
 BAR_WIDTH = 30
 MOVING = (events.DOWNLOADING, events.UPLOADING, events.COPYING)

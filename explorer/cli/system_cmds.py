@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from ..api import Strata
 from ..digest import short
 from ..errors import InvalidArgument
 from .argv import show_help
 from .format import human_ago, human_size, table, truncate
+
+if TYPE_CHECKING:
+    from ..api import Strata
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

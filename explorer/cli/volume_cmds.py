@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from ..api import Strata
 from ..errors import InvalidArgument, StrataError
 from .argv import show_help
 from .each import each
 from .format import human_size, table
+
+if TYPE_CHECKING:
+    from ..api import Strata
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
