@@ -248,6 +248,20 @@ class ContainerStateError(StrataError):
     pass
 
 
+class HelperStalled(StrataError):
+    """A helper process (inside a root, a user namespace, an exec's start) made no
+    progress for ``idle`` seconds while nothing it waited for was ours to give: it was
+    killed, and the operation failed with nothing left running."""
+
+    def __init__(self, what: str, idle: float) -> None:
+        super().__init__(
+            f"{what}: the helper process made no progress for {idle:g} s and was stopped; "
+            "look for a hung mount or a FIFO in the way, then try again"
+        )
+        self.what = what
+        self.idle = idle
+
+
 class CommandNotFound(StrataError):
     exit_code = 127
 

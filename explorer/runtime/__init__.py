@@ -5,6 +5,11 @@ The runtime knows paths, not images: the store hands it layer directories
 runtime mounts, starts, waits, signals and execs. Nothing here needs a daemon,
 root or a setuid helper (newuidmap/newgidmap are used when configured).
 
+Every wait on a process the runtime forked has a deadline and a cancel path: a
+container start's (``start(cancel=)``, ``START_TIMEOUT``), and a helper's or an exec's
+(``watch.py``: no progress for ``IDLE_TIMEOUT_S``, or the caller's ``cancel`` set, and
+the child's whole tree is killed; ``HelperStalled`` or ``Cancelled`` says which).
+
 Names are imported on first use (PEP 562): ``strata run --rm IMAGE true`` needs
 the start path only, not exec, vfs, the support probes or the copy machinery.
 """

@@ -283,12 +283,19 @@ class RunningContainer:
         return state.kill(self.runtime_dir, sig)
 
     def exec(
-        self, process: Process, stdin: int | None = None, stdout: int | None = None, stderr: int | None = None
+        self,
+        process: Process,
+        stdin: int | None = None,
+        stdout: int | None = None,
+        stderr: int | None = None,
+        *,
+        cancel: threading.Event | None = None,
     ) -> int:
         """Run another process in this container (see ``nsenter.exec_in``)."""
         from .nsenter import exec_in
 
-        return exec_in(self.pid, process, stdin, stdout, stderr, security=state.read_security(self.runtime_dir))
+        security = state.read_security(self.runtime_dir)
+        return exec_in(self.pid, process, stdin, stdout, stderr, security=security, cancel=cancel)
 
 
 def start(

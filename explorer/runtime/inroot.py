@@ -30,18 +30,20 @@ import importlib.machinery
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from .. import errors
-from ..errors import ContainerStateError, InvalidArgument, RuntimeUnavailable, StrataError
+from ..errors import Cancelled, ContainerStateError, HelperStalled, InvalidArgument, RuntimeUnavailable, StrataError
 from . import idmap, linux, state
 from .config import ContainerConfig
 from .container import _plan
 from .rootfs import RootPlan, setup_root
 from .userns import Helper, Join, Unshare, fork_helper, write_all
+from .watch import IDLE_TIMEOUT_S
 
 # Kernel file systems a copy of a running container's tree does not descend into.
 PSEUDO_FS = frozenset({
@@ -119,9 +121,14 @@ class InRoot:
     _result: tuple[bool, Any] | None = None
 
     def wait(self) -> Any:
-        """What the function returned (through JSON), or raise what it raised."""
+        """What the function returned (through JSON), or raise what it raised; or
+        ``Cancelled``/``HelperStalled`` when the watch stopped the helper (``watch.py``)."""
         if self._result is None:
-            data = self.helper.reply()
+            try:
+                data = self.helper.reply()
+            except (Cancelled, HelperStalled) as e:
+                self._result = (False, e)
+                raise
             try:
                 reply = json.loads(data) if data else None
             except ValueError:
@@ -166,11 +173,19 @@ def _open_namespaces(pid: int) -> list[tuple[int, int]]:
 
 
 def in_container(
-    runtime_dir: str, fn: Callable[..., Any], *args: Any, keep_fds: Iterable[int] = (), where: str = "container"
+    runtime_dir: str,
+    fn: Callable[..., Any],
+    *args: Any,
+    keep_fds: Iterable[int] = (),
+    where: str = "container",
+    idle: float | None = IDLE_TIMEOUT_S,
+    cancel: threading.Event | None = None,
 ) -> InRoot:
     """``fn(*args)`` inside the running container whose runtime dir is given.
 
-    Raises ContainerStateError when it is not running (then use ``in_rootfs``).
+    Raises ContainerStateError when it is not running (then use ``in_rootfs``). Like
+    every helper here it is watched (``watch.py``): no progress for ``idle`` seconds, or
+    ``cancel`` set, and it is killed; ``wait`` then raises why.
     """
     pid = state.container_pid(runtime_dir)
     if pid is None:
@@ -181,7 +196,9 @@ def in_container(
             raise ContainerStateError(f"{where} is not running")
         if not namespaces:
             raise RuntimeUnavailable(f"{where} shares this process's namespaces; refusing to work on the host")
-        helper = fork_helper(_body(None, fn, args), Join(tuple(namespaces)), keep_fds)
+        helper = fork_helper(
+            _body(None, fn, args), Join(tuple(namespaces)), keep_fds, what=where, idle=idle, cancel=cancel
+        )
     finally:
         for fd, _flag in namespaces:
             os.close(fd)
@@ -189,22 +206,37 @@ def in_container(
 
 
 def in_rootfs(
-    config: ContainerConfig, fn: Callable[..., Any], *args: Any, keep_fds: Iterable[int] = (), where: str = "container"
+    config: ContainerConfig,
+    fn: Callable[..., Any],
+    *args: Any,
+    keep_fds: Iterable[int] = (),
+    where: str = "container",
+    idle: float | None = IDLE_TIMEOUT_S,
+    cancel: threading.Event | None = None,
 ) -> InRoot:
     """``fn(*args)`` inside the stopped container ``config`` describes (its process is ignored)."""
     maps = idmap.plan()
     plan = _plan(config, maps)
-    return InRoot(fork_helper(_body(plan, fn, args), Unshare(maps), keep_fds), where)
+    helper = fork_helper(_body(plan, fn, args), Unshare(maps), keep_fds, what=where, idle=idle, cancel=cancel)
+    return InRoot(helper, where)
 
 
 def in_directory(
-    path: str, fn: Callable[..., Any], *args: Any, keep_fds: Iterable[int] = (), where: str = ""
+    path: str,
+    fn: Callable[..., Any],
+    *args: Any,
+    keep_fds: Iterable[int] = (),
+    where: str = "",
+    idle: float | None = IDLE_TIMEOUT_S,
+    cancel: threading.Event | None = None,
 ) -> InRoot:
     """``fn(*args)`` with the directory ``path`` (a volume's data) as the root."""
     if not os.path.isdir(path):
         raise InvalidArgument(f"{where or path}: {path} is not a directory")
     plan = RootPlan(driver="vfs", mountpoint=path, rootdir=path)
-    return InRoot(fork_helper(_body(plan, fn, args), Unshare(idmap.plan()), keep_fds), where or path)
+    what = where or path
+    helper = fork_helper(_body(plan, fn, args), Unshare(idmap.plan()), keep_fds, what=what, idle=idle, cancel=cancel)
+    return InRoot(helper, what)
 
 
 def pseudo_mounts(runtime_dir: str) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from typing import NoReturn
 
 from ..errors import ContainerStateError, InvalidArgument, StrataError
@@ -31,6 +32,7 @@ from .process import (
     wait_child,
 )
 from .pty import get_winsize
+from .watch import IDLE_TIMEOUT_S, Watch
 
 # Join order: the user namespace owns the others, so it comes first.
 _NAMESPACES = (
@@ -119,9 +121,16 @@ def exec_in(
     *,
     security: Security | None = None,
     detach: bool = False,
+    idle: float | None = IDLE_TIMEOUT_S,
+    cancel: threading.Event | None = None,
 ) -> int:
     """Run ``process`` in the container whose init has host pid ``pid``; its exit code.
     With ``detach`` (``exec -d``) return 0 once it runs, without waiting for it.
+
+    Getting in (joining the namespaces, the user, the working directory) must not take
+    ``idle`` seconds without progress, or the attempt is killed with ``HelperStalled``;
+    once the program runs it may take as long as it likes. Setting ``cancel`` kills it
+    (and anything it started) at any point, and ``Cancelled`` is raised.
 
     ``security`` is the container's profile (``state.read_security``): an exec'd
     process is held to the same capabilities and seccomp filter as the container's.
@@ -153,11 +162,16 @@ def exec_in(
             os.close(fd)
         for fd in (report_w, *opened, *(tty_fds or ())):
             os.close(fd)
+    watch = Watch(f"exec in the container of process {pid}", idle, cancel)
     try:
-        report = read_all(report_r)
+        watch.follow(child.pid)
+        report = read_all(report_r)  # ends when the program runs, fails to, or the watch killed it
+        watch.settle()
+        code = child.wait()
     finally:
         os.close(report_r)
-    code = child.wait()
+        watch.close()
+    watch.check()
     assert code is not None
     raise_report(report)
     return code

@@ -36,6 +36,7 @@ import glob
 import os
 import pwd
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -185,14 +186,17 @@ def _start_keeper(maps: idmap.IdMaps) -> int:
             os._exit(code)
     for fd in (pid_w, ready_w, go_r):
         os.close(fd)
+    keeper = 0
     try:
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(first, 0)
-        text = os.read(pid_r, 32)
+            os.waitpid(first, 0)  # it only forks the keeper and exits
+        text = _read_within(pid_r, 32)
         if not text:
             raise RuntimeUnavailable("could not start the user namespace keeper")
         keeper = int(text)
-        reply = os.read(ready_r, 512)
+        reply = _read_within(ready_r, 512)
+        if not reply:
+            raise RuntimeUnavailable(f"the user namespace keeper did not start within {KEEPER_TIMEOUT_S:g} s")
         if reply[:1] != b"R":
             from .sysctls import userns_problem
 
@@ -207,9 +211,34 @@ def _start_keeper(maps: idmap.IdMaps) -> int:
             raise
         os.write(go_w, b"G")
         return keeper
+    except BaseException:
+        if keeper:
+            with contextlib.suppress(OSError):
+                os.kill(keeper, 9)
+        raise
     finally:
         for fd in (pid_r, ready_r, go_w):
             os.close(fd)
+
+
+KEEPER_TIMEOUT_S = 30.0  # unshare and a write: anything longer is a stall
+
+
+def _read_within(fd: int, n: int, timeout: float = KEEPER_TIMEOUT_S) -> bytes:
+    """One read of ``fd``, or b"" when nothing came within ``timeout`` seconds."""
+    import select
+
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return b""
+        try:
+            ready, _w, _x = select.select([fd], [], [], left)
+        except InterruptedError:
+            continue
+        if ready:
+            return os.read(fd, n)
 
 
 def _join(pid: int) -> None:

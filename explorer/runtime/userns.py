@@ -19,12 +19,14 @@ import contextlib
 import functools
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..errors import RuntimeUnavailable
 from . import forking, idmap, linux
+from .watch import IDLE_TIMEOUT_S, Watch
 
 T = TypeVar("T")
 
@@ -121,11 +123,14 @@ def _helper_main(body: Callable[[int], None], how: Unshare | Join, out: int, go:
 
 class Helper:
     """A forked helper process. Its body writes one reply on a pipe; ``reply``
-    returns those bytes once the helper has exited."""
+    returns those bytes once the helper has exited. A ``Watch`` kills it when it
+    stalls or the caller cancels; ``reply`` then raises ``HelperStalled`` or
+    ``Cancelled`` rather than hand back a cut-off reply."""
 
-    def __init__(self, child: forking.Child, out_r: int) -> None:
+    def __init__(self, child: forking.Child, out_r: int, watch: Watch) -> None:
         self.child = child
         self.pid = child.pid
+        self.watch = watch
         self._out_r = out_r
         self._done = False
 
@@ -136,6 +141,7 @@ class Helper:
             data = read_all(self._out_r)
         finally:
             self._finish()
+        self.watch.check()
         return data
 
     def abort(self) -> None:
@@ -147,15 +153,28 @@ class Helper:
     def _finish(self) -> None:
         self._done = True
         os.close(self._out_r)
-        with contextlib.suppress(ChildProcessError, RuntimeUnavailable):
-            self.child.wait()
+        try:
+            with contextlib.suppress(ChildProcessError, RuntimeUnavailable):
+                self.child.wait()
+        finally:
+            self.watch.close()
 
 
-def fork_helper(body: Callable[[int], None], how: Unshare | Join, keep_fds: Iterable[int] = ()) -> Helper:
+def fork_helper(
+    body: Callable[[int], None],
+    how: Unshare | Join,
+    keep_fds: Iterable[int] = (),
+    *,
+    what: str = "user namespace helper",
+    idle: float | None = IDLE_TIMEOUT_S,
+    cancel: threading.Event | None = None,
+) -> Helper:
     """Fork a helper that enters ``how`` and then calls ``body(reply_fd)``.
 
     Returns once the helper is inside its namespaces. The helper keeps only
-    ``keep_fds`` (and the namespace fds of ``Join``) open.
+    ``keep_fds`` (and the namespace fds of ``Join``) open. It is watched from here
+    until its reply is read (``watch.py``): no progress for ``idle`` seconds (None: no
+    deadline), or ``cancel`` set, and it is killed; ``what`` names it in that error.
     """
     keep = list(keep_fds)
     out_r, out_w = os.pipe()
@@ -171,9 +190,13 @@ def fork_helper(body: Callable[[int], None], how: Unshare | Join, keep_fds: Iter
         os.close(out_w)
         os.close(go_r)
     pid = child.pid
-    helper = Helper(child, out_r)
+    watch = Watch(what, idle, cancel)
+    helper = Helper(child, out_r, watch)
     try:
+        watch.follow(pid, keep)
         first = os.read(out_r, 1)
+        if not first:
+            helper.reply()  # killed by the watch: raises why
         if first == b"E":
             message = helper.reply().decode(errors="replace")
             if isinstance(how, Join):
@@ -197,17 +220,21 @@ def call_in_userns(
     *args: Any,
     maps: idmap.IdMaps | None = None,
     mount_ns: bool = True,
+    idle: float | None = IDLE_TIMEOUT_S,
+    cancel: threading.Event | None = None,
     **kwargs: Any,
 ) -> T:
     """``fn(*args, **kwargs)`` as root of a new user namespace; returns its result.
 
     The result must pickle. Exceptions it raises are raised here. Only our own
-    code runs in that namespace, so its reply may be unpickled.
+    code runs in that namespace, so its reply may be unpickled. ``idle`` and
+    ``cancel`` are ``fork_helper``'s (so ``fn`` cannot take keywords of those names).
     """
     import pickle  # here: the container start path should not pay for it
 
     body = functools.partial(_call_and_reply, fn, args, kwargs)
-    data = fork_helper(body, Unshare(maps or idmap.plan(), mount_ns)).reply()
+    what = f"user namespace helper ({getattr(fn, '__name__', 'call')})"
+    data = fork_helper(body, Unshare(maps or idmap.plan(), mount_ns), what=what, idle=idle, cancel=cancel).reply()
     if not data.startswith(b"O"):
         raise RuntimeUnavailable("the user namespace helper process died")
     ok, value = pickle.loads(data[1:])
