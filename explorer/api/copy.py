@@ -220,9 +220,25 @@ class ContainerFiles:
         self._edit(name, rootedit.write_file, path, data)
 
     def container_delete(self, name: str, path: str) -> None:
-        """Delete a file, link or directory tree; what the image has leaves a whiteout."""
+        """Delete a file, link or directory tree; what the image has leaves a whiteout.
+
+        Refused at or above a mount point: the helper that deletes runs with the
+        container's mounts in place, so removing a tree that holds one would empty the
+        volume (or the host folder) mounted there, which outlives the container."""
         from ..runtime import rootedit
 
+        rec = self._containers.record(name)
+        target = normalize(path)
+        points = [(t, f"volume {v}") for v, t, _ro in rec.volumes]
+        for b in rec.config.get("Binds") or []:
+            points.append((b["Destination"], "a tmpfs" if b["Type"] == "tmpfs" else f"bind of {b['Source']}"))
+        for where, what in points:
+            point = normalize(where)
+            if point == target or target == "/" or point.startswith(target + "/"):
+                raise InvalidArgument(
+                    f"container {rec.name}: {target} holds the mount point {point} ({what}); deleting it would "
+                    "delete what is mounted there: delete the files inside the mount, or remove the volume"
+                )
         self._edit(name, rootedit.remove, path)
 
     def container_mkdir(self, name: str, path: str) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from explorer.api import Strata
 from explorer.api.containers import RunOptions
-from explorer.errors import AlreadyExists, PathNotFound, StrataError
+from explorer.errors import AlreadyExists, InvalidArgument, PathNotFound, StrataError
 from tests.api.conftest import IMAGE
 
 UP = "../" * 40  # more than any store path is deep: "/" wherever it is resolved from
@@ -325,3 +325,17 @@ def test_runtime_provided_files_are_refused_with_a_reason(app: Strata) -> None:
         with pytest.raises(InvalidArgument, match="provided by strata"):
             app.container_write(info.id, path, b"x")
     assert app.diff(info.id) == []
+
+
+def test_deleting_what_holds_a_mount_point_is_refused_and_the_volume_kept(app: Strata) -> None:
+    """The delete helper runs with the container's mounts in place: removing a tree that
+    holds one would empty the volume mounted there, which outlives the container."""
+    info = app.create(IMAGE, RunOptions(cmd=["sh", "-c", "echo kept > /srv/data/file"], volumes=["keep:/srv/data"]))
+    assert app.start_attached(info.id, None, _null(), _null()) == 0
+    for path in ("/srv/data", "/srv", "/srv/data/", "/"):
+        with pytest.raises(InvalidArgument, match="holds the mount point /srv/data \\(volume keep\\)"):
+            app.container_delete(info.id, path)
+    app.container_delete(info.id, "/srv/data/file")  # inside the mount: the user's own choice
+    app.container_write(info.id, "/srv/data/other", b"x\n")
+    rows = {e.path for e in app.volume_view("keep").walk()}
+    assert "/other" in rows and "/file" not in rows
