@@ -23,7 +23,6 @@ The filter covers the native architecture and its 32-bit companions, so a
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import json
 import os
@@ -230,10 +229,23 @@ _lib: ctypes.CDLL | None = None
 def _libseccomp() -> ctypes.CDLL:
     global _lib
     if _lib is None:
-        name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+        # The soname first: ``ctypes.util`` costs tens of milliseconds to import and its
+        # find_library runs ldconfig, on every container start. It is asked only when the
+        # library is installed under another name.
+        lib: ctypes.CDLL | None
         try:
-            lib = ctypes.CDLL(name, use_errno=True)
+            lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
         except OSError:
+            lib = None
+        if lib is None:
+            from ctypes import util
+
+            name = util.find_library("seccomp")
+            try:
+                lib = ctypes.CDLL(name or "libseccomp.so.2", use_errno=True)
+            except OSError:
+                lib = None
+        if lib is None:
             raise RuntimeUnavailable(
                 "libseccomp is not installed, so containers cannot get their seccomp filter: "
                 "install libseccomp2 (or run with --security-opt seccomp=unconfined)"
