@@ -115,7 +115,14 @@ def worker(n):
     for i in range(runs // workers):
         run_dir = os.path.join(sys.argv[4], f"{n}-{i}")
         os.makedirs(run_dir)
-        config = runtime.ContainerConfig(rootfs=runtime.RootFS("vfs", rootdir=mine),
+        if n % 2:  # half the workers start vfs containers, half overlay ones over the same root
+            root = runtime.RootFS("vfs", rootdir=mine)
+        else:
+            upper, work = os.path.join(run_dir, "diff"), os.path.join(run_dir, "work")
+            os.makedirs(upper)
+            os.makedirs(work)
+            root = runtime.RootFS("overlay", [mine], upper, work)
+        config = runtime.ContainerConfig(rootfs=root,
                                          process=runtime.Process(args=["/bin/sh", "-c", f"exit {i % 3}"]),
                                          runtime_dir=run_dir, network="host")
         try:

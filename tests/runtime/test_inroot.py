@@ -1,12 +1,14 @@
 """The helper that works inside a root: confinement, what it keeps, what it answers.
 
 Running and stopped containers are exercised end to end by tests/api/test_copy.py;
-here a plain directory (a volume's shape) is the root, which needs no image.
+here a plain directory (a volume's shape) is the root, which needs no image (and no
+driver), and a stopped container of each driver takes the runtime's own edits.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import sys
 from pathlib import Path
@@ -14,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from explorer.errors import PathNotFound, RuntimeUnavailable
-from explorer.runtime import in_directory
+from explorer.runtime import in_directory, in_rootfs, rootedit
 from explorer.runtime.inroot import _unescape
 from tests.capabilities import require_userns
+from tests.runtime.harness import Harness, listing
 
 
 @pytest.fixture
@@ -97,3 +100,26 @@ def test_only_the_given_descriptors_cross(root: Path, tmp_path: Path) -> None:
 def test_mountinfo_escapes() -> None:
     assert _unescape(r"/a\040b\011c\134d") == "/a b\tc\\d"
     assert _unescape("/plain") == "/plain"
+
+
+def test_a_stopped_container_is_edited_through_its_own_root(ctr: Harness, image: Path) -> None:
+    """On both drivers the helper's root is the container's as ``start`` mounts it: an edit
+    lands in the container's changes (overlay: copied up into its diff; vfs: in its own
+    root), a deletion of an image file leaves a whiteout, and the image is untouched."""
+    config = ctr.config(["true"])
+    for edit in (
+        functools.partial(rootedit.write_file, "/data/lower.txt", b"edited\n"),
+        functools.partial(rootedit.make_dir, "/data/made"),
+        functools.partial(rootedit.remove, "/data/gone.txt"),
+    ):
+        with in_rootfs(config, edit, "container c") as helper:
+            assert helper.wait() is None
+    changes = ctr.changes()
+    assert listing(changes) == {
+        "data": "dir",
+        "data/lower.txt": "file",
+        "data/made": "dir",
+        "data/gone.txt": "whiteout",
+    }
+    assert (image / "data" / "lower.txt").read_text() == "lower\n"
+    assert ctr.run(["sh", "-c", "cat /data/lower.txt; ls /data"]).out.split() == ["edited", "dir", "lower.txt", "made"]

@@ -21,6 +21,7 @@ import pytest
 
 from tests.capabilities import require_userns
 from tests.fixtures import REPO_ROOT, run_strata
+from tests.store.conftest import alternate
 from tests.store.test_crash_safety import assert_clean
 
 ROUNDS = 20
@@ -82,15 +83,18 @@ def listed(root: Path, image: str, path: str) -> set[str]:
 
 
 def test_two_builds_and_a_prune_at_once(store: Path, tmp_path: Path) -> None:
+    """The rounds alternate between the storage drivers: a RUN's container is overlay's
+    or vfs's, and a prune must spare the layers it stands on either way."""
     a = context(tmp_path / "a", "a")
     b = context(tmp_path / "b", "b")
     verified = 0
     for r in range(ROUNDS):
         same = r % 2 == 1  # the same Dockerfile twice, or two sharing only the base
         second = a if same else b
+        driver = ("--storage-driver", alternate(r // 2))  # both kinds of round on both drivers
         builds = [
-            strata_popen(store, "build", "-q", "-t", f"one:{r}", str(a)),
-            strata_popen(store, "build", "-q", "-t", f"two:{r}", str(second)),
+            strata_popen(store, *driver, "build", "-q", "-t", f"one:{r}", str(a)),
+            strata_popen(store, *driver, "build", "-q", "-t", f"two:{r}", str(second)),
         ]
         time.sleep((r % 4) * 0.1)
         prune = strata_popen(store, *PRUNES[r % len(PRUNES)])
@@ -111,6 +115,7 @@ def test_two_builds_and_a_prune_at_once(store: Path, tmp_path: Path) -> None:
 
 
 def test_rmi_of_the_base_waits_for_the_build_using_it(tmp_path: Path, busybox_rootfs_tar: Path) -> None:
+    """One driver: this is about the gc lock the build holds, which no driver changes."""
     require_userns()
     root = tmp_path / "store"
     run_strata("import", busybox_rootfs_tar, "bb:1", root=root, check=True)

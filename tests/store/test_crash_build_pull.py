@@ -27,6 +27,7 @@ from explorer.store.store import Store
 from tests.capabilities import require_userns
 from tests.fixtures import REPO_ROOT, run_strata
 from tests.fixtures.services import Registry
+from tests.store.conftest import alternate
 from tests.store.test_crash_safety import assert_clean
 
 PULL_KILLS = 14
@@ -113,14 +114,19 @@ def test_build_killed_at_every_named_point(tmp_path: Path, busybox_rootfs_tar: P
     not in the cache; cached but not reported) and inside each layer commit (in place
     but not recorded; recorded but still marked). After every kill the store checks
     clean; what the killed build reported done is cached in the next attempt; at the
-    end a rebuild runs nothing."""
+    end a rebuild runs nothing. The kills alternate between the storage drivers step by
+    step (a step's cache key does not depend on the driver), so each phase of a RUN is
+    killed on overlay and on vfs without running the sequence twice."""
     require_userns()
     root = tmp_path / "store"
     context = make_context(tmp_path / "ctx")
     run_strata("import", busybox_rootfs_tar, "bb:1", root=root, check=True)
 
-    def args(n: str) -> tuple[str, ...]:
-        return ("build", "--progress", "json", "--build-arg", f"N={n}", "-t", f"k:{n}", str(context))
+    def args(n: str, driver: str = "overlay") -> tuple[str, ...]:
+        return (
+            *("--storage-driver", driver),
+            *("build", "--progress", "json", "--build-arg", f"N={n}", "-t", f"k:{n}", str(context)),
+        )
 
     run_strata(*args("first"), root=root, check=True)  # what does not depend on N is cached from now on
     probe = run_strata(*args("probe"), root=root, check=True).stdout.splitlines()
@@ -131,14 +137,14 @@ def test_build_killed_at_every_named_point(tmp_path: Path, busybox_rootfs_tar: P
     kills = 0
     for group, chosen in (("steps", points[: len(points) - 6]), ("layers", points[len(points) - 6 :])):
         done_before: set[int] = set()
-        for point in chosen:
-            printed = held(root, point, *args(group))
+        for i, point in enumerate(chosen):
+            printed = held(root, point, *args(group, alternate(i // 3)))
             kills += 1
             assert_clean(root)
             cached = steps_with(printed, "cached")
             assert done_before <= cached, f"{point}: steps {sorted(done_before - cached)} had completed but ran again"
             done_before = steps_with(printed, "done", "cached")
-        again = run_strata(*args(group), root=root)
+        again = run_strata(*args(group, "vfs"), root=root)
         assert again.returncode == 0, again.stdout + again.stderr
         assert done_before <= steps_with(again.stdout.splitlines(), "cached"), again.stdout
         if group == "steps":  # its last kill came after the last step was cached
@@ -236,11 +242,12 @@ def test_pull_killed_at_many_points(tmp_path: Path, busybox_rootfs_tar: Path, re
 
 @pytest.mark.parametrize("where", ["trash", "staging"])
 def test_leftovers_owned_by_subordinate_ids_are_removed(
-    request: pytest.FixtureRequest, where: str, tmp_path: Path, busybox_rootfs_tar: Path
+    request: pytest.FixtureRequest, where: str, driver: str, tmp_path: Path, busybox_rootfs_tar: Path
 ) -> None:
     """A crash can leave tmp/ holding files a rootless container gave to subordinate ids
     (a container being removed, a RUN's upperdir): opening the store removes them through
-    the user namespace, and so does removing a volume such a container wrote to."""
+    the user namespace, and so does removing a volume such a container wrote to. The
+    container's own files are its diff (overlay) or its whole root (vfs)."""
     from tests.capabilities import real_root, require_subids
     from tests.runtime.test_subids import _as_test_user
 
@@ -252,7 +259,7 @@ def test_leftovers_owned_by_subordinate_ids_are_removed(
 
     require_userns()
     require_subids()
-    app = Strata(tmp_path / "store")
+    app = Strata(tmp_path / "store", storage_driver=driver)
     app.import_rootfs(str(busybox_rootfs_tar), "bb:1")
     app.volume_create("data")
     script = "mkdir /x /v/y && chown 1000:1000 /x /v/y && echo > /x/f && echo > /v/y/f && chmod 700 /x /v/y"
@@ -262,7 +269,7 @@ def test_leftovers_owned_by_subordinate_ids_are_removed(
         assert app.start_attached(info.id, None, null, null) == 0
     finally:
         os.close(null)
-    diff = app.container_diff_dir(info.id)
+    diff = app.store.containers.content_dir(app.store.containers.get(info.id))
     leftover = app.store.tmp / ("trash-0123456789ab" if where == "trash" else "layer-0123456789ab")
     leftover.mkdir()
     if where == "staging":
@@ -271,7 +278,7 @@ def test_leftovers_owned_by_subordinate_ids_are_removed(
     assert os.stat(leftover / "diff" / "x").st_uid == 1000  # host id 100999
     app.close()
 
-    reopened = Strata(tmp_path / "store")
+    reopened = Strata(tmp_path / "store", storage_driver=driver)
     reopened.store  # noqa: B018 - opening cleans
     assert not leftover.exists()
     reopened.rm(info.id, force=True)

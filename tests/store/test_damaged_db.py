@@ -32,7 +32,8 @@ def tree(root: Path) -> list[str]:
 
 @pytest.fixture
 def store(tmp_path: Path, busybox_rootfs_tar: Path) -> Path:
-    """An image, a container whose diff holds a file, and a volume with data."""
+    """An image, a container whose diff holds a file, and a volume with data. One driver
+    (vfs, created only): a rebuild keeps or quarantines a container directory as a whole."""
     root = tmp_path / "store"
     run_strata("import", busybox_rootfs_tar, "bb:1", root=root, check=True)
     run_strata("--storage-driver", "vfs", "create", "--name", "box", "bb:1", "true", root=root, check=True)

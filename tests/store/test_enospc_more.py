@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from explorer.runtime.initlayer import BASE_TARGETS, ROOTFS_DIR
 from tests.capabilities import require_userns
 from tests.fixtures import run_strata
 from tests.fixtures.services import Registry
+from tests.store.conftest import DRIVERS
 from tests.store.test_disk_full import listing as full_listing
 from tests.store.test_disk_full import small_fs  # noqa: F401 - a fixture
 
@@ -41,9 +43,10 @@ def assert_failed_cleanly(
 def listing(root: Path, containers: bool = True) -> list[str]:
     """Everything in the store but the database, lock files, the storage driver the
     first container probed for, and a container's runtime directory (entering a stopped
-    container writes its hostname and hosts files there) or overlay's work directory (the
-    kernel makes work/work at the first mount): state, not content. With ``containers``
-    false, nothing of the containers at all."""
+    container writes its hostname and hosts files there), overlay's work directory (the
+    kernel makes work/work at the first mount) or the runtime's mount targets in a vfs
+    root (made at the first entry, as overlay keeps them in its init layer): state, not
+    content. With ``containers`` false, nothing of the containers at all."""
     return [
         p
         for p in full_listing(root)
@@ -51,8 +54,15 @@ def listing(root: Path, containers: bool = True) -> list[str]:
         and "/run/" not in p
         and p != "driver"
         and not (p.startswith("containers/") and "/work/" in p)
+        and not _vfs_mount_target(p)
         and (containers or not p.startswith("containers/"))
     ]
+
+
+def _vfs_mount_target(path: str) -> bool:
+    parts = path.split("/", 3)  # containers/<id>/rootfs/<inside>
+    inside = "/" + parts[3] if len(parts) == 4 and parts[0] == "containers" and parts[2] == ROOTFS_DIR else ""
+    return any(inside == target for target, _is_dir in BASE_TARGETS)
 
 
 def with_base(small_fs: Path, busybox_rootfs_tar: Path) -> Path:  # noqa: F811
@@ -62,18 +72,23 @@ def with_base(small_fs: Path, busybox_rootfs_tar: Path) -> Path:  # noqa: F811
 
 
 @pytest.mark.parametrize(
-    "step",
+    ("step", "driver"),
     [
-        "COPY big.bin /big/",
-        pytest.param(f"RUN head -c {BIG} /dev/urandom > /big.bin"),
+        ("COPY big.bin /big/", "overlay"),  # no container: the driver plays no part
+        *((f"RUN head -c {BIG} /dev/urandom > /big.bin", driver) for driver in DRIVERS),
     ],
 )
 def test_build_on_a_full_disk_fails_cleanly(
     small_fs: Path,  # noqa: F811 - the fixture imported above
     tmp_path: Path,
     busybox_rootfs_tar: Path,
+    monkeypatch: pytest.MonkeyPatch,
     step: str,
+    driver: str,
 ) -> None:
+    """A RUN's container fills the disk with its diff (overlay) or already with the
+    copy of its image (vfs): either way nothing of it stays."""
+    monkeypatch.setenv("STRATA_STORAGE_DRIVER", driver)
     if step.startswith("RUN"):
         require_userns()
     root = with_base(small_fs, busybox_rootfs_tar)
@@ -116,6 +131,7 @@ def test_copy_over_a_file_of_a_stopped_container_on_a_full_disk_fails_cleanly(
     small_fs: Path,  # noqa: F811 - the fixture imported above
     tmp_path: Path,
     busybox_rootfs_tar: Path,
+    driver: str,
 ) -> None:
     root = with_base(small_fs, busybox_rootfs_tar)
     run_strata("create", "--name", "box", "bb:1", "true", root=root, check=True)
@@ -136,6 +152,7 @@ def test_copy_of_a_directory_into_a_stopped_container_on_a_full_disk_fails_clean
     small_fs: Path,  # noqa: F811 - the fixture imported above
     tmp_path: Path,
     busybox_rootfs_tar: Path,
+    driver: str,
 ) -> None:
     root = with_base(small_fs, busybox_rootfs_tar)
     run_strata("create", "--name", "box", "bb:1", "true", root=root, check=True)

@@ -37,6 +37,7 @@ def _pause_in_trash(monkeypatch: pytest.MonkeyPatch, during: Callable[[Path], No
 def test_repair_spares_the_trash_of_a_live_container_removal(
     tmp_path: Path, busybox_rootfs_tar: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """One driver: the container never runs; its directory is trash as a whole, whatever is in it."""
     require_userns()
     root = tmp_path / "store"
     app = Strata(root)
