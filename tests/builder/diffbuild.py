@@ -6,22 +6,29 @@ saved image by difftree), the image config, and for every rebuild which instruct
 from the cache. Docker's outcomes are built in a small thread pool as soon as the session
 knows which cases it runs, so Docker works while Strata's builds run (see `DockerBench`).
 
-Every case gets its own base image in Docker: the busybox rootfs tar imported under a tag
-of this session and case (an import always makes a new image id), so no build cache from
-another case or an earlier session can answer its builds. Strata's fresh store imports the
-same tar under the same tag, so both see the same Dockerfile bytes (``COPY .`` copies it).
+Every case gets its own base image: the busybox rootfs tar plus one small file naming the
+session and the case (`MARKER`), imported under a tag of this session and case, in Strata's
+fresh store and in Docker alike, so both see the same Dockerfile bytes (``COPY .`` copies
+it). The file is there because BuildKit keys the cache of FROM on the base's content, not
+its image id: without it a first build could hit the cache of an earlier session's run of
+the same case, and a rebuild a state another case made.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
+import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,7 +38,7 @@ from typing import Any
 from explorer.builder.parser import Node as ParsedNode
 from explorer.builder.parser import parse
 from tests.builder.diffcase import CASE_MTIME, Case, remove_paths, slug, write_context, write_entries
-from tests.builder.difftree import Tree, image_tree, listing_disagreements
+from tests.builder.difftree import Node, Tree, directory_disagreements, image_tree, listing_disagreements
 from tests.fixtures import run_strata
 
 DOCKER = "/usr/bin/docker"  # 20.10 with its own BuildKit; /usr/local/bin/docker has no buildx
@@ -53,6 +60,37 @@ class BuildOutcome:
     rebuilds: list[list[bool | None]] = field(default_factory=list)
     rebuild_errors: list[str] = field(default_factory=list)
     listing_problems: list[str] = field(default_factory=list)
+
+
+MARKER = "/.strata-diff-base"
+
+
+def case_base_tar(busybox_tar: Path, work: Path, token: str, case: Case) -> Path:
+    """The case's base rootfs tar (see the module docstring), made once per session."""
+    dest = work / f"base-{slug(case.id)}.tar"
+    if dest.exists():
+        return dest
+    fd, tmp = tempfile.mkstemp(prefix="base-", suffix=".tar", dir=work)
+    os.close(fd)
+    shutil.copyfile(busybox_tar, tmp)
+    data = marker_content(token, case)
+    with tarfile.open(tmp, "a") as tar:
+        info = tarfile.TarInfo(MARKER.lstrip("/"))
+        info.size, info.mode, info.mtime = len(data), 0o644, CASE_MTIME
+        tar.addfile(info, io.BytesIO(data))
+    os.replace(tmp, dest)
+    return dest
+
+
+def marker_content(token: str, case: Case) -> bytes:
+    return f"{token} {case.id}\n".encode()
+
+
+def case_base_tree(busybox_tree: Tree, token: str, case: Case) -> Tree:
+    """The tree of `case_base_tar`: the busybox tree plus the marker file."""
+    data = marker_content(token, case)
+    marker = Node("file", 0o644, 0, 0, len(data), None, hashlib.sha256(data).hexdigest())
+    return {**busybox_tree, MARKER: marker}
 
 
 def case_tag(token: str, case: Case) -> str:
@@ -172,10 +210,21 @@ def _match_node(stage: _Stage, text: str, taken: set[int]) -> ParsedNode | None:
 
 
 def build_with_strata(case: Case, work: Path, base_tar: Path, tag: str) -> BuildOutcome:
-    """Build `case` with the real ``strata`` command on a fresh store under `work`."""
+    """Build `case` with the real ``strata`` command on a fresh store under `work`.
+
+    Only the builds run as the command; the import before them and the reading of the
+    result (save, inspect, ls) go through the API in this process, which spares four
+    interpreter starts per case."""
+    from explorer.api import Strata
+
     root = work / "store"
     root.mkdir(mode=0o700)
-    run_strata("import", base_tar, tag, root=root, check=True)
+    with _API_LOCK:
+        app = Strata(root)
+        try:
+            app.import_rootfs(str(base_tar), tag)
+        finally:
+            app.close()
     ctx = write_context(case, work / "ctx", case.dockerfile_for(tag))
     image = f"strata-diff/{slug(case.id)}:strata"
 
@@ -193,17 +242,38 @@ def build_with_strata(case: Case, work: Path, base_tar: Path, tag: str) -> Build
     if not outcome.ok:
         return outcome
     archive = work / "image.tar"
-    run_strata("save", "-o", archive, image, root=root, check=True)
-    outcome.tree, outcome.inodes = image_tree(archive)
-    outcome.config = _config(run_strata("inspect", image, root=root, check=True).stdout)
-    listed = run_strata("ls", "-R", "--json", image, root=root, check=True).stdout
-    outcome.listing_problems = listing_disagreements(outcome.tree, map(json.loads, listed.splitlines()))
+    with _API_LOCK:
+        _read_result(outcome, root, image, archive)
     for number, rebuild in enumerate(case.rebuilds):
         _edit(case, ctx, number, tag)
         again, events = build(rebuild.build_args)
         outcome.rebuild_errors.append("" if again.returncode == 0 else again.stderr.strip())
         outcome.rebuilds.append(strata_cached(case, events))
     return outcome
+
+
+# The in-process API calls of the Strata side run one at a time, whatever thread asks:
+# the builds themselves are separate processes and run side by side.
+_API_LOCK = threading.Lock()
+
+
+def _read_result(outcome: BuildOutcome, root: Path, image: str, archive: Path) -> None:
+    """Fill `outcome` from the built image: its saved layers' tree, its config, and the
+    listings, which must agree with that tree and with each other."""
+    from explorer.api import Strata
+
+    app = Strata(root)
+    try:
+        app.save([image], str(archive))
+        outcome.config = dict(app.inspect_image(image).get("Config") or {})
+        recursive = [row.to_json() for row in app.ls(image, "/", recursive=True)]
+        outcome.tree, outcome.inodes = image_tree(archive)
+        outcome.listing_problems = listing_disagreements(outcome.tree, recursive)
+        outcome.listing_problems += directory_disagreements(
+            recursive, lambda path: [row.to_json() for row in app.ls(image, path)]
+        )
+    finally:
+        app.close()
 
 
 def _build_flags(case: Case, build_args: Mapping[str, str]) -> list[str]:
@@ -216,7 +286,9 @@ def _build_flags(case: Case, build_args: Mapping[str, str]) -> list[str]:
 
 
 def _edit(case: Case, ctx: Path, number: int, tag: str) -> None:
-    """Apply rebuild `number`'s changes; what it writes gets an mtime of its own. An edit of
+    """Apply rebuild `number`'s changes; what it writes gets the current time as its mtime
+    unless the case names one (an edit backdated to an mtime the file never had can go unseen
+    by Docker 20.10's BuildKit, whose context transfer compares stat data). An edit of
     the Dockerfile is written as the case's Dockerfile is: with ``FROM base`` naming `tag`."""
     rebuild = case.rebuilds[number]
     remove_paths(ctx, rebuild.remove)
@@ -226,7 +298,7 @@ def _edit(case: Case, ctx: Path, number: int, tag: str) -> None:
         else entry
         for entry in rebuild.edit
     ]
-    write_entries(ctx, edit, default_mtime=CASE_MTIME + 1000 * (number + 1))
+    write_entries(ctx, edit, default_mtime=int(time.time()) + number)
 
 
 def _config(inspect_json: str) -> dict[str, Any]:
@@ -335,7 +407,8 @@ class DockerBench:
         if mine:
             tag = case_tag(self.token, case)
             try:
-                proc = _docker("import", str(self.base_tar), tag)
+                base_tar = case_base_tar(self.base_tar, self.work, self.token, case)
+                proc = _docker("import", str(base_tar), tag)
                 if proc.returncode != 0:
                     raise RuntimeError(f"docker import {tag}: {proc.stderr.strip()}")
                 with self._lock:

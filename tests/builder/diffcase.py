@@ -241,8 +241,8 @@ def write_entries(root: Path, entries: Sequence[Mapping[str, Any]], default_mtim
     """Write (or replace) `entries` under `root`; directories' mtimes are set last, once
     nothing more is written into them.
 
-    An edit must not keep the old mtime unless it says so: BuildKit's context transfer takes
-    a file with the same size and mtime as unchanged and does not send it again."""
+    An edit must not keep the old mtime unless it says so: BuildKit's context transfer can
+    take a file whose stat data looks unchanged as unchanged and not send it again."""
     dir_times: list[tuple[Path, int]] = []
     for entry in entries:
         path = root / entry["path"].strip("/")

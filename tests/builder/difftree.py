@@ -16,7 +16,7 @@ import hashlib
 import json
 import posixpath
 import tarfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any
@@ -246,4 +246,27 @@ def listing_disagreements(tree: Tree, listing: Iterable[Mapping[str, Any]]) -> l
         want = (node.type, node.mode, node.uid, node.gid, node.size, node.link)
         if seen != want:
             out.append(f"{path}: strata ls -R {seen} / layers {want}")
+    return out
+
+
+def directory_disagreements(
+    recursive: Iterable[Mapping[str, Any]], list_dir: Callable[[str], Iterable[Mapping[str, Any]]]
+) -> list[str]:
+    """Where listing one directory (``strata ls IMAGE DIR``) disagrees with what the
+    recursive listing shows directly in it: the two must always agree (issue 15)."""
+    rows = {str(r["path"]): dict(r) for r in recursive}
+    children: dict[str, dict[str, dict[str, Any]]] = {"/": {}}
+    for path, row in rows.items():
+        children.setdefault(posixpath.dirname(path), {})[path] = row
+    out: list[str] = []
+    for directory in [*sorted(p for p, r in rows.items() if r["type"] == "dir"), "/"]:
+        listed = {str(r["path"]): dict(r) for r in list_dir(directory)}
+        want = children.get(directory, {})
+        for path in sorted(set(listed) | set(want)):
+            if path not in want:
+                out.append(f"{path}: in strata ls {directory}, not in strata ls -R")
+            elif path not in listed:
+                out.append(f"{path}: in strata ls -R, not in strata ls {directory}")
+            elif listed[path] != want[path]:
+                out.append(f"{path}: strata ls {directory} {listed[path]} / strata ls -R {want[path]}")
     return out

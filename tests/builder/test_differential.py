@@ -32,16 +32,20 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.builder.diffbuild import (
+    BUILD_TIMEOUT,
     BUILDERS,
     BuildOutcome,
     DockerBench,
     build_with_strata,
+    case_base_tar,
+    case_base_tree,
     case_tag,
     session_token,
 )
@@ -61,15 +65,21 @@ DOCKER_PARAMS = [
 
 @dataclass
 class DiffSession:
-    """What the session's tests share: the base tree, Strata's outcomes, Docker's bench."""
+    """What the session's tests share: the base tree, Strata's outcomes, Docker's bench.
+
+    Both sides are built ahead in threads as soon as the first test asks (Strata's in two,
+    Docker's in the bench's): a test then mostly collects what is ready, and Strata's
+    builds run while Docker's do."""
 
     base_tar: Path
     work: Path
     token: str
+    strata_cases: list[Case]
     docker_cases: list[Case]
-    strata: dict[str, BuildOutcome] = field(default_factory=dict)
     bench: DockerBench | None = None
     _base_tree: Tree | None = None
+    _strata: dict[str, Future[BuildOutcome]] = field(default_factory=dict)
+    _pool: ThreadPoolExecutor | None = None
 
     @property
     def base_tree(self) -> Tree:
@@ -77,11 +87,19 @@ class DiffSession:
             self._base_tree = tar_tree(self.base_tar)
         return self._base_tree
 
+    def _build(self, case: Case) -> BuildOutcome:
+        work = Path(tempfile.mkdtemp(prefix=f"{slug(case.id)}-strata-", dir=self.work))
+        base_tar = case_base_tar(self.base_tar, self.work, self.token, case)
+        return build_with_strata(case, work, base_tar, case_tag(self.token, case))
+
     def strata_outcome(self, case: Case) -> BuildOutcome:
-        if case.id not in self.strata:
-            work = Path(tempfile.mkdtemp(prefix=f"{slug(case.id)}-strata-", dir=self.work))
-            self.strata[case.id] = build_with_strata(case, work, self.base_tar, case_tag(self.token, case))
-        return self.strata[case.id]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="strata-case")
+            for queued in self.strata_cases:
+                self._strata[queued.id] = self._pool.submit(self._build, queued)
+        if case.id not in self._strata:
+            self._strata[case.id] = self._pool.submit(self._build, case)
+        return self._strata[case.id].result(timeout=20 * BUILD_TIMEOUT)
 
     def start_docker(self) -> DockerBench | None:
         """Queue every selected Docker comparison, once, if Docker can run here."""
@@ -91,22 +109,38 @@ class DiffSession:
                 self.bench.want(case)
         return self.bench
 
+    def close(self) -> None:
+        if self._pool is not None:
+            for future in self._strata.values():
+                future.cancel()
+            self._pool.shutdown(wait=True)
+        if self.bench is not None:
+            self.bench.close()
+
 
 @pytest.fixture(scope="session")
 def diff_session(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, busybox_rootfs_tar: Path
 ) -> Iterator[DiffSession]:
-    selected: dict[str, Case] = {}
+    for_strata: dict[str, Case] = {}
+    for_docker: dict[str, Case] = {}
     for item in request.session.items:
         callspec = getattr(item, "callspec", None)
-        if item.get_closest_marker("docker") is not None and callspec is not None and "case" in callspec.params:
-            case = callspec.params["case"]
-            selected.setdefault(case.id, case)
-    session = DiffSession(busybox_rootfs_tar, tmp_path_factory.mktemp("differential"), session_token(), [])
-    session.docker_cases = list(selected.values())
+        if callspec is None or not isinstance(callspec.params.get("case"), Case):
+            continue
+        case = callspec.params["case"]
+        for_strata.setdefault(case.id, case)
+        if item.get_closest_marker("docker") is not None:
+            for_docker.setdefault(case.id, case)
+    session = DiffSession(
+        busybox_rootfs_tar,
+        tmp_path_factory.mktemp("differential"),
+        session_token(),
+        list(for_strata.values()),
+        list(for_docker.values()),
+    )
     yield session
-    if session.bench is not None:
-        session.bench.close()
+    session.close()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -147,7 +181,7 @@ def differences(session: DiffSession, case: Case, ours: BuildOutcome, theirs: Bu
         if wanted and wanted.lower() not in theirs.output.lower():
             out.append(f"{name}'s failure does not say {wanted!r}: {theirs.error}")
         return out
-    base = session.base_tree
+    base = case_base_tree(session.base_tree, session.token, case)
     out += changes_over(base, ours.tree).differences(changes_over(base, theirs.tree), theirs=name)
     for key in case.expect.get("config", {}):
         if ours.config.get(key) != theirs.config.get(key):
