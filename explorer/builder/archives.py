@@ -21,7 +21,8 @@ from ..errors import ArchiveError, TruncatedArchive
 from ..store import tarstream
 from ..store.index import DIR, FIFO, FILE, HARDLINK, SYMLINK, normalize
 from ..store.tarstream import ByteSource, TarReader
-from .copyitems import CopyItem, Owner
+from .copyitems import ROOT, CopyItem, Owner
+from .layerwriter import LayerWriter
 
 _MAGICS = ((b"\x1f\x8b", "gz"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zst"))
 
@@ -143,3 +144,25 @@ def archive_items(tar: TarReader, dest_dir: str, line: int, filename: str) -> It
             yield CopyItem(path, HARDLINK, mode, owner, mtime_ns, link=base + normalize("/" + member.linkname))
         elif member.type == tarstream.FIFO:
             yield CopyItem(path, FIFO, mode, owner, mtime_ns)
+
+
+def extract_into(
+    writer: LayerWriter, tar: TarReader, target: str, owner: Owner | None, line: int, filename: str
+) -> None:
+    """Place every member of ``tar`` under directory ``target`` (which exists in the layer).
+
+    As Go's untar does inside its chroot, a member's directories are followed where they are
+    symlinks (the image's or ones this archive made), never leaving the root, and a member
+    replaces whatever is at its own path. Owners are the archive's unless ``owner`` (ADD
+    --chown) is given, which current BuildKit gives every member (its untar's ChownOpts).
+    """
+    landed: dict[str, str] = {}  # where a member was meant to go -> where it went
+    for item in archive_items(tar, target, line, filename):
+        meant = item.dest
+        item.dest = writer.resolve(meant)
+        landed[meant] = item.dest
+        if item.kind == HARDLINK and item.link is not None:
+            item.link = landed.get(item.link) or writer.resolve(item.link)
+        if owner is not None:
+            item.owner = owner
+        writer.place(item, owner or ROOT, replace_any=True)

@@ -2,9 +2,11 @@
 
 Docker sends the context to its daemon as a tar; Strata reads the directory in place,
 so this module is where "what the daemon would have received" is decided: ignored paths
-do not exist, paths cannot climb out of the directory, and a symlink named as a COPY
-source is followed only while it stays inside. Every path is ``/``-separated and relative
-to the context root ("" is the root itself).
+do not exist, and nothing outside the directory can be named. As in BuildKit, the context
+is a root of its own: a source's ``../`` stops at it (``COPY ../a.txt`` is ``a.txt``), an
+absolute symlink target is taken from it, and a relative one that climbs out stops at it,
+so a symlink never reaches a host file. Every path is ``/``-separated and relative to the
+context root ("" is the root itself).
 
 The directory is stat-walked at most once per build and only where a source needs it;
 content is never read here (see ``checksum``).
@@ -70,6 +72,9 @@ class SourceMatch:
     written: str
     real: str
     entry: ContextEntry
+    # For a wildcard match, the directory its pattern is relative to (the part before the
+    # first wildcard): --exclude patterns see the match's path below it. None when named.
+    pattern_base: str | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -315,23 +320,22 @@ class BuildContext:
         return DockerfileError(message, line, self.filename)
 
     def clean_source(self, src: str, line: int, keyword: str = "COPY") -> str:
-        """The context-relative form of a source as written; refuses paths that leave it."""
-        cleaned = clean_path(src)
-        if not src.startswith("/") and (cleaned == ".." or cleaned.startswith("../")):
-            raise self._error(f"{keyword} failed: forbidden path outside the build context: {src}", line)
+        """The context-relative form of a source as written: ``..`` stops at the context's
+        root, as BuildKit's does (``/..`` is ``/``)."""
+        del line, keyword
         return clean_path("/" + src).lstrip("/")
 
     def resolve(self, rel: str, line: int, keyword: str = "COPY", shown: str | None = None) -> str:
-        """Follow symlinks in ``rel`` inside the context; refuse any that lead outside."""
+        """Follow symlinks in ``rel`` with the context as the root: an absolute target is
+        taken from the context's root, and ``..`` never climbs above it."""
         parts = [p for p in rel.split("/") if p not in ("", ".")]
         done: list[str] = []
         hops = 0
         while parts:
             part = parts.pop(0)
             if part == "..":
-                if not done:
-                    raise self._error(f"{keyword} failed: {shown or rel} points outside the build context", line)
-                done.pop()
+                if done:
+                    done.pop()
                 continue
             candidate = "/".join([*done, part])
             try:
@@ -346,38 +350,16 @@ class BuildContext:
                 raise self._error(f"{keyword} failed: too many levels of symbolic links in {shown or rel}", line)
             target = os.readlink(self.abspath(candidate))
             if target.startswith("/"):
-                inside = os.path.normpath(target)
-                if inside != self.root and not inside.startswith(self.root + "/"):
-                    raise self._error(
-                        f"{keyword} failed: {candidate} is a symlink to {target}, outside the build context", line
-                    )
                 done = []
-                target = inside[len(self.root) + 1 :] if inside != self.root else ""
-            else:
-                if self._climbs_out(done, target):
-                    raise self._error(
-                        f"{keyword} failed: {candidate} is a symlink to {target}, outside the build context", line
-                    )
             parts = [p for p in target.split("/") if p not in ("", ".")] + parts
         return "/".join(done)
-
-    @staticmethod
-    def _climbs_out(base: list[str], target: str) -> bool:
-        depth = len(base)
-        for piece in target.split("/"):
-            if piece == "..":
-                depth -= 1
-                if depth < 0:
-                    return True
-            elif piece not in ("", "."):
-                depth += 1
-        return False
 
     def sources(self, src: str, line: int, keyword: str = "COPY") -> list[SourceMatch]:
         """What one source word names: one match, or every wildcard match in path order.
 
-        A missing or ignored source is an error, as in Docker; so is a wildcard that
-        matches nothing.
+        A missing or ignored source is an error, as in Docker. A wildcard that matches
+        nothing names nothing, and is no error: BuildKit copies with AllowEmptyWildcard
+        (the legacy builder failed: "no source files were specified").
         """
         rel = self.clean_source(src, line, keyword)
         if has_wildcards(rel):
@@ -385,13 +367,15 @@ class BuildContext:
                 pattern = match_regex(rel)
             except ValueError:
                 raise self._error(f"{keyword} failed: bad wildcard pattern {src}", line) from None
+            literal = rel.split("/")
+            cut = next(i for i, part in enumerate(literal) if has_wildcards(part))
+            base = "/".join(literal[:cut])
             matches: list[SourceMatch] = []
             for path, entry in sorted(self.entries().items()):
                 if pattern.fullmatch(path) is None:
                     continue
-                matches.append(self._follow(path, entry, line, keyword))
-            if not matches:
-                raise self._error(f"{keyword} failed: no source files were specified: no match for {src}", line)
+                found = self._follow(path, entry, line, keyword)
+                matches.append(SourceMatch(found.written, found.real, found.entry, base))
             return matches
         if rel and self.ignore and self.lookup(rel) is None and self._stat(rel) is not None:
             raise self._error(

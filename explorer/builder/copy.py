@@ -1,26 +1,26 @@
-"""COPY and ADD: what lands where, with which owner and mode, written as a layer.
+"""COPY and ADD planning: which items a step makes, where they land, as whom, with which mode.
 
-The rules are Docker's legacy builder's (moby ``builder/dockerfile/copy.go``), because
-that is what the oracle tests compare against:
+The rules are current BuildKit's (dockerfile2llb/convert_copy.go over fsutil's copy), which
+Strata follows where Docker's two builders disagree (the table in ``explorer.builder``):
 
-- a directory source copies its *contents*; the destination directory, when it is
-  created, is 0755 and belongs to the --chown owner; its missing parents belong to root;
-- a file source lands at ``dest/<name>`` when ``dest`` ends in ``/`` or is an existing
-  directory, else at ``dest``; its missing parents belong to the --chown owner;
-- several sources (or a wildcard matching several) need a destination ending in ``/``;
+- a directory source copies its *contents*; a destination directory the copy makes is
+  0755 (or the octal --chmod) and belongs to the --chown owner, as do the parents it makes;
+- a file source lands at ``dest/<name>`` when ``dest`` ends in ``/`` or is a directory, else
+  at ``dest`` itself, every symlink on the way followed inside the image, the last one
+  too: COPY onto a symlink writes through it, onto a dangling one makes its target;
+- a directory is merged into an existing one, file by file; a directory over a
+  non-directory, or a file over a directory, is an error (not a silent replacement);
+- several sources need a destination that is a directory: written with a ``/`` or one the
+  image has (BuildKit does not check and lets each overwrite the last; Strata refuses);
+- a wildcard that matches nothing copies nothing (BuildKit's AllowEmptyWildcard);
 - a symlink named as a source is followed (inside the context); symlinks inside a copied
-  directory are copied as symlinks; hard links among copied files stay hard links;
-- modes come from the source, owners from --chown (default 0:0), never from the disk;
-- a copied directory over an image path that is not a directory replaces it;
-- ADD of a local tar archive (plain, gzip, bzip2, xz or zstd) extracts it, keeping the
-  archive's owners and modes.
-
-Content is written straight into a staging layer directory; directories that already
-exist in the image are mirrored with their metadata so the layer is valid overlay form.
-The file index built here is the layer's truth (owners a rootless store cannot set).
-Unchanged files can be hard-linked from an earlier layer instead of copied: layer
-directories are never modified in place, and a link is only made when the earlier inode
-already has exactly the mode, owner and mtime wanted.
+  directory are copied as symlinks; hard links are kept among the files of one directory
+  source, while files named one by one are separate files even when the context links them;
+- modes come from the source (or --chmod), owners from --chown (default 0:0; COPY --from
+  keeps the source's owners), never from the disk;
+- --exclude leaves out what its patterns match below each source (and a wildcard's matches
+  themselves, as the reference documents); --parents keeps each source's path below the
+  context root, or below a ``/./`` in the source.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import errno
 import os
 import posixpath
 import stat
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import xxhash
 
@@ -38,8 +38,10 @@ from ..store.export import ExportRules, export_view
 from ..store.extract import EMPTY_DIGEST
 from ..store.index import DIR, FILE, HARDLINK, SYMLINK, FileEntry, normalize
 from ..store.union import UnionEntry, UnionView
-from .context import BuildContext, ContextEntry, SourceMatch
+from .chmod import Chmod
+from .context import BuildContext, ContextEntry, SourceMatch, has_wildcards, match_regex
 from .copyitems import ROOT, CopyError, CopyItem, Owner
+from .dockerignore import IgnoreMatcher, clean_path, read_patterns
 from .layerwriter import AS_ROOT, LayerWriter
 
 # --- owners ------------------------------------------------------------------------------
@@ -82,18 +84,6 @@ def resolve_owner(view: UnionView, spec: str | None, line: int, filename: str, k
     return Owner(lookup(user, "/etc/passwd", "user"), lookup(group, "/etc/group", "group"))
 
 
-def parse_chmod(spec: str | None, line: int, filename: str, keyword: str) -> int | None:
-    if not spec:
-        return None
-    try:
-        value = int(spec, 8)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 0o7777:
-        raise CopyError(f"{keyword} --chmod: invalid mode {spec!r} (use octal, e.g. 0755)", line, filename)
-    return value
-
-
 # --- destinations ---------------------------------------------------------------------------
 
 
@@ -112,27 +102,115 @@ def _is_dir(view: UnionView, path: str) -> bool:
 # --- planning: which items a COPY/ADD makes -------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CopyOptions:
+    """How one COPY/ADD copies: as whom, with which modes, leaving out what."""
+
+    keyword: str
+    line: int
+    filename: str
+    owner: Owner = ROOT
+    chown: bool = False  # --chown given (COPY --from keeps the source's owners otherwise)
+    chmod: Chmod | None = None
+    exclude: IgnoreMatcher | None = None
+    parents: bool = False
+
+    def fail(self, message: str) -> CopyError:
+        return CopyError(message, self.line, self.filename)
+
+    def mode(self, mode: int, is_dir: bool) -> int:
+        return self.chmod.apply(mode, is_dir) if self.chmod is not None else mode & 0o7777
+
+    @property
+    def dir_mode(self) -> int:
+        """The mode of the directories the copy makes."""
+        return self.chmod.dir_mode if self.chmod is not None else 0o755
+
+
+def exclude_matcher(patterns: Sequence[str]) -> IgnoreMatcher | None:
+    """--exclude patterns, read as .dockerignore lines are (BuildKit uses the same matcher)."""
+    if not patterns:
+        return None
+    return IgnoreMatcher(read_patterns("\n".join(patterns), "--exclude"), "--exclude")
+
+
 @dataclass
 class CopyPlan:
     """Items in the order they are placed, plus the directory targets of directory sources."""
 
     items: list[CopyItem]
-    dir_targets: list[tuple[str, Owner, int]]  # (path, owner and mtime_ns for it when created)
-    parents_owner: dict[str, Owner]  # per item dest: owner of missing parents
+    # (path, owner and mtime_ns for it when created, owner of the parents it needs)
+    dir_targets: list[tuple[str, Owner, int, Owner]] = field(default_factory=list)
+    parents_owner: dict[str, Owner] = field(default_factory=dict)  # per item dest: owner of missing parents
 
 
-def _file_target(view: UnionView, dest: str, dest_as_dir: bool, name: str) -> str:
+def file_target(view: UnionView, dest: str, dest_as_dir: bool, name: str) -> str:
+    """Where a file named ``name`` lands: inside ``dest`` when it is written as a directory
+    or is one, else at ``dest`` with every symlink followed, the last one too."""
     real = view.resolve_path(dest)
     if dest_as_dir or _is_dir(view, real):
         return posixpath.join(real, name) if real != "/" else "/" + name
-    parent = view.resolve_path(posixpath.dirname(dest))
-    return posixpath.join(parent, posixpath.basename(dest))
+    return real
 
 
-def _check_dest_dir(view: UnionView, path: str, keyword: str, line: int, filename: str) -> None:
+def _check_dest_dir(view: UnionView, path: str, opts: CopyOptions) -> None:
     hit = view.lookup(path)
     if hit is not None and hit.entry.type != DIR:
-        raise CopyError(f"{keyword} failed: destination {path} exists and is not a directory", line, filename)
+        raise opts.fail(f"{opts.keyword} failed: cannot copy to non-directory: {path} (a {hit.entry.type} is there)")
+
+
+def check_several(count: int, dest: str, dest_as_dir: bool, view: UnionView, opts: CopyOptions) -> None:
+    """Several sources need a directory destination: one written with a ``/``, or one the
+    image has. BuildKit lets each source overwrite the last; Strata keeps the legacy error."""
+    if count > 1 and not dest_as_dir and not _is_dir(view, view.resolve_path(dest)):
+        raise opts.fail(
+            f"When using {opts.keyword} with more than one source file, the destination must be a directory "
+            f"and end with a /"
+        )
+
+
+def _kept(rels: Sequence[tuple[str, bool]], matcher: IgnoreMatcher | None) -> set[str]:
+    """Which of ``(relative path, is_dir)`` survive ``matcher``: what it does not exclude,
+    and the directories above what survives (an exception can bring a file back)."""
+    if matcher is None:
+        return {rel for rel, _ in rels}
+    kept = {rel for rel, is_dir in rels if not matcher.ignored(rel, is_dir)}
+    for rel in list(kept):
+        parts = rel.split("/")
+        kept.update("/".join(parts[:depth]) for depth in range(1, len(parts)))
+    return kept
+
+
+def _excluded_match(match: SourceMatch, opts: CopyOptions) -> bool:
+    """Whether --exclude leaves out a wildcard's match: a file whose path below the
+    wildcard's base a pattern matches (the reference's ``COPY --exclude=*.txt hom*``). A
+    matched directory is still copied, its contents filtered (testExcludedFilesOnCopy's
+    ``ADD --exclude=* dir* /6`` leaves /6 empty, not missing); a named source never is."""
+    if opts.exclude is None or match.pattern_base is None or match.is_dir:
+        return False
+    base = match.pattern_base
+    rel = match.written[len(base) + 1 :] if base else match.written
+    return opts.exclude.ignored(rel, match.is_dir)
+
+
+def _dir_selection(ctx: BuildContext, match: SourceMatch, opts: CopyOptions) -> list[ContextEntry]:
+    """What a directory source copies: everything below it that --exclude keeps."""
+    below = ctx.under(match.real)
+    if opts.exclude is None:
+        return below
+    cut = len(match.real) + 1 if match.real else 0
+    kept = _kept([(e.rel[cut:], e.is_dir) for e in below], opts.exclude)
+    return [e for e in below if e.rel[cut:] in kept]
+
+
+def context_entries(ctx: BuildContext, matches: Sequence[SourceMatch], opts: CopyOptions) -> list[ContextEntry]:
+    """Every context entry a copy of ``matches`` reads: what its checksum is made of."""
+    out: list[ContextEntry] = []
+    for match in matches:
+        if _excluded_match(match, opts):
+            continue
+        out += _dir_selection(ctx, match, opts) if match.is_dir else [match.entry]
+    return out
 
 
 def plan_context_copy(
@@ -142,48 +220,54 @@ def plan_context_copy(
     dest: str,
     dest_as_dir: bool,
     view: UnionView,
-    owner: Owner,
-    chmod: int | None,
-    line: int,
-    keyword: str = "COPY",
+    opts: CopyOptions,
 ) -> CopyPlan:
     """Items for sources from the build context (after wildcard expansion)."""
-    items: list[CopyItem] = []
-    dir_targets: list[tuple[str, Owner, int]] = []
-    parents: dict[str, Owner] = {}
+    plan = CopyPlan([])
     for match in matches:
+        if _excluded_match(match, opts):
+            continue
         if match.is_dir:
             target = view.resolve_path(dest)
-            _check_dest_dir(view, target, keyword, line, ctx.filename)
-            dir_targets.append((target, owner, match.entry.mtime_ns))
-            base = match.real
-            cut = len(base) + 1 if base else 0
-            for entry in ctx.under(base):
-                rel = entry.rel[cut:]
-                path = target.rstrip("/") + "/" + rel
-                items.append(_context_item(ctx, entry, path, digests, owner, chmod))
+            _check_dest_dir(view, target, opts)
+            plan.dir_targets.append((target, opts.owner, match.entry.mtime_ns, opts.owner))
+            cut = len(match.real) + 1 if match.real else 0
+            group = [
+                _context_item(ctx, e, target.rstrip("/") + "/" + e.rel[cut:], digests, opts)
+                for e in _dir_selection(ctx, match, opts)
+            ]
+            _link_hardlinks(group)
+            plan.items += group
         else:
-            target = _file_target(view, dest, dest_as_dir, match.name)
-            items.append(_context_item(ctx, match.entry, target, digests, owner, chmod))
-            parents[target] = owner
-    _link_hardlinks(items)
-    return CopyPlan(items, dir_targets, parents)
+            target = file_target(view, dest, dest_as_dir, match.name)
+            item = _context_item(ctx, match.entry, target, digests, opts)
+            item.link = None if item.kind == FILE else item.link  # named alone: its own inode
+            plan.items.append(item)
+            plan.parents_owner[target] = opts.owner
+    return plan
 
 
 def _context_item(
-    ctx: BuildContext, entry: ContextEntry, path: str, digests: Mapping[str, str], owner: Owner, chmod: int | None
+    ctx: BuildContext, entry: ContextEntry, path: str, digests: Mapping[str, str], opts: CopyOptions
 ) -> CopyItem:
     if stat.S_ISREG(entry.mode):
-        mode = chmod if chmod is not None else entry.mode & 0o7777
         # The link field holds a placeholder until hard links are grouped.
         link = f"\0{entry.dev}:{entry.ino}" if entry.nlink > 1 else None
         return CopyItem(
-            path, FILE, mode, owner, entry.mtime_ns, entry.size, digests.get(entry.rel), link, ctx.abspath(entry.rel)
+            path,
+            FILE,
+            opts.mode(entry.mode, False),
+            opts.owner,
+            entry.mtime_ns,
+            entry.size,
+            digests.get(entry.rel),
+            link,
+            ctx.abspath(entry.rel),
         )
     kind = entry.kind
     if kind == SYMLINK:
-        return CopyItem(path, kind, entry.mode & 0o7777, owner, entry.mtime_ns, link=entry.link)
-    return CopyItem(path, kind, chmod if chmod is not None else entry.mode & 0o7777, owner, entry.mtime_ns)
+        return CopyItem(path, kind, entry.mode & 0o7777, opts.owner, entry.mtime_ns, link=entry.link)
+    return CopyItem(path, kind, opts.mode(entry.mode, kind == DIR), opts.owner, entry.mtime_ns)
 
 
 def _link_hardlinks(items: list[CopyItem]) -> None:
@@ -200,71 +284,205 @@ def _link_hardlinks(items: list[CopyItem]) -> None:
             item.link = None
 
 
+# --- --parents -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParentsSource:
+    """One --parents source word: the directory it is relative to and the pattern below it.
+
+    Without ``/./`` the pattern is the whole path, relative to the root; with one, the part
+    before it is the base and only what follows is kept (rsync's --relative)."""
+
+    base: str
+    pattern: str
+    required: bool  # no wildcard anywhere: the path must exist
+
+    @classmethod
+    def of(cls, word: str) -> ParentsSource:
+        parent, pivot, rest = word.partition("/./")
+        base, pattern = (parent, rest) if pivot else ("", word)
+        base = clean_path("/" + base).lstrip("/")
+        pattern = clean_path("/" + pattern).lstrip("/")
+        return cls(base, pattern, not has_wildcards(base) and not has_wildcards(pattern))
+
+    def select(self, rels: Sequence[tuple[str, bool]], exclude: IgnoreMatcher | None) -> list[str]:
+        """The relative paths (in the order given) a copy of this source takes: those the
+        pattern matches and everything below them, and the directories above them."""
+        matcher = IgnoreMatcher(read_patterns(self.pattern, "--parents"), "--parents")
+        chosen = {rel for rel, is_dir in rels if matcher.ignored(rel, is_dir)}
+        for rel in list(chosen):
+            parts = rel.split("/")
+            chosen.update("/".join(parts[:depth]) for depth in range(1, len(parts)))
+        kept = _kept([(rel, d) for rel, d in rels if rel in chosen], exclude)
+        return [rel for rel, _ in rels if rel in kept]
+
+
+def parents_selection(
+    ctx: BuildContext, words: Sequence[str], opts: CopyOptions
+) -> list[list[tuple[str, ContextEntry]]]:
+    """For each base of each --parents source word, the ``(path below the base, entry)``
+    pairs it copies, in path order."""
+    groups: list[list[tuple[str, ContextEntry]]] = []
+    for word in words:
+        source = ParentsSource.of(word)
+        if source.required:
+            ctx.sources(posixpath.join(source.base, source.pattern) or ".", opts.line, opts.keyword)
+        if has_wildcards(source.base):
+            bases = ctx.sources(source.base, opts.line, opts.keyword)
+        else:
+            bases = ctx.sources(source.base or ".", opts.line, opts.keyword)
+        for base in bases:
+            if not base.is_dir:
+                continue
+            cut = len(base.real) + 1 if base.real else 0
+            by_rel = {e.rel[cut:]: e for e in ctx.under(base.real)}
+            chosen = source.select([(rel, e.is_dir) for rel, e in by_rel.items()], opts.exclude)
+            groups.append([(rel, by_rel[rel]) for rel in chosen])
+    return groups
+
+
+def plan_parents_copy(
+    ctx: BuildContext,
+    words: Sequence[str],
+    digests: Mapping[str, str],
+    dest: str,
+    view: UnionView,
+    opts: CopyOptions,
+) -> CopyPlan:
+    """COPY --parents from the build context: every source keeps its path below its base."""
+    plan = CopyPlan([])
+    target = view.resolve_path(dest)
+    _check_dest_dir(view, target, opts)
+    plan.dir_targets.append((target, opts.owner, 0, opts.owner))
+    for chosen in parents_selection(ctx, words, opts):
+        group = [_context_item(ctx, entry, target.rstrip("/") + "/" + rel, digests, opts) for rel, entry in chosen]
+        _link_hardlinks(group)
+        plan.items += group
+    return plan
+
+
+# --- COPY --from ------------------------------------------------------------------------------
+
+
 def plan_image_copy(
     src_view: UnionView,
     sources: list[str],
     dest: str,
     dest_as_dir: bool,
     view: UnionView,
-    owner: Owner | None,
-    chmod: int | None,
-    line: int,
-    filename: str,
-    keyword: str = "COPY",
+    opts: CopyOptions,
 ) -> tuple[CopyPlan, list[FileEntry]]:
     """Items for COPY --from=<stage|image>; also the source entries (for the checksum).
 
-    Without --chown (``owner`` None) files keep the owners they have in the source image,
-    and directories the copy has to create belong to root (moby's
-    ``testBuildPreserveOwnership``); with it, everything copied gets that owner.
+    Without --chown files keep the owners they have in the source image, and directories
+    the copy has to create belong to root (moby's ``testBuildPreserveOwnership``); with it,
+    everything copied gets that owner.
     """
-    items: list[CopyItem] = []
-    dir_targets: list[tuple[str, Owner, int]] = []
-    parents: dict[str, Owner] = {}
+    plan = CopyPlan([])
     seen: list[FileEntry] = []
-    placed: dict[str, CopyItem] = {}  # source path -> item, for hard links
     walk: list[UnionEntry] | None = None
+    count = 0
+    made_by = opts.owner if opts.chown else ROOT
     for src in sources:
+        if opts.parents:
+            if walk is None:
+                walk = src_view.walk()
+            count += 2
+            _plan_image_parents(src_view, walk, src, dest, view, opts, plan, seen)
+            continue
         pattern = normalize(src)
-        if any(ch in pattern for ch in "*?["):
-            from .context import match_regex
-
+        base: str | None = None
+        if has_wildcards(pattern):
             if walk is None:
                 walk = src_view.walk()
             regex = match_regex(pattern.lstrip("/"))
             paths = [u.path for u in walk if regex.fullmatch(u.path.lstrip("/"))]
-            if not paths:
-                raise CopyError(f"{keyword} failed: no source files were specified: no match for {src}", line, filename)
+            literal = pattern.split("/")
+            base = "/".join(literal[: next(i for i, part in enumerate(literal) if has_wildcards(part))]) or "/"
         else:
             paths = [pattern]
+        count += len(paths)
         for written in paths:
             real = src_view.resolve_path(written)
             hit = src_view.lookup(real)
             if hit is None:
-                raise CopyError(
-                    f"{keyword} failed: {src}: no such file or directory in the source image", line, filename
-                )
+                raise opts.fail(f"{opts.keyword} failed: {src}: no such file or directory in the source image")
+            if (
+                base is not None
+                and opts.exclude is not None
+                and hit.entry.type != DIR
+                and opts.exclude.ignored(written[len(base.rstrip("/")) + 1 :])
+            ):
+                continue  # as _excluded_match
             if hit.entry.type == DIR:
                 target = view.resolve_path(dest)
-                _check_dest_dir(view, target, keyword, line, filename)
-                dir_targets.append((target, owner or ROOT, round(hit.entry.mtime * 1e9)))
+                _check_dest_dir(view, target, opts)
+                plan.dir_targets.append((target, made_by, round(hit.entry.mtime * 1e9), made_by))
                 if walk is None:
                     walk = src_view.walk()
                 prefix = real.rstrip("/") + "/"
                 below = [u for u in walk if u.path.startswith(prefix)]
-                for u in below:
-                    path = target.rstrip("/") + "/" + u.path[len(prefix) :]
-                    item = _image_item(src_view, u, path, owner, chmod)
-                    items.append(item)
-                    placed[u.path] = item
-                    seen.append(u.entry)
+                kept = _kept([(u.path[len(prefix) :], u.entry.type == DIR) for u in below], opts.exclude)
+                group = [
+                    (u, target.rstrip("/") + "/" + u.path[len(prefix) :])
+                    for u in below
+                    if u.path[len(prefix) :] in kept
+                ]
+                plan.items += _image_group(src_view, group, opts)
+                seen += [u.entry for u, _ in group]
             else:
-                target = _file_target(view, dest, dest_as_dir, posixpath.basename(written))
-                item = _image_item(src_view, hit, target, owner, chmod)
-                items.append(item)
-                placed[hit.path] = item
+                target = file_target(view, dest, dest_as_dir, posixpath.basename(written))
+                plan.items += _image_group(src_view, [(hit, target)], opts)
                 seen.append(hit.entry)
-                parents[target] = owner or ROOT
+                plan.parents_owner[target] = made_by
+    check_several(count, dest, dest_as_dir, view, opts)
+    return plan, seen
+
+
+def _plan_image_parents(
+    src_view: UnionView,
+    walk: list[UnionEntry],
+    word: str,
+    dest: str,
+    view: UnionView,
+    opts: CopyOptions,
+    plan: CopyPlan,
+    seen: list[FileEntry],
+) -> None:
+    """COPY --from --parents: as ``plan_parents_copy``, over the source image's tree."""
+    source = ParentsSource.of(word)
+    target = view.resolve_path(dest)
+    _check_dest_dir(view, target, opts)
+    made_by = opts.owner if opts.chown else ROOT
+    plan.dir_targets.append((target, made_by, 0, made_by))
+    if has_wildcards(source.base):
+        regex = match_regex(source.base)
+        bases = [u.path for u in walk if u.entry.type == DIR and regex.fullmatch(u.path.lstrip("/"))]
+    else:
+        bases = [src_view.resolve_path("/" + source.base)]
+    if (
+        source.required
+        and src_view.lookup(src_view.resolve_path("/" + posixpath.join(source.base, source.pattern))) is None
+    ):
+        raise opts.fail(f"{opts.keyword} failed: {word}: no such file or directory in the source image")
+    for base in bases:
+        prefix = base.rstrip("/") + "/"
+        below = {u.path[len(prefix) :]: u for u in walk if u.path.startswith(prefix)}
+        chosen = source.select([(rel, u.entry.type == DIR) for rel, u in below.items()], opts.exclude)
+        group = [(below[rel], target.rstrip("/") + "/" + rel) for rel in chosen]
+        plan.items += _image_group(src_view, group, opts)
+        seen += [u.entry for u, _ in group]
+
+
+def _image_group(src_view: UnionView, group: Sequence[tuple[UnionEntry, str]], opts: CopyOptions) -> list[CopyItem]:
+    """Items for one source's paths; hard links stay links only within the group."""
+    placed: dict[str, CopyItem] = {}
+    items: list[CopyItem] = []
+    for u, path in group:
+        item = _image_item(src_view, u, path, opts)
+        items.append(item)
+        placed[u.path] = item
     for item in items:
         if item.kind == HARDLINK:
             primary = placed.get(item.link or "")
@@ -272,13 +490,13 @@ def plan_image_copy(
                 item.link = primary.dest
             else:
                 _as_file(src_view, item)
-    return CopyPlan(items, dir_targets, parents), seen
+    return items
 
 
-def _image_item(src_view: UnionView, u: UnionEntry, path: str, owner: Owner | None, chmod: int | None) -> CopyItem:
+def _image_item(src_view: UnionView, u: UnionEntry, path: str, opts: CopyOptions) -> CopyItem:
     e = u.entry
-    mode = chmod if chmod is not None and e.type != SYMLINK else e.mode
-    who = owner if owner is not None else Owner(e.uid, e.gid)
+    mode = opts.mode(e.mode, e.type == DIR) if e.type != SYMLINK else e.mode
+    who = opts.owner if opts.chown else Owner(e.uid, e.gid)
     item = CopyItem(path, e.type, mode, who, round(e.mtime * 1e9), e.size, e.digest, e.link)
     if e.type in (FILE, HARDLINK):
         item.source = str(src_view.layers[u.layer].content_path(e.path))
@@ -298,8 +516,8 @@ def _as_file(src_view: UnionView, item: CopyItem) -> None:
 
 
 def place_all(writer: LayerWriter, plan: CopyPlan) -> None:
-    for target, owner, mtime_ns in plan.dir_targets:
-        writer.ensure_dir(target, owner, mtime_ns / 1e9, parents_owner=ROOT)
+    for target, owner, mtime_ns, parents_owner in plan.dir_targets:
+        writer.ensure_dir(target, owner, (mtime_ns or 0) / 1e9, parents_owner=parents_owner)
     for item in plan.items:
         writer.place(item, plan.parents_owner.get(item.dest))
 
@@ -309,28 +527,26 @@ def inline_items(
     dest: str,
     dest_as_dir: bool,
     view: UnionView,
-    owner: Owner,
-    chmod: int | None,
+    opts: CopyOptions,
     mtime_ns: int,
 ) -> CopyPlan:
     """Heredoc sources: ``(name, data)`` pairs become files."""
-    items: list[CopyItem] = []
-    parents: dict[str, Owner] = {}
+    plan = CopyPlan([])
     for name, data in contents:
-        target = _file_target(view, dest, dest_as_dir, name)
+        target = file_target(view, dest, dest_as_dir, name)
         item = CopyItem(
             target,
             FILE,
-            chmod if chmod is not None else 0o644,
-            owner,
+            opts.mode(0o644, False),
+            opts.owner,
             mtime_ns,
             len(data),
             xxhash.xxh3_128_hexdigest(data) if data else EMPTY_DIGEST,
             data=data,
         )
-        items.append(item)
-        parents[target] = owner
-    return CopyPlan(items, [], parents)
+        plan.items.append(item)
+        plan.parents_owner[target] = opts.owner
+    return plan
 
 
 def export_subtree(view: UnionView, path: str, dest: str) -> None:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from ..store.layers import Staging
     from ..store.linkclone import LinkClone
     from .cache import BuildCache
-    from .copy import CopyPlan
+    from .copy import CopyOptions, CopyPlan
     from .copyitems import Owner
     from .executor import Snapshot, Step
     from .layerwriter import LayerWriter
@@ -92,7 +92,6 @@ class CopySteps(StepHost):
 
             prepared = self._destination(step, snap)
             view, dest, dest_as_dir = prepared["view"], prepared["dest"], prepared["dest_as_dir"]
-            owner, chmod, keyword = prepared["owner"], prepared["chmod"], ins.keyword
             ref = step.from_ref
             if isinstance(ref, Stage):
                 src_snap = self.snapshots[ref.index]
@@ -100,24 +99,20 @@ class CopySteps(StepHost):
             else:
                 assert isinstance(ref, Image)
                 src_view = UnionView.of_layers(self.store, self.store.images.layers(ref))
-            plan, seen = plan_image_copy(
-                src_view,
-                list(ins.sources),
-                dest,
-                dest_as_dir,
-                view,
-                owner if ins.chown else None,
-                chmod,
-                step.line,
-                self.filename,
-                keyword,
-            )
+            plan, seen = plan_image_copy(src_view, list(ins.sources), dest, dest_as_dir, view, prepared["opts"])
             prepared["plan"] = plan
             records += index_records(seen)
         else:
+            from .copy import context_entries, parents_selection
+
+            self._refuse_local_checksum(step)
+            opts = self._options(step)
             entries: list[ContextEntry] = []
-            for match in step.sources:
-                entries += self.ctx.under(match.real) if match.is_dir else [match.entry]
+            if isinstance(ins, Copy) and ins.parents:
+                local = [s for s in ins.sources if not s.startswith(URL_PREFIXES)]
+                entries = [entry for group in parents_selection(self.ctx, local, opts) for _, entry in group]
+            else:
+                entries = context_entries(self.ctx, step.sources, opts)
             context_lines: Callable[[], list[str]] = list
             if entries:
                 prepared["shape"] = f"{len(entries)} {sum(e.size for e in entries)}"
@@ -267,17 +262,55 @@ class CopySteps(StepHost):
         except LayerNotFound:
             return False
 
-    def _destination(self, step: Step, snap: Snapshot) -> dict[str, Any]:
-        """Where a COPY/ADD writes and as whom: only needed when the step runs."""
-        from .copy import absolute_dest, parse_chmod, resolve_owner
+    def _options(self, step: Step, owner: Owner | None = None) -> CopyOptions:
+        """The step's --chown (resolved by the caller), --chmod, --exclude and --parents."""
+        from .chmod import parse_chmod
+        from .copy import CopyOptions, exclude_matcher
+        from .copyitems import ROOT
 
         ins = step.expanded
         assert isinstance(ins, (Copy, Add))
-        view = self._view(snap)
+        return CopyOptions(
+            ins.keyword,
+            step.line,
+            self.filename,
+            owner or ROOT,
+            chown=bool(ins.chown),
+            chmod=parse_chmod(ins.chmod, step.line, self.filename, ins.keyword),
+            exclude=exclude_matcher(ins.exclude),
+            parents=isinstance(ins, Copy) and ins.parents,
+        )
+
+    def _refuse_local_checksum(self, step: Step) -> None:
+        """ADD --checksum is for downloads (and Git, which Strata does not fetch): BuildKit
+        refuses it for context files and for several sources."""
+        ins = step.expanded
+        if not isinstance(ins, Add) or not ins.checksum:
+            return
+        if len(ins.sources) != 1:
+            raise DockerfileError("ADD --checksum can't be specified for multiple sources", step.line, self.filename)
+        if not ins.sources[0].startswith(URL_PREFIXES):
+            raise DockerfileError(
+                f"ADD --checksum requires HTTP(S) or Git sources, not {ins.sources[0]}", step.line, self.filename
+            )
+
+    def _destination(self, step: Step, snap: Snapshot) -> dict[str, Any]:
+        """Where a COPY/ADD writes and as whom: only needed when the step runs.
+
+        With --link (and no --chmod, as in BuildKit, which copies onto an empty tree and merges
+        that in only then) the destination is planned over an empty image: no symlink of the
+        image is followed and the directories on the way are the copy's own, 0755, over the
+        image's. Owner names are still looked up in the image."""
+        from .copy import absolute_dest, resolve_owner
+
+        ins = step.expanded
+        assert isinstance(ins, (Copy, Add))
+        image_view = self._view(snap)
+        view = UnionView([]) if ins.link and not ins.chmod else image_view
         dest, dest_as_dir = absolute_dest(ins.dest, step.config_before.get("WorkingDir") or "/")
-        owner = resolve_owner(view, ins.chown, step.line, self.filename, ins.keyword)
-        chmod = parse_chmod(ins.chmod, step.line, self.filename, ins.keyword)
-        return {"view": view, "dest": dest, "dest_as_dir": dest_as_dir, "owner": owner, "chmod": chmod}
+        owner = resolve_owner(image_view, ins.chown, step.line, self.filename, ins.keyword)
+        opts = self._options(step, owner)
+        return {"view": view, "dest": dest, "dest_as_dir": dest_as_dir, "owner": owner, "opts": opts}
 
     def _begin_early(self, step: Step, snap: Snapshot, shape: str) -> None:
         """Start cloning this step's earlier layer before the cache lookup when the step will
@@ -390,6 +423,7 @@ class CopySteps(StepHost):
             base_ready=cloning.wait if cloning else None,
             side_dir=side_dir,
         )
+        writer.new_dir_mode = prepared["opts"].dir_mode
 
         def failed(e: OSError) -> DockerfileError:
             return DockerfileError(
@@ -407,15 +441,7 @@ class CopySteps(StepHost):
                 if "plan" in prepared:
                     place_all(writer, prepared["plan"])
                 else:
-                    self._place_context(
-                        writer,
-                        step,
-                        prepared,
-                        prepared["dest"],
-                        prepared["dest_as_dir"],
-                        prepared["owner"],
-                        prepared["chmod"],
-                    )
+                    self._place_context(writer, step, prepared)
                 # With a clone, the tree is completed (settle) after its tar is hashed.
                 entries = writer.finish(settle=cloning is None)
             except (CopyError, CloneFailed):
@@ -438,76 +464,73 @@ class CopySteps(StepHost):
             if cloning is not None:
                 cloning.cancel()
 
-    def _place_context(
-        self,
-        writer: LayerWriter,
-        step: Step,
-        prepared: dict[str, Any],
-        dest: str,
-        dest_as_dir: bool,
-        owner: Owner,
-        chmod: int | None,
-    ) -> None:
-        from .archives import archive_items, opened_archive
-        from .copy import inline_items, place_all
-        from .copyitems import ROOT, CopyError
+    def _place_context(self, writer: LayerWriter, step: Step, prepared: dict[str, Any]) -> None:
+        """Place a COPY/ADD's context sources, archives (ADD) extracted, downloads and heredocs."""
+        from .archives import extract_into, opened_archive
+        from .copy import check_several, file_target, inline_items, place_all
+        from .copyitems import CopyError, CopyItem
 
         ins = step.expanded
         assert isinstance(ins, (Copy, Add)) and self.ctx is not None
         view: UnionView = prepared["view"]
+        dest, dest_as_dir = prepared["dest"], prepared["dest_as_dir"]
+        opts: CopyOptions = prepared["opts"]
         keyword = ins.keyword
-        plain: list[SourceMatch] = []
-        for match in step.sources:
-            if isinstance(ins, Add) and not match.is_dir:
-                with opened_archive(self.ctx.abspath(match.real)) as tar:
-                    if tar is not None:
-                        self._place_plain(writer, plain, prepared, dest, dest_as_dir, owner, chmod, step)
-                        plain = []
-                        target = view.resolve_path(dest)
-                        writer.ensure_dir(target, ROOT, time.time())
-                        try:
-                            for item in archive_items(tar, target, step.line, self.filename):
-                                writer.place(item, ROOT)
-                        except TruncatedArchive:
-                            raise CopyError(
-                                f"{keyword} {match.written}: {match.written} is truncated (unexpected EOF)",
-                                step.line,
-                                self.filename,
-                            ) from None
-                        except ArchiveError as e:
-                            raise CopyError(
-                                f"{keyword} {match.written}: {match.written} is a damaged archive: {e}",
-                                step.line,
-                                self.filename,
-                            ) from None
-                        continue
-            plain.append(match)
-        self._place_plain(writer, plain, prepared, dest, dest_as_dir, owner, chmod, step)
+        if isinstance(ins, Copy) and ins.parents:
+            self._place_parents(writer, step, prepared)
+        else:
+            unpack = isinstance(ins, Add) and ins.unpack is not False
+            # In source order: runs of plain sources, and archives (ADD) between them.
+            runs: list[list[SourceMatch] | tuple[SourceMatch, str]] = [[]]
+            count = len(prepared.get("urls", [])) + len(prepared.get("inline", []))
+            for match in step.sources:
+                if unpack and not match.is_dir:
+                    path = self.ctx.abspath(match.real)
+                    with opened_archive(path) as tar:
+                        if tar is not None:
+                            runs += [(match, path), []]
+                            continue
+                last = runs[-1]
+                assert isinstance(last, list)
+                last.append(match)
+                count += 1
+            check_several(count, dest, dest_as_dir, view, opts)
+            who = opts.owner if opts.chown else None
+            for run in runs:
+                if isinstance(run, list):
+                    self._place_plain(writer, step, prepared, run)
+                    continue
+                match, path = run
+                target = view.resolve_path(dest)
+                writer.ensure_dir(target, opts.owner, time.time(), parents_owner=opts.owner)
+                with opened_archive(path) as tar:
+                    assert tar is not None
+                    try:
+                        extract_into(writer, tar, target, who, step.line, self.filename)
+                    except TruncatedArchive:
+                        raise CopyError(
+                            f"{keyword} {match.written}: {match.written} is truncated (unexpected EOF)",
+                            step.line,
+                            self.filename,
+                        ) from None
+                    except ArchiveError as e:
+                        raise CopyError(
+                            f"{keyword} {match.written}: {match.written} is a damaged archive: {e}",
+                            step.line,
+                            self.filename,
+                        ) from None
         for url, path, size, digest in prepared.get("urls", []):
             name = posixpath.basename(url.split("?", 1)[0].rstrip("/")) or "index.html"
-            from .copy import _file_target
-            from .copyitems import CopyItem
-
-            target = _file_target(view, dest, dest_as_dir, name)
+            target = file_target(view, dest, dest_as_dir, name)
             item = CopyItem(
-                target, FILE, chmod if chmod is not None else 0o600, owner, time.time_ns(), size, digest, source=path
+                target, FILE, opts.mode(0o600, False), opts.owner, time.time_ns(), size, digest, source=path
             )
-            writer.place(item, owner)
+            writer.place(item, opts.owner)
         if prepared.get("inline"):
-            plan = inline_items(prepared["inline"], dest, dest_as_dir, view, owner, chmod, time.time_ns())
-            place_all(writer, plan)
-        del keyword
+            place_all(writer, inline_items(prepared["inline"], dest, dest_as_dir, view, opts, time.time_ns()))
 
     def _place_plain(
-        self,
-        writer: LayerWriter,
-        matches: list[SourceMatch],
-        prepared: dict[str, Any],
-        dest: str,
-        dest_as_dir: bool,
-        owner: Owner,
-        chmod: int | None,
-        step: Step,
+        self, writer: LayerWriter, step: Step, prepared: dict[str, Any], matches: list[SourceMatch]
     ) -> None:
         from .copy import place_all, plan_context_copy
 
@@ -518,13 +541,21 @@ class CopySteps(StepHost):
             self.ctx,
             matches,
             prepared["digests"](),
-            dest,
-            dest_as_dir,
+            prepared["dest"],
+            prepared["dest_as_dir"],
             prepared["view"],
-            owner,
-            chmod,
-            step.line,
-            step.expanded.keyword,
+            prepared["opts"],
+        )
+        place_all(writer, plan)
+
+    def _place_parents(self, writer: LayerWriter, step: Step, prepared: dict[str, Any]) -> None:
+        from .copy import place_all, plan_parents_copy
+
+        ins = step.expanded
+        assert isinstance(ins, Copy) and self.ctx is not None
+        words = [s for s in ins.sources if not s.startswith(URL_PREFIXES)]
+        plan = plan_parents_copy(
+            self.ctx, words, prepared["digests"](), prepared["dest"], prepared["view"], prepared["opts"]
         )
         place_all(writer, plan)
 

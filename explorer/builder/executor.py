@@ -567,18 +567,10 @@ class Builder(CopySteps, RunSteps):
                             )
                         continue
                     step.sources += self.ctx.sources(src, step.line, keyword)
-            count = len(step.sources) + len(ins.contents) + sum(s.startswith(URL_PREFIXES) for s in ins.sources)
-            if isinstance(ins, Copy) and ins.from_:
-                count = len(ins.sources) + (1 if any(c in "".join(ins.sources) for c in "*?[") else 0)
-            if count > 1 and not ins.dest.endswith("/"):
-                raise DockerfileError(
-                    f"When using {keyword} with more than one source file, the destination must be a directory "
-                    f"and end with a /",
-                    step.line,
-                    self.filename,
-                )
+            # Several sources need a directory destination: checked when the step runs, against
+            # the image (copy.check_several), since an existing directory needs no "/".
             if ins.chmod:
-                from .copy import parse_chmod
+                from .chmod import parse_chmod
 
                 parse_chmod(ins.chmod, step.line, self.filename, keyword)
         elif isinstance(ins, Run):

@@ -165,6 +165,11 @@ class _Flags:
     def strings(self, name: str) -> tuple[str, ...]:
         return tuple(self.specs[name].values)
 
+    def flag_or_none(self, name: str) -> bool | None:
+        """A boolean flag's value, or None when the instruction does not give it."""
+        spec = self.specs[name]
+        return spec.value is True if spec.used else None
+
 
 # --- records ------------------------------------------------------------------------
 
@@ -276,6 +281,7 @@ class _Transfer(Instruction):
     chown: str | None = None
     chmod: str | None = None
     link: bool = False
+    exclude: tuple[str, ...] = ()  # --exclude patterns (Dockerfile 1.19)
 
     def expanded(self, expand: Expander) -> Self:
         return replace(
@@ -284,6 +290,7 @@ class _Transfer(Instruction):
             dest=expand(self.dest),
             chown=expand(self.chown) if self.chown is not None else None,
             chmod=expand(self.chmod) if self.chmod is not None else None,
+            exclude=tuple(expand(p) for p in self.exclude),
         )
 
 
@@ -291,6 +298,7 @@ class _Transfer(Instruction):
 class Copy(_Transfer):
     keyword: ClassVar[str] = "COPY"
     from_: str | None = None
+    parents: bool = False  # --parents (Dockerfile 1.20)
 
     def expanded(self, expand: Expander) -> Self:
         done = super().expanded(expand)
@@ -302,6 +310,7 @@ class Add(_Transfer):
     keyword: ClassVar[str] = "ADD"
     keep_git_dir: bool = False
     checksum: str | None = None
+    unpack: bool | None = None  # --unpack (Dockerfile 1.17): None extracts local archives only
 
     def expanded(self, expand: Expander) -> Self:
         done = super().expanded(expand)
@@ -583,7 +592,16 @@ def _sources_and_dest(node: Node) -> tuple[tuple[str, ...], str, tuple[SourceCon
 
 def _parse_copy(node: Node) -> Copy:
     sources, dest, contents = _sources_and_dest(node)
-    flags = _Flags("COPY", node.flags, from_="string", chown="string", chmod="string", link="bool").parse()
+    flags = _Flags(
+        "COPY",
+        node.flags,
+        from_="string",
+        chown="string",
+        chmod="string",
+        link="bool",
+        parents="bool",
+        exclude="strings",
+    ).parse()
     return Copy(
         **_common(node),
         sources=sources,
@@ -593,6 +611,8 @@ def _parse_copy(node: Node) -> Copy:
         chown=flags.string("chown"),
         chmod=flags.string("chmod"),
         link=flags.flag("link"),
+        parents=flags.flag("parents"),
+        exclude=flags.strings("exclude"),
     )
 
 
@@ -606,6 +626,8 @@ def _parse_add(node: Node) -> Add:
         link="bool",
         keep_git_dir="bool",
         checksum="string",
+        exclude="strings",
+        unpack="bool",
     ).parse()
     return Add(
         **_common(node),
@@ -617,6 +639,8 @@ def _parse_add(node: Node) -> Add:
         link=flags.flag("link"),
         keep_git_dir=flags.flag("keep-git-dir"),
         checksum=flags.string("checksum"),
+        exclude=flags.strings("exclude"),
+        unpack=flags.flag_or_none("unpack"),
     )
 
 

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import functools
 import os
+import posixpath
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -21,7 +22,7 @@ import xxhash
 
 from ..overlayfs import mark_opaque
 from ..store.extract import EMPTY_DIGEST, disk_mode
-from ..store.index import DIR, FIFO, FILE, HARDLINK, SYMLINK, FileEntry, ancestors
+from ..store.index import DIR, FIFO, FILE, HARDLINK, SYMLINK, FileEntry, ancestors, normalize
 from ..store.tarstream import ByteSource
 from ..store.union import UnionEntry, UnionView
 from .copyitems import CopyError, CopyItem, Owner
@@ -93,6 +94,9 @@ class LayerWriter:
         self._side_dir = side_dir if base_ready is not None else None
         self.elsewhere: dict[str, str] = {}  # layer-relative path -> where its content is until settled
         self._sides = 0
+        # The mode of directories this writer makes for parents and targets (BuildKit's
+        # MkdirAll: 0755, or the octal --chmod of the step).
+        self.new_dir_mode = 0o755
 
     def _disk(self, path: str) -> str:
         return self.diff + path
@@ -103,20 +107,54 @@ class LayerWriter:
     # --- directories ---
 
     def _mirror_or_make(self, path: str, owner: Owner, mtime: float) -> None:
-        """Make sure directory ``path`` exists in the layer, as the image has it or new."""
+        """Make sure directory ``path`` exists in the layer, as the image has it or new.
+
+        Something else already there is an error, as ``mkdir -p`` fails: a parent is never
+        silently turned from a file into a directory (symlinks on the way are resolved
+        before a path gets here)."""
         have = self.entries.get(path)
         if have is not None:
             if have.type != DIR:
-                raise self._fail(f"{self.keyword} failed: cannot create directory {path}: a file is in the way")
+                raise self._fail(
+                    f"{self.keyword} failed: cannot create {path}: not a directory (a {have.type} is there)"
+                )
             return
         hit = self._below(path)
         if hit is not None and hit.entry.type == DIR:
             entry = hit.entry
             self._mkdir(path, entry)
             return
-        opaque = hit is not None
-        self._mkdir(path, FileEntry(path, DIR, 0o755, owner.uid, owner.gid, 0, mtime, opaque=opaque))
+        if hit is not None:
+            raise self._fail(
+                f"{self.keyword} failed: cannot create {path}: not a directory (the image has a {hit.entry.type} there)"
+            )
+        self._mkdir(path, FileEntry(path, DIR, self.new_dir_mode, owner.uid, owner.gid, 0, mtime))
         self._fresh.add(path)
+
+    def resolve(self, path: str) -> str:
+        """``path`` with the symlinks among its parents followed, as the image plus what this
+        layer has placed so far shows them, never leaving the root: where an archive member
+        lands when its directory is a symlink (Go's untar follows it, inside the root)."""
+        parts = [p for p in path.split("/") if p]
+        last = parts.pop() if parts else ""
+        done = "/"
+        hops = 0
+        while parts:
+            candidate = posixpath.join(done, parts.pop(0))
+            entry = self.entries.get(candidate)
+            if entry is None:
+                below = self._below(candidate)
+                entry = below.entry if below is not None else None
+            if entry is not None and entry.type == SYMLINK and entry.link is not None:
+                hops += 1
+                if hops > 40:
+                    raise self._fail(f"{self.keyword} failed: too many levels of symbolic links in {path}")
+                base = "/" if entry.link.startswith("/") else done
+                parts = [p for p in normalize(posixpath.join(base, entry.link)).split("/") if p] + parts
+                done = "/"
+                continue
+            done = candidate
+        return posixpath.join(done, last) if last else done
 
     def _below(self, path: str) -> UnionEntry | None:
         """What the image has at ``path``; nothing when a parent is new in this layer."""
@@ -266,12 +304,18 @@ class LayerWriter:
         self._remove_base(path, old)
         return False
 
-    def place(self, item: CopyItem, parents_owner: Owner | None = None) -> None:
+    def place(self, item: CopyItem, parents_owner: Owner | None = None, replace_any: bool = False) -> None:
+        """Put ``item`` at its path. A directory goes into an existing directory (taking the
+        item's metadata); any other item replaces what is there. Like BuildKit's copy, a
+        directory onto a non-directory or a file onto a directory is an error; an archive
+        member (``replace_any``) replaces either, as Go's untar does."""
         path = item.dest
         if path == "/":
             return
         mtime = item.mtime_ns / 1e9
         self.ensure_parents(path, parents_owner or item.owner, mtime)
+        if not replace_any:
+            self._refuse_type_change(item)
         if item.kind == DIR:
             have = self.entries.get(path)
             if have is not None and have.type != DIR:
@@ -318,6 +362,19 @@ class LayerWriter:
         else:
             return  # sockets and devices are not copied
         self.entries[path] = entry
+
+    def _refuse_type_change(self, item: CopyItem) -> None:
+        path = item.dest
+        have = self.entries.get(path)
+        if have is None:
+            hit = self._below(path)
+            have = hit.entry if hit is not None else None
+        if have is None:
+            return
+        if item.kind == DIR and have.type != DIR:
+            raise self._fail(f"{self.keyword} failed: cannot copy to non-directory: {path} (a {have.type} is there)")
+        if item.kind != DIR and have.type == DIR:
+            raise self._fail(f"{self.keyword} failed: cannot replace to directory {path} with file")
 
     def _make_symlink(self, item: CopyItem, disk: str) -> None:
         os.symlink(item.link or "", disk)

@@ -334,7 +334,7 @@ def test_bad_instructions(text: str, message: str) -> None:
         ("COPY --frm=a x y\n", "unknown flag for COPY: --frm (did you mean --from?)"),
         (
             "COPY --bogus x y\n",
-            "unknown flag for COPY: --bogus (known flags: --chmod, --chown, --from, --link)",
+            "unknown flag for COPY: --bogus (known flags: --chmod, --chown, --exclude, --from, --link, --parents)",
         ),
         ("COPY --from=a --from=b x y\n", "COPY: duplicate flag --from"),
         ("COPY --from x y\n", "COPY: missing a value on flag --from (write --from=<value>)"),
