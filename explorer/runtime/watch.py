@@ -10,9 +10,10 @@ its reply (a pipe read, a process wait) would wait for ever. So each such child 
 * when the child has made no progress for ``idle`` seconds.
 
 Progress is the child tree's own CPU time (``/proc/PID/schedstat``, which the kernel shows
-even for the non-dumpable helpers): a copy of a large tree, a scan or a removal keep using
-it, however long they take; a process blocked in a read, an open or a hung file system
-does not. A child that waits for *us* is not stalled, though: for each pipe it shares with
+even for the non-dumpable helpers), or one of its processes being runnable (a busy machine
+may keep it waiting for a CPU): a copy of a large tree, a scan or a removal keep using it,
+however long they take; a process blocked in a read, an open or a hung file system does
+not. A child that waits for *us* is not stalled, though: for each pipe it shares with
 the caller (``pipes``, the descriptors handed to it) the watch keeps a duplicate and asks
 the kernel what is buffered; a pipe the child reads from standing empty, or one it writes
 to standing unread, means the other side is the slow one (a pager on ``cp … -``, a slow
@@ -92,6 +93,16 @@ def cpu_time(pids: Iterable[int]) -> int:
             fields = data[data.rindex(b")") + 2 :].split()
             total += (int(fields[11]) + int(fields[12])) * 10_000_000
     return total
+
+
+def runnable(pids: Iterable[int]) -> bool:
+    """One of ``pids`` is running or waiting for a CPU (state R): on a busy machine a
+    process can go a while without CPU time and still not be stalled."""
+    for pid in pids:
+        data = _read(f"/proc/{pid}/stat")
+        if data and data[data.rindex(b")") + 2 :][:1] == b"R":
+            return True
+    return False
 
 
 def kill_tree(pid: int) -> None:
@@ -207,8 +218,9 @@ class Watch:
                 if self.idle is None or self._settled:
                     continue
                 now = time.monotonic()
-                used = cpu_time(tree(pid))
-                if used != last or any(pipe.waits_for_us() for pipe in self._pipes):
+                members = tree(pid)
+                used = cpu_time(members)
+                if used != last or runnable(members) or any(pipe.waits_for_us() for pipe in self._pipes):
                     last, since = used, now
                 elif now - since >= self.idle:
                     self._stop(pid, "stalled")

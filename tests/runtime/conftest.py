@@ -3,6 +3,11 @@ test against both storage drivers (overlay and vfs).
 
 The same tests run as root and, in the unprivileged pass (``tests/runtime/unpriv.py``
 or ``packaging/dev.sh test``), as the user strata-test with a subordinate id range.
+
+Where a container's root takes part (start, exec's view, edits of a stopped container,
+copies, the fork server's starts) a test runs on both drivers (``ctr``) or alternates;
+the rest touch no container root (id maps, users, the namespace keeper, tar streams,
+path resolution) or test one driver's own code (``test_vfs``, ``test_overlay``).
 """
 
 from __future__ import annotations

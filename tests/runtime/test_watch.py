@@ -100,7 +100,7 @@ def test_a_helper_that_stalls_mid_stream_ends_the_copy(tmp_path: Path, processes
 
 def test_work_that_goes_on_is_not_a_stall(tmp_path: Path, processes: None) -> None:
     require_userns()
-    with in_directory(str(tmp_path), _spin, 4 * IDLE, idle=IDLE) as helper:
+    with in_directory(str(tmp_path), _spin, 3 * IDLE, idle=IDLE) as helper:
         assert helper.wait() > 0
 
 
@@ -172,7 +172,7 @@ def test_an_exec_runs_past_the_deadline_and_stops_when_cancelled(running: int, p
     outcome: list[object] = []
 
     def run() -> None:
-        script = f"echo started; sleep {4 * IDLE}; echo idle-is-fine; exec sleep 3171"
+        script = f"echo started; sleep {3 * IDLE}; echo idle-is-fine; exec sleep 3171"
         try:
             outcome.append(exec_in(running, Process(["sh", "-c", script]), stdout=w, idle=IDLE, cancel=cancel))
         except Cancelled as e:
