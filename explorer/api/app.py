@@ -313,9 +313,10 @@ class Strata:
         archive: bool = False,
         follow_link: bool = False,
         stdin: BinaryIO | None = None,
+        cancel: threading.Event | None = None,
     ) -> CopyReport:
         return self.file_ops.cp_in(
-            name, host_path, container_path, archive=archive, follow_link=follow_link, stdin=stdin
+            name, host_path, container_path, archive=archive, follow_link=follow_link, stdin=stdin, cancel=cancel
         )
 
     def cp_in_volume(
@@ -327,8 +328,11 @@ class Strata:
         archive: bool = False,
         follow_link: bool = False,
         stdin: BinaryIO | None = None,
+        cancel: threading.Event | None = None,
     ) -> CopyReport:
-        return self.file_ops.cp_in_volume(name, host_path, path, archive=archive, follow_link=follow_link, stdin=stdin)
+        return self.file_ops.cp_in_volume(
+            name, host_path, path, archive=archive, follow_link=follow_link, stdin=stdin, cancel=cancel
+        )
 
     def cp_out(
         self,
@@ -339,9 +343,10 @@ class Strata:
         archive: bool = False,
         follow_link: bool = False,
         stdout: BinaryIO | None = None,
+        cancel: threading.Event | None = None,
     ) -> CopyReport:
         return self.file_ops.cp_out(
-            name, container_path, host_path, archive=archive, follow_link=follow_link, stdout=stdout
+            name, container_path, host_path, archive=archive, follow_link=follow_link, stdout=stdout, cancel=cancel
         )
 
     # --- volumes (Volumes) -----------------------------------------------------------

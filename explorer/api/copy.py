@@ -23,6 +23,7 @@ import fcntl
 import functools
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -182,19 +183,24 @@ class ContainerFiles:
 
     @contextlib.contextmanager
     def _inside(
-        self, rec: ContainerRecord, fn: Callable[[], Any], keep_fds: tuple[int, ...] = ()
+        self,
+        rec: ContainerRecord,
+        fn: Callable[[], Any],
+        keep_fds: tuple[int, ...] = (),
+        cancel: threading.Event | None = None,
     ) -> Iterator[runtime.InRoot]:
         """A helper running ``fn`` with the container's root as ``/``: its own
-        namespaces while it runs, a private mount of its layers while it is stopped."""
+        namespaces while it runs, a private mount of its layers while it is stopped.
+        Setting ``cancel`` kills it; its ``wait`` then raises ``Cancelled``."""
         where = f"container {rec.name}"
         run_dir = str(self.store.containers.run_dir(rec.id))
         with _locked(run_dir):
             helper: runtime.InRoot | None = None
             if runtime.container_pid(run_dir) is not None:
                 with contextlib.suppress(ContainerStateError):  # it stopped just now
-                    helper = runtime.in_container(run_dir, fn, keep_fds=keep_fds, where=where)
+                    helper = runtime.in_container(run_dir, fn, keep_fds=keep_fds, where=where, cancel=cancel)
             if helper is None:
-                helper = runtime.in_rootfs(self._root_config(rec), fn, keep_fds=keep_fds, where=where)
+                helper = runtime.in_rootfs(self._root_config(rec), fn, keep_fds=keep_fds, where=where, cancel=cancel)
             with helper:
                 yield helper
 
@@ -258,15 +264,16 @@ class ContainerFiles:
         archive: bool = False,
         follow_link: bool = False,
         stdin: BinaryIO | None = None,
+        cancel: threading.Event | None = None,
     ) -> CopyReport:
         """docker cp HOST_PATH CONTAINER:PATH (``-``: a tar stream on ``stdin``,
         unpacked into the directory PATH). ``archive`` keeps the host's uid/gid;
-        otherwise the copy belongs to the container's root."""
+        otherwise the copy belongs to the container's root. ``cancel`` stops it."""
         rec = self._containers.record(name)
         receiver = self._receiver(container_path, host_path, archive, f"container {rec.name}")
 
         def enter(fn: Callable[[], Any], keep: tuple[int, ...]) -> contextlib.AbstractContextManager[runtime.InRoot]:
-            return self._inside(rec, fn, keep)
+            return self._inside(rec, fn, keep, cancel)
 
         return _copy_in(enter, receiver, host_path, follow_link, stdin, f"container {rec.name}")
 
@@ -279,6 +286,7 @@ class ContainerFiles:
         archive: bool = False,
         follow_link: bool = False,
         stdin: BinaryIO | None = None,
+        cancel: threading.Event | None = None,
     ) -> CopyReport:
         """cp into a volume; ``path`` is inside the volume ("/" is its top)."""
         volume = self.store.volumes.get(name)
@@ -288,7 +296,7 @@ class ContainerFiles:
 
         @contextlib.contextmanager
         def enter(fn: Callable[[], Any], keep: tuple[int, ...]) -> Iterator[runtime.InRoot]:
-            with runtime.in_directory(data, fn, keep_fds=keep, where=where) as helper:
+            with runtime.in_directory(data, fn, keep_fds=keep, where=where, cancel=cancel) as helper:
                 yield helper
 
         return _copy_in(enter, receiver, host_path, follow_link, stdin, where)
@@ -313,6 +321,7 @@ class ContainerFiles:
         archive: bool = False,
         follow_link: bool = False,
         stdout: BinaryIO | None = None,
+        cancel: threading.Event | None = None,
     ) -> CopyReport:
         """docker cp CONTAINER:PATH HOST_PATH (``-``: a tar stream on ``stdout``).
         The copy belongs to the caller unless ``archive`` (and real root); setuid and
@@ -334,7 +343,7 @@ class ContainerFiles:
         r, w = os.pipe()
         try:
             sender = functools.partial(tarcopy.send, w, source, where=where, skip_mounts=skip)
-            with _reported(where), self._inside(rec, sender, (w,)) as helper:
+            with _reported(where), self._inside(rec, sender, (w,), cancel) as helper:
                 os.close(w)
                 w = -1
                 if host_path == "-":

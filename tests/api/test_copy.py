@@ -339,3 +339,37 @@ def test_deleting_what_holds_a_mount_point_is_refused_and_the_volume_kept(app: S
     app.container_write(info.id, "/srv/data/other", b"x\n")
     rows = {e.path for e in app.volume_view("keep").walk()}
     assert "/other" in rows and "/file" not in rows
+
+
+def test_cancel_stops_a_copy_out_midway_and_leaves_no_helper(app: Strata) -> None:
+    """The window's Cancel reaches cp: the helper is killed, the call raises Cancelled
+    promptly, and no process of the copy is left behind."""
+    import threading
+
+    from explorer.errors import Cancelled
+
+    cid = container(app, "stopped", "dd if=/dev/zero of=/big bs=1024 count=16384 2>/dev/null")
+    cancel = threading.Event()
+    written = 0
+
+    class SlowSink(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            nonlocal written
+            written += len(data)
+            cancel.set()  # the copy is under way: the user presses Cancel
+            time.sleep(0.01)
+            return len(data)
+
+    before = set(os.listdir("/proc"))
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        app.cp_out(cid, "/big", "-", stdout=SlowSink(), cancel=cancel)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 10
+    assert 0 < written < 16 << 20
+    time.sleep(0.2)
+    children = [p for p in set(os.listdir("/proc")) - before if p.isdigit() and Path(f"/proc/{p}/stat").exists()]
+    ours = [p for p in children if f"{os.getpid()}" in Path(f"/proc/{p}/stat").read_text().split()[3:4]]
+    assert ours == []
