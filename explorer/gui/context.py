@@ -58,15 +58,16 @@ class AppContext(QObject):
         *,
         on_result: Callable[[Any], None] | None = None,
         on_error: Callable[[TaskFailure], None] | None = None,
-        on_event: Callable[[Any], None] | None = None,
+        on_events: Callable[[list[Any]], None] | None = None,
         on_progress: Callable[[str], None] | None = None,
         cancellable: bool = True,
         visible: bool = True,
         owner: QObject | None = None,
     ) -> Task:
         """Run ``fn(control)`` off the GUI thread. Without ``on_error`` the failure goes to
-        the events panel (a background refresh must not pop dialogs). With an ``owner``, the
-        callbacks are dropped once that widget is gone: a result may outlive its view."""
+        the events panel (a background refresh must not pop dialogs). ``on_events`` gets the
+        backend's events in batches (workers.py says why). With an ``owner``, the callbacks
+        are dropped once that widget is gone: a result may outlive its view."""
 
         def report(failure: TaskFailure) -> None:
             if not failure.cancelled:
@@ -77,7 +78,7 @@ class AppContext(QObject):
             fn,
             on_result=_guard(owner, on_result),
             on_error=_guard(owner, on_error or report),
-            on_event=_guard(owner, on_event),
+            on_events=_guard(owner, on_events),
             on_progress=_guard(owner, on_progress),
             cancellable=cancellable,
             visible=visible,

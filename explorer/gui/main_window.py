@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QByteArray, QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
@@ -131,6 +133,11 @@ class MainWindow(QMainWindow):
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.setInterval(REFRESH_DELAY_MS)
         self._refresh_timer.timeout.connect(self.refresh)
+        self._dropped: deque[dnd.DropAction | DockerfileEditor] = deque()  # what a drop still has to do
+        self._drop_timer = QTimer(self)
+        self._drop_timer.setSingleShot(True)
+        self._drop_timer.setInterval(0)
+        self._drop_timer.timeout.connect(self._next_drop_step)
         ctx.store_touched.connect(self.request_refresh)
         ctx.message.connect(self._message)
 
@@ -694,15 +701,6 @@ class MainWindow(QMainWindow):
         for editor in self.editors():
             editor.cancel_build()
 
-    def build_dropped(self, dockerfile: Path, context: Path) -> DockerfileEditor | None:
-        editor = self.open_editor(dockerfile, context)
-        if editor is None:
-            return None
-        if not editor.tag_edit.text().strip():
-            editor.tag_edit.setText(default_tag(context))
-        editor.build()
-        return editor
-
     def _build_output(self, line: str) -> None:
         self.output.appendPlainText(line)
 
@@ -877,14 +875,34 @@ class MainWindow(QMainWindow):
                 self._message("error", action.reason)
 
     def handle_drop(self, paths: list[Path]) -> None:
+        """A drop returns at once: a refusal is said now; each Dockerfile opens, and then
+        builds, in a later pass of the event loop, one at a time, so a drop of several never
+        holds the window for all their editors together."""
         for action in dnd.classify_all(paths):
-            if action.kind == dnd.BUILD:
-                assert action.context is not None
-                self.build_dropped(action.path, action.context)
-            elif action.kind == dnd.LOAD:
-                self.ops.load_archive(str(action.path))
-            else:
+            if action.kind == dnd.REFUSE:
                 self._message("error", action.reason)
+            else:
+                self._dropped.append(action)
+        if self._dropped:
+            self._drop_timer.start()
+
+    def _next_drop_step(self) -> None:
+        """One slice of the drops waiting: open one Dockerfile, start one build, or one load."""
+        step = self._dropped.popleft()
+        if isinstance(step, DockerfileEditor):
+            if shiboken6.isValid(step):
+                step.build()
+        elif step.kind == dnd.BUILD:
+            assert step.context is not None
+            editor = self.open_editor(step.path, step.context)
+            if editor is not None:
+                if not editor.tag_edit.text().strip():
+                    editor.tag_edit.setText(default_tag(step.context))
+                self._dropped.appendleft(editor)  # it builds in the next slice
+        else:
+            self.ops.load_archive(str(step.path))
+        if self._dropped:
+            self._drop_timer.start()
 
     # --- palette and closing -----------------------------------------------------------------
 

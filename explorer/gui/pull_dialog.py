@@ -1,7 +1,7 @@
 """Pulling an image from the window: a reference, a platform, and every layer's progress.
 
-The pull runs in a worker; its ``TransferEvent``s cross to the GUI thread as queued
-signals and update one row per layer (bytes, rate, a bar). Cancel sets the event the
+The pull runs in a worker; its ``TransferEvent``s cross to the GUI thread in batches
+(gui/workers.py) and update one row per layer (bytes, rate, a bar). Cancel sets the event the
 backend checks between two reads, so it stops within a read and leaves no partial layer.
 Closing the dialog while a pull runs cancels it.
 """
@@ -175,7 +175,7 @@ class PullDialog(QDialog):
             return self.ctx.api().pull(ref, platform=platform, progress=control.emit, cancel=control.cancel_event)
 
         self.task = self.ctx.submit(
-            f"pull {ref}", work, on_result=self._done, on_error=self._failed, on_event=self._event, owner=self
+            f"pull {ref}", work, on_result=self._done, on_error=self._failed, on_events=self._events, owner=self
         )
         self._update_buttons()
         return self.task
@@ -186,8 +186,9 @@ class PullDialog(QDialog):
             self.summary.setText("Cancelling …")
             self.cancel_button.setEnabled(False)
 
-    def _event(self, event: Any) -> None:
-        self.model.apply(event)
+    def _events(self, events: list[Any]) -> None:
+        for event in events:
+            self.model.apply(event)
         self._update_summary()
 
     def _info(self, line: str) -> None:

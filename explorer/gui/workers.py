@@ -6,6 +6,17 @@ thread, so emitting from the worker queues the call into the event loop. Cancell
 cooperative: the task's ``threading.Event`` is passed to the backend (``build`` takes it
 directly) and progress callbacks raise ``Cancelled`` once it is set, which stops
 ``load``/``save`` between two steps.
+
+What a worker reports arrives in batches, not one queued signal per record. A build sends
+an event for every line a RUN prints; as one queued call each, a few thousand of them sit
+in the event queue and Qt delivers every posted event before it runs a timer or paints,
+so the window froze for as long as they took. The worker instead appends to the task's
+inbox and wakes the GUI thread only when the inbox was empty; the GUI thread takes what
+has gathered at most once a frame (``DELIVERY_INTERVAL_MS``) and at most
+``DELIVERY_BATCH`` events at a time, so each delivery is a short slice of the loop.
+Progress text and fractions keep only their latest value. The outcome (``succeeded`` or
+``failed``, then ``done``) is delivered after the last event, so a result never overtakes
+the events before it.
 """
 
 from __future__ import annotations
@@ -14,22 +25,125 @@ import itertools
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 
 from ..errors import Cancelled, StrataError
 
+DELIVERY_INTERVAL_MS = 16  # a task's reports reach the GUI thread at most once a frame
+DELIVERY_BATCH = 500  # backend events handed to the GUI in one slice of the event loop
+
+
+@dataclass
+class _Inbox:
+    """What a worker reported and the GUI thread has not taken yet (guarded by ``lock``)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    events: deque[object] = field(default_factory=deque)
+    progress: str | None = None
+    fraction: float | None = None
+    outcome: tuple[bool, object] | None = None  # (succeeded, result or TaskFailure)
+    woken: bool = False  # a wake-up is on its way to the GUI thread, or a delivery is due
+
 
 class TaskSignals(QObject):
-    progress = Signal(str)  # a line of progress text
+    """A task's reports, emitted in the GUI thread. The worker posts into an inbox
+    (``post_*``); the GUI thread empties it in slices (see the module docstring)."""
+
+    progress = Signal(str)  # the latest line of progress text
     fraction = Signal(float)  # 0..1, or -1 for "busy, no estimate"
-    backend_event = Signal(object)  # a backend event record (BuildEvent …)
-    succeeded = Signal(object)  # the function's result
-    failed = Signal(object)  # a TaskFailure
+    events = Signal(list)  # backend event records (BuildEvent …) in the order sent, a batch at a time
+    succeeded = Signal(object)  # the function's result, after every event
+    failed = Signal(object)  # a TaskFailure, after every event
     done = Signal()  # always last, after succeeded/failed
+    _wake = Signal()  # from the worker: the inbox was empty and is not now
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._inbox = _Inbox()
+        self._last_delivery = 0.0
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._deliver)
+        self._wake.connect(self._schedule)
+
+    # --- worker side -------------------------------------------------------------------------
+
+    def post_event(self, event: object) -> None:
+        with self._inbox.lock:
+            self._inbox.events.append(event)
+            wake = self._mark_woken()
+        if wake:
+            _emit_safely(self._wake)
+
+    def post_progress(self, text: str) -> None:
+        with self._inbox.lock:
+            self._inbox.progress = text
+            wake = self._mark_woken()
+        if wake:
+            _emit_safely(self._wake)
+
+    def post_fraction(self, value: float) -> None:
+        with self._inbox.lock:
+            self._inbox.fraction = value
+            wake = self._mark_woken()
+        if wake:
+            _emit_safely(self._wake)
+
+    def post_outcome(self, succeeded: bool, value: object) -> None:
+        with self._inbox.lock:
+            self._inbox.outcome = (succeeded, value)
+            wake = self._mark_woken()
+        if wake:
+            _emit_safely(self._wake)
+
+    def _mark_woken(self) -> bool:
+        """Under the lock: whether this post must wake the GUI thread (nobody did yet)."""
+        if self._inbox.woken:
+            return False
+        self._inbox.woken = True
+        return True
+
+    # --- GUI side ------------------------------------------------------------------------------
+
+    def pending_events(self) -> int:
+        with self._inbox.lock:
+            return len(self._inbox.events)
+
+    def _schedule(self) -> None:
+        if self._timer.isActive():
+            return
+        since = (time.monotonic() - self._last_delivery) * 1000
+        self._timer.start(max(0, int(DELIVERY_INTERVAL_MS - since)))
+
+    def _deliver(self) -> None:
+        inbox = self._inbox
+        with inbox.lock:
+            batch = [inbox.events.popleft() for _ in range(min(DELIVERY_BATCH, len(inbox.events)))]
+            progress, inbox.progress = inbox.progress, None
+            fraction, inbox.fraction = inbox.fraction, None
+            outcome = None
+            if not inbox.events:
+                outcome, inbox.outcome = inbox.outcome, None
+            more = bool(inbox.events)
+            inbox.woken = more
+        self._last_delivery = time.monotonic()
+        if progress is not None:
+            self.progress.emit(progress)
+        if fraction is not None:
+            self.fraction.emit(fraction)
+        if batch:
+            self.events.emit(batch)
+        if more:
+            self._timer.start(0)  # the rest in the next slice, after timers and paints
+        if outcome is not None:
+            ok, value = outcome
+            (self.succeeded if ok else self.failed).emit(value)
+            self.done.emit()
 
 
 @dataclass
@@ -72,13 +186,14 @@ class Control:
     def progress(self, text: str) -> None:
         """A progress line; also the point where a cancel takes effect for callback-style APIs."""
         self.check()
-        self._signals.progress.emit(text)
+        self._signals.post_progress(text)
 
     def fraction(self, value: float) -> None:
-        self._signals.fraction.emit(value)
+        self._signals.post_fraction(value)
 
     def emit(self, event: object) -> None:
-        self._signals.backend_event.emit(event)
+        """A backend event, delivered in order with the others of its batch."""
+        self._signals.post_event(event)
 
 
 _ids = itertools.count(1)
@@ -122,19 +237,18 @@ class Task(QRunnable):
         except BaseException as err:  # every failure becomes a signal, never a console traceback
             self.running = False
             self.finished = True
-            self._emit_safely(self.signals.failed, TaskFailure.from_exception(err))
+            self.signals.post_outcome(False, TaskFailure.from_exception(err))
         else:
             self.running = False
             self.finished = True
-            self._emit_safely(self.signals.succeeded, result)
-        self._emit_safely(self.signals.done)
+            self.signals.post_outcome(True, result)
 
-    @staticmethod
-    def _emit_safely(signal: Any, *args: Any) -> None:
-        try:
-            signal.emit(*args)
-        except RuntimeError:
-            pass  # the window closed while we worked
+
+def _emit_safely(signal: Any) -> None:
+    try:
+        signal.emit()
+    except RuntimeError:
+        pass  # the window closed while we worked
 
 
 class TaskRunner(QObject):
@@ -166,7 +280,7 @@ class TaskRunner(QObject):
         *,
         on_result: Callable[[Any], None] | None = None,
         on_error: Callable[[TaskFailure], None] | None = None,
-        on_event: Callable[[Any], None] | None = None,
+        on_events: Callable[[list[Any]], None] | None = None,
         on_progress: Callable[[str], None] | None = None,
         cancellable: bool = True,
         visible: bool = True,
@@ -176,8 +290,8 @@ class TaskRunner(QObject):
             task.signals.succeeded.connect(on_result)
         if on_error is not None:
             task.signals.failed.connect(on_error)
-        if on_event is not None:
-            task.signals.backend_event.connect(on_event)
+        if on_events is not None:
+            task.signals.events.connect(on_events)
         if on_progress is not None:
             task.signals.progress.connect(on_progress)
         return self.start(task)

@@ -195,7 +195,7 @@ def test_build_paints_the_gutter(qtbot: Any, scripted: Any, tmp_path: Path) -> N
     editor.args_edit.setText("VERSION=2")
     editor.no_cache.setChecked(True)
     lines: list[str] = []
-    editor.output.connect(lines.append)
+    editor.output.connect(lambda text: lines.extend(text.split("\n")))  # a batch's lines come in one piece
     with qtbot.waitSignal(editor.buildFinished, timeout=10000) as finished:
         editor.build()
     assert isinstance(finished.args[0], BuildResult)

@@ -3,7 +3,9 @@
 Diagnostics re-run a moment after typing stops, off the GUI thread, and a result that
 arrives after newer text is dropped. A build saves the file first (the build reads the
 context from disk, as docker does), then runs in a worker; its events paint each
-instruction's line in the gutter and stream output to the build panel. A failed step
+instruction's line in the gutter and stream output to the build panel. The events come in
+batches (gui/workers.py): a batch updates the gutter's states and goes to the build panel
+as one append of all its lines, not a signal and a relayout per line. A failed step
 jumps to its line and shows what it printed, in place.
 """
 
@@ -83,7 +85,7 @@ class BuildRun:
 
 class DockerfileEditor(QWidget):
     titleChanged = Signal(str)
-    output = Signal(str)  # build output lines for the bottom panel
+    output = Signal(str)  # build output for the bottom panel: one or more lines, joined by "\n"
     buildStarted = Signal()
     buildFinished = Signal(object)
     fileOpened = Signal(str)
@@ -411,7 +413,12 @@ class DockerfileEditor(QWidget):
 
         title = f"build {tags[0] if tags else self.title().rstrip(' •')}"
         task = self.ctx.submit(
-            title, work, on_result=self._build_done, on_error=self._build_failed, on_event=self._build_event, owner=self
+            title,
+            work,
+            on_result=self._build_done,
+            on_error=self._build_failed,
+            on_events=self._build_events,
+            owner=self,
         )
         self.run = BuildRun(task)
         self.build_button.setEnabled(False)
@@ -431,10 +438,18 @@ class DockerfileEditor(QWidget):
             self.run.task.cancel()
             self._say("cancelling the build …")
 
-    def _build_event(self, event: BuildEvent) -> None:
+    def _build_events(self, events: list[BuildEvent]) -> None:
+        """A batch of the build's events: gutter states per event, the log lines all at once."""
         run = self.run
         if run is None:
             return
+        lines: list[str] = []
+        for event in events:
+            self._build_event(run, event, lines)
+        if lines:
+            self.output.emit("\n".join(lines))
+
+    def _build_event(self, run: BuildRun, event: BuildEvent, lines: list[str]) -> None:
         status, line, step, total = event.status, event.line, event.step, event.total
         instruction = event.instruction
         where = f"[{step}/{total}] " if total else ""
@@ -447,11 +462,11 @@ class DockerfileEditor(QWidget):
             run.last_line = line or run.last_line
             if line:
                 self.editor.set_step(line, RUNNING, f"{where}running: {instruction}")
-            self.output.emit(f"#{vertex or step} {where}{instruction}")
+            lines.append(f"#{vertex or step} {where}{instruction}")
         elif status == "cached":
             if line:
                 self.editor.set_step(line, CACHED, f"{where}cached — the step's inputs did not change")
-            self.output.emit(f"#{vertex or step} {where}CACHED {instruction}")
+            lines.append(f"#{vertex or step} {where}CACHED {instruction}")
         elif status == "done":
             reason = event.reason or ""
             took = f" in {event.duration_s:.1f}s" if event.duration_s is not None else ""
@@ -460,13 +475,12 @@ class DockerfileEditor(QWidget):
                 tip += f"\nwhy the cache missed: {reason}"
             if line:
                 self.editor.set_step(line, REBUILT, tip)
-            self.output.emit(f"#{vertex or step} DONE{took}" + (f"  (cache miss: {reason})" if reason else ""))
+            lines.append(f"#{vertex or step} DONE{took}" + (f"  (cache miss: {reason})" if reason else ""))
         elif status == "output":
             text = event.output or event.message or ""
             target_line = line or run.last_line
             run.outputs.setdefault(target_line, []).append(text)
-            for piece in text.rstrip("\n").split("\n"):
-                self.output.emit(f"#{vertex or step} {piece}")
+            lines.extend(f"#{vertex or step} {piece}" for piece in text.rstrip("\n").split("\n"))
         elif status == "error":
             message = event.message or "step failed"
             run.failed_line = line or run.last_line
@@ -474,11 +488,11 @@ class DockerfileEditor(QWidget):
                 self.editor.set_step(run.failed_line, FAILED, f"{where}failed: {message}")
             if event.output:
                 run.outputs.setdefault(run.failed_line, []).append(event.output)
-            self.output.emit(f"#{vertex or step} ERROR {message}")
+            lines.append(f"#{vertex or step} ERROR {message}")
         elif status == "finished":
             image = event.image or ""
             tags = event.tags
-            self.output.emit(f"━━ built {image[:19]}" + (f" tagged {', '.join(tags)}" if tags else ""))
+            lines.append(f"━━ built {image[:19]}" + (f" tagged {', '.join(tags)}" if tags else ""))
 
     def _build_done(self, result: BuildResult) -> None:
         run = self.run
