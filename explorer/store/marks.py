@@ -89,14 +89,30 @@ def owner_live(path: Path) -> bool:
     return start is None or _start_time(pid) == start
 
 
+_PF_EXITING = 0x4  # the kernel's task flag, set before the exiting task closes its files
+
+
 def _exited(pid: int) -> bool:
-    """``pid`` is a zombie (or being torn down): exited, not yet reaped."""
+    """``pid`` is exiting or a zombie: exited, not yet reaped (see ``exiting``)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+            return exiting(f.read())
     except OSError:
         return False  # not ours to see: ``_alive`` decided
-    return data[data.rindex(b")") + 2 :][:1] in (b"Z", b"X")
+
+
+def exiting(stat: bytes) -> bool:
+    """Whether a ``/proc/PID/stat`` line is a task past the point of writing anything.
+    The kernel closes a dying task's files (so releases its flocks) before it becomes a
+    zombie; in between its state still reads R or D, but its flags carry PF_EXITING. A
+    prune that got the gc lock from a killed pull must see that pull as gone already."""
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    if fields[:1] in ([b"Z"], [b"X"]):
+        return True
+    try:
+        return bool(int(fields[6]) & _PF_EXITING)
+    except (IndexError, ValueError):
+        return False
 
 
 def _alive(pid: int) -> bool:

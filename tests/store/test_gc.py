@@ -269,3 +269,25 @@ def test_a_killed_writers_mark_is_dead_before_it_is_reaped(tmp_path: Path) -> No
     finally:
         writer.kill()
         writer.wait()
+
+
+def test_a_task_tearing_down_counts_as_exited_before_it_is_a_zombie() -> None:
+    """Between closing its files (its flocks released) and becoming a zombie, a killed
+    writer still reads R or D; its PF_EXITING flag is what says it is gone. That window
+    cannot be caught on demand, so the stat line is checked as the kernel writes it."""
+    from explorer.store.marks import exiting
+
+    line = Path("/proc/self/stat").read_bytes()
+    assert not exiting(line)
+    head, _, tail = line.rpartition(b")")
+    fields = tail.split()
+    flags = int(fields[6])  # state, ppid, pgrp, session, tty, tpgid, flags
+    for state, flag, gone in (
+        (b"R", 0x4, True),
+        (b"D", 0x4, True),
+        (b"Z", 0, True),
+        (b"S", 0, False),
+        (b"R", 0, False),
+    ):
+        fields[0], fields[6] = state, str((flags & ~0x4) | flag).encode()
+        assert exiting(head + b") " + b" ".join(fields)) is gone, (state, flag)
