@@ -227,6 +227,11 @@ class UnionView:
                         new_below.append(path)
                     else:
                         have[2] = MODIFIED
+                        # Shadowed by a directory above, this one still ends the lookup
+                        # below it when it is opaque or not a directory (overlayfs stops
+                        # here), or the lower layers' contents would come back.
+                        if kind != DIR or row[_OPAQUE]:
+                            new_below.append(path)
                     continue
                 if kind == WHITEOUT:
                     new_self.append(path)
