@@ -121,8 +121,10 @@ class LayerWriter:
             return
         hit = self._below(path)
         if hit is not None and hit.entry.type == DIR:
-            entry = hit.entry
-            self._mkdir(path, entry)
+            # The image's directory, mirrored so the layer holds its parents: never opaque
+            # (an opaque one below says what *it* replaced; copied up, it would hide the
+            # layers between it and this one).
+            self._mkdir(path, replace(hit.entry, opaque=False) if hit.entry.opaque else hit.entry)
             return
         if hit is not None:
             raise self._fail(
