@@ -149,4 +149,80 @@ Three rows the issue asked for belong to COPY/ADD; they are decided by those cas
 
 COPY/ADD and the context
 ------------------------
+
+.. list-table::
+   :header-rows: 1
+
+   * - behaviour [cases]
+     - legacy builder
+     - BuildKit
+     - Strata, and why
+   * - a file where the image has a directory, or a directory where it has a file, inside a copy
+       [copy/file-onto-existing-dir-name, copy/nested-dir-onto-file-fails, copy/nested-file-onto-dir-fails]
+     - replaces it
+     - an error: 'cannot replace to directory … with file', 'cannot copy to non-directory' (fsutil copy.go)
+     - BuildKit: nothing of the image is lost without a word (an archive member still replaces, as untar does)
+   * - several sources to a destination that is not a directory [copy/multiple-sources-need-slash,
+       copy/wildcard-many-to-file-fails]
+     - an error: the destination must be a directory and end with a /
+     - no check: each source overwrites the last at that path
+     - legacy, the safer: the reference itself says the destination must be a directory
+   * - several sources into an existing directory written without /, several archives
+       [copy/multiple-sources-existing-dir, add/archive-wildcard]
+     - the same error
+     - copied into it; each archive extracted into it
+     - BuildKit: nothing is ambiguous there
+   * - a wildcard that matches nothing [copy/wildcard-no-match-is-empty, copy/wildcard-empty-beside-file]
+     - an error: no source files were specified
+     - nothing is copied (AllowEmptyWildcard, testEmptyWildcard)
+     - BuildKit
+   * - the directories --chown makes above the destination [copy/chown-dir-missing-parents]
+     - root's
+     - the --chown owner's (fsutil MkdirAll with the copy's Chown)
+     - BuildKit
+   * - --chmod: a bad value, an ARG in it, the parents it makes [copy/chmod-invalid-fails,
+       copy/chmod-too-large-fails, copy/chmod-expands-arg, copy/chmod-created-parents, copy/chmod-dir-tree]
+     - no --chmod at all
+     - 'invalid chmod parameter …', expanded, parents and destination get the octal mode (20.10: accepted, not
+       expanded, 0755)
+     - current BuildKit (testCopyChmod, testCopyInvalidChmod); symbolic modes too [copy/chmod-symbolic]
+   * - an unknown --chown user or group [copy/chown-unknown-user-fails, copy/chown-unknown-group-fails]
+     - an error
+     - an error (20.10: builds anyway)
+     - current BuildKit, as its reference says
+   * - ADD of a zstd archive [add/archive-zstd, add/truncated-data-zstd]
+     - copied as a file (20.10)
+     - unpacked (go-archive DecompressStream; 20.10: copied as a file)
+     - current BuildKit
+   * - a copied symlink's target changed, and the cache [context/cache-symlink-target-change]
+     - a hit: the old link stays in the image
+     - a miss
+     - BuildKit: the link is part of what the COPY reads
+   * - --exclude and a file a wildcard matched [copy/exclude-basic, copy/exclude-everything]
+     - no --exclude
+     - the reference excludes it (COPY --exclude=*.txt hom*); fsutil's code checks only paths below a source, and
+       testExcludedFilesOnCopy keeps a matched directory (empty) when all of it is excluded
+     - the reference for files, the test for directories: both hold
+   * - COPY --link where the image has a symlink on the destination's path [copy/link-does-not-follow-dest-symlink]
+     - no --link
+     - not followed: the copy's own directories are laid over the image (reference 'Incompatibilities with
+       --link=false'); with --chmod, no link at all (convert_copy.go)
+     - BuildKit
+   * - Dockerfile 1.6 to 1.20 flags: --parents, --exclude, ADD --unpack, symbolic --chmod, --link, ADD --checksum on
+       a context file [copy/parents-*, copy/exclude-*, add/exclude-in-dir, add/unpack-false, add/checksum-local-fails]
+     - none of them
+     - as documented (newer than 20.10's BuildKit: not compared)
+     - current BuildKit; --checksum on a context file is refused ('checksum requires HTTP(S) or Git sources')
+
+Both builders agree, and Strata now with them, on the rest of these cases: COPY onto a
+symlink writes through it, onto a dangling one makes its target, through a chain of them
+too; a regular file among the destination's parents is 'not a directory'; files named one
+by one (or matched one by one) are separate inodes even when the context links them, while
+``COPY .`` and a copied directory keep their links; an absolute symlink in the context is
+read from the context's root; a later ADD follows a symlinked directory an earlier one made,
+inside the image; a directory copied into an existing one takes over the metadata of the
+directories it brings and leaves the others (and the top one) alone; a damaged archive
+(cut inside a member, or inside its end-of-archive blocks, under any compression) fails —
+Docker with 'unexpected EOF', Strata with one line naming the file and the Dockerfile line;
+.dockerignore with its exceptions, ``**``, and the Dockerfile and .dockerignore themselves.
 """
