@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import runtime
 from ..errors import CommandNotExecutable, ContainerRunning, ContainerStateError, InvalidArgument, StrataError
+from ..holds import hold
 from ..store.containers import ContainerRecord
 from ..store.images import Image, now_rfc3339
 from ..store.index import FileEntry
@@ -643,9 +644,11 @@ class Containers:
         rec = self.record(name)
         image = self.store.images.get(rec.image)
         entries, content, scratch = self._read_layer(rec)
+        hold("commit.read")  # the changes are listed (on vfs: copied to scratch), nothing staged
         try:
             with self.store.layers.staging() as st:
                 _copy_layer(str(content), str(st.diff), entries)
+                hold("commit.staged")  # the layer's files are in staging, unrecorded
                 argv = self._argv(rec, check=False)
                 created_by = " ".join(argv)
                 layer = self.store.layers.add_dir(st, entries, image.top_layer, created_by)
@@ -679,6 +682,7 @@ class Containers:
         config["history"] = [*(config.get("history") or []), entry]
         config.pop("container", None)
         tags = [reference_name] if reference_name else []
+        hold("commit.layer-recorded")  # the layer is the store's; no image uses it yet
         return self.store.images.create(config, layer.id, parent=image.id, tags=tags)
 
 
